@@ -1,0 +1,658 @@
+"""Online Gaussian mixture: stepwise EM over decayed sufficient statistics."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+from river import base
+
+from streamgmm import _kernels as K
+
+__all__ = ["OnlineGaussianMixture"]
+
+STATE_VERSION = 1
+_COVARIANCE_TYPES = {"full": K.FULL, "diag": K.DIAG, "spherical": K.SPHERICAL}
+_RING_SIZE = 32
+_KMEANS_TRIALS = 3
+
+
+class OnlineGaussianMixture(base.Clusterer):
+    r"""Gaussian mixture learnt one point at a time by online (stepwise) EM.
+
+    Each component keeps decayed sufficient statistics: a mass $N_k$, a mean $\mu_k$ and a scatter
+    matrix $S_k$ about that mean. For every point the E-step computes responsibilities $r_k$ in log
+    space from Cholesky factors, then the M-step folds the point in with a centred (West/Welford)
+    update:
+
+    $$N_k \leftarrow a N_k + b r_k,\quad \mu_k \leftarrow \mu_k + \frac{b r_k}{N_k}\delta,\quad
+    S_k \leftarrow a S_k + b r_k \left(1 - \frac{b r_k}{N_k}\right) \delta\delta^\top,$$
+
+    with $\delta = x - \mu_k^{old}$. Weights are $N_k / \sum_j N_j$ and covariances
+    $S_k / N_k$ plus a floor. Raw second moments are never formed, so price-level inputs such as
+    $4000 \pm 10^{-4}$ keep positive variances.
+
+    The schedule $(a, b)$ is set by `halflife`:
+
+    * a number $h$: decayed sums with $\lambda = 2^{-1/h}$, $a = \lambda$, $b = 1$. Normalised by
+      their total mass $(1-\lambda^t)/(1-\lambda)$, these sums follow exactly Cappé & Moulines'
+      online-EM recursion $s_t = (1-\gamma_t) s_{t-1} + \gamma_t \bar s(x_t)$ with step
+      $\gamma_t = (1-\lambda)/(1-\lambda^t)$, which tends to the constant $1-\lambda$: a point's
+      influence halves every $h$ points.
+    * `None`: the stepwise-EM schedule of Liang & Klein, $a = 1-\eta_t$, $b = \eta_t$ with
+      $\eta_t = (t+2)^{-\alpha}$. The steps sum to infinity while their squares (for
+      $\alpha > 0.5$) do not, so on a stationary stream the estimate settles towards the batch
+      maximum-likelihood solution.
+
+    **Warm-up.** The first `warmup` points are buffered. Their sorted keys fix the feature set;
+    missing values in the buffer are filled with column means for the initial fit only. The model
+    is then seeded by k-means++ (three seedings drawn from `seed`; the best after EM is kept) and
+    `init_iter` rounds of batch EM, and streaming begins. Until then `predict_proba_one` returns
+    uniform probabilities, `predict_one` returns 0 and `score_one` returns 0.0; check
+    `is_initialised`.
+
+    **Numerical safety.** `reg_covar` plus $10^{-9}$ times the component's largest variance is
+    added to each covariance's diagonal, so its condition number stays below about $10^9$. A
+    non-finite or non-numeric value raises `ValueError` naming the feature, and so does a value
+    beyond $\pm 10^{100}$, where squared distances could overflow; the state is left unchanged.
+
+    **Dead components.** When a component's weight falls below `min_weight` it is reseeded at the
+    worst-explained of the last 32 points, with weight $1/(2K)$ of the total mass and the pooled
+    within-component covariance. `n_reseeds_` counts these events.
+
+    **Missing and extra keys.** Once the feature set is fixed, unknown keys are ignored and counted
+    in `n_unknown_keys_`. A point lacking some features is scored with the exact marginal Gaussian
+    over the features it has. Learning from it is the EM step for missing data (Ghahramani and
+    Jordan):
+    responsibilities come from the marginal, and each component is updated with the conditional
+    expectation of the missing coordinates and their conditional covariance. Observed coordinates
+    are used as given, and missing ones move only as far as the observed ones inform them. A point
+    with none of the features is ignored.
+
+    Parameters
+    ----------
+    n_components
+        Number of mixture components.
+    covariance_type
+        "full", "diag" or "spherical".
+    halflife
+        Forgetting half-life in samples, or `None` for the stepwise schedule without forgetting.
+    alpha
+        Exponent of the stepwise schedule, in (0.5, 1]. Used only when `halflife` is `None`.
+    reg_covar
+        Non-negative regularisation added to the diagonal of every covariance.
+    warmup
+        Number of points buffered before the first fit. At least `n_components`.
+    init_iter
+        Batch EM rounds on the warm-up buffer.
+    min_weight
+        Weight below which a component is considered dead and reseeded.
+    seed
+        Random seed for the k-means++ initialisation.
+
+    Attributes
+    ----------
+    weights_
+        Mixture weights, shape (n_components,).
+    means_
+        Component means, shape (n_components, n_features).
+    covariances_
+        Covariances in scikit-learn's shapes: (K, D, D) for "full", (K, D) for "diag" and (K,) for
+        "spherical". These include the floor, i.e. they are exactly what the densities use.
+    feature_names_
+        Sorted feature names fixed at initialisation.
+    n_samples_seen_
+        Points learnt, warm-up included.
+    n_reseeds_
+        Number of dead-component reseeds.
+    n_unknown_keys_
+        Number of unknown feature keys ignored since initialisation.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_blobs
+    >>> from streamgmm import OnlineGaussianMixture
+
+    >>> X, y = make_blobs(n_samples=800, centers=4, cluster_std=0.50, random_state=0)
+    >>> model = OnlineGaussianMixture(n_components=4, seed=42)
+    >>> for x in X:
+    ...     model.learn_one({"x1": x[0], "x2": x[1]})
+
+    >>> model.n_samples_seen_
+    800
+    >>> labels = [model.predict_one({"x1": x[0], "x2": x[1]}) for x in X]
+    >>> [labels[i] == labels[j] for i, j in [(0, 1), (0, 2), (1, 3)]] == [
+    ...     y[i] == y[j] for i, j in [(0, 1), (0, 2), (1, 3)]]
+    True
+    >>> proba = model.predict_proba_one({"x1": X[0, 0], "x2": X[0, 1]})
+    >>> round(sum(proba.values()), 12)
+    1.0
+    >>> round(max(proba.values()), 3)
+    1.0
+
+    References
+    ----------
+    1. Cappé, O. and Moulines, E. (2009). On-line expectation-maximization algorithm for latent data
+       models. JRSS B, 71(3), 593-613.
+    2. Liang, P. and Klein, D. (2009). Online EM for unsupervised models. NAACL-HLT, 611-619.
+    3. Ghahramani, Z. and Jordan, M. I. (1994). Supervised learning from incomplete data via an EM
+       approach. NIPS 6.
+    4. West, D. H. D. (1979). Updating mean and variance estimates: an improved method.
+       Communications of the ACM, 22(9), 532-535.
+    5. Arthur, D. and Vassilvitskii, S. (2007). k-means++: the advantages of careful seeding. SODA.
+
+    """
+
+    _STATE_FIELDS: ClassVar[tuple[str, ...]] = ("mass", "means", "scatter")
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        covariance_type: str = "full",
+        halflife: float | None = None,
+        alpha: float = 1.0,
+        reg_covar: float = 1e-6,
+        warmup: int = 100,
+        init_iter: int = 20,
+        min_weight: float = 1e-3,
+        seed: int | None = None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.halflife = halflife
+        self.alpha = alpha
+        self.reg_covar = reg_covar
+        self.warmup = warmup
+        self.init_iter = init_iter
+        self.min_weight = min_weight
+        self.seed = seed
+        self._validate_params()
+
+        self.feature_names_: list[Any] = []
+        self.n_unknown_keys_ = 0
+        self._buffer: list[dict[Any, float]] = []
+        self._state: np.ndarray | None = None
+        self._getter: Callable[[Mapping[Any, Any]], tuple[Any, ...]] | None = None
+
+    # ----------------------------------------------------------------------------------------
+    # Parameters and state
+    # ----------------------------------------------------------------------------------------
+
+    def _validate_params(self) -> None:
+        def bad(name: str, value: Any, why: str) -> ValueError:
+            return ValueError(f"{name}={value!r}: {why}")
+
+        if not isinstance(self.n_components, numbers.Integral) or self.n_components < 1:
+            raise bad("n_components", self.n_components, "must be a positive integer")
+        if self.covariance_type not in _COVARIANCE_TYPES:
+            raise bad(
+                "covariance_type", self.covariance_type, f"must be one of {list(_COVARIANCE_TYPES)}"
+            )
+        if self.halflife is not None and not (
+            isinstance(self.halflife, numbers.Real)
+            and math.isfinite(self.halflife)
+            and self.halflife > 0
+        ):
+            raise bad(
+                "halflife", self.halflife, "must be None or a positive finite number of samples"
+            )
+        if not (isinstance(self.alpha, numbers.Real) and 0.5 < self.alpha <= 1.0):
+            raise bad("alpha", self.alpha, "must lie in (0.5, 1]")
+        if not (
+            isinstance(self.reg_covar, numbers.Real)
+            and self.reg_covar >= 0
+            and math.isfinite(self.reg_covar)
+        ):
+            raise bad("reg_covar", self.reg_covar, "must be a non-negative finite number")
+        if not isinstance(self.warmup, numbers.Integral) or self.warmup < self.n_components:
+            raise bad(
+                "warmup", self.warmup, f"must be an integer >= n_components ({self.n_components})"
+            )
+        if not isinstance(self.init_iter, numbers.Integral) or self.init_iter < 0:
+            raise bad("init_iter", self.init_iter, "must be a non-negative integer")
+        if not (
+            isinstance(self.min_weight, numbers.Real)
+            and 0 <= self.min_weight < 1 / self.n_components
+        ):
+            raise bad("min_weight", self.min_weight, "must lie in [0, 1/n_components)")
+
+    @property
+    def is_initialised(self) -> bool:
+        """True once the warm-up buffer has been fitted and points are learnt online."""
+        return self._state is not None
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names_)
+
+    @property
+    def n_samples_seen_(self) -> int:
+        if self._state is None:
+            return len(self._buffer)
+        return int(self._state[K.H_N_SEEN])
+
+    @property
+    def n_reseeds_(self) -> int:
+        return 0 if self._state is None else int(self._state[K.H_N_RESEEDS])
+
+    def _views(self) -> tuple[np.ndarray, ...]:
+        if self._state is None:
+            raise AttributeError("the model is not initialised yet: see is_initialised")
+        return K._views(self._state)
+
+    @property
+    def weights_(self) -> np.ndarray:
+        mass = self._views()[0]
+        return mass / mass.sum()
+
+    @property
+    def means_(self) -> np.ndarray:
+        return self._views()[1].reshape(self.n_components, self.n_features).copy()
+
+    @property
+    def covariances_(self) -> np.ndarray:
+        d = self.n_features
+        factor = self._views()[3].reshape(self.n_components, -1)
+        if self.covariance_type == "full":
+            lower = factor.reshape(-1, d, d)
+            return lower @ lower.transpose(0, 2, 1)
+        if self.covariance_type == "diag":
+            return factor**2
+        return factor[:, 0] ** 2
+
+    def _new_state(self, n_features: int) -> np.ndarray:
+        cov = _COVARIANCE_TYPES[self.covariance_type]
+        size = K.offsets(self.n_components, n_features, cov, _RING_SIZE)[-1]
+        state = np.zeros(size)
+        state[K.H_K] = self.n_components
+        state[K.H_D] = n_features
+        state[K.H_COV] = cov
+        if self.halflife is None:
+            state[K.H_SCHEDULE] = K.STEPWISE
+        else:
+            state[K.H_SCHEDULE] = K.DECAY
+            state[K.H_DECAY] = 2.0 ** (-1.0 / self.halflife)
+        state[K.H_ALPHA] = self.alpha
+        state[K.H_REG] = self.reg_covar
+        state[K.H_MIN_WEIGHT] = self.min_weight
+        state[K.H_RING_SIZE] = _RING_SIZE
+        return state
+
+    def _set_features(self, names: list[Any]) -> None:
+        self.feature_names_ = names
+        if len(names) == 1:
+            only = names[0]
+            self._getter = _SingleGetter(only)
+        else:
+            self._getter = operator.itemgetter(*names)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # itemgetter objects are rebuilt from feature_names_ rather than pickled.
+        state = self.__dict__.copy()
+        state["_getter"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.feature_names_:
+            self._set_features(self.feature_names_)
+
+    def to_state(self) -> dict[str, Any]:
+        """Versioned, JSON-safe snapshot of everything needed to continue learning."""
+        out: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "kind": "OnlineGaussianMixture",
+            "params": self._get_params(),
+            "n_unknown_keys": self.n_unknown_keys_,
+        }
+        if self._state is None:
+            out["warmup_buffer"] = [[[k, v] for k, v in point.items()] for point in self._buffer]
+            return out
+        s = self._state
+        mass, means, scatter, _, _, ring_x, ring_score, *_ = self._views()
+        fill = int(s[K.H_RING_FILL])
+        out.update(
+            feature_names=list(self.feature_names_),
+            n_samples_seen=int(s[K.H_N_SEEN]),
+            n_reseeds=int(s[K.H_N_RESEEDS]),
+            mass=mass.tolist(),
+            means=means.reshape(self.n_components, -1).tolist(),
+            scatter=scatter.reshape(self.n_components, -1).tolist(),
+            ring={
+                "x": ring_x.reshape(_RING_SIZE, -1)[:fill].tolist(),
+                "score": ring_score[:fill].tolist(),
+                "pos": int(s[K.H_RING_POS]),
+            },
+        )
+        return out
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> OnlineGaussianMixture:
+        """Rebuild a model from :meth:`to_state`; prediction and learning continue exactly."""
+        if not isinstance(state, Mapping) or state.get("kind") != "OnlineGaussianMixture":
+            raise ValueError("state: not an OnlineGaussianMixture snapshot")
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(
+                f"state version {state.get('version')!r} is not supported "
+                f"(expected {STATE_VERSION})"
+            )
+        model = cls(**state["params"])
+        model.n_unknown_keys_ = int(state["n_unknown_keys"])
+        if "warmup_buffer" in state:
+            model._buffer = [{k: float(v) for k, v in point} for point in state["warmup_buffer"]]
+            return model
+        names = list(state["feature_names"])
+        model._set_features(names)
+        s = model._new_state(len(names))
+        model._state = s
+        mass, means, scatter, _, _, ring_x, ring_score, *_ = K._views(s)
+        mass[:] = np.asarray(state["mass"], dtype=float)
+        means[:] = np.asarray(state["means"], dtype=float).ravel()
+        scatter[:] = np.asarray(state["scatter"], dtype=float).ravel()
+        ring = state["ring"]
+        fill = len(ring["score"])
+        if fill:
+            ring_x[: fill * len(names)] = np.asarray(ring["x"], dtype=float).ravel()
+            ring_score[:fill] = np.asarray(ring["score"], dtype=float)
+        s[K.H_RING_FILL] = fill
+        s[K.H_RING_POS] = int(ring["pos"])
+        s[K.H_N_SEEN] = int(state["n_samples_seen"])
+        s[K.H_N_RESEEDS] = int(state["n_reseeds"])
+        if not np.isfinite(s).all():
+            raise ValueError("state: contains non-finite numbers")
+        K.refactorise_all(s)
+        return model
+
+    # ----------------------------------------------------------------------------------------
+    # Input conversion
+    # ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _to_float(name: Any, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"feature {name!r} has non-numeric value {value!r}")
+        try:
+            v = float(value)
+        except (OverflowError, ValueError, TypeError) as exc:
+            raise ValueError(f"feature {name!r} has unusable value {value!r}") from exc
+        if not math.isfinite(v):
+            raise ValueError(f"feature {name!r} has non-finite value {value!r}")
+        if abs(v) > K.MAX_ABS_VALUE:
+            raise ValueError(f"feature {name!r} has value {value!r} beyond ±{K.MAX_ABS_VALUE:g}")
+        return v
+
+    def _raise_for_status(self, status: int, values: Any) -> None:
+        code = (-status) % 4
+        index = (-status) // 4 - 1
+        name = self.feature_names_[index]
+        value = values[index]
+        if code == K.NON_FINITE:
+            raise ValueError(f"feature {name!r} has non-finite value {value!r}")
+        raise ValueError(f"feature {name!r} has value {value!r} beyond ±{K.MAX_ABS_VALUE:g}")
+
+    def _split(self, x: Mapping[Any, Any]) -> tuple[np.ndarray, np.ndarray, int]:
+        """Values in feature order (NaN where missing), observed mask, and unknown-key count."""
+        d = self.n_features
+        values = np.full(d, np.nan)
+        observed = np.zeros(d, dtype=bool)
+        for i, name in enumerate(self.feature_names_):
+            if name in x:
+                values[i] = self._to_float(name, x[name])
+                observed[i] = True
+        unknown = len(x) - int(observed.sum())
+        return values, observed, unknown
+
+    # ----------------------------------------------------------------------------------------
+    # Learning
+    # ----------------------------------------------------------------------------------------
+
+    def learn_one(self, x: dict[Any, Any]) -> None:
+        state = self._state
+        if state is None:
+            self._learn_warmup(x)
+            return
+        try:
+            values = self._getter(x)  # type: ignore[misc]
+        except KeyError:
+            self._learn_incomplete(x)
+            return
+        for v in values:
+            if type(v) is not float:
+                # Only exact floats take the compiled fast path, so numba never specialises the
+                # kernel on other element types.
+                values = tuple(
+                    self._to_float(n, v) for n, v in zip(self.feature_names_, values, strict=True)
+                )
+                break
+        status = K.learn_tuple(state, values)
+        if status:
+            self._raise_for_status(status, values)
+        if len(x) != len(self.feature_names_):
+            self.n_unknown_keys_ += len(x) - len(self.feature_names_)
+
+    def _learn_incomplete(self, x: Mapping[Any, Any]) -> None:
+        values, observed, unknown = self._split(x)
+        if not observed.any():
+            self.n_unknown_keys_ += unknown
+            return
+        status = K.learn_partial(self._state, values, observed)
+        if status:
+            # Statuses index the observed sub-vector.
+            index = np.flatnonzero(observed)[(-status) // 4 - 1]
+            raise ValueError(
+                f"feature {self.feature_names_[index]!r} has unusable value {values[index]!r}"
+            )
+        self.n_unknown_keys_ += unknown
+
+    def _learn_warmup(self, x: Mapping[Any, Any]) -> None:
+        point = {name: self._to_float(name, value) for name, value in x.items()}
+        self._buffer.append(point)
+        if len(self._buffer) >= self.warmup:
+            self._initialise()
+
+    def _initialise(self) -> None:
+        names = _sorted_keys(self._buffer)
+        if not names:
+            return  # only empty dicts so far: keep buffering
+        data = np.array([[p.get(n, np.nan) for n in names] for p in self._buffer])
+        column_means = np.nanmean(data, axis=0)
+        data = np.where(np.isnan(data), column_means, data)
+        rng = np.random.default_rng(self.seed)
+        best_state, best_ll = None, -np.inf
+        for _ in range(_KMEANS_TRIALS):
+            state = self._new_state(len(names))
+            labels = _kmeans_plus_plus_labels(data, self.n_components, rng)
+            ll = K.batch_em(state, data, labels, self.init_iter)
+            if ll > best_ll or best_state is None:
+                best_state, best_ll = state, ll
+        state = best_state
+        n = len(data)
+        mass, _, scatter, *_ = K._views(state)
+        if self.halflife is not None:
+            # Decayed sums of n points carry total mass (1 - λ^n) / (1 - λ).
+            lam = state[K.H_DECAY]
+            total = (1.0 - lam**n) / (1.0 - lam)
+            mass *= total
+            scatter *= total
+        state[K.H_N_SEEN] = n
+        tail = data[-_RING_SIZE:]
+        scores = K.posterior_batch(state, tail, np.empty((len(tail), self.n_components)))
+        for row, score in zip(tail, scores, strict=True):
+            K.remember(state, row, score)
+        self._set_features(names)
+        self._state = state
+        self._buffer = []
+
+    def learn_many(self, X: Any) -> None:
+        """Learn rows in order; identical to calling :meth:`learn_one` on each row.
+
+        ``X`` is a pandas DataFrame or a 2-D array whose columns are in ``feature_names_`` order.
+        The whole batch is validated first, so a bad value raises ``ValueError`` before anything
+        is learnt.
+        """
+        data, columns = _as_matrix(X)
+        while self._state is None and len(data):
+            # Warm-up is per point: it fixes the feature names, so it goes through learn_one.
+            if columns is None:
+                raise ValueError(
+                    "learn_many on an uninitialised model needs a DataFrame (feature names)"
+                )
+            self.learn_one(dict(zip(columns, data[0].tolist(), strict=True)))
+            data = data[1:]
+        if not len(data):
+            return
+        data, n_extra = self._align(data, columns)
+        status = K.learn_batch(self._state, data)
+        if status:  # unreachable after validation; kept so a kernel change cannot pass silently
+            raise RuntimeError(f"kernel rejected validated data (status {status})")
+        self.n_unknown_keys_ += n_extra * len(data)
+
+    def _align(self, data: np.ndarray, columns: list[Any] | None) -> tuple[np.ndarray, int]:
+        """Columns in feature order, validated; also the number of extra (ignored) columns."""
+        names = self.feature_names_
+        if columns is None:
+            if data.shape[1] != len(names):
+                raise ValueError(f"X has {data.shape[1]} columns; the model has features {names}")
+            aligned, n_extra = data, 0
+        else:
+            index = {c: i for i, c in enumerate(columns)}
+            missing = [n for n in names if n not in index]
+            if missing:
+                raise ValueError(f"X lacks feature columns {missing}")
+            aligned, n_extra = data[:, [index[n] for n in names]], len(columns) - len(names)
+        aligned = np.ascontiguousarray(aligned, dtype=float)
+        bad = ~np.isfinite(aligned) | (np.abs(aligned) > K.MAX_ABS_VALUE)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            value = aligned[row, col]
+            raise ValueError(f"row {row}: feature {names[col]!r} has unusable value {value!r}")
+        return aligned, n_extra
+
+    # ----------------------------------------------------------------------------------------
+    # Inference
+    # ----------------------------------------------------------------------------------------
+
+    def _posterior(self, x: Mapping[Any, Any]) -> tuple[np.ndarray, float]:
+        values, observed, _ = self._split(x)
+        out = np.empty(self.n_components)
+        if observed.all():
+            score = K.posterior_one(self._state, values, out)
+        elif not observed.any():
+            return self.weights_, 0.0
+        else:
+            score = K.posterior_partial(self._state, values, observed, out)
+        return out, float(score)
+
+    def predict_proba_one(self, x: dict[Any, Any]) -> dict[int, float]:
+        """Posterior probability of each component; uniform before initialisation."""
+        if self._state is None:
+            return dict.fromkeys(range(self.n_components), 1.0 / self.n_components)
+        proba, _ = self._posterior(x)
+        return {k: float(p) for k, p in enumerate(proba)}
+
+    def predict_one(self, x: dict[Any, Any]) -> int:
+        """Most probable component; 0 before initialisation."""
+        if self._state is None:
+            return 0
+        proba, _ = self._posterior(x)
+        return int(np.argmax(proba))
+
+    def score_one(self, x: dict[Any, Any]) -> float:
+        """Natural-log density of ``x``, marginal over the features present.
+
+        0.0 before initialisation.
+        """
+        if self._state is None:
+            return 0.0
+        _, score = self._posterior(x)
+        return score
+
+    def predict_proba_many(self, X: Any) -> np.ndarray:
+        """Posterior probabilities, shape (n, n_components)."""
+        return self._many(X)[0]
+
+    def score_many(self, X: Any) -> np.ndarray:
+        """Per-row natural-log densities, shape (n,)."""
+        return self._many(X)[1]
+
+    def _many(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        data, columns = _as_matrix(X)
+        n = len(data)
+        if self._state is None:
+            return np.full((n, self.n_components), 1.0 / self.n_components), np.zeros(n)
+        data, _ = self._align(data, columns)
+        proba = np.empty((n, self.n_components))
+        scores = K.posterior_batch(self._state, data, proba)
+        return proba, scores
+
+    # ----------------------------------------------------------------------------------------
+    # river hooks
+    # ----------------------------------------------------------------------------------------
+
+    @classmethod
+    def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
+        yield {"n_components": 3, "warmup": 20, "seed": 42}
+        yield {
+            "n_components": 2,
+            "covariance_type": "diag",
+            "halflife": 50.0,
+            "warmup": 15,
+            "seed": 1,
+        }
+        yield {
+            "n_components": 4,
+            "covariance_type": "spherical",
+            "halflife": 200.0,
+            "alpha": 0.7,
+            "warmup": 30,
+            "seed": 7,
+        }
+
+
+class _SingleGetter:
+    """itemgetter for one key that still returns a 1-tuple."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: Any):
+        self.name = name
+
+    def __call__(self, x: Mapping[Any, Any]) -> tuple[Any]:
+        return (x[self.name],)
+
+
+def _sorted_keys(points: list[dict[Any, float]]) -> list[Any]:
+    keys: set[Any] = set()
+    for p in points:
+        keys.update(p)
+    try:
+        return sorted(keys)
+    except TypeError:  # mixed key types: order by their repr, deterministically
+        return sorted(keys, key=repr)
+
+
+def _kmeans_plus_plus_labels(data: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Nearest-centre labels after k-means++ seeding (D² sampling)."""
+    n = len(data)
+    centres = [data[rng.integers(n)]]
+    d2 = ((data - centres[0]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        total = d2.sum()
+        idx = rng.integers(n) if not total > 0 else rng.choice(n, p=d2 / total)
+        centres.append(data[idx])
+        d2 = np.minimum(d2, ((data - data[idx]) ** 2).sum(axis=1))
+    dist = np.stack([((data - c) ** 2).sum(axis=1) for c in centres], axis=1)
+    return dist.argmin(axis=1).astype(np.int64)
+
+
+def _as_matrix(X: Any) -> tuple[np.ndarray, list[Any] | None]:
+    if hasattr(X, "columns") and hasattr(X, "to_numpy"):
+        return X.to_numpy(dtype=float), list(X.columns)
+    data = np.asarray(X, dtype=float)
+    if data.ndim != 2:
+        raise ValueError(f"X must be 2-D, got shape {data.shape}")
+    return data, None
