@@ -630,10 +630,13 @@ def learn_tuple(state, values):
 @_jit
 def learn_batch(state, data):
     """Learn rows in order with the per-tick step; returns OK or the first bad row's status."""
-    mass, means, scatter, factor, log_norm, ring_x, ring_score, _, resp, work = _views(state)
+    mass, means, scatter, factor, log_norm, ring_x, ring_score, x, resp, work = _views(state)
     for i in range(data.shape[0]):
+        # Copying the row into the scratch vector avoids creating a view per row.
+        for j in range(x.shape[0]):
+            x[j] = data[i, j]
         status = _learn_point(
-            state, data[i], mass, means, scatter, factor, log_norm, ring_x, ring_score, resp, work
+            state, x, mass, means, scatter, factor, log_norm, ring_x, ring_score, resp, work
         )
         if status != OK:
             return status
