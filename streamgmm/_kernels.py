@@ -3,19 +3,23 @@
 Everything here is pure arithmetic on one flat ``float64`` buffer (the *state*); there is no I/O,
 no dicts and no Python objects. Keeping the whole model in one contiguous buffer is what makes
 ``learn_one`` cheap: numba unboxes one array instead of a dozen, and the batch path
-(:func:`learn_batch`) loops over exactly the same :func:`_learn_point` as the per-tick path, so the
-two agree to the bit.
+(:func:`learn_batch`) runs exactly the same :func:`_learn_point` as the per-tick path, so the two
+agree to the bit.
 
-Buffer layout (see :func:`offsets`)::
+Buffer layout (see :func:`layout`)::
 
-    header (16 slots) | mass (K) | means (K*D) | scatter (K*D*D or K*D) | factor (same) |
-    log_norm (K) | ring_x (R*D) | ring_score (R) | scratch_x (D) | scratch_p (K) | scratch_d (D)
+    header (16 slots) | mass (K) | means (K*D) | scatter (K*m) | factor (K*m) | log_norm (K) |
+    ring_x (R*D) | ring_score (R) | scratch_x (D) | scratch_p (K) | scratch_w (D)
 
-``mass``, ``means`` and ``scatter`` are the decayed sufficient statistics of each component, kept in
-centred form (mean and scatter about the mean, never raw second moments). ``factor`` and
-``log_norm`` are derived from them after every update: the lower Cholesky factor of the
-(floored) covariance for "full", and per-dimension standard deviations for "diag" and "spherical".
-The ring holds recent points and their log-likelihoods, used to reseed dead components.
+with m = D*D for "full" and m = D otherwise. ``mass``, ``means`` and ``scatter`` are the decayed
+sufficient statistics of each component, kept in centred form (mean and scatter about the mean,
+never raw second moments). ``factor`` and ``log_norm`` are derived from them after every update:
+the row-major lower Cholesky factor L of the floored covariance for "full", per-dimension standard
+deviations otherwise, and log N_k - log det L. The ring holds recent points and their
+log-likelihoods, used to reseed dead components.
+
+Hot helpers take the buffer and a layout tuple of integer offsets, never array views: numba passes
+each array argument with reference-count traffic, which at D=2 costs more than the arithmetic.
 """
 
 from __future__ import annotations
@@ -43,219 +47,195 @@ MAX_MAHALANOBIS = 1e300
 # Marks a ring entry already used for a reseed, so two dead components never share a seed point.
 USED_SCORE = 1e308
 LOG_2PI = math.log(2.0 * math.pi)
+TINY = np.finfo(np.float64).tiny
 
 OK, NON_FINITE, OUT_OF_RANGE = 0, 1, 2
 
 # error_model="numpy": divisions are guarded explicitly, so numba's per-division zero checks (which
 # would raise ZeroDivisionError) only cost time on the hot path.
 _jit = nb.njit(cache=True, error_model="numpy")
-# Hot helpers are inlined at numba-IR level: a call between jitted functions passes every array
-# with reference-count traffic, which costs ~10x the arithmetic of a D=2 update.
+# Hot helpers are inlined at numba-IR level so the per-tick step compiles to one loop nest.
 _hot = nb.njit(cache=True, error_model="numpy", inline="always")
+
+# Positions in the layout tuple.
+L_K, L_D, L_COV, L_R, L_M = 0, 1, 2, 3, 4
+L_MASS, L_MEANS, L_SCATTER, L_FACTOR, L_LOG_NORM = 5, 6, 7, 8, 9
+L_RING_X, L_RING_SCORE, L_X, L_P, L_W, L_END = 10, 11, 12, 13, 14, 15
 
 
 @_hot
-def offsets(n_components: int, n_features: int, cov_type: int, ring_size: int):
-    """Start of each region in the state buffer, and the buffer's total length."""
+def offsets(n_components, n_features, cov_type, ring_size):
+    """(K, D, cov, R, m, start of each region..., total length) for a model of this shape."""
     k, d = n_components, n_features
-    block = d * d if cov_type == FULL else d
+    m = d * d if cov_type == FULL else d
     mass = HEADER_SIZE
     means = mass + k
     scatter = means + k * d
-    factor = scatter + k * block
-    log_norm = factor + k * block
+    factor = scatter + k * m
+    log_norm = factor + k * m
     ring_x = log_norm + k
     ring_score = ring_x + ring_size * d
-    scratch_x = ring_score + ring_size
-    scratch_p = scratch_x + d
-    scratch_d = scratch_p + k
-    end = scratch_d + d
-    return (
-        mass,
-        means,
-        scatter,
-        factor,
-        log_norm,
-        ring_x,
-        ring_score,
-        scratch_x,
-        scratch_p,
-        scratch_d,
-        end,
-    )
+    x = ring_score + ring_size
+    p = x + d
+    w = p + k
+    end = w + d
+    return (k, d, cov_type, ring_size, m, mass, means, scatter, factor, log_norm, ring_x,
+            ring_score, x, p, w, end)  # fmt: skip
 
 
 @_hot
-def _views(state):
-    """Flat views of each region. Reshaping costs ~100 ns a call in numba, slicing nothing, so
-    kernels index component k of a (K, m) region as ``region[k * m:(k + 1) * m]``."""
-    k = int(state[H_K])
-    d = int(state[H_D])
-    cov = int(state[H_COV])
-    r = int(state[H_RING_SIZE])
-    (
-        o_mass,
-        o_means,
-        o_scatter,
-        o_factor,
-        o_log_norm,
-        o_ring_x,
-        o_ring_s,
-        o_sx,
-        o_sp,
-        o_sd,
-        end,
-    ) = offsets(k, d, cov, r)
-    return (
-        state[o_mass:o_means],
-        state[o_means:o_scatter],
-        state[o_scatter:o_factor],
-        state[o_factor:o_log_norm],
-        state[o_log_norm:o_ring_x],
-        state[o_ring_x:o_ring_s],
-        state[o_ring_s:o_sx],
-        state[o_sx:o_sp],
-        state[o_sp:o_sd],
-        state[o_sd:end],
-    )
+def layout(state):
+    return offsets(int(state[H_K]), int(state[H_D]), int(state[H_COV]), int(state[H_RING_SIZE]))
 
 
 # --------------------------------------------------------------------------------------------
-# Covariance-type specifics: log-density and M-step factorisation. ``m`` is the per-component
-# block size (D*D for "full", D otherwise) and ``o`` a component's offset into a flat region.
+# Covariance-type specifics: log-density and M-step factorisation.
 # --------------------------------------------------------------------------------------------
 
 
 @_hot
-def _log_gauss_full(x, means, o_mean, factor, o_factor, log_norm, work):
-    """log N_k + log N(x | mean, L Lᵀ), by forward substitution with the row-major factor L."""
-    d = x.shape[0]
+def _log_gauss_full(state, lay, k, ox):
+    """log N_k - log det L_k - ½(D log 2π + |L⁻¹(x - μ_k)|²), by forward substitution.
+
+    ``ox`` is where x starts in the buffer; the solve is written to the scratch vector.
+    """
+    d = lay[L_D]
+    mean = lay[L_MEANS] + k * d
+    fac = lay[L_FACTOR] + k * lay[L_M]
+    work = lay[L_W]
     maha = 0.0
     for i in range(d):
-        s = x[i] - means[o_mean + i]
-        row = o_factor + i * d
+        s = state[ox + i] - state[mean + i]
+        row = fac + i * d
         for j in range(i):
-            s -= factor[row + j] * work[j]
-        z = s / factor[row + i]
-        work[i] = z
+            s -= state[row + j] * state[work + j]
+        z = s / state[row + i]
+        state[work + i] = z
         maha += z * z
     maha = min(maha, MAX_MAHALANOBIS)
-    return log_norm - 0.5 * (d * LOG_2PI + maha)
+    return state[lay[L_LOG_NORM] + k] - 0.5 * (d * LOG_2PI + maha)
 
 
 @_hot
-def _log_gauss_diag(x, means, o_mean, std, o_std, log_norm):
-    """log N_k + log N(x | mean, diag(std²)); serves "diag" and "spherical" alike."""
-    d = x.shape[0]
+def _log_gauss_diag(state, lay, k, ox):
+    """As :func:`_log_gauss_full` with diagonal standard deviations ("diag" and "spherical")."""
+    d = lay[L_D]
+    mean = lay[L_MEANS] + k * d
+    std = lay[L_FACTOR] + k * d
     maha = 0.0
     for i in range(d):
-        z = (x[i] - means[o_mean + i]) / std[o_std + i]
+        z = (state[ox + i] - state[mean + i]) / state[std + i]
         maha += z * z
     maha = min(maha, MAX_MAHALANOBIS)
-    return log_norm - 0.5 * (d * LOG_2PI + maha)
+    return state[lay[L_LOG_NORM] + k] - 0.5 * (d * LOG_2PI + maha)
 
 
 @_hot
-def _cholesky_shifted(scatter, o, inv_mass, shift, d, out):
-    """Lower Cholesky factor of scatter * inv_mass + shift * I into ``out``; False if not SPD."""
+def _cholesky_shifted(state, scatter, inv_mass, shift, d, out):
+    """Lower factor of scatter * inv_mass + shift * I, written at ``out``; False if not SPD."""
     for i in range(d):
         for j in range(i + 1):
-            s = scatter[o + i * d + j] * inv_mass
+            s = state[scatter + i * d + j] * inv_mass
             if i == j:
                 s += shift
             for m in range(j):
-                s -= out[o + i * d + m] * out[o + j * d + m]
+                s -= state[out + i * d + m] * state[out + j * d + m]
             if i == j:
                 if not s > 0.0:
                     return False
-                out[o + i * d + i] = math.sqrt(s)
+                state[out + i * d + i] = math.sqrt(s)
             else:
-                out[o + i * d + j] = s / out[o + j * d + j]
+                state[out + i * d + j] = s / state[out + j * d + j]
         for j in range(i + 1, d):
-            out[o + i * d + j] = 0.0
+            state[out + i * d + j] = 0.0
     return True
 
 
 @_hot
-def _factorise_full(scatter, mass_k, reg_covar, d, o, out):
-    """Cholesky factor of the floored covariance; returns det(L) = sqrt(det Σ)."""
-    inv_mass = 1.0 / mass_k if mass_k > 0.0 else 0.0
+def _factorise_full(state, lay, k, reg_covar):
+    """Cholesky factor of the floored covariance of component k; returns det L."""
+    d = lay[L_D]
+    scatter = lay[L_SCATTER] + k * lay[L_M]
+    out = lay[L_FACTOR] + k * lay[L_M]
+    mass = state[lay[L_MASS] + k]
+    inv_mass = 1.0 / mass if mass > 0.0 else 0.0
     largest = 0.0
     for i in range(d):
-        largest = max(largest, scatter[o + i * d + i] * inv_mass)
+        largest = max(largest, state[scatter + i * d + i] * inv_mass)
     shift = reg_covar + RELATIVE_FLOOR * largest
     if not shift > 0.0:
-        shift = np.finfo(np.float64).tiny
+        shift = TINY
     # Rounding can leave a numerically indefinite matrix; growing the shift is deterministic.
-    while not _cholesky_shifted(scatter, o, inv_mass, shift, d, out):
+    while not _cholesky_shifted(state, scatter, inv_mass, shift, d, out):
         shift *= 10.0
     det_root = 1.0
     for i in range(d):
-        det_root *= out[o + i * d + i]
+        det_root *= state[out + i * d + i]
     return det_root
 
 
 @_hot
-def _factorise_diag(scatter, mass_k, reg_covar, spherical, d, o, out):
+def _factorise_diag(state, lay, k, reg_covar):
     """Per-dimension standard deviations ("spherical" shares one variance); returns the product."""
-    inv_mass = 1.0 / mass_k if mass_k > 0.0 else 0.0
+    d = lay[L_D]
+    scatter = lay[L_SCATTER] + k * d
+    out = lay[L_FACTOR] + k * d
+    mass = state[lay[L_MASS] + k]
+    inv_mass = 1.0 / mass if mass > 0.0 else 0.0
     largest = 0.0
     total = 0.0
     for i in range(d):
-        v = scatter[o + i] * inv_mass
+        v = state[scatter + i] * inv_mass
         largest = max(largest, v)
         total += v
     shift = reg_covar + RELATIVE_FLOOR * largest
     if not shift > 0.0:
-        shift = np.finfo(np.float64).tiny
+        shift = TINY
+    spherical = lay[L_COV] == SPHERICAL
     det_root = 1.0
     for i in range(d):
-        v = (total / d if spherical else scatter[o + i] * inv_mass) + shift
-        out[o + i] = math.sqrt(v)
-        det_root *= out[o + i]
+        v = (total / d if spherical else state[scatter + i] * inv_mass) + shift
+        state[out + i] = math.sqrt(v)
+        det_root *= state[out + i]
     return det_root
 
 
 @_hot
-def _factorise_k(mass, scatter, factor, log_norm, k, d, cov, reg):
+def _factorise(state, lay, k, reg_covar):
     """Refresh component k's factor and log_norm[k] = log N_k - log det L_k.
 
     Folding the unnormalised log-weight into the determinant term costs one log per component
-    per tick instead of two; transcendental calls dominate the per-tick cost at small D.
+    per tick instead of two; transcendental calls matter at small D.
     """
-    m = d * d if cov == FULL else d
-    if cov == FULL:
-        det_root = _factorise_full(scatter, mass[k], reg, d, k * m, factor)
+    if lay[L_COV] == FULL:
+        det_root = _factorise_full(state, lay, k, reg_covar)
     else:
-        det_root = _factorise_diag(scatter, mass[k], reg, cov == SPHERICAL, d, k * m, factor)
-    if not mass[k] > 0.0:
-        log_norm[k] = -np.inf
+        det_root = _factorise_diag(state, lay, k, reg_covar)
+    mass = state[lay[L_MASS] + k]
+    slot = lay[L_LOG_NORM] + k
+    if not mass > 0.0:
+        state[slot] = -np.inf
         return
-    ratio = mass[k] / det_root
+    ratio = mass / det_root
     if ratio > 0.0 and ratio < np.inf and det_root < np.inf:
-        log_norm[k] = math.log(ratio)
+        state[slot] = math.log(ratio)
         return
     # The product under- or overflowed (extreme scales): sum the logs instead.
-    step = d + 1 if cov == FULL else 1
+    d = lay[L_D]
+    stride = d + 1 if lay[L_COV] == FULL else 1
+    fac = lay[L_FACTOR] + k * lay[L_M]
     log_det_root = 0.0
     for i in range(d):
-        log_det_root += math.log(factor[k * m + i * step])
-    log_norm[k] = math.log(mass[k]) - log_det_root
-
-
-@_jit
-def _factorise(state, k):
-    mass, _, scatter, factor, log_norm, _, _, _, _, _ = _views(state)
-    _factorise_k(
-        mass, scatter, factor, log_norm, k, int(state[H_D]), int(state[H_COV]), state[H_REG]
-    )
+        log_det_root += math.log(state[fac + i * stride])
+    state[slot] = math.log(mass) - log_det_root
 
 
 @_jit
 def refactorise_all(state):
     """Recompute every component's factor from its sufficient statistics (after a restore)."""
-    for k in range(int(state[H_K])):
-        _factorise(state, k)
+    lay = layout(state)
+    for k in range(lay[L_K]):
+        _factorise(state, lay, k, state[H_REG])
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,48 +244,44 @@ def refactorise_all(state):
 
 
 @_hot
-def _posterior_arrays(mass, means, factor, log_norm, work, cov, x, proba):
-    """E-step for one point: proba[k] = p(k | x), computed in log space; returns log p(x).
+def _normalise_log(state, start, n, best):
+    """Turn n log-terms at ``start`` (maximum ``best``) into probabilities; returns log-sum-exp.
 
-    log N_k + log N(x | k) - log Σ N_j is normalised by log-sum-exp, and the exponentials taken
-    for the sum are reused as the responsibilities.
+    The exponentials taken for the sum are reused as the probabilities.
     """
-    k_total = mass.shape[0]
-    d = x.shape[0]
-    m = d * d if cov == FULL else d
-    best = -np.inf
-    for k in range(k_total):
-        if cov == FULL:
-            proba[k] = _log_gauss_full(x, means, k * d, factor, k * m, log_norm[k], work)
-        else:
-            proba[k] = _log_gauss_diag(x, means, k * d, factor, k * m, log_norm[k])
-        best = max(best, proba[k])
-    return _normalise_log(proba, best) - math.log(mass.sum())
-
-
-@_hot
-def _normalise_log(log_p, best):
-    """Turn log_p (max ``best``) into probabilities in place; returns the log-sum-exp."""
     acc = 0.0
-    for k in range(log_p.shape[0]):
-        log_p[k] = math.exp(log_p[k] - best)
-        acc += log_p[k]
-    for k in range(log_p.shape[0]):
-        log_p[k] /= acc
+    for k in range(n):
+        e = math.exp(state[start + k] - best)
+        state[start + k] = e
+        acc += e
+    for k in range(n):
+        state[start + k] /= acc
     return best + math.log(acc)
 
 
-@_jit
-def _posterior(state, x, proba):
-    mass, means, _, factor, log_norm, _, _, _, _, work = _views(state)
-    return _posterior_arrays(mass, means, factor, log_norm, work, int(state[H_COV]), x, proba)
+@_hot
+def _posterior(state, lay, ox):
+    """E-step for the point at ``ox``: p(k | x) into the scratch slots; returns log p(x)."""
+    k_total = lay[L_K]
+    p = lay[L_P]
+    total = 0.0
+    best = -np.inf
+    for k in range(k_total):
+        total += state[lay[L_MASS] + k]
+        if lay[L_COV] == FULL:
+            lp = _log_gauss_full(state, lay, k, ox)
+        else:
+            lp = _log_gauss_diag(state, lay, k, ox)
+        state[p + k] = lp
+        best = max(best, lp)
+    return _normalise_log(state, p, k_total, best) - math.log(total)
 
 
 @_hot
-def _check_values(x):
+def _check_values(state, start, n):
     """OK, or -(4 * (index + 1) + reason) so the caller can name the offending feature."""
-    for i in range(x.shape[0]):
-        v = x[i]
+    for i in range(n):
+        v = state[start + i]
         if not math.isfinite(v):
             return -(i + 1) * 4 - NON_FINITE
         if abs(v) > MAX_ABS_VALUE:
@@ -319,34 +295,37 @@ def _check_values(x):
 
 
 @_hot
-def _update_arrays(mass, means, scatter, delta, k, x, w, keep, full):
+def _update(state, lay, k, ox, w, keep):
     """mass <- keep*mass + w; centred (West/Welford) update of mean and scatter.
 
     S <- keep*S + w (1 - w/mass) δδᵀ with δ = x - mean_old equals the decayed scatter about the new
     mean exactly, is symmetric positive semi-definite by construction, and never forms raw second
     moments.
     """
-    d = x.shape[0]
-    new_mass = keep * mass[k] + w
-    mass[k] = new_mass
-    if new_mass <= 0.0:
+    d = lay[L_D]
+    slot = lay[L_MASS] + k
+    new_mass = keep * state[slot] + w
+    state[slot] = new_mass
+    if not new_mass > 0.0:
         return
     frac = w / new_mass
-    om = k * d
+    mean = lay[L_MEANS] + k * d
+    delta = lay[L_W]
     for i in range(d):
-        delta[i] = x[i] - means[om + i]
-        means[om + i] += frac * delta[i]
+        diff = state[ox + i] - state[mean + i]
+        state[delta + i] = diff
+        state[mean + i] += frac * diff
     c = w * (1.0 - frac)
-    if full:
-        o = k * d * d
+    scatter = lay[L_SCATTER] + k * lay[L_M]
+    if lay[L_COV] == FULL:
         for i in range(d):
             for j in range(i + 1):
-                v = keep * scatter[o + i * d + j] + c * delta[i] * delta[j]
-                scatter[o + i * d + j] = v
-                scatter[o + j * d + i] = v
+                v = keep * state[scatter + i * d + j] + c * state[delta + i] * state[delta + j]
+                state[scatter + i * d + j] = v
+                state[scatter + j * d + i] = v
     else:
         for i in range(d):
-            scatter[om + i] = keep * scatter[om + i] + c * delta[i] * delta[i]
+            state[scatter + i] = keep * state[scatter + i] + c * state[delta + i] ** 2
 
 
 @_hot
@@ -361,32 +340,29 @@ def _schedule(state):
 
 
 @_hot
-def _remember(state, ring_x, ring_score, x, score):
-    """Write x and its log-likelihood into the ring of recent points."""
-    r = ring_score.shape[0]
+def _remember(state, lay, ox, score):
+    """Write the point at ``ox`` and its log-likelihood into the ring of recent points."""
+    r = lay[L_R]
     if r == 0:
         return
-    d = x.shape[0]
+    d = lay[L_D]
     pos = int(state[H_RING_POS])
     for i in range(d):
-        ring_x[pos * d + i] = x[i]
-    ring_score[pos] = score
+        state[lay[L_RING_X] + pos * d + i] = state[ox + i]
+    state[lay[L_RING_SCORE] + pos] = score
     state[H_RING_POS] = pos + 1 if pos + 1 < r else 0
     state[H_RING_FILL] = min(state[H_RING_FILL] + 1.0, r)
 
 
-@_jit
-def remember(state, x, score):
-    _, _, _, _, _, ring_x, ring_score, _, _, _ = _views(state)
-    _remember(state, ring_x, ring_score, x, score)
-
-
 @_hot
-def _any_dead(mass, min_weight):
-    threshold = min_weight * mass.sum()
+def _any_dead(state, lay):
+    total = 0.0
+    for k in range(lay[L_K]):
+        total += state[lay[L_MASS] + k]
+    threshold = state[H_MIN_WEIGHT] * total
     # An explicit loop: numba cannot compile any() over a generator.
-    for k in range(mass.shape[0]):  # noqa: SIM110
-        if mass[k] < threshold:
+    for k in range(lay[L_K]):  # noqa: SIM110
+        if state[lay[L_MASS] + k] < threshold:
             return True
     return False
 
@@ -398,10 +374,13 @@ def _reseed_dead(state):
     The reseeded component gets mass total/(2K) and the pooled within-component covariance, so it
     starts as a plausible cluster of typical spread rather than a spike.
     """
-    mass, means, scatter, _, _, ring_x, ring_score, _, _, _ = _views(state)
-    k_total = mass.shape[0]
-    d = int(state[H_D])
-    m = scatter.shape[0] // k_total
+    lay = layout(state)
+    k_total, d, m = lay[L_K], lay[L_D], lay[L_M]
+    mass = state[lay[L_MASS] : lay[L_MEANS]]
+    means = state[lay[L_MEANS] : lay[L_SCATTER]]
+    scatter = state[lay[L_SCATTER] : lay[L_FACTOR]]
+    ring_x = state[lay[L_RING_X] : lay[L_RING_SCORE]]
+    ring_score = state[lay[L_RING_SCORE] : lay[L_X]]
     fill = int(state[H_RING_FILL])
     if k_total < 2 or fill == 0:
         return
@@ -426,55 +405,54 @@ def _reseed_dead(state):
         means[k * d : (k + 1) * d] = ring_x[worst * d : (worst + 1) * d]
         mass[k] = new_mass
         ring_score[worst] = USED_SCORE
-        _factorise(state, k)
+        _factorise(state, lay, k, state[H_REG])
         state[H_N_RESEEDS] += 1.0
 
 
 @_hot
-def _learn_point(state, x, mass, means, scatter, factor, log_norm, ring_x, ring_score, resp, work):
-    """One online-EM step on a complete point: E-step, centred M-step, refactorise, reseed."""
-    status = _check_values(x)
+def _learn_point(state, lay):
+    """One online-EM step on the point in the scratch slots: E-step, centred M-step, refactorise,
+    remember, reseed."""
+    ox = lay[L_X]
+    status = _check_values(state, ox, lay[L_D])
     if status != OK:
         return status
-    cov = int(state[H_COV])
-    d = x.shape[0]
-    reg = state[H_REG]
-    score = _posterior_arrays(mass, means, factor, log_norm, work, cov, x, resp)
+    score = _posterior(state, lay, ox)
     keep, step = _schedule(state)
-    for k in range(resp.shape[0]):
-        w = step * resp[k]
-        _update_arrays(mass, means, scatter, work, k, x, w, keep, cov == FULL)
-        _factorise_k(mass, scatter, factor, log_norm, k, d, cov, reg)
-    _remember(state, ring_x, ring_score, x, score)
+    reg = state[H_REG]
+    for k in range(lay[L_K]):
+        _update(state, lay, k, ox, step * state[lay[L_P] + k], keep)
+        _factorise(state, lay, k, reg)
+    _remember(state, lay, ox, score)
     state[H_N_SEEN] += 1.0
-    if _any_dead(mass, state[H_MIN_WEIGHT]):
+    if _any_dead(state, lay):
         _reseed_dead(state)
     return OK
 
 
 # --------------------------------------------------------------------------------------------
 # Partially observed points: exact marginals for scoring, conditional expectations for learning.
+# This path is rare, so it favours plain dense linear algebra over speed.
 # --------------------------------------------------------------------------------------------
 
 
 @_jit
-def _component_covariance(state, k):
+def _component_covariance(state, lay, k):
     """The floored covariance of component k as a dense (D, D) matrix."""
-    _, _, _, factor, _, _, _, _, _, _ = _views(state)
-    d = int(state[H_D])
+    d = lay[L_D]
+    fac = lay[L_FACTOR] + k * lay[L_M]
     cov = np.zeros((d, d))
-    if int(state[H_COV]) == FULL:
-        o = k * d * d
+    if lay[L_COV] == FULL:
         for i in range(d):
             for j in range(i + 1):
                 s = 0.0
                 for m in range(j + 1):
-                    s += factor[o + i * d + m] * factor[o + j * d + m]
+                    s += state[fac + i * d + m] * state[fac + j * d + m]
                 cov[i, j] = s
                 cov[j, i] = s
     else:
         for i in range(d):
-            cov[i, i] = factor[k * d + i] ** 2
+            cov[i, i] = state[fac + i] ** 2
     return cov
 
 
@@ -504,13 +482,12 @@ def _solve_upper_t(lower, b):
 
 
 @_jit
-def _marginal(state, k, x, observed):
-    """log N(x_o | μ_o, Σ_oo) for component k, the conditional mean x̂ (observed coordinates kept)
+def _marginal(state, lay, k, x, observed):
+    """For component k: log N(x_o | μ_o, Σ_oo), the conditional mean x̂ (observed coordinates kept)
     and the conditional covariance of the missing coordinates (zero rows/cols for observed ones)."""
-    _, means, _, _, _, _, _, _, _, _ = _views(state)
-    d = x.shape[0]
-    mu = means[k * d : (k + 1) * d]
-    cov = _component_covariance(state, k)
+    d = lay[L_D]
+    mu = state[lay[L_MEANS] + k * d : lay[L_MEANS] + (k + 1) * d]
+    cov = _component_covariance(state, lay, k)
     obs = np.flatnonzero(observed)
     mis = np.flatnonzero(~observed)
     n_o = obs.shape[0]
@@ -521,7 +498,7 @@ def _marginal(state, k, x, observed):
             for m in range(j):
                 s -= lower[i, m] * lower[j, m]
             if i == j:
-                lower[i, i] = math.sqrt(max(s, np.finfo(np.float64).tiny))
+                lower[i, i] = math.sqrt(max(s, TINY))
             else:
                 lower[i, j] = s / lower[j, j]
     diff = np.empty(n_o)
@@ -561,15 +538,25 @@ def _marginal(state, k, x, observed):
 @_jit
 def posterior_partial(state, x, observed, proba):
     """p(k | x_o) into proba for a point with missing coordinates; returns log p(x_o)."""
-    mass, _, _, _, _, _, _, _, _, _ = _views(state)
-    log_total = math.log(mass.sum())
+    lay = layout(state)
+    k_total = lay[L_K]
+    total = 0.0
+    for k in range(k_total):
+        total += state[lay[L_MASS] + k]
+    log_total = math.log(total)
     best = -np.inf
-    for k in range(mass.shape[0]):
-        log_w = math.log(mass[k]) - log_total if mass[k] > 0.0 else -np.inf
-        log_density, _, _ = _marginal(state, k, x, observed)
+    for k in range(k_total):
+        mass = state[lay[L_MASS] + k]
+        log_w = math.log(mass) - log_total if mass > 0.0 else -np.inf
+        log_density, _, _ = _marginal(state, lay, k, x, observed)
         proba[k] = log_w + log_density
         best = max(best, proba[k])
-    return _normalise_log(proba, best)
+    acc = 0.0
+    for k in range(k_total):
+        proba[k] = math.exp(proba[k] - best)
+        acc += proba[k]
+    proba /= acc
+    return best + math.log(acc)
 
 
 @_jit
@@ -577,36 +564,41 @@ def learn_partial(state, x, observed):
     """EM step for a point with missing coordinates (Ghahramani & Jordan, 1994).
 
     Responsibilities come from the exact marginal over the observed coordinates; each component is
-    then updated with its conditional expectation of the point and the conditional covariance of the
-    missing part, i.e. the expected sufficient statistics. Observed coordinates are used as given,
-    and missing ones move only as far as the observed ones inform them.
+    then updated with its conditional expectation of the point and the conditional covariance of
+    the missing part, i.e. the expected sufficient statistics. Observed coordinates are used as
+    given, and missing ones move only as far as the observed ones inform them.
     """
-    status = _check_values(x[observed])
-    if status != OK:
-        return status
-    mass, means, scatter, factor, log_norm, _, _, _, resp, work = _views(state)
-    cov = int(state[H_COV])
-    d = x.shape[0]
+    lay = layout(state)
+    k_total, d, m = lay[L_K], lay[L_D], lay[L_M]
+    x_obs = x[observed]
+    for i in range(x_obs.shape[0]):
+        if not math.isfinite(x_obs[i]):
+            return -(i + 1) * 4 - NON_FINITE
+        if abs(x_obs[i]) > MAX_ABS_VALUE:
+            return -(i + 1) * 4 - OUT_OF_RANGE
+    resp = np.empty(k_total)
     posterior_partial(state, x, observed, resp)
     keep, step = _schedule(state)
-    k_total = mass.shape[0]
     x_hats = np.empty((k_total, d))
     conds = np.empty((k_total, d, d))
     for k in range(k_total):
-        _, x_hats[k], conds[k] = _marginal(state, k, x, observed)
+        _, x_hats[k], conds[k] = _marginal(state, lay, k, x, observed)
+    ox = lay[L_X]
     for k in range(k_total):
         w = step * resp[k]
-        _update_arrays(mass, means, scatter, work, k, x_hats[k], w, keep, cov == FULL)
+        state[ox : ox + d] = x_hats[k]
+        _update(state, lay, k, ox, w, keep)
         # The expected scatter of imputed coordinates adds w * Cov[x_m | x_o, k].
-        if cov == FULL:
-            scatter[k * d * d : (k + 1) * d * d] += w * conds[k].ravel()
+        scatter = lay[L_SCATTER] + k * m
+        if lay[L_COV] == FULL:
+            state[scatter : scatter + m] += w * conds[k].ravel()
         else:
             for i in range(d):
-                scatter[k * d + i] += w * conds[k, i, i]
+                state[scatter + i] += w * conds[k, i, i]
     for k in range(k_total):
-        _factorise_k(mass, scatter, factor, log_norm, k, d, cov, state[H_REG])
+        _factorise(state, lay, k, state[H_REG])
     state[H_N_SEEN] += 1.0
-    if _any_dead(mass, state[H_MIN_WEIGHT]):
+    if _any_dead(state, lay):
         _reseed_dead(state)
     return OK
 
@@ -619,25 +611,22 @@ def learn_partial(state, x, observed):
 @_jit
 def learn_tuple(state, values):
     """Per-tick entry point: ``values`` is a tuple of floats in feature order."""
-    mass, means, scatter, factor, log_norm, ring_x, ring_score, x, resp, work = _views(state)
+    lay = layout(state)
+    ox = lay[L_X]
     for i in range(len(values)):
-        x[i] = values[i]
-    return _learn_point(
-        state, x, mass, means, scatter, factor, log_norm, ring_x, ring_score, resp, work
-    )
+        state[ox + i] = values[i]
+    return _learn_point(state, lay)
 
 
 @_jit
 def learn_batch(state, data):
     """Learn rows in order with the per-tick step; returns OK or the first bad row's status."""
-    mass, means, scatter, factor, log_norm, ring_x, ring_score, x, resp, work = _views(state)
+    lay = layout(state)
+    ox = lay[L_X]
     for i in range(data.shape[0]):
-        # Copying the row into the scratch vector avoids creating a view per row.
-        for j in range(x.shape[0]):
-            x[j] = data[i, j]
-        status = _learn_point(
-            state, x, mass, means, scatter, factor, log_norm, ring_x, ring_score, resp, work
-        )
+        for j in range(data.shape[1]):
+            state[ox + j] = data[i, j]
+        status = _learn_point(state, lay)
         if status != OK:
             return status
     return OK
@@ -645,19 +634,40 @@ def learn_batch(state, data):
 
 @_jit
 def posterior_batch(state, data, out):
-    """out[i, k] = p(k | x_i); returns the per-row log-likelihoods."""
-    mass, means, _, factor, log_norm, _, _, _, _, work = _views(state)
-    cov = int(state[H_COV])
+    """out[i, k] = p(k | x_i); returns the per-row log-likelihoods. Leaves statistics untouched."""
+    lay = layout(state)
+    ox, p = lay[L_X], lay[L_P]
     scores = np.empty(data.shape[0])
     for i in range(data.shape[0]):
-        scores[i] = _posterior_arrays(mass, means, factor, log_norm, work, cov, data[i], out[i])
+        for j in range(data.shape[1]):
+            state[ox + j] = data[i, j]
+        scores[i] = _posterior(state, lay, ox)
+        for k in range(lay[L_K]):
+            out[i, k] = state[p + k]
     return scores
 
 
 @_jit
 def posterior_one(state, x, out):
     """out[k] = p(k | x); returns log p(x)."""
-    return _posterior(state, x, out)
+    lay = layout(state)
+    ox, p = lay[L_X], lay[L_P]
+    for j in range(x.shape[0]):
+        state[ox + j] = x[j]
+    score = _posterior(state, lay, ox)
+    for k in range(lay[L_K]):
+        out[k] = state[p + k]
+    return score
+
+
+@_jit
+def remember(state, x, score):
+    """Put x with its log-likelihood into the ring of recent points (used after warm-up)."""
+    lay = layout(state)
+    ox = lay[L_X]
+    for j in range(x.shape[0]):
+        state[ox + j] = x[j]
+    _remember(state, lay, ox, score)
 
 
 # --------------------------------------------------------------------------------------------
@@ -672,12 +682,11 @@ def batch_em(state, data, labels, n_iter):
     Leaves the state holding normalised statistics: mass = mixture weights, scatter = weight *
     covariance (before the floor). The caller rescales mass and scatter for its schedule.
     """
-    mass, means, scatter, factor, log_norm, _, _, _, _, work = _views(state)
-    n, d = data.shape
-    k_total = mass.shape[0]
-    cov = int(state[H_COV])
-    full = cov == FULL
-    m = scatter.shape[0] // k_total
+    lay = layout(state)
+    k_total, d, m = lay[L_K], lay[L_D], lay[L_M]
+    n = data.shape[0]
+    full = lay[L_COV] == FULL
+    ox, p = lay[L_X], lay[L_P]
     resp = np.zeros((n, k_total))
     for i in range(n):
         resp[i, labels[i]] = 1.0
@@ -693,7 +702,6 @@ def batch_em(state, data, labels, n_iter):
             # 10*eps keeps an empty component defined, as scikit-learn does.
             nk += 10.0 * np.finfo(np.float64).eps
             mu /= nk
-            means[k * d : (k + 1) * d] = mu
             s = np.zeros(m)
             for i in range(n):
                 r = resp[i, k]
@@ -706,13 +714,27 @@ def batch_em(state, data, labels, n_iter):
                             s[a * d + b] += r * da * (data[i, b] - mu[b])
                     else:
                         s[a] += r * da * da
-            mass[k] = nk / n
-            scatter[k * m : (k + 1) * m] = s / n
-            _factorise_k(mass, scatter, factor, log_norm, k, d, cov, state[H_REG])
+            state[lay[L_MASS] + k] = nk / n
+            state[lay[L_MEANS] + k * d : lay[L_MEANS] + (k + 1) * d] = mu
+            state[lay[L_SCATTER] + k * m : lay[L_SCATTER] + (k + 1) * m] = s / n
+            _factorise(state, lay, k, state[H_REG])
         if it == n_iter:
             break
         total = 0.0
         for i in range(n):
-            total += _posterior_arrays(mass, means, factor, log_norm, work, cov, data[i], resp[i])
+            for j in range(d):
+                state[ox + j] = data[i, j]
+            total += _posterior(state, lay, ox)
+            for k in range(k_total):
+                resp[i, k] = state[p + k]
         mean_ll = total / n
     return mean_ll
+
+
+_REGION_NAMES = ("mass", "means", "scatter", "factor", "log_norm", "ring_x", "ring_score")
+
+
+def regions(state: np.ndarray) -> dict[str, np.ndarray]:
+    """Named flat views of the statistics regions, for Python-side reading and restoring."""
+    bounds = layout(state)[L_MASS : L_END + 1]
+    return {name: state[bounds[i] : bounds[i + 1]] for i, name in enumerate(_REGION_NAMES)}

@@ -239,24 +239,24 @@ class OnlineGaussianMixture(base.Clusterer):
     def n_reseeds_(self) -> int:
         return 0 if self._state is None else int(self._state[K.H_N_RESEEDS])
 
-    def _views(self) -> tuple[np.ndarray, ...]:
+    def _regions(self) -> dict[str, np.ndarray]:
         if self._state is None:
             raise AttributeError("the model is not initialised yet: see is_initialised")
-        return K._views(self._state)
+        return K.regions(self._state)
 
     @property
     def weights_(self) -> np.ndarray:
-        mass = self._views()[0]
+        mass = self._regions()["mass"]
         return mass / mass.sum()
 
     @property
     def means_(self) -> np.ndarray:
-        return self._views()[1].reshape(self.n_components, self.n_features).copy()
+        return self._regions()["means"].reshape(self.n_components, self.n_features).copy()
 
     @property
     def covariances_(self) -> np.ndarray:
         d = self.n_features
-        factor = self._views()[3].reshape(self.n_components, -1)
+        factor = self._regions()["factor"].reshape(self.n_components, -1)
         if self.covariance_type == "full":
             lower = factor.reshape(-1, d, d)
             return lower @ lower.transpose(0, 2, 1)
@@ -313,18 +313,18 @@ class OnlineGaussianMixture(base.Clusterer):
             out["warmup_buffer"] = [[[k, v] for k, v in point.items()] for point in self._buffer]
             return out
         s = self._state
-        mass, means, scatter, _, _, ring_x, ring_score, *_ = self._views()
+        r = self._regions()
         fill = int(s[K.H_RING_FILL])
         out.update(
             feature_names=list(self.feature_names_),
             n_samples_seen=int(s[K.H_N_SEEN]),
             n_reseeds=int(s[K.H_N_RESEEDS]),
-            mass=mass.tolist(),
-            means=means.reshape(self.n_components, -1).tolist(),
-            scatter=scatter.reshape(self.n_components, -1).tolist(),
+            mass=r["mass"].tolist(),
+            means=r["means"].reshape(self.n_components, -1).tolist(),
+            scatter=r["scatter"].reshape(self.n_components, -1).tolist(),
             ring={
-                "x": ring_x.reshape(_RING_SIZE, -1)[:fill].tolist(),
-                "score": ring_score[:fill].tolist(),
+                "x": r["ring_x"].reshape(_RING_SIZE, -1)[:fill].tolist(),
+                "score": r["ring_score"][:fill].tolist(),
                 "pos": int(s[K.H_RING_POS]),
             },
         )
@@ -349,15 +349,15 @@ class OnlineGaussianMixture(base.Clusterer):
         model._set_features(names)
         s = model._new_state(len(names))
         model._state = s
-        mass, means, scatter, _, _, ring_x, ring_score, *_ = K._views(s)
-        mass[:] = np.asarray(state["mass"], dtype=float)
-        means[:] = np.asarray(state["means"], dtype=float).ravel()
-        scatter[:] = np.asarray(state["scatter"], dtype=float).ravel()
+        r = K.regions(s)
+        r["mass"][:] = np.asarray(state["mass"], dtype=float)
+        r["means"][:] = np.asarray(state["means"], dtype=float).ravel()
+        r["scatter"][:] = np.asarray(state["scatter"], dtype=float).ravel()
         ring = state["ring"]
         fill = len(ring["score"])
         if fill:
-            ring_x[: fill * len(names)] = np.asarray(ring["x"], dtype=float).ravel()
-            ring_score[:fill] = np.asarray(ring["score"], dtype=float)
+            r["ring_x"][: fill * len(names)] = np.asarray(ring["x"], dtype=float).ravel()
+            r["ring_score"][:fill] = np.asarray(ring["score"], dtype=float)
         s[K.H_RING_FILL] = fill
         s[K.H_RING_POS] = int(ring["pos"])
         s[K.H_N_SEEN] = int(state["n_samples_seen"])
@@ -471,13 +471,14 @@ class OnlineGaussianMixture(base.Clusterer):
                 best_state, best_ll = state, ll
         state = best_state
         n = len(data)
-        mass, _, scatter, *_ = K._views(state)
         if self.halflife is not None:
             # Decayed sums of n points carry total mass (1 - λ^n) / (1 - λ).
             lam = state[K.H_DECAY]
             total = (1.0 - lam**n) / (1.0 - lam)
-            mass *= total
-            scatter *= total
+            r = K.regions(state)
+            r["mass"] *= total
+            r["scatter"] *= total
+            K.refactorise_all(state)
         state[K.H_N_SEEN] = n
         tail = data[-_RING_SIZE:]
         scores = K.posterior_batch(state, tail, np.empty((len(tail), self.n_components)))
