@@ -1,0 +1,766 @@
+"""Regime detection per tick: features -> online mixture -> stable labels -> persistence filter.
+
+:class:`RegimeDetector` (market ticks) and :class:`EventDetector` (numeric event ticks) share one
+pipeline:
+
+1. **Features** (:mod:`streamgmm.features`): duplicate and out-of-order ``ts`` are skipped.
+2. **Mixture** (:class:`streamgmm.OnlineGaussianMixture`, one component per regime): per-tick
+   component posteriors and the log-likelihood, computed *before* the mixture learns the tick.
+3. **Labels** (:class:`RegimeLabeller`): components are ranked by a volatility measure, so regime
+   0 is always the calmest. The ranking is recomputed after every learning step but only
+   replaced when the current one is violated by more than ``label_hysteresis`` (relative), and
+   each replacement is counted in ``n_label_changes``. Components are identified by their
+   statistics, never by their index, so permuting the mixture's components changes no output.
+4. **Persistence** (:class:`streamgmm.persistence.ForwardFilter`): HMM forward filter over
+   regimes, fed with per-regime emission log-likelihoods ``log p(x | k) = log r_k + log p(x) -
+   log w_k`` (the mixture posterior divided by its prior weight, so the prior is not counted
+   twice).
+5. **Drift** (:class:`streamgmm.drift.LikelihoodDriftMonitor`) on the log-likelihood.
+
+``learn_predict_one`` is the single per-tick call: it predicts causally, then learns, and
+returns a dict with exactly the keys of :data:`OUTPUT_KEYS`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from streamgmm.drift import LikelihoodDriftMonitor
+from streamgmm.features import (
+    STATUS_FIRST,
+    STATUS_OK,
+    EventFeatures,
+    TickFeatures,
+)
+from streamgmm.mixture import OnlineGaussianMixture
+from streamgmm.persistence import ForwardFilter
+
+__all__ = ["OUTPUT_KEYS", "EventDetector", "RegimeDetector", "RegimeLabeller"]
+
+OUTPUT_KEYS = (
+    "regime",
+    "probabilities",
+    "raw_probabilities",
+    "log_likelihood",
+    "drift_score",
+    "drift_detected",
+    "n_samples_seen",
+    "warm",
+)
+
+# A posterior that underflowed to 0 still carries information relative to the others; flooring
+# it keeps the emission finite (log(1e-300) ~ -691) without changing the filter's answer.
+_PROBA_FLOOR = 1e-300
+
+STATE_VERSION = 1
+
+
+class RegimeLabeller:
+    """Map mixture components to regimes ranked by a volatility measure, with hysteresis.
+
+    ``order[r]`` is the component index holding regime ``r``. A new ranking replaces the current
+    one only if some adjacent pair of regimes is inverted by more than the relative margin
+    ``hysteresis``: ``measure[order[r]] > (1 + hysteresis) * measure[order[r + 1]]``.
+
+    Parameters
+    ----------
+    n_regimes
+        Number of regimes (= mixture components).
+    hysteresis
+        Relative margin a ranking must be violated by before labels change.
+
+    Examples
+    --------
+    >>> lab = RegimeLabeller(2, hysteresis=0.1)
+    >>> lab.update([4.0, 1.0], [[0.0], [0.0]])
+    True
+    >>> lab.order
+    [1, 0]
+    >>> lab.update([1.0, 1.05], [[0.0], [0.0]])   # inverted, but within the 10 % margin
+    False
+    >>> lab.update([1.0, 1.2], [[0.0], [0.0]])
+    True
+    >>> lab.order, lab.n_label_changes
+    ([0, 1], 1)
+    """
+
+    def __init__(self, n_regimes: int, hysteresis: float = 0.1) -> None:
+        if not (math.isfinite(hysteresis) and hysteresis >= 0):
+            raise ValueError(f"label_hysteresis must be a non-negative number, got {hysteresis!r}")
+        self.n_regimes = n_regimes
+        self.hysteresis = float(hysteresis)
+        self.order: list[int] | None = None
+        self.n_label_changes = 0
+
+    @staticmethod
+    def ranking(measure: Sequence[float], tiebreak: Sequence[Sequence[float]]) -> list[int]:
+        """Components sorted by measure; exact ties broken by the components' statistics."""
+        keys = [
+            (float(m), tuple(float(v) for v in t))
+            for m, t in zip(measure, tiebreak, strict=True)
+        ]
+        # The index is the last resort only for components identical in every statistic, where
+        # any order gives the same outputs.
+        return sorted(range(len(keys)), key=lambda k: (keys[k], k))
+
+    def update(self, measure: Sequence[float], tiebreak: Sequence[Sequence[float]]) -> bool:
+        """Re-rank if needed; return True if ``order`` changed (first assignment included)."""
+        if self.order is None:
+            self.order = self.ranking(measure, tiebreak)
+            return True
+        order = self.order
+        margin = 1.0 + self.hysteresis
+        violated = any(
+            measure[order[r]] > margin * measure[order[r + 1]] for r in range(len(order) - 1)
+        )
+        if not violated:
+            return False
+        new = self.ranking(measure, tiebreak)
+        if new == order:
+            return False
+        self.order = new
+        self.n_label_changes += 1
+        return True
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-safe state."""
+        return {"order": self.order, "n_label_changes": self.n_label_changes}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore from :meth:`to_state` output."""
+        order = state["order"]
+        self.order = None if order is None else [int(v) for v in order]
+        self.n_label_changes = int(state["n_label_changes"])
+
+
+class _Detector:
+    """Shared pipeline; subclasses define the features and the volatility measure."""
+
+    _KIND: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        n_regimes: int,
+        *,
+        halflife: float | None,
+        alpha: float,
+        warmup: int,
+        feature_warmup: int,
+        covariance_type: str,
+        reg_covar: float,
+        min_weight: float,
+        self_transition: float,
+        learn_transitions: bool,
+        transition_halflife: float,
+        label_hysteresis: float,
+        drift_threshold: float,
+        drift_delta: float,
+        drift_min_instances: int,
+        drift_reference_halflife: float,
+        drift_halflife: float,
+        seed: int | None,
+    ) -> None:
+        if not (isinstance(n_regimes, int) and n_regimes >= 1):
+            raise ValueError(f"n_regimes must be a positive integer, got {n_regimes!r}")
+        if not (isinstance(feature_warmup, int) and feature_warmup >= 0):
+            raise ValueError(
+                f"feature_warmup must be a non-negative integer, got {feature_warmup!r}"
+            )
+        self.n_regimes = n_regimes
+        self.halflife = halflife
+        self.alpha = alpha
+        self.warmup = warmup
+        self.feature_warmup = feature_warmup
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar
+        self.min_weight = min_weight
+        self.self_transition = self_transition
+        self.learn_transitions = learn_transitions
+        self.transition_halflife = transition_halflife
+        self.label_hysteresis = label_hysteresis
+        self.drift_threshold = drift_threshold
+        self.drift_delta = drift_delta
+        self.drift_min_instances = drift_min_instances
+        self.drift_reference_halflife = drift_reference_halflife
+        self.drift_halflife = drift_halflife
+        self.seed = seed
+        self._mixture = OnlineGaussianMixture(
+            n_components=n_regimes,
+            covariance_type=covariance_type,
+            halflife=halflife,
+            alpha=alpha,
+            reg_covar=reg_covar,
+            warmup=warmup,
+            min_weight=min_weight,
+            seed=seed,
+        )
+        self._labeller = RegimeLabeller(n_regimes, label_hysteresis)
+        self._filter = ForwardFilter(
+            n_regimes,
+            self_transition=self_transition,
+            learn_transitions=learn_transitions,
+            transition_halflife=transition_halflife,
+        )
+        self._drift = LikelihoodDriftMonitor(
+            threshold=drift_threshold,
+            delta=drift_delta,
+            min_instances=drift_min_instances,
+            reference_halflife=drift_reference_halflife,
+            halflife=drift_halflife,
+        )
+        self.n_samples_seen = 0
+        self.n_feature_vectors = 0
+        self._stats: tuple[list[float], list[float]] | None = None
+        self._last = self._cold_output()
+
+    # -- subclass hooks --------------------------------------------------------------------
+    _features: TickFeatures | EventFeatures
+
+    def _mixture_input(self, features: dict[str, float]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def _measure(self) -> list[float]:
+        raise NotImplementedError
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "n_regimes": self.n_regimes,
+            "halflife": self.halflife,
+            "alpha": self.alpha,
+            "warmup": self.warmup,
+            "feature_warmup": self.feature_warmup,
+            "covariance_type": self.covariance_type,
+            "reg_covar": self.reg_covar,
+            "min_weight": self.min_weight,
+            "self_transition": self.self_transition,
+            "learn_transitions": self.learn_transitions,
+            "transition_halflife": self.transition_halflife,
+            "label_hysteresis": self.label_hysteresis,
+            "drift_threshold": self.drift_threshold,
+            "drift_delta": self.drift_delta,
+            "drift_min_instances": self.drift_min_instances,
+            "drift_reference_halflife": self.drift_reference_halflife,
+            "drift_halflife": self.drift_halflife,
+            "seed": self.seed,
+        }
+
+    # -- public read-only views ------------------------------------------------------------
+    @property
+    def mixture(self) -> OnlineGaussianMixture:
+        """The underlying mixture (components in its own, arbitrary order)."""
+        return self._mixture
+
+    @property
+    def drift_monitor(self) -> LikelihoodDriftMonitor:
+        """The likelihood-drift monitor."""
+        return self._drift
+
+    @property
+    def persistence_filter(self) -> ForwardFilter:
+        """The forward filter (states are regimes)."""
+        return self._filter
+
+    @property
+    def regime_order(self) -> list[int] | None:
+        """``regime_order[r]`` is the mixture component currently labelled regime ``r``."""
+        return None if self._labeller.order is None else list(self._labeller.order)
+
+    @property
+    def n_label_changes(self) -> int:
+        """How often the component-to-regime mapping changed after it was first set."""
+        return self._labeller.n_label_changes
+
+    @property
+    def n_duplicates(self) -> int:
+        """Ticks skipped for a repeated ``ts``."""
+        return self._features.n_duplicates
+
+    @property
+    def n_out_of_order(self) -> int:
+        """Ticks skipped for a ``ts`` older than the last accepted one."""
+        return self._features.n_out_of_order
+
+    @property
+    def warm(self) -> bool:
+        """True once outputs come from a fitted mixture."""
+        return self._labeller.order is not None
+
+    # -- pipeline --------------------------------------------------------------------------
+    def _cold_output(self) -> dict[str, Any]:
+        uniform = dict.fromkeys(range(self.n_regimes), 1.0 / self.n_regimes)
+        return {
+            "regime": 0,
+            "probabilities": dict(uniform),
+            "raw_probabilities": dict(uniform),
+            "log_likelihood": 0.0,
+            "drift_score": 0.0,
+            "drift_detected": False,
+            "n_samples_seen": 0,
+            "warm": False,
+        }
+
+    def _emissions(self, x: dict[str, float]) -> tuple[list[float], list[float], float]:
+        """Per-regime raw posteriors, per-regime emission log-likelihoods and log p(x)."""
+        assert self._labeller.order is not None
+        proba = self._mixture.predict_proba_one(x)
+        score = self._mixture.score_one(x)
+        log_weights = self._component_stats()[0]
+        order = self._labeller.order
+        raw = [proba[c] for c in order]
+        emission = [math.log(max(proba[c], _PROBA_FLOOR)) + score - log_weights[c] for c in order]
+        return raw, emission, score
+
+    def _component_stats(self) -> tuple[list[float], list[float]]:
+        """Log-weights and entropies of the components, cached until the mixture learns."""
+        if self._stats is None:
+            log_weights = [math.log(float(w)) for w in self._mixture.weights_]
+            self._stats = (log_weights, _entropies(self._mixture))
+        return self._stats
+
+    def _update_drift(self, filtered: list[float], emission: list[float]) -> None:
+        """Feed the monitor the regime-conditional log-likelihood and its model expectation.
+
+        Given regime ``k`` a well-specified Gaussian component has
+        ``E[log p(x | k)] = -H_k``, minus its entropy. Weighting both by the filtered regime
+        probabilities makes the excess independent of the regime, so switching between
+        known regimes is not drift, while ticks that no component explains are.
+        """
+        assert self._labeller.order is not None
+        entropy = self._component_stats()[1]
+        conditional = math.fsum(p * e for p, e in zip(filtered, emission, strict=True))
+        expected = -math.fsum(
+            p * entropy[c] for p, c in zip(filtered, self._labeller.order, strict=True)
+        )
+        self._drift.update(conditional, expected)
+
+    def _relabel(self) -> None:
+        old = self._labeller.order
+        measure = self._measure()
+        means = self._mixture.means_
+        tiebreak = [[float(v) for v in row] for row in means]
+        if self._labeller.update(measure, tiebreak) and old is not None:
+            new = self._labeller.order
+            assert new is not None
+            position = {c: r for r, c in enumerate(old)}
+            # The filter's beliefs follow their components to their new regime numbers.
+            self._filter.reorder([position[c] for c in new])
+
+    def _output(
+        self, filtered: list[float], raw: list[float], log_likelihood: float
+    ) -> dict[str, Any]:
+        regime = max(range(self.n_regimes), key=lambda r: (filtered[r], -r))
+        return {
+            "regime": regime,
+            "probabilities": dict(enumerate(filtered)),
+            "raw_probabilities": dict(enumerate(raw)),
+            "log_likelihood": log_likelihood,
+            "drift_score": float(self._drift.drift_score),
+            "drift_detected": bool(self._drift.drift_detected),
+            "n_samples_seen": self.n_samples_seen,
+            "warm": True,
+        }
+
+    def learn_predict_one(self, tick: Mapping[str, Any]) -> dict[str, Any]:
+        """Predict regime probabilities for ``tick`` from the past only, then learn from it.
+
+        Returns
+        -------
+        dict
+            Exactly the keys of :data:`OUTPUT_KEYS`, plain JSON-safe types. A duplicate or
+            out-of-order tick is skipped and the previous output is repeated with
+            ``drift_detected=False`` (``n_samples_seen`` unchanged).
+
+        Raises
+        ------
+        ValueError
+            On missing, non-numeric or non-finite fields; the state is left unchanged.
+        """
+        features, status = self._features.step(tick)
+        if status == STATUS_FIRST and not features:
+            self.n_samples_seen += 1
+            self._last = {**self._last, "n_samples_seen": self.n_samples_seen}
+            return _copy_output(self._last)
+        if status not in (STATUS_OK, STATUS_FIRST):
+            return {**_copy_output(self._last), "drift_detected": False}
+        self.n_samples_seen += 1
+        self.n_feature_vectors += 1
+        if self.n_feature_vectors <= self.feature_warmup:
+            self._last = {**self._last, "n_samples_seen": self.n_samples_seen}
+            return _copy_output(self._last)
+        x = self._mixture_input(features)
+        if self.warm:
+            raw, emission, score = self._emissions(x)
+            filtered = self._filter.update(emission)
+            self._update_drift(filtered, emission)
+            out = self._output(filtered, raw, score)
+        else:
+            out = {**self._last, "n_samples_seen": self.n_samples_seen}
+        self._mixture.learn_one(x)
+        self._stats = None
+        if self._mixture.is_initialised:
+            self._relabel()
+        self._last = out
+        return _copy_output(out)
+
+    def learn_one(self, tick: Mapping[str, Any]) -> None:
+        """Learn from ``tick`` (the filter and drift monitor advance too)."""
+        self.learn_predict_one(tick)
+
+    def learn_predict_proba_one(self, tick: Mapping[str, Any]) -> dict[int, float]:
+        """Filtered regime probabilities for ``tick`` (predicted causally), then learn."""
+        return self.learn_predict_one(tick)["probabilities"]
+
+    def predict_proba_one(self, tick: Mapping[str, Any]) -> dict[int, float]:
+        """Filtered probabilities ``tick`` would get, without changing any state.
+
+        For a tick that would be skipped, or before warm-up, the current probabilities.
+        """
+        if not self.warm:
+            return dict(self._last["probabilities"])
+        features = self._features.transform_one(tick)
+        if not features:
+            return dict(self._last["probabilities"])
+        _, emission, _ = self._emissions(self._mixture_input(features))
+        clone = ForwardFilter.from_state(self._filter.to_state())
+        return dict(enumerate(clone.update(emission)))
+
+    def predict_one(self, tick: Mapping[str, Any]) -> int:
+        """Most probable regime for ``tick`` without changing any state."""
+        proba = self.predict_proba_one(tick)
+        return max(proba, key=lambda r: (proba[r], -r))
+
+    # -- state -----------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """Versioned, JSON-safe state of features, mixture, labels, filter and drift monitor."""
+        last = self._last
+        return {
+            "version": STATE_VERSION,
+            "kind": self._KIND,
+            "params": self._params(),
+            "features": self._features.to_state(),
+            "mixture": self._mixture.to_state(),
+            "labels": self._labeller.to_state(),
+            "filter": self._filter.to_state(),
+            "drift": self._drift.to_state(),
+            "n_samples_seen": self.n_samples_seen,
+            "n_feature_vectors": self.n_feature_vectors,
+            "last_output": {
+                "regime": last["regime"],
+                "probabilities": [last["probabilities"][r] for r in range(self.n_regimes)],
+                "raw_probabilities": [
+                    last["raw_probabilities"][r] for r in range(self.n_regimes)
+                ],
+                "log_likelihood": last["log_likelihood"],
+                "drift_score": last["drift_score"],
+                "drift_detected": last["drift_detected"],
+                "n_samples_seen": last["n_samples_seen"],
+                "warm": last["warm"],
+            },
+        }
+
+    def _load(self, state: Mapping[str, Any], features: TickFeatures | EventFeatures) -> None:
+        self._features = features
+        self._mixture = OnlineGaussianMixture.from_state(state["mixture"])
+        self._stats = None
+        self._labeller.load_state(state["labels"])
+        self._filter = ForwardFilter.from_state(state["filter"])
+        self._drift = LikelihoodDriftMonitor.from_state(state["drift"])
+        self.n_samples_seen = int(state["n_samples_seen"])
+        self.n_feature_vectors = int(state["n_feature_vectors"])
+        last = state["last_output"]
+        self._last = {
+            "regime": int(last["regime"]),
+            "probabilities": {r: float(p) for r, p in enumerate(last["probabilities"])},
+            "raw_probabilities": {r: float(p) for r, p in enumerate(last["raw_probabilities"])},
+            "log_likelihood": float(last["log_likelihood"]),
+            "drift_score": float(last["drift_score"]),
+            "drift_detected": bool(last["drift_detected"]),
+            "n_samples_seen": int(last["n_samples_seen"]),
+            "warm": bool(last["warm"]),
+        }
+
+
+def _copy_output(out: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **out,
+        "probabilities": dict(out["probabilities"]),
+        "raw_probabilities": dict(out["raw_probabilities"]),
+    }
+
+
+def _check_state(state: Mapping[str, Any], kind: str) -> None:
+    if not isinstance(state, Mapping) or state.get("kind") != kind:
+        raise ValueError(f"state: not a {kind} snapshot")
+    if state.get("version") != STATE_VERSION:
+        raise ValueError(
+            f"{kind} state version {state.get('version')!r} is not supported "
+            f"(expected {STATE_VERSION})"
+        )
+
+
+class RegimeDetector(_Detector):
+    """Market regimes from price ticks: regime 0 is the calmest, ``n_regimes - 1`` the wildest.
+
+    Parameters
+    ----------
+    n_regimes
+        Number of regimes; the mixture has one component per regime.
+    features
+        Tick features the mixture sees, a subset of ``("ret", "log_vol", "volume_z")``.
+    vol_halflife, dt_unit, max_dt_units, return_scale
+        Passed to :class:`streamgmm.features.TickFeatures` (time scaling of returns).
+    halflife
+        Mixture forgetting half-life in feature ticks (``None``: stepwise schedule).
+    alpha
+        Mixture stepwise exponent (only with ``halflife=None``).
+    warmup
+        Feature vectors buffered before the mixture's first fit; outputs have ``warm=False``
+        until then.
+    feature_warmup
+        Feature vectors discarded first, while the EWMA volatility settles.
+    covariance_type, reg_covar, min_weight, seed
+        Passed to :class:`streamgmm.OnlineGaussianMixture`.
+    self_transition
+        Persistence filter's probability of staying in a regime per tick.
+    learn_transitions, transition_halflife
+        Estimate the transition matrix online instead (see :mod:`streamgmm.persistence`).
+    label_hysteresis
+        Relative margin before the component-to-regime ranking changes.
+    drift_threshold, drift_delta, drift_min_instances, drift_reference_halflife, drift_halflife
+        Passed to :class:`streamgmm.drift.LikelihoodDriftMonitor`.
+
+    Notes
+    -----
+    Volatility of a component is its mean of ``var_cbrt`` or else of ``log_vol`` (both grow
+    with volatility); if the mixture sees neither, the second moment of ``ret``; failing that,
+    the trace of the covariance.
+    """
+
+    _KIND = "RegimeDetector"
+    _FEATURE_NAMES = ("ret", "var_cbrt", "log_vol", "volume_z")
+
+    def __init__(
+        self,
+        n_regimes: int = 2,
+        features: Sequence[str] = ("var_cbrt",),
+        vol_halflife: float = 0.5,
+        dt_unit: float = 86400.0,
+        max_dt_units: float = 1.0,
+        return_scale: float = 100.0,
+        halflife: float | None = 1000.0,
+        alpha: float = 1.0,
+        warmup: int = 250,
+        feature_warmup: int = 0,
+        covariance_type: str = "full",
+        reg_covar: float = 1e-6,
+        min_weight: float = 1e-3,
+        self_transition: float = 0.98,
+        learn_transitions: bool = False,
+        transition_halflife: float = 2000.0,
+        label_hysteresis: float = 0.1,
+        drift_threshold: float = 25.0,
+        drift_delta: float = 0.5,
+        drift_min_instances: int = 100,
+        drift_reference_halflife: float = 500.0,
+        drift_halflife: float = 20.0,
+        seed: int | None = 0,
+    ) -> None:
+        features = list(features)
+        unknown = [f for f in features if f not in self._FEATURE_NAMES]
+        if not features or unknown or len(set(features)) != len(features):
+            raise ValueError(
+                f"features must be distinct names from {self._FEATURE_NAMES}, got {features!r}"
+            )
+        self.features = features
+        self.vol_halflife = vol_halflife
+        self.dt_unit = dt_unit
+        self.max_dt_units = max_dt_units
+        self.return_scale = return_scale
+        self._features = TickFeatures(
+            vol_halflife=vol_halflife,
+            dt_unit=dt_unit,
+            max_dt_units=max_dt_units,
+            return_scale=return_scale,
+            use_volume="volume_z" in features,
+        )
+        super().__init__(
+            n_regimes,
+            halflife=halflife,
+            alpha=alpha,
+            warmup=warmup,
+            feature_warmup=feature_warmup,
+            covariance_type=covariance_type,
+            reg_covar=reg_covar,
+            min_weight=min_weight,
+            self_transition=self_transition,
+            learn_transitions=learn_transitions,
+            transition_halflife=transition_halflife,
+            label_hysteresis=label_hysteresis,
+            drift_threshold=drift_threshold,
+            drift_delta=drift_delta,
+            drift_min_instances=drift_min_instances,
+            drift_reference_halflife=drift_reference_halflife,
+            drift_halflife=drift_halflife,
+            seed=seed,
+        )
+
+    def _mixture_input(self, features: dict[str, float]) -> dict[str, float]:
+        return {name: features[name] for name in self.features}
+
+    def _measure(self) -> list[float]:
+        m = self._mixture
+        names = m.feature_names_
+        means = m.means_
+        # Both scale features grow monotonically with volatility.
+        for name in ("var_cbrt", "log_vol"):
+            if name in names:
+                return [float(v) for v in means[:, names.index(name)]]
+        if "ret" in names:
+            i = names.index("ret")
+            var = _feature_variances(m)[:, i]
+            return [float(v + mu * mu) for v, mu in zip(var, means[:, i], strict=True)]
+        return [float(v) for v in _feature_variances(m).sum(axis=1)]
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            **super()._params(),
+            "features": list(self.features),
+            "vol_halflife": self.vol_halflife,
+            "dt_unit": self.dt_unit,
+            "max_dt_units": self.max_dt_units,
+            "return_scale": self.return_scale,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> RegimeDetector:
+        """Rebuild from :meth:`to_state`; continued outputs are bit-identical."""
+        _check_state(state, cls._KIND)
+        det = cls(**state["params"])
+        det._load(state, TickFeatures.from_state(state["features"]))
+        return det
+
+
+class EventDetector(_Detector):
+    """Regimes of numeric event streams; regime 0 has the smallest covariance trace.
+
+    Parameters
+    ----------
+    fields
+        Numeric tick fields fed to the mixture as they are.
+    n_components
+        Number of regimes (mixture components).
+    **kwargs
+        As for :class:`RegimeDetector` (mixture, filter, labels and drift settings).
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(0)
+    >>> det = EventDetector(["latency"], warmup=50)
+    >>> for t in range(300):                 # quiet 10 ms, then busy 50 ms, then quiet again
+    ...     busy = (t // 100) % 2 == 1
+    ...     latency = rng.gauss(50, 10) if busy else rng.gauss(10, 1)
+    ...     out = det.learn_predict_one({"ts": float(t), "latency": latency})
+    >>> sorted(out)
+    ['drift_detected', 'drift_score', 'log_likelihood', 'n_samples_seen', 'probabilities', \
+'raw_probabilities', 'regime', 'warm']
+    >>> out["regime"], out["n_samples_seen"]
+    (0, 300)
+    """
+
+    _KIND = "EventDetector"
+
+    def __init__(
+        self,
+        fields: Sequence[str],
+        n_components: int = 2,
+        halflife: float | None = 1000.0,
+        alpha: float = 1.0,
+        warmup: int = 250,
+        feature_warmup: int = 0,
+        covariance_type: str = "full",
+        reg_covar: float = 1e-6,
+        min_weight: float = 1e-3,
+        self_transition: float = 0.98,
+        learn_transitions: bool = False,
+        transition_halflife: float = 2000.0,
+        label_hysteresis: float = 0.1,
+        drift_threshold: float = 25.0,
+        drift_delta: float = 0.5,
+        drift_min_instances: int = 100,
+        drift_reference_halflife: float = 500.0,
+        drift_halflife: float = 20.0,
+        seed: int | None = 0,
+    ) -> None:
+        self._features = EventFeatures(fields)
+        self.fields = list(fields)
+        self.n_components = n_components
+        super().__init__(
+            n_components,
+            halflife=halflife,
+            alpha=alpha,
+            warmup=warmup,
+            feature_warmup=feature_warmup,
+            covariance_type=covariance_type,
+            reg_covar=reg_covar,
+            min_weight=min_weight,
+            self_transition=self_transition,
+            learn_transitions=learn_transitions,
+            transition_halflife=transition_halflife,
+            label_hysteresis=label_hysteresis,
+            drift_threshold=drift_threshold,
+            drift_delta=drift_delta,
+            drift_min_instances=drift_min_instances,
+            drift_reference_halflife=drift_reference_halflife,
+            drift_halflife=drift_halflife,
+            seed=seed,
+        )
+
+    def _mixture_input(self, features: dict[str, float]) -> dict[str, float]:
+        return features
+
+    def _measure(self) -> list[float]:
+        return [float(v) for v in _feature_variances(self._mixture).sum(axis=1)]
+
+    def _params(self) -> dict[str, Any]:
+        params = super()._params()
+        params["n_components"] = params.pop("n_regimes")
+        return {**params, "fields": list(self.fields)}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> EventDetector:
+        """Rebuild from :meth:`to_state`; continued outputs are bit-identical."""
+        _check_state(state, cls._KIND)
+        det = cls(**state["params"])
+        det._load(state, EventFeatures.from_state(state["features"]))
+        return det
+
+
+def _feature_variances(mixture: OnlineGaussianMixture) -> np.ndarray:
+    """Per-component variance of every feature, shape (K, D), whatever the covariance type."""
+    cov = mixture.covariances_
+    if mixture.covariance_type == "full":
+        return np.diagonal(cov, axis1=1, axis2=2)
+    if mixture.covariance_type == "diag":
+        return cov
+    return np.repeat(cov[:, None], mixture.n_features, axis=1)
+
+
+_LOG_2PI_E = math.log(2.0 * math.pi) + 1.0
+
+
+def _entropies(mixture: OnlineGaussianMixture) -> list[float]:
+    """Differential entropy of every component, ``0.5 * (D log(2 pi e) + log det cov)``."""
+    cov = mixture.covariances_
+    d = mixture.n_features
+    if mixture.covariance_type == "full":
+        log_det = np.linalg.slogdet(cov)[1]
+    elif mixture.covariance_type == "diag":
+        log_det = np.log(cov).sum(axis=1)
+    else:
+        log_det = d * np.log(cov)
+    return [0.5 * (d * _LOG_2PI_E + float(v)) for v in log_det]
