@@ -177,6 +177,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._buffer: list[dict[Any, float]] = []
         self._state: np.ndarray | None = None
         self._getter: Callable[[Mapping[Any, Any]], tuple[Any, ...]] | None = None
+        self._region_views: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
 
     # ----------------------------------------------------------------------------------------
     # Parameters and state
@@ -242,7 +243,12 @@ class OnlineGaussianMixture(base.Clusterer):
     def _regions(self) -> dict[str, np.ndarray]:
         if self._state is None:
             raise AttributeError("the model is not initialised yet: see is_initialised")
-        return K.regions(self._state)
+        # Views into the state buffer stay valid as long as the buffer does; the regime layer
+        # reads fitted attributes on every tick, so they are built once per buffer.
+        cached = self._region_views
+        if cached is None or cached[0] is not self._state:
+            cached = self._region_views = (self._state, K.regions(self._state))
+        return cached[1]
 
     @property
     def weights_(self) -> np.ndarray:
@@ -284,6 +290,7 @@ class OnlineGaussianMixture(base.Clusterer):
 
     def _set_features(self, names: list[Any]) -> None:
         self.feature_names_ = names
+        self._all_observed = np.ones(len(names), dtype=bool)
         if len(names) == 1:
             only = names[0]
             self._getter = _SingleGetter(only)
@@ -294,6 +301,7 @@ class OnlineGaussianMixture(base.Clusterer):
         # itemgetter objects are rebuilt from feature_names_ rather than pickled.
         state = self.__dict__.copy()
         state["_getter"] = None
+        state["_region_views"] = None  # views would be pickled as copies, detached from _state
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -397,6 +405,15 @@ class OnlineGaussianMixture(base.Clusterer):
     def _split(self, x: Mapping[Any, Any]) -> tuple[np.ndarray, np.ndarray, int]:
         """Values in feature order (NaN where missing), observed mask, and unknown-key count."""
         d = self.n_features
+        try:
+            complete = self._getter(x)  # type: ignore[misc]
+        except KeyError:
+            pass
+        else:
+            if all(type(v) is float for v in complete):
+                values = np.array(complete)
+                if np.isfinite(values).all() and np.abs(values).max() <= K.MAX_ABS_VALUE:
+                    return values, self._all_observed, len(x) - d
         values = np.full(d, np.nan)
         observed = np.zeros(d, dtype=bool)
         for i, name in enumerate(self.feature_names_):
@@ -554,6 +571,13 @@ class OnlineGaussianMixture(base.Clusterer):
             return dict.fromkeys(range(self.n_components), 1.0 / self.n_components)
         proba, _ = self._posterior(x)
         return {k: float(p) for k, p in enumerate(proba)}
+
+    def predict_proba_and_score_one(self, x: dict[Any, Any]) -> tuple[dict[int, float], float]:
+        """``(predict_proba_one(x), score_one(x))`` from one E-step."""
+        if self._state is None:
+            return self.predict_proba_one(x), 0.0
+        proba, score = self._posterior(x)
+        return {k: float(p) for k, p in enumerate(proba)}, score
 
     def predict_one(self, x: dict[Any, Any]) -> int:
         """Most probable component; 0 before initialisation."""

@@ -306,8 +306,7 @@ class _Detector:
     def _emissions(self, x: dict[str, float]) -> tuple[list[float], list[float], float]:
         """Per-regime raw posteriors, per-regime emission log-likelihoods and log p(x)."""
         assert self._labeller.order is not None
-        proba = self._mixture.predict_proba_one(x)
-        score = self._mixture.score_one(x)
+        proba, score = self._mixture.predict_proba_and_score_one(x)
         log_weights = self._component_stats()[0]
         order = self._labeller.order
         raw = [proba[c] for c in order]

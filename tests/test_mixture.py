@@ -420,3 +420,17 @@ def test_permutations_of_key_order_do_not_matter(fitted_3d):
         model.learn_one({k: x[k] for k in order})
         results.append(json.dumps(model.to_state()))
     assert len(set(results)) == 1
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, "x", 1e101])
+def test_inference_on_bad_values_raises_naming_the_key(fitted_3d, bad):
+    for method in ("predict_proba_one", "score_one", "predict_one", "predict_proba_and_score_one"):
+        with pytest.raises(ValueError, match="'c'"):
+            getattr(fitted_3d, method)({"a": 0.0, "b": 1.0, "c": bad})
+
+
+def test_combined_posterior_and_score_equal_the_separate_calls(fitted_3d):
+    x = {"a": 0.4, "b": -0.2, "c": 2.0}
+    proba, score = fitted_3d.predict_proba_and_score_one(x)
+    assert proba == fitted_3d.predict_proba_one(x)
+    assert score == fitted_3d.score_one(x)
