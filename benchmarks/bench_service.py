@@ -1,0 +1,254 @@
+"""Service throughput against a bare kafka-python loop, and RSS with many keys.
+
+Runs on the embedded broker, in one process tree, and prints figures measured in this run:
+
+1. ``bare``: a kafka-python group consumer that polls, ``json.loads`` each value and produces a
+   small JSON record per input record (no model, same producer batching as the service), and
+   commits after each poll, until every record is moved and flushed;
+2. ``service``: ``streamgmm run`` (a subprocess, as users run it) over the same records;
+   timed from its first consumed record to its last produced one (read from its metrics);
+3. RSS of a ``streamgmm run`` process before data and after it holds ``--keys`` keys.
+
+Usage::
+
+    python3 benchmarks/bench_service.py [--records 60000] [--keys 10000] [--ticks-per-key 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from kafka import KafkaConsumer, KafkaProducer
+
+from streamgmm.broker import EmbeddedBroker, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+PARTITIONS = 3
+
+
+def _ticks(
+    n_records: int, n_keys: int, seed: int = 0, prefix: str = "S"
+) -> list[tuple[bytes, bytes]]:
+    rng = np.random.default_rng(seed)
+    per_key = max(1, n_records // n_keys)
+    prices = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, size=(n_keys, per_key)), axis=1))
+    out = []
+    for i in range(per_key):
+        for k in range(n_keys):
+            tick = {"symbol": f"{prefix}{k:05d}", "ts": 1.0e9 + 86400.0 * i,
+                    "price": round(float(prices[k, i]), 6), "volume": 1000.0}
+            out.append((tick["symbol"].encode(), json.dumps(tick).encode()))
+    return out[:n_records]
+
+
+def _produce(broker: EmbeddedBroker, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = KafkaProducer(**broker.client_kwargs(), linger_ms=20, batch_size=256 * 1024)
+    for key, value in records:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def bare_loop(broker: EmbeddedBroker, topic: str, n: int, warm: int) -> float:
+    """Records/s of consume → json.loads → produce, from record ``warm`` to the last ack."""
+    consumer = KafkaConsumer(
+        topic, **broker.client_kwargs(), group_id="bench-bare", enable_auto_commit=False,
+        auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=500,
+        max_poll_records=500,
+    )
+    # The same producer batching as the service uses (streamgmm/service/runner.py).
+    producer = KafkaProducer(**broker.client_kwargs(), linger_ms=20, batch_size=256 * 1024)
+    moved, started = 0, None
+    while moved < n:
+        batch = consumer.poll(timeout_ms=500)
+        for recs in batch.values():
+            if started is None and moved >= warm:
+                started = time.perf_counter()
+            for rec in recs:
+                tick = json.loads(rec.value)
+                out = {"key": rec.key.decode(), "ts": tick["ts"], "price": tick["price"],
+                       "partition": rec.partition, "offset": rec.offset}
+                producer.send(f"{topic}.bare", key=rec.key,
+                              value=json.dumps(out, separators=(",", ":")).encode())
+            moved += len(recs)
+        if batch:
+            consumer.commit()
+    producer.flush()
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    producer.close()
+    consumer.close()
+    return (n - warm) / elapsed
+
+
+def _scrape(port: int) -> dict[str, float]:
+    for attempt in range(5):
+        try:
+            text = urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/metrics", timeout=5
+            ).read().decode()
+            break
+        except ConnectionError:
+            # The single-threaded HTTP server can drop a connection while the service is busy.
+            if attempt == 4:
+                raise
+            time.sleep(0.05)
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _start_service(broker: EmbeddedBroker, topic: str, group: str, port: int,
+                   workdir: Path, **extra: object) -> subprocess.Popen[bytes]:
+    sections: dict[str, dict[str, object]] = {
+        "kafka": {"bootstrap_servers": broker.bootstrap_servers, "group_id": group,
+                  "session_timeout_ms": 6000, "heartbeat_interval_ms": 500,
+                  "request_timeout_ms": 15000},
+        "topics": {"input": topic},
+        "metrics": {"port": port},
+    }
+    for dotted, value in extra.items():
+        section, key = dotted.split(".", 1)
+        sections.setdefault(section, {})[key] = value
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    config = workdir / f"{group}.toml"
+    config.write_text("\n".join(lines) + "\n")
+    with open(workdir / f"{group}.log", "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streamgmm.cli", "run", "--config", str(config)],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=log, env={**os.environ},
+        )
+
+
+def _wait_metrics(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _scrape(port)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("service metrics never came up")
+
+
+def service_run(broker: EmbeddedBroker, topic: str, n: int, warm: int, workdir: Path) -> float:
+    """Ticks/s of ``streamgmm run`` from tick ``warm`` consumed to the last one produced.
+
+    The first ``warm`` ticks absorb one-off start-up costs (numba compiling or loading the
+    kernels). Progress is read from the service's metrics every 50 ms.
+    """
+    port = free_port()
+    proc = _start_service(broker, topic, "bench-svc", port, workdir,
+                          **{"checkpoint.every_records": 10000,
+                             "checkpoint.every_seconds": 5.0})
+    try:
+        _wait_metrics(port)
+        started, at = None, 0.0
+        deadline = time.monotonic() + 600
+        while True:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"service did not produce {n} records; see {workdir}")
+            m = _scrape(port)
+            consumed = m.get("streamgmm_records_consumed_total", 0.0)
+            if started is None and consumed >= warm:
+                started, at = time.perf_counter(), consumed
+            if m.get("streamgmm_records_produced_total", 0.0) >= n:
+                return (n - at) / (time.perf_counter() - (started or time.perf_counter()))
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+def service_rss(broker: EmbeddedBroker, n_keys: int, ticks_per_key: int,
+                workdir: Path) -> tuple[float, float, float]:
+    """RSS (MiB) of ``streamgmm run`` with 5 warm keys, and once it holds ``n_keys`` more."""
+    topic = "bench-rss"
+    broker.create_topics({topic: PARTITIONS})
+    port = free_port()
+    # warmup 10: every key fits its mixture, so the figure is for warm models.
+    proc = _start_service(broker, topic, "bench-rss", port, workdir,
+                          **{"detector.warmup": 10, "state.max_keys_in_memory": n_keys + 1,
+                             "metrics.max_keys": 1000})
+    try:
+        _wait_metrics(port)
+        # Baseline after a few keys have gone through the models, so that the one-off memory of
+        # compiling / loading the numba kernels is not charged to the keys.
+        warm = _ticks(500, 5, seed=3, prefix="RSSWARM")
+        _produce(broker, topic, warm)
+        while _scrape(port).get("streamgmm_records_produced_total", 0.0) < len(warm):
+            time.sleep(0.2)
+        idle = _rss_mib(proc.pid)
+        records = _ticks(n_keys * ticks_per_key, n_keys, seed=1)
+        started = time.perf_counter()
+        _produce(broker, topic, records)
+        while _scrape(port).get("streamgmm_records_produced_total", 0.0) < len(records) + len(warm):
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - started
+        loaded = _rss_mib(proc.pid)
+        return idle, loaded, len(records) / elapsed
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=60000)
+    parser.add_argument("--warmup", type=int, default=3000)
+    parser.add_argument("--symbols", type=int, default=30)
+    parser.add_argument("--keys", type=int, default=10000)
+    parser.add_argument("--ticks-per-key", type=int, default=12)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-service-"))
+    print(f"service logs in {workdir}")
+    with EmbeddedBroker() as broker:
+        warmup = _ticks(args.warmup, 10, seed=2, prefix="WARM")
+        records = _ticks(args.records, args.symbols)
+        broker.create_topics({"bench-in": PARTITIONS})
+        _produce(broker, "bench-in", warmup + records)
+        n = len(warmup) + len(records)
+        from kafka.record import util as record_util
+
+        crc = "C crc32c" if record_util.crc32c_c is not None else "pure-Python crc32c"
+        print(f"{len(records)} ticks over {args.symbols} keys (after {len(warmup)} warm-up "
+              f"ticks), {PARTITIONS} partitions, embedded tansu broker, {os.cpu_count()} CPUs, "
+              f"kafka-python {crc}")
+        bare = bare_loop(broker, "bench-in", n, len(warmup))
+        print(f"bare kafka-python consume->decode->produce: {bare:10.0f} records/s")
+        svc = service_run(broker, "bench-in", n, len(warmup), workdir)
+        print(f"streamgmm run (end to end)               : {svc:10.0f} ticks/s")
+        print(f"ratio service / bare                     : {svc / bare:10.2f}")
+        idle, loaded, rate = service_rss(broker, args.keys, args.ticks_per_key, workdir)
+        print(f"RSS streamgmm run, 5 keys, kernels loaded: {idle:10.1f} MiB")
+        label = f"RSS with {args.keys} more warm keys"
+        print(f"{label:<41}: {loaded:10.1f} MiB "
+              f"({(loaded - idle) * 1024 / args.keys:.1f} KiB/key; {rate:.0f} ticks/s while "
+              f"creating keys)")
+
+
+if __name__ == "__main__":
+    main()

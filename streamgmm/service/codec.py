@@ -1,0 +1,394 @@
+"""Bytes in, bytes out: tick decoding and validation, dead letters, output and snapshot codecs.
+
+Input values are JSON objects. Market ticks look like
+``{"symbol": "SPX", "ts": 1700000000.0, "price": 4500.25, "volume": 1200}`` and event ticks
+like ``{"ts": "2024-03-01T12:00:00Z", "<field>": 1.5, ...}`` with the configured fields.
+``ts`` is epoch seconds (a JSON number) or an ISO-8601 string; an ISO string without an
+offset is taken as UTC.
+
+A record that cannot be used becomes a :class:`DeadLetter` with one of the stable reasons in
+:data:`REASONS`; those strings are metric labels and dead-letter headers, so they never
+change meaning. Nothing here raises on bad input, whatever its bytes.
+
+Snapshots (changelog values) are versioned JSON and nothing else: :func:`decode_snapshot`
+refuses anything else, a pickle included, without executing it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from streamgmm.service.config import Settings
+
+__all__ = [
+    "HEADER_DETAIL",
+    "HEADER_OFFSET",
+    "HEADER_PARTITION",
+    "HEADER_REASON",
+    "HEADER_TOPIC",
+    "REASONS",
+    "SNAPSHOT_FORMAT",
+    "SNAPSHOT_VERSION",
+    "DeadLetter",
+    "Snapshot",
+    "SnapshotError",
+    "Tick",
+    "TickDecoder",
+    "dead_letter_for",
+    "dead_letter_headers",
+    "decode_key",
+    "decode_snapshot",
+    "encode_key",
+    "encode_output",
+    "encode_snapshot",
+]
+
+#: Every reason a record can be dead-lettered for. ``out_of_order`` is decided by the runner,
+#: which knows each key's last timestamp; the decoder produces all the others.
+REASONS: tuple[str, ...] = (
+    "oversized",
+    "invalid_json",
+    "not_an_object",
+    "missing_field",
+    "wrong_type",
+    "non_finite",
+    "non_positive_price",
+    "negative_volume",
+    "empty_key",
+    "out_of_order",
+)
+
+HEADER_REASON = "streamgmm.reason"
+HEADER_DETAIL = "streamgmm.detail"
+HEADER_TOPIC = "streamgmm.source.topic"
+HEADER_PARTITION = "streamgmm.source.partition"
+HEADER_OFFSET = "streamgmm.source.offset"
+_MAX_DETAIL_CHARS = 300
+
+SNAPSHOT_FORMAT = "streamgmm.snapshot"
+SNAPSHOT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A decoded, validated tick and where it came from.
+
+    ``fields`` holds ``price`` and, when present, ``volume`` for market ticks, or the
+    configured event fields; ``ts`` is epoch seconds.
+    """
+
+    key: str
+    ts: float
+    fields: dict[str, float]
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that cannot be processed: its original bytes, the reason and its source."""
+
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    detail: str
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One changelog value: a key's JSON-safe state and its partition's next offset."""
+
+    key: str
+    state: dict[str, Any]
+    partition: int
+    next_offset: int
+
+
+class SnapshotError(ValueError):
+    """A changelog value is not a streamgmm snapshot this version can read."""
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _reject_constant(name: str) -> float:
+    # Python's json accepts the non-standard NaN / Infinity / -Infinity literals by default.
+    raise _Reject("non_finite", f"non-finite literal {name} in JSON")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(obj: dict[str, Any], name: str) -> float:
+    raw = obj[name]
+    # bool is an int subclass in Python, but true is not a price; strings are not numbers.
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise _Reject("wrong_type", f"field {name!r} must be a number, got {_short(raw)}")
+    try:
+        value = float(raw)
+    except OverflowError:
+        raise _Reject("non_finite", f"field {name!r} overflows a float: {_short(raw)}") from None
+    if not math.isfinite(value):
+        raise _Reject("non_finite", f"field {name!r} is not finite: {_short(raw)}")
+    return value
+
+
+def _timestamp(obj: dict[str, Any]) -> float:
+    if "ts" not in obj:
+        raise _Reject("missing_field", "missing field 'ts'")
+    raw = obj["ts"]
+    if isinstance(raw, str):
+        try:
+            moment = datetime.fromisoformat(raw.strip())
+        except ValueError:
+            raise _Reject(
+                "wrong_type", f"field 'ts' must be epoch seconds or ISO-8601, got {_short(raw)}"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    return _number(obj, "ts")
+
+
+class TickDecoder:
+    """Decode and validate raw Kafka records into :class:`Tick` or :class:`DeadLetter`.
+
+    Parameters
+    ----------
+    settings
+        Uses ``tick_kind``, ``event_fields``, ``key_field`` and ``max_record_bytes``.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.tick_kind = settings.tick_kind
+        self.event_fields = tuple(settings.event_fields)
+        self.key_field = settings.key_field
+        self.max_record_bytes = settings.max_record_bytes
+
+    def decode(
+        self, key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int
+    ) -> Tick | DeadLetter:
+        """Return the tick, or a dead letter naming why the record cannot be used."""
+        try:
+            obj = self._parse(value)
+            tick_key = self._key(key, obj)
+            ts = _timestamp(obj)
+            fields = self._fields(obj)
+        except _Reject as exc:
+            return DeadLetter(key, value, exc.reason, exc.detail, topic, partition, offset)
+        return Tick(tick_key, ts, fields, topic, partition, offset)
+
+    def _parse(self, value: bytes | None) -> dict[str, Any]:
+        if value is None:
+            raise _Reject("invalid_json", "record has no value")
+        # Size first: an oversized record is never parsed, whatever it contains.
+        if len(value) > self.max_record_bytes:
+            raise _Reject(
+                "oversized", f"value is {len(value)} bytes, limit is {self.max_record_bytes}"
+            )
+        try:
+            obj = json.loads(bytes(value).decode("utf-8"), parse_constant=_reject_constant)
+        except UnicodeDecodeError as exc:
+            raise _Reject("invalid_json", f"value is not UTF-8: {exc.reason}") from None
+        except json.JSONDecodeError as exc:
+            raise _Reject("invalid_json", f"invalid JSON: {exc}") from None
+        except RecursionError:
+            raise _Reject("invalid_json", "JSON nested too deeply") from None
+        if not isinstance(obj, dict):
+            raise _Reject("not_an_object", f"JSON value is a {type(obj).__name__}, not an object")
+        return obj
+
+    def _key(self, key: bytes | None, obj: dict[str, Any]) -> str:
+        if self.key_field is not None:
+            if self.key_field not in obj:
+                raise _Reject("missing_field", f"missing key field {self.key_field!r}")
+            text = obj[self.key_field]
+            if not isinstance(text, str):
+                detail = f"key field {self.key_field!r} must be a string, got {_short(text)}"
+                raise _Reject("wrong_type", detail)
+        else:
+            if not key:
+                raise _Reject("empty_key", "record has no key")
+            try:
+                text = bytes(key).decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Reject("wrong_type", "record key is not UTF-8") from None
+        if not text.strip():
+            raise _Reject("empty_key", f"key is empty or blank: {_short(text)}")
+        return text
+
+    def _fields(self, obj: dict[str, Any]) -> dict[str, float]:
+        if self.tick_kind == "event":
+            fields = {}
+            for name in self.event_fields:
+                if name not in obj:
+                    raise _Reject("missing_field", f"missing field {name!r}")
+                fields[name] = _number(obj, name)
+            return fields
+        if "price" not in obj:
+            raise _Reject("missing_field", "missing field 'price'")
+        price = _number(obj, "price")
+        if price <= 0.0:
+            raise _Reject("non_positive_price", f"price must be > 0, got {_short(price)}")
+        # volume is optional; JSON null counts as absent.
+        if obj.get("volume") is None:
+            return {"price": price}
+        volume = _number(obj, "volume")
+        if volume < 0.0:
+            raise _Reject("negative_volume", f"volume must be >= 0, got {_short(volume)}")
+        return {"price": price, "volume": volume}
+
+
+class _RawRecord(Protocol):
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
+def dead_letter_for(
+    source: Tick | _RawRecord, reason: str, detail: str, *, value: bytes | None = None
+) -> DeadLetter:
+    """Make a dead letter for a record the runner rejects after decoding (e.g. out_of_order).
+
+    Parameters
+    ----------
+    source
+        The :class:`Tick`, or the raw record (anything with ``key``, ``value``, ``topic``,
+        ``partition`` and ``offset``, such as kafka-python's ``ConsumerRecord``).
+    reason
+        One of :data:`REASONS`.
+    detail
+        Human-readable explanation, for the ``streamgmm.detail`` header.
+    value
+        The original value bytes, when ``source`` is a Tick (a tick no longer has them).
+    """
+    if reason not in REASONS:
+        raise ValueError(f"reason must be one of {', '.join(REASONS)}, got {reason!r}")
+    if isinstance(source, Tick):
+        key: bytes | None = encode_key(source.key)
+    else:
+        key = source.key
+        value = source.value if value is None else value
+    return DeadLetter(key, value, reason, detail, source.topic, source.partition, source.offset)
+
+
+def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
+    """Kafka headers naming why and where from: reason, detail, source topic/partition/offset."""
+    detail = dl.detail if len(dl.detail) <= _MAX_DETAIL_CHARS else dl.detail[:_MAX_DETAIL_CHARS]
+    return [
+        (HEADER_REASON, dl.reason.encode("utf-8")),
+        (HEADER_DETAIL, detail.encode("utf-8", "replace")),
+        (HEADER_TOPIC, dl.topic.encode("utf-8")),
+        (HEADER_PARTITION, str(dl.partition).encode("ascii")),
+        (HEADER_OFFSET, str(dl.offset).encode("ascii")),
+    ]
+
+
+def encode_output(record: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON for an output record; non-finite floats are refused, not emitted."""
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8"
+    )
+
+
+def encode_key(key: str) -> bytes:
+    """Kafka key bytes for an instrument key."""
+    return key.encode("utf-8")
+
+
+def decode_key(b: bytes) -> str:
+    """Instrument key from Kafka key bytes (UTF-8)."""
+    return bytes(b).decode("utf-8")
+
+
+def encode_snapshot(key: str, state: dict[str, Any], partition: int, next_offset: int) -> bytes:
+    """Serialise a key's state as a versioned JSON changelog value.
+
+    Raises
+    ------
+    SnapshotError
+        If ``state`` is not JSON-safe (for example it holds NaN or a NumPy array).
+    """
+    document = {
+        "format": SNAPSHOT_FORMAT,
+        "version": SNAPSHOT_VERSION,
+        "key": key,
+        "partition": int(partition),
+        "next_offset": int(next_offset),
+        "state": state,
+    }
+    try:
+        text = json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SnapshotError(f"state of key {key!r} is not JSON-safe: {exc}") from None
+    return text.encode("utf-8")
+
+
+def decode_snapshot(value: bytes | None) -> Snapshot:
+    """Parse a changelog value written by :func:`encode_snapshot`.
+
+    Only JSON is ever parsed; nothing in the payload is executed or imported.
+
+    Raises
+    ------
+    SnapshotError
+        If the value is missing, not UTF-8 JSON, not a streamgmm snapshot, of another
+        version, or malformed.
+    """
+    if value is None:
+        raise SnapshotError("not a streamgmm snapshot: the changelog record has no value")
+    data = bytes(value)
+    if data[:1] == b"\x80":
+        raise SnapshotError(
+            "not a streamgmm snapshot: the value looks like a Python pickle (first byte 0x80); "
+            "pickles are never loaded, snapshots are versioned JSON"
+        )
+    try:
+        document = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise SnapshotError(
+            f"not a streamgmm snapshot: the value is not UTF-8 JSON (starts {data[:16]!r})"
+        ) from None
+    except (json.JSONDecodeError, RecursionError, _Reject) as exc:
+        raise SnapshotError(f"not a streamgmm snapshot: invalid JSON ({exc})") from None
+    if not isinstance(document, dict) or document.get("format") != SNAPSHOT_FORMAT:
+        raise SnapshotError(
+            f"not a streamgmm snapshot: expected a JSON object with format {SNAPSHOT_FORMAT!r}"
+        )
+    version = document.get("version")
+    if version != SNAPSHOT_VERSION or isinstance(version, bool):
+        raise SnapshotError(
+            f"unsupported snapshot version {_short(version)}; this streamgmm reads version "
+            f"{SNAPSHOT_VERSION}"
+        )
+    key, state = document.get("key"), document.get("state")
+    partition, next_offset = document.get("partition"), document.get("next_offset")
+    if not isinstance(key, str) or not key:
+        raise SnapshotError(
+            f"malformed snapshot: key must be a non-empty string, got {_short(key)}"
+        )
+    if not isinstance(state, dict):
+        raise SnapshotError(f"malformed snapshot of key {key!r}: state must be an object")
+    for name, number in (("partition", partition), ("next_offset", next_offset)):
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise SnapshotError(
+                f"malformed snapshot of key {key!r}: {name} must be an integer >= 0, "
+                f"got {_short(number)}"
+            )
+    return Snapshot(key, state, partition, next_offset)  # type: ignore[arg-type]

@@ -1,0 +1,259 @@
+"""Prometheus metrics of the service, built on prometheus-client and served over HTTP.
+
+All series carry the ``streamgmm_`` prefix and base units (seconds). Per-key series are
+capped at ``max_keys`` keys: a key seen when the cap is reached is not exported until
+:meth:`ServiceMetrics.forget_keys` (called on partition revoke and on eviction) frees a
+slot, so a flood of new instruments cannot blow up the scrape size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+__all__ = ["KEY_MEAN_SPAN", "ServiceMetrics"]
+
+#: Span, in ticks, of the exponentially weighted mean log-likelihood exported per key.
+KEY_MEAN_SPAN = 100
+_KEY_MEAN_WEIGHT = 2.0 / (KEY_MEAN_SPAN + 1)
+
+# Buckets fit per-tick processing (tens of microseconds up) and checkpoints (up to minutes).
+_LATENCY_BUCKETS = (
+    1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 0.5, 1.0,
+)  # fmt: skip
+_CHECKPOINT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class _KeyState:
+    # Label children are cached: looking them up by label on every tick costs more than
+    # setting them.
+    __slots__ = ("drift", "drift_child", "events_child", "mean", "mean_child", "probs")
+
+    def __init__(self, mean_child: Any, drift_child: Any, events_child: Any) -> None:
+        self.mean: float | None = None
+        self.drift = False
+        self.mean_child = mean_child
+        self.drift_child = drift_child
+        self.events_child = events_child
+        self.probs: dict[object, tuple[str, Any]] = {}
+
+
+class ServiceMetrics:
+    """The service's metrics in their own registry.
+
+    Parameters
+    ----------
+    registry
+        Registry to register into; a fresh one by default, so several instances (tests,
+        several services in one process) never collide.
+    max_keys
+        Most keys exported with per-key series.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, max_keys: int = 1000) -> None:
+        if max_keys < 0:
+            raise ValueError(f"max_keys must be >= 0, got {max_keys}")
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.max_keys = max_keys
+        reg = self.registry
+        self._consumed = Counter(
+            "streamgmm_records_consumed", "Records consumed from the input topic.", registry=reg
+        )
+        self._produced = Counter(
+            "streamgmm_records_produced", "Records produced to the output topic.", registry=reg
+        )
+        self._dead = Counter(
+            "streamgmm_records_dead_lettered",
+            "Records sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=reg,
+        )
+        self._latency = Histogram(
+            "streamgmm_processing_latency_seconds",
+            "Time to process one record, from decode to output record.",
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self._checkpoint = Histogram(
+            "streamgmm_checkpoint_duration_seconds",
+            "Time to flush outputs, write snapshots and commit offsets.",
+            buckets=_CHECKPOINT_BUCKETS,
+            registry=reg,
+        )
+        self._lag = Gauge(
+            "streamgmm_consumer_lag",
+            "Records between the consumer position and the end of the partition.",
+            ["topic", "partition"],
+            registry=reg,
+        )
+        self._last_ts = Gauge(
+            "streamgmm_last_processed_timestamp_seconds",
+            "Tick timestamp (epoch seconds) of the last processed record.",
+            registry=reg,
+        )
+        self._active = Gauge(
+            "streamgmm_active_keys", "Per-key models held in memory.", registry=reg
+        )
+        self._rebalances = Counter(
+            "streamgmm_rebalances", "Consumer-group rebalance events, by kind.", ["kind"],
+            registry=reg,
+        )  # fmt: skip
+        self._exported = Gauge(
+            "streamgmm_exported_keys",
+            "Keys exported with per-key series (capped by [metrics] max_keys).",
+            registry=reg,
+        )
+        self._key_mean = Gauge(
+            "streamgmm_key_mean_log_likelihood",
+            f"Exponentially weighted mean log-likelihood per key (span {KEY_MEAN_SPAN} ticks).",
+            ["key"],
+            registry=reg,
+        )
+        self._key_drift = Gauge(
+            "streamgmm_key_drift_score", "Likelihood-drift score per key.", ["key"], registry=reg
+        )
+        self._key_drift_events = Counter(
+            "streamgmm_key_drift_events",
+            "Drift detections per key (rises of drift_detected).",
+            ["key"],
+            registry=reg,
+        )
+        self._key_prob = Gauge(
+            "streamgmm_key_regime_probability",
+            "Filtered probability of each regime per key.",
+            ["key", "regime"],
+            registry=reg,
+        )
+        self._keys: dict[str, _KeyState] = {}
+        # observe_key runs on the poll thread, forget_keys possibly on the rebalance thread.
+        self._lock = threading.Lock()
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ service-wide
+    def consumed(self, n: int = 1) -> None:
+        """Count ``n`` records consumed."""
+        self._consumed.inc(n)
+
+    def produced(self, n: int = 1) -> None:
+        """Count ``n`` output records produced."""
+        self._produced.inc(n)
+
+    def dead_lettered(self, reason: str) -> None:
+        """Count one record sent to the dead-letter topic for ``reason``."""
+        self._dead.labels(reason=reason).inc()
+
+    def observe_latency(self, seconds: float) -> None:
+        """Record the processing time of one record."""
+        self._latency.observe(seconds)
+
+    def observe_checkpoint(self, seconds: float) -> None:
+        """Record the duration of one checkpoint."""
+        self._checkpoint.observe(seconds)
+
+    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+        """Set the consumer lag of one partition."""
+        self._lag.labels(topic=topic, partition=str(partition)).set(lag)
+
+    def forget_partitions(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Remove the lag series of revoked ``(topic, partition)`` pairs."""
+        for topic, partition in partitions:
+            with contextlib.suppress(KeyError):
+                self._lag.remove(topic, str(partition))
+
+    def set_last_processed_timestamp(self, ts: float) -> None:
+        """Set the timestamp of the last processed tick (epoch seconds)."""
+        self._last_ts.set(ts)
+
+    def set_active_keys(self, n: int) -> None:
+        """Set the number of per-key models in memory."""
+        self._active.set(n)
+
+    def rebalance(self, kind: str) -> None:
+        """Count one rebalance event of ``kind`` (e.g. "assigned", "revoked", "lost")."""
+        self._rebalances.labels(kind=kind).inc()
+
+    # ------------------------------------------------------------------ per key
+    def observe_key(self, key: str, out: dict[str, Any]) -> None:
+        """Update ``key``'s series from a pipeline output (skipped beyond ``max_keys``)."""
+        with self._lock:
+            state = self._keys.get(key)
+            if state is None:
+                if len(self._keys) >= self.max_keys:
+                    return
+                state = self._keys[key] = _KeyState(
+                    self._key_mean.labels(key=key),
+                    self._key_drift.labels(key=key),
+                    self._key_drift_events.labels(key=key),
+                )
+                self._exported.set(len(self._keys))
+            log_likelihood = float(out["log_likelihood"])
+            if math.isfinite(log_likelihood):
+                previous = state.mean
+                state.mean = (
+                    log_likelihood
+                    if previous is None
+                    else previous + _KEY_MEAN_WEIGHT * (log_likelihood - previous)
+                )
+                state.mean_child.set(state.mean)
+            state.drift_child.set(float(out["drift_score"]))
+            drift = bool(out["drift_detected"])
+            if drift and not state.drift:
+                state.events_child.inc()
+            state.drift = drift
+            for regime, p in out["probabilities"].items():
+                entry = state.probs.get(regime)
+                if entry is None:
+                    label = str(regime)
+                    entry = state.probs[regime] = (
+                        label,
+                        self._key_prob.labels(key=key, regime=label),
+                    )
+                entry[1].set(float(p))
+
+    def forget_keys(self, keys: Iterable[str]) -> None:
+        """Remove every series of ``keys`` (on revoke or eviction), freeing their slots."""
+        with self._lock:
+            for key in keys:
+                state = self._keys.pop(key, None)
+                if state is None:
+                    continue
+                for metric in (self._key_mean, self._key_drift, self._key_drift_events):
+                    with contextlib.suppress(KeyError):
+                        metric.remove(key)
+                for label, _child in state.probs.values():
+                    with contextlib.suppress(KeyError):
+                        self._key_prob.remove(key, label)
+            self._exported.set(len(self._keys))
+
+    # ------------------------------------------------------------------ HTTP
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """Serve ``/metrics`` over HTTP on ``host:port`` (port 0: a free port).
+
+        Loopback by default: metrics stay private unless a wider address is asked for.
+
+        Returns
+        -------
+        tuple
+            The bound ``(host, port)``.
+        """
+        if self._server is not None:
+            raise RuntimeError("metrics server already running")
+        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        bound_host, bound_port = self._server.server_address[:2]
+        return str(bound_host), int(bound_port)
+
+    def close(self) -> None:
+        """Stop the HTTP server, if running. Idempotent."""
+        server, thread = self._server, self._thread
+        self._server, self._thread = None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5.0)

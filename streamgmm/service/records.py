@@ -1,0 +1,111 @@
+"""The output record, the emit policy and the ordering rule, shared by runner and replay.
+
+Keeping them in one place is what makes ``streamgmm replay`` reproduce the Kafka path: both
+turn a pipeline's output into the same record, emit under the same policy and drop the same
+out-of-order ticks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from streamgmm.service.codec import Tick
+
+__all__ = ["OUTPUT_FIELDS", "build_output_record", "is_out_of_order", "should_emit"]
+
+#: The keys of every output record, in the order they are written.
+OUTPUT_FIELDS: tuple[str, ...] = (
+    "key",
+    "ts",
+    "topic",
+    "partition",
+    "offset",
+    "regime",
+    "probabilities",
+    "raw_probabilities",
+    "log_likelihood",
+    "drift_score",
+    "drift_detected",
+    "n_samples_seen",
+)
+
+
+def _finite_or_none(value: object) -> float | None:
+    # JSON has no NaN or infinity; null says "no value" without producing invalid JSON.
+    number = float(value)  # type: ignore[arg-type]
+    return number if math.isfinite(number) else None
+
+
+def _probabilities(probabilities: dict[Any, Any]) -> dict[str, float | None]:
+    # JSON object keys are strings; building them as strings here makes the in-memory record
+    # equal to the record a consumer decodes from the output topic.
+    return {str(int(regime)): _finite_or_none(p) for regime, p in probabilities.items()}
+
+
+def build_output_record(tick: Tick, out: dict[str, Any]) -> dict[str, Any]:
+    """Build the JSON-safe output record for one processed tick.
+
+    Parameters
+    ----------
+    tick
+        The decoded tick (gives key, ts and the source topic, partition and offset).
+    out
+        ``pipeline.learn_predict_one(...)``'s result.
+
+    Returns
+    -------
+    dict
+        Keys :data:`OUTPUT_FIELDS`. Regime ids in ``probabilities`` and ``raw_probabilities``
+        are strings (JSON object keys); a non-finite ``log_likelihood`` or ``drift_score``
+        becomes ``None``.
+    """
+    return {
+        "key": tick.key,
+        "ts": tick.ts,
+        "topic": tick.topic,
+        "partition": tick.partition,
+        "offset": tick.offset,
+        "regime": int(out["regime"]),
+        "probabilities": _probabilities(out["probabilities"]),
+        "raw_probabilities": _probabilities(out["raw_probabilities"]),
+        "log_likelihood": _finite_or_none(out["log_likelihood"]),
+        "drift_score": _finite_or_none(out["drift_score"]),
+        "drift_detected": bool(out["drift_detected"]),
+        "n_samples_seen": int(out["n_samples_seen"]),
+    }
+
+
+def should_emit(
+    policy: str, every_n: int, out: dict[str, Any], previous_regime: int | None
+) -> bool:
+    """Whether to emit the record for this tick under ``[output] emit_policy``.
+
+    Parameters
+    ----------
+    policy
+        ``"every_tick"``, ``"on_change"`` or ``"every_n"``.
+    every_n
+        N for ``"every_n"``: emit when the key's ``n_samples_seen`` is a multiple of N, which
+        survives restarts because ``n_samples_seen`` is part of the model state.
+    out
+        The pipeline's output for this tick.
+    previous_regime
+        Regime of the key's previous tick, or None for its first tick; ``"on_change"`` emits
+        when the regime differs from it (so the first tick of a key is always emitted).
+    """
+    if policy == "every_tick":
+        return True
+    if policy == "every_n":
+        return int(out["n_samples_seen"]) % every_n == 0
+    if policy == "on_change":
+        return previous_regime is None or int(out["regime"]) != previous_regime
+    raise ValueError(f"emit policy must be every_tick, on_change or every_n, got {policy!r}")
+
+
+def is_out_of_order(last_ts: float | None, ts: float) -> bool:
+    """True when a tick is earlier than the last one applied to its key.
+
+    Equal timestamps are in order: several trades can share a second.
+    """
+    return last_ts is not None and ts < last_ts

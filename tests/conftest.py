@@ -1,0 +1,243 @@
+"""Shared fixtures: the embedded Kafka-protocol broker and small Kafka helpers for tests.
+
+The broker is the same launcher the demo uses (:class:`streamgmm.broker.EmbeddedBroker`), one
+per test session. Tests isolate themselves with unique topic and group names (``unique``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streamgmm.broker import EmbeddedBroker
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Short group timeouts: a group's first join waits about session_timeout_ms / 2.
+TEST_SESSION_TIMEOUT_MS = 6000
+TEST_HEARTBEAT_MS = 500
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    """A tansu broker with memory storage on 127.0.0.1, shared by the whole session."""
+    with EmbeddedBroker() as b:
+        yield b
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short name unique to this test, for topics and groups on the shared broker."""
+    return f"t{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class ConsumedRecord:
+    """What the tests look at in a record read back from a topic."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+    partition: int
+    offset: int
+
+    def json(self) -> Any:
+        assert self.value is not None
+        return json.loads(self.value)
+
+
+class KafkaTools:
+    """Produce and read back records on the test broker, without a consumer group."""
+
+    def __init__(self, broker: EmbeddedBroker) -> None:
+        self.broker = broker
+
+    def producer(self) -> KafkaProducer:
+        return KafkaProducer(**self.broker.client_kwargs(), linger_ms=5)
+
+    def send_all(self, topic: str, records: list[tuple[bytes | None, bytes | None, int]]) -> None:
+        """Send ``(key, value, partition)`` triples in order and wait for all acks."""
+        producer = self.producer()
+        try:
+            futures = [producer.send(topic, key=k, value=v, partition=p) for k, v, p in records]
+            producer.flush()
+            for f in futures:
+                f.get(timeout=10)
+        finally:
+            producer.close()
+
+    def read_all(self, topic: str, expect: int | None = None, timeout: float = 60.0,
+                 idle: float = 1.5) -> list[ConsumedRecord]:
+        """Read ``topic`` from the beginning of every partition.
+
+        Stops once ``expect`` records were read (and nothing more arrived for ``idle``
+        seconds), or when ``timeout`` passes.
+        """
+        consumer = KafkaConsumer(**self.broker.client_kwargs(), group_id=None,
+                                 enable_auto_commit=False)
+        try:
+            deadline = time.monotonic() + timeout
+            parts = consumer.partitions_for_topic(topic) or set()
+            while not parts and time.monotonic() < deadline:
+                # The service creates its output topics at start: wait for them.
+                time.sleep(0.3)
+                consumer.topics()
+                parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            if not tps:
+                return []
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            out: list[ConsumedRecord] = []
+            last_new = time.monotonic()
+            while time.monotonic() < deadline:
+                batch = consumer.poll(timeout_ms=200)
+                for tp, recs in batch.items():
+                    for r in recs:
+                        out.append(ConsumedRecord(r.key, r.value, dict(r.headers or []),
+                                                  tp.partition, r.offset))
+                    last_new = time.monotonic()
+                if expect is not None and len(out) >= expect and \
+                        time.monotonic() - last_new >= idle:
+                    break
+                if expect is None and time.monotonic() - last_new >= idle:
+                    break
+            return out
+        finally:
+            consumer.close()
+
+    def committed(self, group: str, topic: str) -> dict[int, int | None]:
+        """The group's committed offsets per partition of ``topic``."""
+        consumer = KafkaConsumer(**self.broker.client_kwargs(), group_id=group,
+                                 enable_auto_commit=False)
+        try:
+            parts = consumer.partitions_for_topic(topic) or set()
+            return {p: consumer.committed(TopicPartition(topic, p)) for p in sorted(parts)}
+        finally:
+            consumer.close()
+
+
+@pytest.fixture
+def kafka_tools(broker: EmbeddedBroker) -> KafkaTools:
+    return KafkaTools(broker)
+
+
+def service_config(broker: EmbeddedBroker, name: str, path: Path, **extra: Any) -> Path:
+    """Write a TOML config for a test service instance and return its path.
+
+    ``extra`` maps ``"section.key"`` to a value, e.g. ``{"checkpoint.every_records": 500}``.
+    """
+    sections: dict[str, dict[str, Any]] = {
+        "kafka": {
+            "bootstrap_servers": broker.bootstrap_servers,
+            "group_id": f"{name}-group",
+            "session_timeout_ms": TEST_SESSION_TIMEOUT_MS,
+            "heartbeat_interval_ms": TEST_HEARTBEAT_MS,
+            "request_timeout_ms": 15000,
+        },
+        "topics": {"input": f"{name}-in"},
+        "metrics": {"host": "127.0.0.1", "port": 0},
+        "checkpoint": {"every_records": 1000, "every_seconds": 2.0},
+    }
+    for dotted, value in extra.items():
+        section, key = dotted.split(".", 1)
+        sections.setdefault(section, {})[key] = value
+    lines: list[str] = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {json.dumps(value)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def make_ticks(symbols: list[str], n_per_symbol: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Valid market ticks with two volatility regimes, interleaved across symbols.
+
+    Timestamps rise strictly per symbol (one trading day apart), so no tick is a duplicate or
+    out of order and every tick counts towards ``n_samples_seen``.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ticks: list[dict[str, Any]] = []
+    for s_idx, symbol in enumerate(symbols):
+        price = 100.0 + 10.0 * s_idx
+        for i in range(n_per_symbol):
+            vol = 0.03 if (i // 300) % 2 else 0.008
+            price *= float(np.exp(rng.normal(0.0, vol)))
+            ticks.append({
+                "symbol": symbol,
+                "ts": 1.0e9 + 86400.0 * i,
+                "price": round(price, 6),
+                "volume": float(rng.integers(1_000, 100_000)),
+            })
+    # Interleave by time so partitions fill together, as a live feed would.
+    ticks.sort(key=lambda t: (t["ts"], t["symbol"]))
+    return ticks
+
+
+def last_per_key(outputs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The output record with the highest source offset, per key."""
+    last: dict[str, dict[str, Any]] = {}
+    for rec in outputs:
+        if rec["key"] not in last or rec["offset"] > last[rec["key"]]["offset"]:
+            last[rec["key"]] = rec
+    return last
+
+
+def assert_records_close(
+    got: dict[str, Any], want: dict[str, Any], skip: tuple[str, ...] = ()
+) -> None:
+    """Output records agree: same fields, floats (and probabilities) within 1e-9."""
+    assert set(got) == set(want)
+    for field, value in want.items():
+        if field in skip:
+            continue
+        if isinstance(value, dict):
+            assert set(got[field]) == set(value), field
+            for k, v in value.items():
+                assert math.isclose(got[field][k], v, rel_tol=0, abs_tol=1e-9), (field, k)
+        elif isinstance(value, float):
+            assert math.isclose(got[field], value, rel_tol=1e-12, abs_tol=1e-9), field
+        else:
+            assert got[field] == value, field
+
+
+def uninterrupted_last(
+    settings: Any, sent: list[tuple[bytes, bytes, int]]
+) -> dict[str, dict[str, Any]]:
+    """Last output record per key of one detector per key fed every sent tick once, in order.
+
+    ``sent`` holds ``(key, value, partition)`` as produced; offsets are counted per partition.
+    """
+    from streamgmm.service import codec, records
+    from streamgmm.service.pipelines import make_pipeline
+
+    decoder = codec.TickDecoder(settings)
+    pipelines: dict[str, Any] = {}
+    offsets: dict[int, int] = {}
+    last: dict[str, dict[str, Any]] = {}
+    for key, value, partition in sent:
+        offset = offsets.get(partition, 0)
+        offsets[partition] = offset + 1
+        tick = decoder.decode(key, value, settings.input_topic, partition, offset)
+        assert isinstance(tick, codec.Tick)
+        pipe = pipelines.setdefault(tick.key, make_pipeline(settings))
+        out = pipe.learn_predict_one({"ts": tick.ts, **tick.fields})
+        last[tick.key] = json.loads(codec.encode_output(records.build_output_record(tick, out)))
+    return last

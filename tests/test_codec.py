@@ -1,0 +1,320 @@
+"""Tick decoding and validation, dead letters, output and snapshot codecs."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamgmm.service.codec import (
+    REASONS,
+    DeadLetter,
+    SnapshotError,
+    Tick,
+    TickDecoder,
+    dead_letter_for,
+    dead_letter_headers,
+    decode_key,
+    decode_snapshot,
+    encode_key,
+    encode_output,
+    encode_snapshot,
+)
+from streamgmm.service.config import Settings, load_settings
+
+# 2024-01-02T03:04:05Z: 19723 days from 1970-01-01 to 2024-01-01, one more day, 03:04:05.
+JAN2_030405 = 19724 * 86400 + 3 * 3600 + 4 * 60 + 5
+
+
+def market(**env: str) -> Settings:
+    return load_settings(None, {f"STREAMGMM_{k}": v for k, v in env.items()}, {})
+
+
+def decode(value: bytes | None, key: bytes | None = b"SPX", **env: str) -> Tick | DeadLetter:
+    return TickDecoder(market(**env)).decode(key, value, "ticks", 2, 41)
+
+
+def reason(value: bytes | None, key: bytes | None = b"SPX", **env: str) -> str:
+    result = decode(value, key, **env)
+    assert isinstance(result, DeadLetter), result
+    return result.reason
+
+
+def test_market_tick_with_key_from_record_key() -> None:
+    tick = decode(b'{"symbol":"SPX","ts":1700000000,"price":4500.25,"volume":1200}')
+    assert tick == Tick("SPX", 1700000000.0, {"price": 4500.25, "volume": 1200.0}, "ticks", 2, 41)
+
+
+def test_volume_is_optional_and_null_counts_as_absent() -> None:
+    for value in (b'{"ts":1,"price":2}', b'{"ts":1,"price":2,"volume":null}'):
+        tick = decode(value)
+        assert isinstance(tick, Tick)
+        assert tick.fields == {"price": 2.0}
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [
+        ('"2024-01-02T03:04:05Z"', JAN2_030405),
+        ('"2024-01-02T03:04:05"', JAN2_030405),  # no offset: UTC
+        ('"2024-01-02T03:04:05+01:00"', JAN2_030405 - 3600),
+        ('"2024-01-02 03:04:05.5+00:00"', JAN2_030405 + 0.5),
+        ("1704164645.25", 1704164645.25),
+    ],
+)
+def test_ts_is_epoch_seconds_or_iso_8601(ts: str, expected: float) -> None:
+    tick = decode(f'{{"ts":{ts},"price":1}}'.encode())
+    assert isinstance(tick, Tick)
+    assert tick.ts == expected
+
+
+def test_key_from_a_configured_field_ignores_the_record_key() -> None:
+    value = b'{"symbol":"AAPL","ts":1,"price":2}'
+    tick = decode(value, key=b"other", INPUT_KEY_FIELD="symbol")
+    assert isinstance(tick, Tick)
+    assert tick.key == "AAPL"
+    tick = decode(value, key=None, INPUT_KEY_FIELD="symbol")
+    assert isinstance(tick, Tick)
+    assert tick.key == "AAPL"
+
+
+def test_event_ticks_read_the_configured_fields() -> None:
+    env = {"INPUT_TICK_KIND": "event", "INPUT_EVENT_FIELDS": "temp,load"}
+    tick = decode(b'{"ts":5,"temp":-3.5,"load":0,"price":-1,"other":"x"}', b"m1", **env)
+    assert isinstance(tick, Tick)
+    assert tick.fields == {"temp": -3.5, "load": 0.0}  # price is not an event field here
+    assert reason(b'{"ts":5,"temp":1}', b"m1", **env) == "missing_field"
+    assert reason(b'{"ts":5,"temp":1,"load":"2"}', b"m1", **env) == "wrong_type"
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "expected"),
+    [
+        (b"{not json", b"A", "invalid_json"),
+        (b"", b"A", "invalid_json"),
+        (None, b"A", "invalid_json"),
+        (b"\xff\xfe{}", b"A", "invalid_json"),
+        (b'{"ts":1,"price":2', b"A", "invalid_json"),
+        (b"[1,2]", b"A", "not_an_object"),
+        (b"42", b"A", "not_an_object"),
+        (b'"a string"', b"A", "not_an_object"),
+        (b"null", b"A", "not_an_object"),
+        (b'{"price":2}', b"A", "missing_field"),
+        (b'{"ts":1}', b"A", "missing_field"),
+        (b'{"ts":1,"price":"101.5"}', b"A", "wrong_type"),
+        (b'{"ts":1,"price":true}', b"A", "wrong_type"),
+        (b'{"ts":1,"price":null}', b"A", "wrong_type"),
+        (b'{"ts":1,"price":[1]}', b"A", "wrong_type"),
+        (b'{"ts":true,"price":1}', b"A", "wrong_type"),
+        (b'{"ts":"yesterday","price":1}', b"A", "wrong_type"),
+        (b'{"ts":1,"price":1,"volume":"5"}', b"A", "wrong_type"),
+        (b'{"ts":1,"price":NaN}', b"A", "non_finite"),
+        (b'{"ts":1,"price":Infinity}', b"A", "non_finite"),
+        (b'{"ts":-Infinity,"price":1}', b"A", "non_finite"),
+        (b'{"ts":1,"price":1e999}', b"A", "non_finite"),
+        (b'{"ts":1,"price":1,"volume":NaN}', b"A", "non_finite"),
+        (b'{"ts":1,"price":' + b"9" * 400 + b"}", b"A", "non_finite"),
+        (b'{"ts":1,"price":1,"note":NaN}', b"A", "non_finite"),
+        (b'{"ts":1,"price":0}', b"A", "non_positive_price"),
+        (b'{"ts":1,"price":-3.5}', b"A", "non_positive_price"),
+        (b'{"ts":1,"price":1,"volume":-1}', b"A", "negative_volume"),
+        (b'{"ts":1,"price":1}', None, "empty_key"),
+        (b'{"ts":1,"price":1}', b"", "empty_key"),
+        (b'{"ts":1,"price":1}', b"  ", "empty_key"),
+        (b'{"ts":1,"price":1}', b"\xff", "wrong_type"),
+    ],
+)
+def test_rejections_have_stable_reasons(
+    value: bytes | None, key: bytes | None, expected: str
+) -> None:
+    result = decode(value, key)
+    assert isinstance(result, DeadLetter)
+    assert result.reason == expected
+    assert result.detail  # says what was wrong
+    # The original bytes and the source travel with the dead letter.
+    assert (result.key, result.value) == (key, value)
+    assert (result.topic, result.partition, result.offset) == ("ticks", 2, 41)
+
+
+def test_empty_key_field_value_is_empty_key() -> None:
+    assert reason(b'{"symbol":"","ts":1,"price":1}', INPUT_KEY_FIELD="symbol") == "empty_key"
+    assert reason(b'{"symbol":7,"ts":1,"price":1}', INPUT_KEY_FIELD="symbol") == "wrong_type"
+    assert reason(b'{"ts":1,"price":1}', INPUT_KEY_FIELD="symbol") == "missing_field"
+
+
+def test_size_is_checked_before_parsing() -> None:
+    limit = 100
+    body = b'{"ts":1,"price":1,"pad":"' + b"x" * 200 + b'"}'
+    fits = body[: limit - 2] + b'"}'
+    assert len(fits) == limit
+    assert isinstance(decode(fits, INPUT_MAX_RECORD_BYTES=str(limit)), Tick)
+    assert reason(fits[:-1] + b' "}', INPUT_MAX_RECORD_BYTES=str(limit)) == "oversized"
+    # Garbage and depth bombs over the limit are never parsed: oversized, not invalid_json.
+    assert reason(b"\xff" * 101, INPUT_MAX_RECORD_BYTES=str(limit)) == "oversized"
+    assert reason(b"[" * 101, INPUT_MAX_RECORD_BYTES=str(limit)) == "oversized"
+
+
+@pytest.mark.parametrize(
+    "bomb", [b"[" * 200_000, b'{"a":' * 100_000, b"[" * 100_000 + b"]" * 100_000]
+)
+def test_nesting_bombs_are_invalid_json_not_a_crash(bomb: bytes) -> None:
+    assert reason(bomb, INPUT_MAX_RECORD_BYTES=str(10 * 1024 * 1024)) == "invalid_json"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=st.one_of(st.none(), st.binary(max_size=200)),
+    key=st.one_of(st.none(), st.binary(max_size=8)),
+)
+def test_arbitrary_bytes_never_raise(value: bytes | None, key: bytes | None) -> None:
+    result = TickDecoder(market()).decode(key, value, "t", 0, 0)
+    assert isinstance(result, Tick | DeadLetter)
+    if isinstance(result, DeadLetter):
+        assert result.reason in REASONS
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ts=_json, price=_json, volume=_json)
+def test_arbitrary_json_fields_give_a_tick_or_a_known_reason(
+    ts: object, price: object, volume: object
+) -> None:
+    value = json.dumps({"ts": ts, "price": price, "volume": volume}).encode()
+    result = TickDecoder(market()).decode(b"K", value, "t", 0, 0)
+    if isinstance(result, Tick):
+        assert result.fields["price"] > 0
+        assert all(v == v and abs(v) != float("inf") for v in result.fields.values())
+    else:
+        assert result.reason in REASONS
+
+
+def test_dead_letter_headers_name_reason_and_source() -> None:
+    dl = decode(b'{"ts":1,"price":0}')
+    assert isinstance(dl, DeadLetter)
+    headers = dict(dead_letter_headers(dl))
+    assert headers["streamgmm.reason"] == b"non_positive_price"
+    assert headers["streamgmm.source.topic"] == b"ticks"
+    assert headers["streamgmm.source.partition"] == b"2"
+    assert headers["streamgmm.source.offset"] == b"41"
+    assert b"price" in headers["streamgmm.detail"]
+    assert all(isinstance(v, bytes) for v in headers.values())
+
+
+@dataclass
+class RawRecord:  # the attributes of kafka-python's ConsumerRecord that the codec reads
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
+def test_dead_letter_for_runner_rejections() -> None:
+    tick = Tick("SPX", 5.0, {"price": 1.0}, "ticks", 1, 9)
+    dl = dead_letter_for(tick, "out_of_order", "ts 5 < 6", value=b'{"ts":5,"price":1}')
+    assert dl == DeadLetter(
+        b"SPX", b'{"ts":5,"price":1}', "out_of_order", "ts 5 < 6", "ticks", 1, 9
+    )
+    raw = RawRecord(b"K", b"v", "in", 0, 3)
+    assert dead_letter_for(raw, "out_of_order", "d") == DeadLetter(
+        b"K", b"v", "out_of_order", "d", "in", 0, 3
+    )
+    with pytest.raises(ValueError, match="reason must be one of"):
+        dead_letter_for(raw, "because", "d")
+
+
+def test_output_and_key_codecs() -> None:
+    record = {"key": "SPX", "probabilities": {"0": 0.25, "1": 0.75}, "drift_detected": False}
+    data = encode_output(record)
+    assert data == b'{"key":"SPX","probabilities":{"0":0.25,"1":0.75},"drift_detected":false}'
+    assert encode_output({"key": "Zürich"}) == '{"key":"Zürich"}'.encode()
+    with pytest.raises(ValueError):
+        encode_output({"log_likelihood": float("nan")})
+    assert encode_key("Zürich") == "Zürich".encode()
+    assert decode_key("Zürich".encode()) == "Zürich"
+
+
+def test_snapshot_round_trip() -> None:
+    state = {"version": 1, "weights": [0.5, 0.5], "nested": {"a": [1, 2, {"b": None}]}}
+    snap = decode_snapshot(encode_snapshot("SPX", state, 3, 1234))
+    assert (snap.key, snap.state, snap.partition, snap.next_offset) == ("SPX", state, 3, 1234)
+
+
+_EXECUTED: list[str] = []
+
+
+def _side_effect() -> str:
+    _EXECUTED.append("pickle payload was executed")
+    return "pwned"
+
+
+class _Evil:
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return (_side_effect, ())
+
+
+@pytest.mark.parametrize("protocol", [0, pickle.HIGHEST_PROTOCOL])
+def test_pickle_payloads_are_rejected_without_executing_them(protocol: int) -> None:
+    payload = pickle.dumps({"key": "SPX", "state": _Evil()}, protocol=protocol)
+    with pytest.raises(SnapshotError, match="not a streamgmm snapshot"):
+        decode_snapshot(payload)
+    assert _EXECUTED == []
+    if protocol >= 2:
+        with pytest.raises(SnapshotError, match="pickle"):
+            decode_snapshot(payload)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, "has no value"),
+        (b"\xff\x00", "not UTF-8"),
+        (b"{broken", "invalid JSON"),
+        (b"[1]", "format"),
+        (b'{"format":"other","version":1}', "format"),
+        (b'{"format":"streamgmm.snapshot","version":2,"key":"A","state":{}}', "version 2"),
+        (
+            b'{"format":"streamgmm.snapshot","version":1,"key":"A","state":{},'
+            b'"partition":0,"next_offset":NaN}',
+            "invalid JSON",
+        ),
+        (
+            b'{"format":"streamgmm.snapshot","version":1,"key":"A","state":[],'
+            b'"partition":0,"next_offset":1}',
+            "state must be an object",
+        ),
+        (
+            b'{"format":"streamgmm.snapshot","version":1,"key":"A","state":{},'
+            b'"partition":-1,"next_offset":1}',
+            "partition must be an integer",
+        ),
+        (
+            b'{"format":"streamgmm.snapshot","version":1,"key":"","state":{},'
+            b'"partition":0,"next_offset":1}',
+            "key must be a non-empty string",
+        ),
+        (b"[" * 100_000, "invalid JSON"),
+    ],
+)
+def test_decode_snapshot_refuses_anything_not_ours(value: bytes | None, message: str) -> None:
+    with pytest.raises(SnapshotError, match=message):
+        decode_snapshot(value)
+
+
+def test_encode_snapshot_refuses_state_that_is_not_json_safe() -> None:
+    with pytest.raises(SnapshotError, match="not JSON-safe"):
+        encode_snapshot("SPX", {"x": float("nan")}, 0, 1)
+    with pytest.raises(SnapshotError, match="not JSON-safe"):
+        encode_snapshot("SPX", {"x": {1, 2}}, 0, 1)

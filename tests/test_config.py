@@ -1,0 +1,246 @@
+"""Configuration layers, validation and the kafka-python pass-through."""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient
+
+from streamgmm.service.config import (
+    SPECS,
+    ConfigError,
+    add_cli_overrides,
+    kafka_client_kwargs,
+    load_settings,
+    overrides_from_args,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "service.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_shipped_default_is_identical_to_configs_default() -> None:
+    shipped = resources.files("streamgmm.service").joinpath("default.toml").read_bytes()
+    assert shipped == (REPO / "configs" / "default.toml").read_bytes()
+
+
+def test_default_file_sets_every_setting_each_with_a_comment() -> None:
+    text = (REPO / "configs" / "default.toml").read_text("utf-8")
+    document = tomllib.loads(text)
+    in_file = {f"{section}.{key}" for section, table in document.items() for key in table}
+    assert in_file == {spec.name for spec in SPECS}
+    lines = text.splitlines()
+    for number, line in enumerate(lines):
+        if "=" in line and not line.lstrip().startswith("#"):
+            assert lines[number - 1].lstrip().startswith("#"), f"undocumented: {line}"
+
+
+def test_defaults() -> None:
+    s = load_settings(None, {}, {})
+    assert s.bootstrap_servers == ("localhost:9092",)
+    assert s.api_version == (2, 5, 0)
+    assert s.metrics_host == "127.0.0.1"
+    assert s.input_topic == "ticks"
+    assert s.output_topic == "ticks.regimes"
+    assert s.dlq_topic == "ticks.dlq"
+    assert s.changelog_topic == "streamgmm.changelog"
+    assert s.key_field is None
+    assert s.emit_policy == "every_tick"
+    assert s.tick_kind == "market"
+    assert s.out_of_order == "reject"
+    assert s.halflife == 1000.0
+    assert s.security == {"security_protocol": "PLAINTEXT", "ssl_check_hostname": True}
+
+
+def test_topic_names_derive_from_input_and_group_unless_configured(tmp_path: Path) -> None:
+    s = load_settings(None, {}, {"input_topic": "prices", "group_id": "g1"})
+    assert (s.output_topic, s.dlq_topic, s.changelog_topic) == (
+        "prices.regimes",
+        "prices.dlq",
+        "g1.changelog",
+    )
+    path = write(tmp_path, '[topics]\ndlq = "dead"\noutput = "out"\nchangelog = "cl"\n')
+    s = load_settings(path, {}, {"input_topic": "prices"})
+    assert (s.output_topic, s.dlq_topic, s.changelog_topic) == ("out", "dead", "cl")
+
+
+def test_precedence_file_then_env_then_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, '[metrics]\nport = 1111\n[topics]\ninput = "from-file"\n')
+    env = {"STREAMGMM_METRICS_PORT": "2222"}
+    assert load_settings(path, {}, {}).metrics_port == 1111
+    assert load_settings(path, env, {}).metrics_port == 2222
+    both = load_settings(path, env, {"metrics_port": 3333})
+    assert both.metrics_port == 3333
+    assert both.input_topic == "from-file"  # untouched by higher layers
+    # A None override (a flag not given) does not mask lower layers.
+    assert load_settings(path, env, {"metrics_port": None}).metrics_port == 2222
+    # Dotted names work as override keys too.
+    assert load_settings(path, env, {"metrics.port": "4444"}).metrics_port == 4444
+
+
+def test_environment_variable_names_and_parsing() -> None:
+    env = {
+        "STREAMGMM_KAFKA_BOOTSTRAP_SERVERS": "a:1, b:2",
+        "STREAMGMM_KAFKA_API_VERSION": "auto",
+        "STREAMGMM_METRICS_ENABLED": "false",
+        "STREAMGMM_INPUT_TICK_KIND": "event",
+        "STREAMGMM_INPUT_EVENT_FIELDS": "temp,pressure",
+        "STREAMGMM_INPUT_KEY_FIELD": "sensor",
+        "STREAMGMM_DETECTOR_HALFLIFE": "0.0",
+        "STREAMGMM_DETECTOR_SEED": "-1",
+        "STREAMGMM_UNRELATED_THING": "ignored: not a settings section",
+        "PATH": "/usr/bin",
+    }
+    s = load_settings(None, env, {})
+    assert s.bootstrap_servers == ("a:1", "b:2")
+    assert s.api_version is None
+    assert s.metrics_enabled is False
+    assert s.tick_kind == "event"
+    assert s.event_fields == ("temp", "pressure")
+    assert s.key_field == "sensor"
+    assert s.halflife is None
+    assert s.seed is None
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "setting", "why"),
+    [
+        ("STREAMGMM_METRICS_PORT", "abc", "metrics.port", "integer"),
+        ("STREAMGMM_METRICS_PORT", "70000", "metrics.port", "<= 65535"),
+        ("STREAMGMM_KAFKA_API_VERSION", "banana", "kafka.api_version", "auto"),
+        ("STREAMGMM_KAFKA_BOOTSTRAP_SERVERS", "nohost", "kafka.bootstrap_servers", "host:port"),
+        ("STREAMGMM_TOPICS_INPUT", "bad topic!", "topics.input", "topic name"),
+        ("STREAMGMM_INPUT_TICK_KIND", "stock", "input.tick_kind", "market, event"),
+        ("STREAMGMM_OUTPUT_EMIT_POLICY", "sometimes", "output.emit_policy", "on_change"),
+        ("STREAMGMM_CHECKPOINT_EVERY_SECONDS", "nan", "checkpoint.every_seconds", "finite"),
+        ("STREAMGMM_CHECKPOINT_EVERY_RECORDS", "0", "checkpoint.every_records", ">= 1"),
+        ("STREAMGMM_METRICS_ENABLED", "maybe", "metrics.enabled", "true or false"),
+        ("STREAMGMM_DETECTOR_N_REGIMES", "1", "detector.n_regimes", ">= 2"),
+        ("STREAMGMM_DETECTOR_HALFLIFE", "-5", "detector.halflife", "or 0 for the stepwise"),
+        ("STREAMGMM_SECURITY_SECURITY_PROTOCOL", "TLS", "security.security_protocol", "SASL_SSL"),
+    ],
+)
+def test_bad_value_is_one_line_naming_setting_source_and_value(
+    var: str, value: str, setting: str, why: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {var: value}, {})
+    message = str(info.value)
+    assert "\n" not in message
+    assert setting in message
+    assert repr(value) in message
+    assert var in message  # where the value came from
+    assert why in message
+
+
+def test_cross_setting_rules() -> None:
+    with pytest.raises(ConfigError, match=r"kafka\.heartbeat_interval_ms = 3000 .*lower than"):
+        load_settings(None, {"STREAMGMM_KAFKA_SESSION_TIMEOUT_MS": "3000"}, {})
+    with pytest.raises(ConfigError, match=r"input\.event_fields"):
+        load_settings(None, {"STREAMGMM_INPUT_TICK_KIND": "event"}, {})
+    with pytest.raises(ConfigError, match=r"topics\.dlq = 'ticks'.*must differ"):
+        load_settings(None, {"STREAMGMM_TOPICS_DLQ": "ticks"}, {})
+    with pytest.raises(ConfigError, match=r"security\.security_protocol.*sasl_mechanism"):
+        load_settings(None, {"STREAMGMM_SECURITY_SECURITY_PROTOCOL": "SASL_SSL"}, {})
+
+
+def test_unknown_names_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown setting kafka\.bootstrap_server in config"):
+        load_settings(write(tmp_path, '[kafka]\nbootstrap_server = "x:1"\n'), {}, {})
+    with pytest.raises(ConfigError, match=r"unknown section \[kafak\]"):
+        load_settings(write(tmp_path, "[kafak]\n"), {}, {})
+    with pytest.raises(ConfigError, match=r"STREAMGMM_KAFKA_BOOTSTRAP_SERVER$"):
+        load_settings(None, {"STREAMGMM_KAFKA_BOOTSTRAP_SERVER": "x:1"}, {})
+    with pytest.raises(ConfigError, match="unknown setting 'input_topics'"):
+        load_settings(None, {}, {"input_topics": "x"})
+
+
+def test_unreadable_or_malformed_file_is_a_one_line_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file") as info:
+        load_settings(tmp_path / "missing.toml", {}, {})
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="cannot parse") as info:
+        load_settings(write(tmp_path, "[kafka\nport = \n"), {}, {})
+    assert "\n" not in str(info.value)
+
+
+def test_secrets_are_not_echoed(tmp_path: Path) -> None:
+    path = write(tmp_path, "[security]\nsasl_plain_password = 918273645\n")
+    with pytest.raises(ConfigError, match=r"security\.sasl_plain_password = '\*\*\*'") as info:
+        load_settings(path, {}, {})
+    assert "918273645" not in str(info.value)
+
+
+def test_security_settings_pass_through_to_every_kafka_client(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[security]\n"
+        'security_protocol = "SASL_SSL"\n'
+        'sasl_mechanism = "SCRAM-SHA-512"\n'
+        'sasl_plain_username = "alice"\n'
+        'ssl_cafile = "/etc/ssl/ca.pem"\n',
+    )
+    env = {
+        "STREAMGMM_SECURITY_SASL_PLAIN_PASSWORD": " s3cret ",
+        "STREAMGMM_KAFKA_API_VERSION": "3.7",
+    }
+    kwargs = kafka_client_kwargs(load_settings(path, env, {}))
+    assert kwargs["security_protocol"] == "SASL_SSL"
+    assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert kwargs["sasl_plain_username"] == "alice"
+    assert kwargs["sasl_plain_password"] == " s3cret "  # verbatim: spaces may be part of it
+    assert kwargs["ssl_cafile"] == "/etc/ssl/ca.pem"
+    assert kwargs["api_version"] == (3, 7)
+    assert kwargs["bootstrap_servers"] == ["localhost:9092"]
+    assert "ssl_certfile" not in kwargs  # empty means "not set": kafka-python keeps its default
+    accepted = (
+        set(KafkaConsumer.DEFAULT_CONFIG)
+        & set(KafkaProducer.DEFAULT_CONFIG)
+        & set(KafkaAdminClient.DEFAULT_CONFIG)
+    )
+    assert set(kwargs) <= accepted
+    auto = kafka_client_kwargs(load_settings(None, {"STREAMGMM_KAFKA_API_VERSION": "auto"}, {}))
+    assert "api_version" not in auto
+
+
+def test_cli_helpers_feed_the_top_layer(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_cli_overrides(parser)
+    path = write(tmp_path, '[kafka]\ngroup_id = "file-group"\n')
+    args = parser.parse_args(
+        ["--config", str(path), "--bootstrap-servers", "h:9", "--metrics-port", "0"]
+    )
+    overrides = overrides_from_args(args)
+    assert overrides == {"bootstrap_servers": "h:9", "metrics_port": "0"}
+    s = load_settings(args.config, {"STREAMGMM_METRICS_PORT": "5555"}, overrides)
+    assert s.bootstrap_servers == ("h:9",)
+    assert s.metrics_port == 0
+    assert s.group_id == "file-group"
+    assert s.changelog_topic == "file-group.changelog"
+    bad = parser.parse_args(["--metrics-port", "abc"])
+    with pytest.raises(ConfigError, match=r"metrics\.port = 'abc' \(from command line\)"):
+        load_settings(None, {}, overrides_from_args(bad))
+
+
+def test_compose_file_sets_only_known_settings() -> None:
+    import yaml
+
+    compose = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text("utf-8"))
+    service = compose["services"]["streamgmm"]
+    env = {k: str(v) for k, v in service["environment"].items()}
+    assert env and all(k.startswith("STREAMGMM_") for k in env)
+    s = load_settings(None, env, {"bootstrap_servers": "kafka:9092"})
+    assert s.metrics_host == "0.0.0.0"
+    assert (
+        REPO / "deploy" / service["build"]["context"] / service["build"]["dockerfile"]
+    ).is_file()

@@ -1,0 +1,210 @@
+"""ServiceMetrics over its real HTTP endpoint, parsed with prometheus-client's own parser."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamgmm.service.metrics import ServiceMetrics
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[ServiceMetrics, str]]:
+    metrics = ServiceMetrics(max_keys=2)
+    host, port = metrics.serve("127.0.0.1", 0)
+    try:
+        yield metrics, f"http://{host}:{port}/metrics"
+    finally:
+        metrics.close()
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200
+        text = response.read().decode("utf-8")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def key_series(samples: dict, key: str) -> set[str]:
+    # ``*_created`` series exist or not depending on prometheus-client settings; ignore them.
+    return {
+        name for name, labels in samples if ("key", key) in labels and not name.endswith("_created")
+    }
+
+
+def test_serve_binds_the_requested_host_and_an_ephemeral_port() -> None:
+    metrics = ServiceMetrics()
+    try:
+        host, port = metrics.serve("127.0.0.1", 0)
+        assert host == "127.0.0.1"
+        assert 0 < port < 65536
+        with pytest.raises(RuntimeError):
+            metrics.serve("127.0.0.1", 0)
+    finally:
+        metrics.close()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+    metrics.close()  # idempotent
+
+
+def test_serve_defaults_to_loopback() -> None:
+    metrics = ServiceMetrics()
+    try:
+        host, port = metrics.serve()
+        assert host == "127.0.0.1"
+        assert scrape(f"http://127.0.0.1:{port}/metrics")[("streamgmm_active_keys", ())] == 0
+    finally:
+        metrics.close()
+
+
+def test_service_wide_metrics(served: tuple[ServiceMetrics, str]) -> None:
+    metrics, url = served
+    metrics.consumed(3)
+    metrics.consumed()
+    metrics.produced(2)
+    for reason in ("oversized", "oversized", "invalid_json"):
+        metrics.dead_lettered(reason)
+    metrics.observe_latency(0.002)
+    metrics.observe_latency(0.003)
+    metrics.observe_checkpoint(0.5)
+    metrics.set_lag("ticks", 0, 17)
+    metrics.set_lag("ticks", 1, 4)
+    metrics.set_last_processed_timestamp(1_700_000_000.5)
+    metrics.set_active_keys(12)
+    metrics.rebalance("assigned")
+    metrics.rebalance("assigned")
+    metrics.rebalance("revoked")
+    s = scrape(url)
+    assert s[("streamgmm_records_consumed_total", ())] == 4
+    assert s[("streamgmm_records_produced_total", ())] == 2
+    assert s[("streamgmm_records_dead_lettered_total", (("reason", "oversized"),))] == 2
+    assert s[("streamgmm_records_dead_lettered_total", (("reason", "invalid_json"),))] == 1
+    assert s[("streamgmm_processing_latency_seconds_count", ())] == 2
+    assert s[("streamgmm_processing_latency_seconds_sum", ())] == pytest.approx(0.005)
+    assert s[("streamgmm_processing_latency_seconds_bucket", (("le", "0.0025"),))] == 1
+    assert s[("streamgmm_processing_latency_seconds_bucket", (("le", "+Inf"),))] == 2
+    assert s[("streamgmm_checkpoint_duration_seconds_count", ())] == 1
+    assert s[("streamgmm_consumer_lag", (("partition", "0"), ("topic", "ticks")))] == 17
+    assert s[("streamgmm_consumer_lag", (("partition", "1"), ("topic", "ticks")))] == 4
+    assert s[("streamgmm_last_processed_timestamp_seconds", ())] == 1_700_000_000.5
+    assert s[("streamgmm_active_keys", ())] == 12
+    assert s[("streamgmm_rebalances_total", (("kind", "assigned"),))] == 2
+    assert s[("streamgmm_rebalances_total", (("kind", "revoked"),))] == 1
+    metrics.forget_partitions([("ticks", 0)])
+    s = scrape(url)
+    assert ("streamgmm_consumer_lag", (("partition", "0"), ("topic", "ticks"))) not in s
+    assert s[("streamgmm_consumer_lag", (("partition", "1"), ("topic", "ticks")))] == 4
+
+
+def out(ll: float, drift: bool, p1: float, score: float = 0.5) -> dict:
+    return {
+        "regime": int(p1 > 0.5),
+        "probabilities": {0: 1.0 - p1, 1: p1},
+        "raw_probabilities": {0: 0.5, 1: 0.5},
+        "log_likelihood": ll,
+        "drift_score": score,
+        "drift_detected": drift,
+        "n_samples_seen": 1,
+    }
+
+
+def test_per_key_series(served: tuple[ServiceMetrics, str]) -> None:
+    metrics, url = served
+    flags = [False, True, True, False, True]
+    for i, flag in enumerate(flags):
+        metrics.observe_key("SPX", out(-2.0 if i == 0 else -4.0, flag, 0.25, score=float(i)))
+    s = scrape(url)
+    spx = (("key", "SPX"),)
+    # EWMA with weight 2 / (100 + 1): -2, then four steps towards -4.
+    expected = -2.0
+    for _ in range(4):
+        expected += 2.0 / 101.0 * (-4.0 - expected)
+    assert s[("streamgmm_key_mean_log_likelihood", spx)] == pytest.approx(expected)
+    assert s[("streamgmm_key_drift_score", spx)] == 4.0
+    assert s[("streamgmm_key_drift_events_total", spx)] == 2  # two rises of drift_detected
+    assert s[("streamgmm_key_regime_probability", (("key", "SPX"), ("regime", "0")))] == 0.75
+    assert s[("streamgmm_key_regime_probability", (("key", "SPX"), ("regime", "1")))] == 0.25
+
+
+def test_non_finite_log_likelihood_does_not_poison_the_mean(
+    served: tuple[ServiceMetrics, str],
+) -> None:
+    metrics, url = served
+    metrics.observe_key("A", out(-1.0, False, 0.5))
+    metrics.observe_key("A", out(float("-inf"), False, 0.5))
+    assert scrape(url)[("streamgmm_key_mean_log_likelihood", (("key", "A"),))] == -1.0
+
+
+def test_per_key_series_are_capped_and_removed_on_forget(
+    served: tuple[ServiceMetrics, str],
+) -> None:
+    metrics, url = served  # max_keys=2
+    for key in ("A", "B", "C"):
+        metrics.observe_key(key, out(-1.0, True, 0.9))
+    s = scrape(url)
+    assert key_series(s, "A") == {
+        "streamgmm_key_mean_log_likelihood",
+        "streamgmm_key_drift_score",
+        "streamgmm_key_drift_events_total",
+        "streamgmm_key_regime_probability",
+    }
+    assert key_series(s, "B")
+    assert key_series(s, "C") == set()  # over the cap
+    assert s[("streamgmm_exported_keys", ())] == 2
+    metrics.forget_keys(["A", "never-seen"])
+    s = scrape(url)
+    assert key_series(s, "A") == set()
+    assert s[("streamgmm_exported_keys", ())] == 1
+    metrics.observe_key("C", out(-1.0, False, 0.9))  # a slot is free now
+    s = scrape(url)
+    assert key_series(s, "C")
+    assert key_series(s, "B")
+
+
+def test_instances_do_not_collide_in_registries() -> None:
+    first, second = ServiceMetrics(), ServiceMetrics()
+    first.consumed(5)
+    assert second.registry.get_sample_value("streamgmm_records_consumed_total") == 0
+    assert first.registry.get_sample_value("streamgmm_records_consumed_total") == 5
+
+
+def test_alert_rules_use_only_exported_metrics() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    metrics = ServiceMetrics()
+    # Touch every series so each family has samples to list.
+    metrics.consumed()
+    metrics.produced()
+    metrics.dead_lettered("oversized")
+    metrics.observe_latency(0.001)
+    metrics.observe_checkpoint(0.1)
+    metrics.set_lag("t", 0, 1)
+    metrics.set_last_processed_timestamp(1.0)
+    metrics.set_active_keys(1)
+    metrics.rebalance("assigned")
+    metrics.observe_key("K", out(-1.0, True, 0.5))
+    exported = {sample.name for family in metrics.registry.collect() for sample in family.samples}
+    path = Path(__file__).resolve().parents[1] / "deploy" / "alerts.yml"
+    rules = [
+        rule for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]
+    ]
+    assert {rule["alert"] for rule in rules} >= {
+        "StreamgmmLikelihoodDrift",
+        "StreamgmmConsumerLagHigh",
+    }
+    for rule in rules:
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        assert rule["annotations"]["summary"]
+        for name in re.findall(r"streamgmm_[a-z_]+", rule["expr"]):
+            assert name in exported, f"{rule['alert']} uses unknown metric {name}"

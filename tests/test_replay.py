@@ -1,0 +1,363 @@
+"""``streamgmm replay`` / ``streamgmm produce`` and the shared output-record helpers."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from streamgmm import produce
+from streamgmm import replay as replay_mod
+from streamgmm.replay import ReplayError, replay, row_message
+from streamgmm.service.codec import Tick, encode_output
+from streamgmm.service.config import Settings, load_settings
+from streamgmm.service.records import build_output_record, is_out_of_order, should_emit
+
+FIELDS = [
+    "key",
+    "ts",
+    "topic",
+    "partition",
+    "offset",
+    "regime",
+    "probabilities",
+    "raw_probabilities",
+    "log_likelihood",
+    "drift_score",
+    "drift_detected",
+    "n_samples_seen",
+]
+# 2024-01-02T03:04:05Z in epoch seconds (19724 days, then 03:04:05).
+JAN2_030405 = 19724 * 86400 + 3 * 3600 + 4 * 60 + 5
+
+MIXED_CSV = """symbol,ts,price,volume
+A,1,50,10
+B,2024-01-02T03:04:05Z,150,
+A,2,150,10
+A,1.5,60,1
+B,1704164646,abc,1
+,3,10,1
+A,3,nan,1
+A,4,-1,1
+A,5,13,1
+001,6,99,1
+A,7,80,
+"""
+
+
+class StepPipeline:
+    """Stand-in model: regime 1 above price 100; refuses price 13 like a model would."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.n = 0
+
+    def learn_predict_one(self, tick: dict[str, float]) -> dict[str, Any]:
+        if tick["price"] == 13.0:
+            raise ValueError("price 13 is unlucky")
+        self.n += 1
+        regime = int(tick["price"] > 100)
+        return {
+            "regime": regime,
+            "probabilities": {0: 1.0 - regime, 1: float(regime)},
+            "raw_probabilities": {0: 0.5, 1: 0.5},
+            "log_likelihood": -tick["price"],
+            "drift_score": 0.0,
+            "drift_detected": False,
+            "n_samples_seen": self.n,
+            "warm": True,
+        }
+
+
+def settings_with(**env: str) -> Settings:
+    return load_settings(None, {f"STREAMGMM_{k}": v for k, v in env.items()}, {})
+
+
+def run(path: Path, settings: Settings, **kw: Any) -> tuple[list[dict], Any]:
+    out = io.BytesIO()
+    summary = replay(path, out, settings, pipeline_factory=StepPipeline, **kw)
+    return [json.loads(line) for line in out.getvalue().splitlines()], summary
+
+
+def test_replay_validates_like_the_service_and_writes_output_records(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_text(MIXED_CSV)
+    dead = io.BytesIO()
+    records, summary = run(path, settings_with(), dead_letters=dead)
+    assert [r["offset"] for r in records] == [0, 1, 2, 9, 10]
+    assert [r["key"] for r in records] == ["A", "B", "A", "001", "A"]
+    assert [r["regime"] for r in records] == [0, 1, 1, 0, 0]
+    assert [r["n_samples_seen"] for r in records if r["key"] == "A"] == [1, 2, 3]
+    assert records[1]["ts"] == JAN2_030405
+    assert all(list(r) == FIELDS for r in records)
+    assert {(r["topic"], r["partition"]) for r in records} == {("mixed.csv", -1)}
+    assert records[0]["probabilities"] == {"0": 1.0, "1": 0.0}
+    assert records[0]["log_likelihood"] == -50.0
+    assert summary.dead_letters == Counter(
+        out_of_order=1, wrong_type=2, empty_key=1, non_finite=1, non_positive_price=1
+    )
+    assert (summary.rows, summary.ticks, summary.records, summary.keys) == (11, 5, 5, 3)
+    lines = [json.loads(line) for line in dead.getvalue().splitlines()]
+    assert [(d["row"], d["reason"]) for d in lines] == [
+        (3, "out_of_order"),
+        (4, "wrong_type"),
+        (5, "empty_key"),
+        (6, "non_finite"),
+        (7, "non_positive_price"),
+        (8, "wrong_type"),
+    ]
+    assert lines[0]["key"] == "A"
+    assert json.loads(lines[0]["value"]) == {"symbol": "A", "ts": 1.5, "price": 60.0, "volume": 1.0}
+    assert "unlucky" in lines[5]["detail"]
+
+
+def test_out_of_order_skip_drops_without_dead_letter(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_text(MIXED_CSV)
+    _, summary = run(path, settings_with(INPUT_OUT_OF_ORDER="skip"))
+    assert summary.skipped_out_of_order == 1
+    assert "out_of_order" not in summary.dead_letters
+
+
+@pytest.mark.parametrize(
+    ("env", "emitted"),
+    [
+        ({}, [0, 1, 2, 3, 4, 5]),
+        ({"OUTPUT_EMIT_POLICY": "on_change"}, [0, 1, 3, 5]),
+        ({"OUTPUT_EMIT_POLICY": "every_n", "OUTPUT_EMIT_EVERY_N": "2"}, [1, 3, 5]),
+    ],
+)
+def test_emit_policies(tmp_path: Path, env: dict[str, str], emitted: list[int]) -> None:
+    path = tmp_path / "t.csv"
+    prices = [50, 150, 160, 90, 80, 200]  # regimes 0 1 1 0 0 1
+    path.write_text("symbol,ts,price\n" + "".join(f"X,{i},{p}\n" for i, p in enumerate(prices)))
+    records, summary = run(path, settings_with(**env))
+    assert [r["offset"] for r in records] == emitted
+    assert summary.ticks == 6
+
+
+def test_key_field_and_event_ticks(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text("sensor,ts,temp,load\n007,1,20.5,3\n007,2,21,\n")
+    seen: list[dict[str, float]] = []
+
+    class Recorder(StepPipeline):
+        def learn_predict_one(self, tick: dict[str, float]) -> dict[str, Any]:
+            seen.append(tick)
+            return super().learn_predict_one({"price": 1.0})
+
+    env = {"INPUT_TICK_KIND": "event", "INPUT_EVENT_FIELDS": "temp,load"}
+    out = io.BytesIO()
+    summary = replay(
+        path, out, settings_with(INPUT_KEY_FIELD="sensor", **env), pipeline_factory=Recorder
+    )
+    assert seen == [{"ts": 1.0, "temp": 20.5, "load": 3.0}]
+    assert summary.dead_letters == Counter(missing_field=1)
+    assert json.loads(out.getvalue())["key"] == "007"
+
+
+def sp500_csv(path: Path, rows: int) -> list[tuple[str, str, float, float]]:
+    from arch.data import sp500
+
+    frame = sp500.load().iloc[:rows]
+    ticks = [
+        ("SPX", day.strftime("%Y-%m-%d"), float(close), float(volume))
+        for day, close, volume in zip(frame.index, frame["Adj Close"], frame["Volume"], strict=True)
+    ]
+    # A second instrument, interleaved: the same closes scaled, in the same order.
+    both = [t for spx in ticks for t in (spx, ("HALF", spx[1], spx[2] / 2, spx[3]))]
+    path.write_text(
+        "symbol,ts,price,volume\n" + "".join(f"{s},{d},{p!r},{v!r}\n" for s, d, p, v in both)
+    )
+    return both
+
+
+def test_replay_with_the_service_pipeline_equals_a_direct_run(tmp_path: Path) -> None:
+    from streamgmm.service.pipelines import make_pipeline
+
+    path = tmp_path / "sp500.csv"
+    rows = 800
+    ticks = sp500_csv(path, rows)
+    settings = load_settings(None, {}, {})
+    out = io.BytesIO()
+    summary = replay(path, out, settings)
+    assert summary.dead_letters == Counter()
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(records) == 2 * rows
+    last = {r["key"]: r for r in records}
+    for key in ("SPX", "HALF"):
+        model = make_pipeline(settings)
+        for symbol, day, price, volume in ticks:
+            if symbol == key:
+                y, m, d = map(int, day.split("-"))
+                ts = np.datetime64(f"{y:04d}-{m:02d}-{d:02d}") - np.datetime64("1970-01-01")
+                expected = model.learn_predict_one(
+                    {"ts": float(ts / np.timedelta64(1, "s")), "price": price, "volume": volume}
+                )
+        record = last[key]
+        assert record["n_samples_seen"] == rows
+        assert record["regime"] == expected["regime"]
+        assert record["probabilities"] == {str(k): v for k, v in expected["probabilities"].items()}
+        assert record["raw_probabilities"] == {
+            str(k): v for k, v in expected["raw_probabilities"].items()
+        }
+        assert record["log_likelihood"] == expected["log_likelihood"]
+        assert record["drift_score"] == expected["drift_score"]
+        assert record["drift_detected"] == expected["drift_detected"]
+
+
+def test_main_writes_json_lines_progress_and_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("symbol,ts,price,volume\n" + "".join(f"Q,{i},{100 + i},5\n" for i in range(30)))
+    out_path = tmp_path / "out.jsonl"
+    dead_path = tmp_path / "dead.jsonl"
+    code = replay_mod.main([str(path), "--output", str(out_path), "--dead-letters", str(dead_path)])
+    assert code == 0
+    lines = out_path.read_text().splitlines()
+    assert len(lines) == 30
+    assert json.loads(lines[-1])["n_samples_seen"] == 30
+    assert dead_path.read_text() == ""
+    err = capsys.readouterr().err
+    assert "30 rows" in err
+    assert "30 records written" in err
+    if importlib.util.find_spec("tqdm") is None:
+        assert "replay: 30/30 rows (100%)" in err
+
+
+def test_main_exit_code_2_for_unusable_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "out.jsonl")
+    assert replay_mod.main([str(tmp_path / "missing.csv"), "--output", out]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+    no_price = tmp_path / "no_price.csv"
+    no_price.write_text("symbol,ts,volume\nA,1,2\n")
+    assert replay_mod.main([str(no_price), "--output", out]) == 2
+    assert "no column 'price'" in capsys.readouterr().err
+
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    assert replay_mod.main([str(binary), "--output", out]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text('[output]\nemit_policy = "sometimes"\n')
+    assert replay_mod.main([str(no_price), "--output", out, "--config", str(bad_config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "output.emit_policy = 'sometimes'" in err
+
+
+def test_parquet_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "ticks.parquet"
+    out = tmp_path / "out.jsonl"
+    if importlib.util.find_spec("pyarrow") is None:
+        path.write_bytes(b"PAR1 not really")
+        assert replay_mod.main([str(path), "--output", str(out)]) == 2
+        assert "pyarrow" in capsys.readouterr().err
+        return
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {"symbol": ["A", "A", "B"], "ts": [1.0, 2.0, 3.0], "price": [5.0, 6.0, 7.0]}
+    )
+    frame.to_parquet(path)
+    records, _ = run(path, settings_with())
+    assert [(r["key"], r["offset"]) for r in records] == [("A", 0), ("A", 1), ("B", 2)]
+    # A timestamp column is read as ISO-8601; a null cell is an absent field.
+    stamped = frame.assign(ts=pd.to_datetime(["2024-01-02T03:04:05Z"] * 3), price=[5.0, None, 7.0])
+    stamped.to_parquet(path)
+    records, summary = run(path, settings_with())
+    assert [r["ts"] for r in records] == [JAN2_030405, JAN2_030405]
+    assert summary.dead_letters == Counter(missing_field=1)
+
+
+def test_row_message_keeps_non_finite_values_for_the_decoder_to_reject() -> None:
+    key, value = row_message({"symbol": "A", "ts": 1.0, "price": math.inf})
+    assert key == b"A"
+    assert value == b'{"symbol":"A","ts":1.0,"price":Infinity}'
+    assert row_message({"ts": 1.0}) == (None, b'{"ts":1.0}')
+    assert row_message({"sensor": "s1", "ts": 1.0}, "sensor")[0] == b"s1"
+
+
+def test_build_output_record_is_plain_json_safe_and_round_trips() -> None:
+    tick = Tick("SPX", 1.5, {"price": 2.0}, "ticks", 3, 77)
+    out = {
+        "regime": np.int64(1),
+        "probabilities": {np.int64(0): np.float64(0.25), 1: 0.75},
+        "raw_probabilities": {0: 0.5, 1: 0.5},
+        "log_likelihood": float("-inf"),
+        "drift_score": np.float64(1.25),
+        "drift_detected": np.bool_(True),
+        "n_samples_seen": np.int64(9),
+        "warm": True,
+    }
+    record = build_output_record(tick, out)
+    assert list(record) == FIELDS
+    assert record["probabilities"] == {"0": 0.25, "1": 0.75}
+    assert record["log_likelihood"] is None  # JSON has no -inf
+    assert type(record["regime"]) is int
+    assert type(record["drift_detected"]) is bool
+    assert type(record["drift_score"]) is float
+    assert (record["topic"], record["partition"], record["offset"]) == ("ticks", 3, 77)
+    assert json.loads(encode_output(record)) == record
+
+
+def test_should_emit_and_ordering_rules() -> None:
+    out = {"regime": 1, "n_samples_seen": 6}
+    assert should_emit("every_tick", 5, out, 1)
+    assert should_emit("on_change", 5, out, None)
+    assert should_emit("on_change", 5, out, 0)
+    assert not should_emit("on_change", 5, out, 1)
+    assert should_emit("every_n", 3, out, 1)
+    assert not should_emit("every_n", 4, out, 1)
+    with pytest.raises(ValueError, match="emit policy"):
+        should_emit("sometimes", 1, out, None)
+    assert not is_out_of_order(None, 5.0)
+    assert not is_out_of_order(5.0, 5.0)  # equal timestamps are in order
+    assert is_out_of_order(5.0, 4.999)
+
+
+@pytest.mark.integration
+def test_produce_sends_rows_keyed_by_symbol(
+    broker: Any, kafka_tools: Any, unique: str, tmp_path: Path
+) -> None:
+    topic = f"{unique}-ticks"
+    broker.create_topics({topic: 1})
+    csv_path = tmp_path / "ticks.csv"
+    csv_path.write_text(
+        "symbol,ts,price,volume\nA,1,10.5,3\n007,2024-01-02T03:04:05Z,11,\nA,2,nan,1\n"
+    )
+    code = produce.main(
+        [str(csv_path), "--topic", topic, "--bootstrap-servers", broker.bootstrap_servers]
+    )
+    assert code == 0
+    got = kafka_tools.read_all(topic, expect=3, idle=0.5)
+    assert [r.key for r in got] == [b"A", b"007", b"A"]
+    assert [r.value for r in got] == [
+        b'{"symbol":"A","ts":1.0,"price":10.5,"volume":3.0}',
+        b'{"symbol":"007","ts":"2024-01-02T03:04:05Z","price":11.0}',
+        b'{"symbol":"A","ts":2.0,"price":NaN,"volume":1.0}',
+    ]
+
+
+def test_produce_exit_codes_without_a_broker(tmp_path: Path) -> None:
+    assert produce.main([str(tmp_path / "missing.csv"), "--bootstrap-servers", "h:1"]) == 2
+    path = tmp_path / "t.csv"
+    path.write_text("symbol,ts,price\nA,1,2\n")
+    assert produce.main([str(path), "--bootstrap-servers", "nohost"]) == 2
+    assert produce.main([str(path), "--rate", "0"]) == 2
+
+
+def test_replay_error_for_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(ReplayError, match="no such file"):
+        replay(tmp_path, io.BytesIO(), settings_with(), pipeline_factory=StepPipeline)

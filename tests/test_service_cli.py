@@ -1,0 +1,97 @@
+"""``streamgmm run`` refuses bad configuration with one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, KafkaTools, make_ticks
+
+from streamgmm.broker import EmbeddedBroker
+
+
+def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamgmm.cli", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "names"),
+    [
+        (["run", "--metrics-port", "99999"], {}, "metrics.port"),
+        (["run", "--bootstrap-servers", "127.0.0.1:1"],
+         {"STREAMGMM_KAFKA_SESSION_TIMEOUT_MS": "soon"}, "kafka.session_timeout_ms"),
+        (["run", "--input-topic", "bad topic!"], {}, "topics.input"),
+    ],
+)
+def test_bad_setting_is_one_line_and_exit_2(
+    args: list[str], env: dict[str, str], names: str
+) -> None:
+    result = _run(args, env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert names in lines[0]
+    assert result.stdout == ""
+
+
+def test_bad_config_file_value(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[output]\nemit_policy = "sometimes"\n')
+    result = _run(["run", "--config", str(config)])
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "output.emit_policy" in lines[0] and "sometimes" in lines[0]
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    result = _run(["run", "--config", str(tmp_path / "nope.toml")])
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "nope.toml" in result.stderr
+
+
+@pytest.mark.integration
+def test_plain_flags_run_against_embedded_broker(
+    broker: EmbeddedBroker, kafka_tools: KafkaTools, unique: str, tmp_path: Path
+) -> None:
+    """No config file: the shipped defaults plus a few flags are enough (api_version 2.5.0)."""
+    topic = f"{unique}-ticks"
+    broker.create_topics({topic: 3})
+    ticks = make_ticks(["AAA", "BBB"], 150, seed=4)
+    csv_path = tmp_path / "ticks.csv"
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["symbol", "ts", "price", "volume"])
+        writer.writeheader()
+        writer.writerows(ticks)
+    log_path = tmp_path / "run.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamgmm.cli", "run", "--bootstrap-servers",
+             broker.bootstrap_servers, "--input-topic", topic, "--group-id", unique,
+             "--metrics-port", "0"],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        sent = _run(["produce", str(csv_path), "--topic", topic,
+                     "--bootstrap-servers", broker.bootstrap_servers])
+        assert sent.returncode == 0, sent.stderr
+        outputs = kafka_tools.read_all(f"{topic}.regimes", expect=len(ticks), timeout=90)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    assert code == 0, log_path.read_text()[-2000:]
+    assert len(outputs) == len(ticks)
+    last = {r.json()["key"]: r.json()["n_samples_seen"] for r in outputs}
+    assert last == {"AAA": 150, "BBB": 150}
+    # The derived changelog name is used (and was created by the service).
+    assert broker.topic_partitions(f"{unique}.changelog") == {0, 1, 2}
