@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,30 @@ def test_plain_flags_run_against_embedded_broker(
     assert last == {"AAA": 150, "BBB": 150}
     # The derived changelog name is used (and was created by the service).
     assert broker.topic_partitions(f"{unique}.changelog") == {0, 1, 2}
+
+
+def test_unreachable_broker_retries_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """No broker: clear retry lines with backoff, and SIGTERM still stops it with exit 0."""
+    from streamgmm.broker import free_port
+
+    dead = f"127.0.0.1:{free_port()}"
+    log_path = tmp_path / "run.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamgmm.cli", "run", "--bootstrap-servers", dead,
+             "--metrics-port", "0"],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while log_path.read_text().count("cannot set up Kafka clients") < 2:
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log_path.read_text()
+    assert code == 0, text
+    assert dead in text and "retrying in" in text

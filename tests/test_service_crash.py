@@ -62,23 +62,28 @@ def test_sigkill_restart_is_exact(broker: EmbeddedBroker, tmp_path: Path) -> Non
             for t in ticks]
     total = len(sent)
 
+    kills_done = threading.Event()
+
     def produce() -> None:
-        # Paced over ~20 s, so both kills land while ticks are still arriving.
+        # Slow (~130 ticks/s) until both kills have landed, so they hit a live stream; then
+        # the rest at full speed.
         for i in range(0, total, 100):
             tools.send_all(f"{name}-in", sent[i:i + 100])
-            time.sleep(0.3)
+            if not kills_done.is_set():
+                time.sleep(0.75)
 
     log_path = tmp_path / "service.log"
-    producer = threading.Thread(target=produce)
+    producer = threading.Thread(target=produce, daemon=True)
     proc = _start(config, log_path)
     producer.start()
     try:
-        for threshold in (1000, 2500):
+        for threshold in (1000, 2000):
             tools.read_all(settings.output_topic, expect=threshold, timeout=90, idle=0.0)
             assert producer.is_alive(), "the stream ended before the kill"
             proc.kill()
             proc.wait(30)
             proc = _start(config, log_path)
+        kills_done.set()
         producer.join()
         # Everything is processed once the last offset of every partition has an output.
         deadline = time.monotonic() + 120
@@ -90,6 +95,7 @@ def test_sigkill_restart_is_exact(broker: EmbeddedBroker, tmp_path: Path) -> Non
         proc.terminate()
         assert proc.wait(60) == 0
     finally:
+        kills_done.set()
         if proc.poll() is None:
             proc.kill()
 

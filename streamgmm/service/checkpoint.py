@@ -90,11 +90,17 @@ class Changelog:
     """
 
     def __init__(
-        self, topic: str, producer: Producer, reader: KafkaConsumer, input_partitions: int
+        self,
+        topic: str,
+        producer: Producer,
+        reader: KafkaConsumer,
+        input_partitions: int,
+        timeout_ms: int = 30000,
     ) -> None:
         self.topic = topic
         self._producer = producer
         self._reader = reader
+        self._timeout_ms = timeout_ms
         self._partitions = sorted(reader.partitions_for_topic(topic) or ())
         if not self._partitions:
             # Retryable (the broker may be recovering), unlike a corrupt record.
@@ -127,7 +133,7 @@ class Changelog:
             futures.append((snap, future))
         if not futures:
             return {}
-        self._producer.flush()
+        self._producer.flush(timeout=self._timeout_ms / 1000)
         refs: dict[str, SnapshotRef] = {}
         for snap, future in futures:
             meta = future.get(timeout=0)
@@ -150,7 +156,7 @@ class Changelog:
         tps = [TopicPartition(self.topic, p) for p in cl_parts]
         self._reader.assign(tps)
         self._reader.seek_to_beginning(*tps)
-        end = self._reader.end_offsets(tps)
+        end = self._reader.end_offsets(tps, timeout_ms=self._timeout_ms)
         index: dict[str, SnapshotRef] = {}
         remaining = {tp for tp in tps if end[tp] > 0}
         started = time.monotonic()
@@ -177,7 +183,7 @@ class Changelog:
                             snap.key, snap.partition, snap.next_offset, tp.partition, rec.offset
                         )
             for tp in list(remaining):
-                if self._reader.position(tp) >= end[tp]:
+                if self._reader.position(tp, timeout_ms=self._timeout_ms) >= end[tp]:
                     remaining.discard(tp)
         log.info(
             "changelog %s: read %d snapshot(s) in %.2fs; %d key(s) for partitions %s",
@@ -217,10 +223,15 @@ class Changelog:
             ) from exc
 
 
-def commit_offsets(consumer: KafkaConsumer, positions: Mapping[TopicPartition, int]) -> None:
+def commit_offsets(
+    consumer: KafkaConsumer, positions: Mapping[TopicPartition, int], timeout_ms: int = 30000
+) -> None:
     """Synchronously commit ``positions`` (next offset to process per partition)."""
     if positions:
-        consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in positions.items()})
+        consumer.commit(
+            {tp: OffsetAndMetadata(off, "", -1) for tp, off in positions.items()},
+            timeout_ms=timeout_ms,
+        )
 
 
 def commit_offsets_async(

@@ -29,6 +29,7 @@ another member may own them by now, and a late snapshot from here could overwrit
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError
+from kafka.errors import KafkaConnectionError, KafkaError
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,26 @@ class RebalanceRecorder(ConsumerRebalanceListener):
         with self._lock:
             events, self._events = self._events, RebalanceEvents()
         return events
+
+
+def ensure_reachable(bootstrap_servers: Iterable[str], timeout: float = 3.0) -> None:
+    """Raise ``KafkaConnectionError`` unless at least one bootstrap server accepts TCP.
+
+    kafka-python's metadata calls (``topics()``, ``partitions_for_topic()``) wait without a
+    timeout while no broker answers, and a signal cannot interrupt them. Checking the sockets
+    first keeps start-up and recovery responsive to SIGTERM and lets the caller log and back
+    off instead of hanging.
+    """
+    tried = []
+    for server in bootstrap_servers:
+        host, _, port = str(server).rpartition(":")
+        host = host.strip("[]") or "localhost"
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return
+        except (OSError, ValueError) as exc:
+            tried.append(f"{server} ({exc.__class__.__name__}: {exc})")
+    raise KafkaConnectionError("no bootstrap server reachable: " + "; ".join(tried))
 
 
 def _fmt(tps: Iterable[TopicPartition]) -> str:

@@ -43,6 +43,7 @@ from streamgmm.service.kafka_io import (
     DeliveryError,
     Producer,
     RebalanceRecorder,
+    ensure_reachable,
     make_group_consumer,
     make_reader,
 )
@@ -204,6 +205,7 @@ class ServiceRunner:
     def _connect(self) -> None:
         s = self.settings
         client = kafka_client_kwargs(s)
+        ensure_reachable(s.bootstrap_servers)
         self._reader = make_reader(client, auto_offset_reset="earliest")
         self._n_input = self._wait_for_input_topic()
         self._open_writers()
@@ -240,6 +242,7 @@ class ServiceRunner:
         s = self.settings
         assert self._reader is not None
         client = kafka_client_kwargs(s)
+        ensure_reachable(s.bootstrap_servers)
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 self._producer.close(timeout=1)
@@ -261,12 +264,16 @@ class ServiceRunner:
             if created:
                 log.info("created topics: %s", ", ".join(created))
         self._reader.topics()  # refresh metadata so the changelog's partitions are known
-        self._changelog = Changelog(s.changelog_topic, self._producer, self._reader, self._n_input)
+        self._changelog = Changelog(
+            s.changelog_topic, self._producer, self._reader, self._n_input,
+            timeout_ms=s.request_timeout_ms,
+        )
 
     def _wait_for_input_topic(self) -> int:
         assert self._reader is not None
         announced = False
         while not self._stop.is_set():
+            ensure_reachable(self.settings.bootstrap_servers)
             parts = self._reader.partitions_for_topic(self.settings.input_topic)
             if parts:
                 return len(parts)
@@ -468,7 +475,7 @@ class ServiceRunner:
     def _write_snapshots(self, items: list[tuple[str, KeyState]]) -> None:
         """Steps 1-2 of the protocol: flush outputs, then write and flush snapshots."""
         assert self._producer is not None and self._changelog is not None
-        self._producer.flush()
+        self._producer.flush(timeout=self.settings.request_timeout_ms / 1000)
         if not items:
             return
         pending = [
@@ -486,7 +493,7 @@ class ServiceRunner:
         self._write_snapshots([(k, st) for k, st in self._keys.items() if st.dirty])
         positions = {tp: self._positions[tp] for tp in self._uncommitted if tp in self._owned}
         if sync_commit:
-            commit_offsets(self._consumer, positions)
+            commit_offsets(self._consumer, positions, self.settings.request_timeout_ms)
         else:
             commit_offsets_async(self._consumer, positions)
         self._uncommitted.clear()
@@ -547,7 +554,7 @@ class ServiceRunner:
         started = time.monotonic()
         self._index.update(self._changelog.read_index({tp.partition for tp in tps}))
         for tp in tps:
-            committed = self._consumer.committed(tp)
+            committed = self._consumer.committed(tp, timeout_ms=self.settings.request_timeout_ms)
             if committed is not None:
                 self._consumer.seek(tp, committed)
             elif self.settings.auto_offset_reset == "earliest":
@@ -595,18 +602,20 @@ class ServiceRunner:
     def _shutdown(self) -> None:
         if self._consumer is None:
             self._close_clients()
+            log.info("stopped before connecting to Kafka")
             return
         log.info("shutting down: final checkpoint")
-        backoff = BACKOFF_INITIAL
-        for attempt in range(5):
+        # Two bounded attempts (each flush/commit waits at most request_timeout_ms): a stop
+        # must not hang on a dead broker. If both fail, the next owner resumes from the
+        # previous checkpoint, exactly as after a crash.
+        for attempt in (1, 2):
             try:
                 self._checkpoint()
                 break
-            except (KafkaError, DeliveryError) as exc:
-                log.error("final checkpoint failed (attempt %d/5): %s; retrying in %.1fs",
-                          attempt + 1, exc, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+            except (KafkaError, DeliveryError, OSError) as exc:
+                log.error("final checkpoint failed (attempt %d/2): %s", attempt, exc)
+                if attempt == 1:
+                    time.sleep(BACKOFF_INITIAL)
         self._closing = True
         self._close_clients()
         log.info("stopped cleanly")
@@ -617,7 +626,7 @@ class ServiceRunner:
             client = getattr(self, name)
             if client is not None:
                 try:
-                    client.close(autocommit=False) if name == "_consumer" else client.close()
+                    client.close(autocommit=False, timeout_ms=5000)
                 except Exception as exc:  # closing must not mask the exit path
                     log.warning("closing %s failed: %s", name.strip("_"), exc)
                 setattr(self, name, None)
