@@ -36,7 +36,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_VERSION: tuple[int, int, int] = (2, 5, 0)
+DEFAULT_API_VERSION: tuple[int, ...] = (2, 5)
 
 
 class BrokerError(RuntimeError):

@@ -48,7 +48,7 @@ def test_default_file_sets_every_setting_each_with_a_comment() -> None:
 def test_defaults() -> None:
     s = load_settings(None, {}, {})
     assert s.bootstrap_servers == ("localhost:9092",)
-    assert s.api_version == (2, 5, 0)
+    assert s.api_version == (2, 5)
     assert s.metrics_host == "127.0.0.1"
     assert s.input_topic == "ticks"
     assert s.output_topic == "ticks.regimes"

@@ -65,7 +65,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
 def test_plain_flags_run_against_embedded_broker(
     broker: EmbeddedBroker, kafka_tools: KafkaTools, unique: str, tmp_path: Path
 ) -> None:
-    """No config file: the shipped defaults plus a few flags are enough (api_version 2.5.0)."""
+    """No config file: the shipped defaults plus a few flags are enough (api_version 2.5)."""
     topic = f"{unique}-ticks"
     broker.create_topics({topic: 3})
     ticks = make_ticks(["AAA", "BBB"], 150, seed=4)
