@@ -74,11 +74,14 @@ def check_number(tick: Mapping[str, Any], field: str, *, required: bool = True) 
         If the field is missing (and required), not a real number, or not finite. The message
         names the field and the value.
     """
-    if field not in tick or tick[field] is None:
+    value = tick.get(field)
+    # The common case, a finite float, returns before the (slow) ABC isinstance check.
+    if type(value) is float and math.isfinite(value):
+        return value
+    if value is None:
         if required:
             raise ValueError(f"tick field {field!r} is missing")
         return None
-    value = tick[field]
     # bool is an int subclass but a True price is a data bug, not a number.
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"tick field {field!r} must be a number, got {value!r}")

@@ -38,7 +38,7 @@ def logsumexp(values: Sequence[float]) -> float:
     top = max(values)
     if top == -math.inf:
         return -math.inf
-    return top + math.log(math.fsum(math.exp(v - top) for v in values))
+    return top + math.log(math.fsum([math.exp(v - top) for v in values]))
 
 
 class ForwardFilter:
@@ -157,6 +157,14 @@ class ForwardFilter:
         k = self.n_states
         if len(log_emission) != k:
             raise ValueError(f"log_emission must have {k} entries, got {len(log_emission)}")
+        if k == 2 and not self.learn_transitions:
+            e0 = float(log_emission[0])
+            e1 = float(log_emission[1])
+            # Finite emissions only (``e - e == 0`` is False for NaN and both infinities): an
+            # impossible state (-inf) or a bad value takes the general path, which handles or
+            # rejects it.
+            if e0 - e0 == 0.0 and e1 - e1 == 0.0:
+                return self._update2(e0, e1)
         emission = [float(v) for v in log_emission]
         for j, v in enumerate(emission):
             if math.isnan(v) or v == math.inf:
@@ -171,6 +179,33 @@ class ForwardFilter:
         self._log_alpha = [v - norm for v in joint]
         self.n_updates += 1
         return self.probabilities
+
+    def _update2(self, e0: float, e1: float) -> list[float]:
+        """:meth:`update` for two states, fixed transitions and finite emissions.
+
+        The same operations as the general path, unrolled: ``max`` picks the first of equal
+        values and ``fsum`` of two terms is one correctly rounded addition, so every result is
+        identical to the bit, without the list and generator overhead (this runs once per tick
+        per key).
+        """
+        la0, la1 = self._log_alpha
+        (a00, a01), (a10, a11) = self._log_a
+        exp = math.exp
+        u, v = la0 + a00, la1 + a10
+        top = v if v > u else u
+        p0 = top + math.log(exp(u - top) + exp(v - top)) if top != -math.inf else top
+        u, v = la0 + a01, la1 + a11
+        top = v if v > u else u
+        p1 = top + math.log(exp(u - top) + exp(v - top)) if top != -math.inf else top
+        j0 = p0 + e0
+        j1 = p1 + e1
+        top = j1 if j1 > j0 else j0
+        norm = top + math.log(exp(j0 - top) + exp(j1 - top))
+        a0 = j0 - norm
+        a1 = j1 - norm
+        self._log_alpha = [a0, a1]
+        self.n_updates += 1
+        return [exp(a0), exp(a1)]
 
     def _learn(self, emission: list[float], norm: float) -> None:
         k = self.n_states

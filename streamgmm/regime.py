@@ -112,19 +112,30 @@ class RegimeLabeller:
         if self.order is None:
             self.order = self.ranking(measure, tiebreak)
             return True
-        order = self.order
-        margin = 1.0 + self.hysteresis
-        violated = any(
-            measure[order[r]] > margin * measure[order[r + 1]] for r in range(len(order) - 1)
-        )
-        if not violated:
+        if not self.violated(measure):
             return False
+        order = self.order
         new = self.ranking(measure, tiebreak)
         if new == order:
             return False
         self.order = new
         self.n_label_changes += 1
         return True
+
+    def violated(self, measure: Sequence[float]) -> bool:
+        """Whether ``measure`` breaks the current ranking by more than the hysteresis margin.
+
+        True when there is no ranking yet.
+        """
+        order = self.order
+        if order is None:
+            return True
+        margin = 1.0 + self.hysteresis
+        if len(order) == 2:
+            return measure[order[0]] > margin * measure[order[1]]
+        return any(
+            measure[order[r]] > margin * measure[order[r + 1]] for r in range(len(order) - 1)
+        )
 
     def to_state(self) -> dict[str, Any]:
         """JSON-safe state."""
@@ -223,7 +234,8 @@ class _Detector:
     def _mixture_input(self, features: dict[str, float]) -> dict[str, float]:
         raise NotImplementedError
 
-    def _measure(self) -> list[float]:
+    def _measure(self, means: list[float]) -> list[float]:
+        """Volatility measure per component; ``means`` is the flat (K * D) means region."""
         raise NotImplementedError
 
     def _params(self) -> dict[str, Any]:
@@ -310,14 +322,41 @@ class _Detector:
         log_weights = self._component_stats()[0]
         order = self._labeller.order
         raw = [proba[c] for c in order]
-        emission = [math.log(max(proba[c], _PROBA_FLOOR)) + score - log_weights[c] for c in order]
+        emission = []
+        for c in order:
+            p = proba[c]
+            # Same value as max(p, _PROBA_FLOOR), without a builtin call per regime.
+            emission.append(
+                math.log(_PROBA_FLOOR if p < _PROBA_FLOOR else p) + score - log_weights[c]
+            )
         return raw, emission, score
 
     def _component_stats(self) -> tuple[list[float], list[float]]:
         """Log-weights and entropies of the components, cached until the mixture learns."""
         if self._stats is None:
-            log_weights = [math.log(float(w)) for w in self._mixture.weights_]
-            self._stats = (log_weights, _entropies(self._mixture))
+            mixture = self._mixture
+            # The mixture's state regions are read in place: weights_ and covariances_ build new
+            # arrays on every call, which costs more than the arithmetic needed here.
+            regions = mixture._regions()
+            mass = regions["mass"]
+            masses = mass.tolist()
+            # The total must equal numpy's sum in weights_ to the bit: for two terms that is
+            # one addition; numpy associates longer sums differently, so it sums those.
+            total = masses[0] + masses[1] if len(masses) == 2 else float(mass.sum())
+            log_weights = [math.log(m / total) for m in masses]
+            if mixture.n_features == 1 and mixture.covariance_type == "full":
+                # One feature: the factor is the standard deviation f, and slogdet of the 1x1
+                # matrix [[f * f]] is libm's log(f * f), as math.log computes it. (diag and
+                # spherical take numpy's vectorised log, which can differ in the last bit.)
+                variances = [f * f for f in regions["factor"].tolist()]
+                # A zero variance gives slogdet's -inf rather than math.log's exception.
+                entropy = [
+                    0.5 * (_LOG_2PI_E + (math.log(v) if v != 0.0 else -math.inf))
+                    for v in variances
+                ]
+            else:
+                entropy = _entropies(mixture)
+            self._stats = (log_weights, entropy)
         return self._stats
 
     def _update_drift(self, filtered: list[float], emission: list[float]) -> None:
@@ -328,19 +367,30 @@ class _Detector:
         probabilities makes the excess independent of the regime, so switching between
         known regimes is not drift, while ticks that no component explains are.
         """
-        assert self._labeller.order is not None
+        order = self._labeller.order
+        assert order is not None
         entropy = self._component_stats()[1]
-        conditional = math.fsum(p * e for p, e in zip(filtered, emission, strict=True))
-        expected = -math.fsum(
-            p * entropy[c] for p, c in zip(filtered, self._labeller.order, strict=True)
-        )
+        if len(order) == 2:
+            # fsum of two terms is their correctly rounded sum, which is exactly what one
+            # float addition gives; this skips two generators per tick.
+            p0, p1 = filtered
+            conditional = p0 * emission[0] + p1 * emission[1]
+            expected = -(p0 * entropy[order[0]] + p1 * entropy[order[1]])
+        else:
+            conditional = math.fsum([p * e for p, e in zip(filtered, emission, strict=True)])
+            expected = -math.fsum([p * entropy[c] for p, c in zip(filtered, order, strict=True)])
         self._drift.update(conditional, expected)
 
     def _relabel(self) -> None:
         old = self._labeller.order
-        measure = self._measure()
-        means = self._mixture.means_
-        tiebreak = [[float(v) for v in row] for row in means]
+        # Flat (K * D) means straight from the state buffer; means_ would copy them.
+        means = self._mixture._regions()["means"].tolist()
+        measure = self._measure(means)
+        if not self._labeller.violated(measure):
+            # The usual tick: the ranking stands, so its tie-break keys are not needed.
+            return
+        d = self._mixture.n_features
+        tiebreak = [means[i : i + d] for i in range(0, len(means), d)]
         if self._labeller.update(measure, tiebreak) and old is not None:
             new = self._labeller.order
             assert new is not None
@@ -351,14 +401,19 @@ class _Detector:
     def _output(
         self, filtered: list[float], raw: list[float], log_likelihood: float
     ) -> dict[str, Any]:
-        regime = max(range(self.n_regimes), key=lambda r: (filtered[r], -r))
+        if self.n_regimes == 2:
+            # Ties go to the lower regime, as in the general rule below.
+            regime = 1 if filtered[1] > filtered[0] else 0
+        else:
+            regime = max(range(self.n_regimes), key=lambda r: (filtered[r], -r))
+        drift = self._drift
         return {
             "regime": regime,
             "probabilities": dict(enumerate(filtered)),
             "raw_probabilities": dict(enumerate(raw)),
             "log_likelihood": log_likelihood,
-            "drift_score": float(self._drift.drift_score),
-            "drift_detected": bool(self._drift.drift_detected),
+            "drift_score": float(drift.drift_score),
+            "drift_detected": bool(drift.drift_detected),
             "n_samples_seen": self.n_samples_seen,
             "warm": True,
         }
@@ -391,7 +446,7 @@ class _Detector:
             self._last = {**self._last, "n_samples_seen": self.n_samples_seen}
             return _copy_output(self._last)
         x = self._mixture_input(features)
-        if self.warm:
+        if self._labeller.order is not None:  # self.warm, without the property call
             raw, emission, score = self._emissions(x)
             filtered = self._filter.update(emission)
             self._update_drift(filtered, emission)
@@ -610,18 +665,18 @@ class RegimeDetector(_Detector):
     def _mixture_input(self, features: dict[str, float]) -> dict[str, float]:
         return {name: features[name] for name in self.features}
 
-    def _measure(self) -> list[float]:
+    def _measure(self, means: list[float]) -> list[float]:
         m = self._mixture
         names = m.feature_names_
-        means = m.means_
+        d = len(names)
         # Both scale features grow monotonically with volatility.
         for name in ("var_cbrt", "log_vol"):
             if name in names:
-                return [float(v) for v in means[:, names.index(name)]]
+                return means[names.index(name) :: d]
         if "ret" in names:
             i = names.index("ret")
             var = _feature_variances(m)[:, i]
-            return [float(v + mu * mu) for v, mu in zip(var, means[:, i], strict=True)]
+            return [float(v + mu * mu) for v, mu in zip(var, means[i::d], strict=True)]
         return [float(v) for v in _feature_variances(m).sum(axis=1)]
 
     def _params(self) -> dict[str, Any]:
@@ -722,7 +777,7 @@ class EventDetector(_Detector):
     def _mixture_input(self, features: dict[str, float]) -> dict[str, float]:
         return features
 
-    def _measure(self) -> list[float]:
+    def _measure(self, means: list[float]) -> list[float]:
         return [float(v) for v in _feature_variances(self._mixture).sum(axis=1)]
 
     def _params(self) -> dict[str, Any]:

@@ -147,3 +147,34 @@ def test_parameter_validation() -> None:
         ForwardFilter(4, self_transition=0.2)
     with pytest.raises(ValueError, match="n_states"):
         ForwardFilter(0)
+
+
+def _reference_update(log_alpha: list[float], log_a: list[list[float]], emission: list[float]
+                      ) -> list[float]:
+    """The textbook log-space forward step with fsum-based log-sum-exp (no fast paths)."""
+
+    def lse(values: list[float]) -> float:
+        top = max(values)
+        if top == -math.inf:
+            return -math.inf
+        return top + math.log(math.fsum(math.exp(v - top) for v in values))
+
+    k = len(log_alpha)
+    predicted = [lse([log_alpha[i] + log_a[i][j] for i in range(k)]) for j in range(k)]
+    joint = [predicted[j] + emission[j] for j in range(k)]
+    norm = lse(joint)
+    return [v - norm for v in joint]
+
+
+def test_two_state_filter_matches_the_reference_recursion_to_the_bit() -> None:
+    # The two-state filter has an unrolled path; it must give the general recursion's numbers
+    # exactly, extreme and impossible emissions included (those take the general path).
+    rng = random.Random(11)
+    f = ForwardFilter(2, self_transition=0.93)
+    log_a = [[math.log(v) for v in row] for row in f.transition_matrix]
+    log_alpha = [-math.log(2.0)] * 2
+    specials = [[-800.0, 0.0], [0.0, -1e5], [-math.inf, 0.0], [3.0, 3.0]]
+    for t in range(3000):
+        e = specials[t % 4] if t % 97 == 0 else [rng.uniform(-40, 5), rng.uniform(-40, 5)]
+        log_alpha = _reference_update(log_alpha, log_a, e)
+        assert f.update(e) == [math.exp(v) for v in log_alpha]

@@ -361,3 +361,27 @@ def test_constructor_validation() -> None:
         RegimeDetector(n_regimes=0)
     with pytest.raises(ValueError, match="not a RegimeDetector"):
         RegimeDetector.from_state({"kind": "EventDetector", "version": 1})
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_one_feature_entropies_equal_the_determinant_formula_to_the_bit(
+    covariance_type: str,
+) -> None:
+    # With one feature the detector takes component entropies from the stored standard
+    # deviations; they must equal 0.5 * (log(2 pi e) + slogdet(cov)) exactly, or drift scores
+    # would move in the last bits.
+    from streamgmm.regime import _entropies
+
+    rng = np.random.default_rng(3)
+    prices = 100 * np.exp(np.cumsum(rng.standard_normal(700) * np.repeat([0.5, 2.0], 350) / 100))
+    det = RegimeDetector(warmup=100, covariance_type=covariance_type)
+    for i, p in enumerate(prices):
+        det.learn_predict_one({"ts": DAY * i, "price": float(p)})
+        if det.warm:
+            _, entropy = det._component_stats()
+            assert entropy == _entropies(det.mixture)
+            if covariance_type == "full":
+                cov = det.mixture.covariances_[:, 0, 0]
+                log_det = np.linalg.slogdet(det.mixture.covariances_)[1]
+                assert entropy == [0.5 * (math.log(2 * math.pi) + 1.0 + v) for v in log_det]
+                assert entropy == [0.5 * (math.log(2 * math.pi) + 1.0 + math.log(c)) for c in cov]

@@ -300,11 +300,24 @@ def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
     ]
 
 
+_OUTPUT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# The C encoder json.dumps builds internally, with the same arguments. json.dumps constructs a
+# JSONEncoder and re-derives these on every call, a sizeable share of the cost of one output
+# record; building only the C encoder per call keeps a fresh circular-reference table.
+_c_make_encoder: Any = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+_encode_str = json.encoder.encode_basestring
+
+
 def encode_output(record: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON for an output record; non-finite floats are refused, not emitted."""
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-        "utf-8"
+    if _c_make_encoder is None or type(record) is not dict:
+        return _OUTPUT_JSON.encode(record).encode("utf-8")
+    # Arguments: markers, default, string encoder, indent, key and item separators,
+    # sort_keys, skipkeys, allow_nan.
+    encoder = _c_make_encoder(
+        {}, _OUTPUT_JSON.default, _encode_str, None, ":", ",", False, False, False
     )
+    return "".join(encoder(record, 0)).encode("utf-8")
 
 
 def encode_key(key: str) -> bytes:

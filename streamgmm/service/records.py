@@ -37,10 +37,23 @@ def _finite_or_none(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
+# Regime ids as JSON object keys, built once: a per-tick str(int(...)) per regime is measurable.
+_REGIME_KEYS = tuple(str(r) for r in range(16))
+
+
 def _probabilities(probabilities: dict[Any, Any]) -> dict[str, float | None]:
     # JSON object keys are strings; building them as strings here makes the in-memory record
     # equal to the record a consumer decodes from the output topic.
-    return {str(int(regime)): _finite_or_none(p) for regime, p in probabilities.items()}
+    out: dict[str, float | None] = {}
+    for regime, p in probabilities.items():
+        key = (
+            _REGIME_KEYS[regime]
+            if type(regime) is int and 0 <= regime < len(_REGIME_KEYS)
+            else str(int(regime))
+        )
+        # A finite float is already what _finite_or_none returns (x - x is NaN for inf, NaN).
+        out[key] = p if type(p) is float and p - p == 0.0 else _finite_or_none(p)
+    return out
 
 
 def build_output_record(tick: Tick, out: dict[str, Any]) -> dict[str, Any]:
