@@ -648,6 +648,26 @@ def posterior_batch(state, data, out):
 
 
 @_jit
+def posterior_tuple(state, values, out):
+    """out[k] = p(k | x) for a tuple of floats in feature order; returns (status, log p(x)).
+
+    The per-tick inference entry point: values are checked here, as in :func:`learn_tuple`, so
+    the caller need not build and scan an array first.
+    """
+    lay = layout(state)
+    ox, p = lay[L_X], lay[L_P]
+    for i in range(len(values)):
+        state[ox + i] = values[i]
+    status = _check_values(state, ox, lay[L_D])
+    if status != OK:
+        return status, 0.0
+    score = _posterior(state, lay, ox)
+    for k in range(lay[L_K]):
+        out[k] = state[p + k]
+    return OK, score
+
+
+@_jit
 def posterior_one(state, x, out):
     """out[k] = p(k | x); returns log p(x)."""
     lay = layout(state)

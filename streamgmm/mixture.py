@@ -555,8 +555,19 @@ class OnlineGaussianMixture(base.Clusterer):
     # ----------------------------------------------------------------------------------------
 
     def _posterior(self, x: Mapping[Any, Any]) -> tuple[np.ndarray, float]:
-        values, observed, _ = self._split(x)
         out = np.empty(self.n_components)
+        if len(x) == self.n_features:
+            try:
+                values = self._getter(x)  # type: ignore[misc]
+            except KeyError:
+                pass
+            else:
+                # Same rule as learn_one: only exact floats take the compiled fast path.
+                if all(type(v) is float for v in values):
+                    status, score = K.posterior_tuple(self._state, values, out)
+                    if status == K.OK:
+                        return out, score
+        values, observed, _ = self._split(x)  # validates, naming the key, or handles gaps
         if observed.all():
             score = K.posterior_one(self._state, values, out)
         elif not observed.any():

@@ -128,6 +128,10 @@ def _reject_constant(name: str) -> float:
     raise _Reject("non_finite", f"non-finite literal {name} in JSON")
 
 
+# One decoder for every record: json.loads(..., parse_constant=...) builds a new one per call.
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -201,7 +205,7 @@ class TickDecoder:
                 "oversized", f"value is {len(value)} bytes, limit is {self.max_record_bytes}"
             )
         try:
-            obj = json.loads(bytes(value).decode("utf-8"), parse_constant=_reject_constant)
+            obj = _JSON_DECODER.decode(bytes(value).decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise _Reject("invalid_json", f"value is not UTF-8: {exc.reason}") from None
         except json.JSONDecodeError as exc:
@@ -373,7 +377,7 @@ def decode_snapshot(value: bytes | None) -> Snapshot:
             "pickles are never loaded, snapshots are versioned JSON"
         )
     try:
-        document = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        document = _JSON_DECODER.decode(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise SnapshotError(
             f"not a streamgmm snapshot: the value is not UTF-8 JSON (starts {data[:16]!r})"
