@@ -316,7 +316,11 @@ class _Detector:
         }
 
     def _emissions(self, x: dict[str, float]) -> tuple[list[float], list[float], float]:
-        """Per-regime raw posteriors, per-regime emission log-likelihoods and log p(x)."""
+        """Per-regime raw posteriors, emission log-likelihoods relative to log p(x), and log p(x).
+
+        The filter only needs emissions up to a common constant. Adding log p(x) (which can be
+        -6e10 on an extreme tick) to each one would round away their differences.
+        """
         assert self._labeller.order is not None
         proba, score = self._mixture.predict_proba_and_score_one(x)
         log_weights = self._component_stats()[0]
@@ -327,7 +331,7 @@ class _Detector:
             p = proba[c]
             # Same value as max(p, _PROBA_FLOOR), without a builtin call per regime.
             emission.append(
-                math.log(_PROBA_FLOOR if p < _PROBA_FLOOR else p) + score - log_weights[c]
+                math.log(_PROBA_FLOOR if p < _PROBA_FLOOR else p) - log_weights[c]
             )
         return raw, emission, score
 
@@ -447,9 +451,9 @@ class _Detector:
             return _copy_output(self._last)
         x = self._mixture_input(features)
         if self._labeller.order is not None:  # self.warm, without the property call
-            raw, emission, score = self._emissions(x)
-            filtered = self._filter.update(emission)
-            self._update_drift(filtered, emission)
+            raw, relative, score = self._emissions(x)
+            filtered = self._filter.update(relative)
+            self._update_drift(filtered, [e + score for e in relative])
             out = self._output(filtered, raw, score)
         else:
             out = {**self._last, "n_samples_seen": self.n_samples_seen}

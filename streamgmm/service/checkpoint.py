@@ -183,7 +183,11 @@ class Changelog:
                             snap.key, snap.partition, snap.next_offset, tp.partition, rec.offset
                         )
             for tp in list(remaining):
-                if self._reader.position(tp, timeout_ms=self._timeout_ms) >= end[tp]:
+                # tansu reports a partition's end offset as the last batch's base offset + 1,
+                # short of its real end; the fetch high-watermark is right, so take the larger.
+                high = self._reader.highwater(tp)
+                target = end[tp] if high is None else max(end[tp], high)
+                if self._reader.position(tp, timeout_ms=self._timeout_ms) >= target:
                     remaining.discard(tp)
         log.info(
             "changelog %s: read %d snapshot(s) in %.2fs; %d key(s) for partitions %s",

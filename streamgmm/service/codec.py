@@ -47,8 +47,9 @@ __all__ = [
     "encode_snapshot",
 ]
 
-#: Every reason a record can be dead-lettered for. ``out_of_order`` is decided by the runner,
-#: which knows each key's last timestamp; the decoder produces all the others.
+#: Every reason a record can be dead-lettered for. ``out_of_order`` and ``wrong_partition`` are
+#: decided by the runner, which knows each key's last timestamp and partition; the decoder
+#: produces all the others.
 REASONS: tuple[str, ...] = (
     "oversized",
     "invalid_json",
@@ -58,6 +59,7 @@ REASONS: tuple[str, ...] = (
     "non_finite",
     "non_positive_price",
     "negative_volume",
+    "wrong_partition",
     "empty_key",
     "out_of_order",
 )

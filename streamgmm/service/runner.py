@@ -362,6 +362,19 @@ class ServiceRunner:
             return 0
         tick = result
         state = self._key_state(tick.key, tp.partition)
+        if state.partition != tp.partition:
+            # One model's offset bookkeeping is per input partition: a key that arrives on two
+            # partitions (records keyed by something other than the instrument) would have
+            # records skipped silently, so they are dead-lettered instead.
+            self._dead_letter(
+                codec.dead_letter_for(
+                    tick,
+                    "wrong_partition",
+                    f"key {tick.key!r} is on partition {state.partition}, not {tp.partition}",
+                    value=rec.value,
+                )
+            )
+            return 0
         if rec.offset < state.next_offset:
             # Already inside the restored snapshot: applying it again would double-count.
             return 0
