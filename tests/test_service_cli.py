@@ -123,3 +123,13 @@ def test_unreachable_broker_retries_and_stops_on_sigterm(tmp_path: Path) -> None
     text = log_path.read_text()
     assert code == 0, text
     assert dead in text and "retrying in" in text
+
+
+def test_python_dash_m_streamgmm_is_the_cli() -> None:
+    """The README's demo command uses ``python3 -m streamgmm``; it must reach the same CLI."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamgmm", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    for command in ("run", "replay", "produce", "demo", "plot"):
+        assert command in proc.stdout
