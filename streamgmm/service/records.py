@@ -10,24 +10,20 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from streamgmm.regime import OUTPUT_KEYS
 from streamgmm.service.codec import Tick
 
 __all__ = ["OUTPUT_FIELDS", "build_output_record", "is_out_of_order", "should_emit"]
 
-#: The keys of every output record, in the order they are written.
+#: The keys of every output record, in the order they are written: where the tick came from,
+#: then the detector's outputs (its ``warm`` flag stays internal).
 OUTPUT_FIELDS: tuple[str, ...] = (
     "key",
     "ts",
     "topic",
     "partition",
     "offset",
-    "regime",
-    "probabilities",
-    "raw_probabilities",
-    "log_likelihood",
-    "drift_score",
-    "drift_detected",
-    "n_samples_seen",
+    *(name for name in OUTPUT_KEYS if name != "warm"),
 )
 
 
