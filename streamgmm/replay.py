@@ -358,7 +358,8 @@ def replay(
             except ValueError as exc:
                 # As in the runner: the model refused the tick and kept its state unchanged.
                 reject(row_number, DeadLetter(
-                    key_bytes, value, "wrong_type", f"model: {exc}", topic, PARTITION, row_number
+                    key_bytes, value, "rejected_by_model", f"model: {exc}", topic, PARTITION,
+                    row_number,
                 ))  # fmt: skip
                 continue
             last_ts[tick.key] = tick.ts

@@ -208,3 +208,14 @@ def test_alert_rules_use_only_exported_metrics() -> None:
         assert rule["annotations"]["summary"]
         for name in re.findall(r"streamgmm_[a-z_]+", rule["expr"]):
             assert name in exported, f"{rule['alert']} uses unknown metric {name}"
+
+
+def test_skipped_records_are_not_dead_letters(served: tuple[ServiceMetrics, str]) -> None:
+    metrics, url = served
+    metrics.skipped("out_of_order")
+    metrics.skipped("out_of_order")
+    metrics.dead_lettered("oversized")
+    samples = scrape(url)
+    assert samples[("streamgmm_records_skipped_total", (("reason", "out_of_order"),))] == 2.0
+    dead = {labels for name, labels in samples if name == "streamgmm_records_dead_lettered_total"}
+    assert dead == {(("reason", "oversized"),)}

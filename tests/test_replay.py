@@ -100,7 +100,12 @@ def test_replay_validates_like_the_service_and_writes_output_records(tmp_path: P
     assert records[0]["probabilities"] == {"0": 1.0, "1": 0.0}
     assert records[0]["log_likelihood"] == -50.0
     assert summary.dead_letters == Counter(
-        out_of_order=1, wrong_type=2, empty_key=1, non_finite=1, non_positive_price=1
+        out_of_order=1,
+        wrong_type=1,
+        empty_key=1,
+        non_finite=1,
+        non_positive_price=1,
+        rejected_by_model=1,
     )
     assert (summary.rows, summary.ticks, summary.records, summary.keys) == (11, 5, 5, 3)
     lines = [json.loads(line) for line in dead.getvalue().splitlines()]
@@ -110,7 +115,7 @@ def test_replay_validates_like_the_service_and_writes_output_records(tmp_path: P
         (5, "empty_key"),
         (6, "non_finite"),
         (7, "non_positive_price"),
-        (8, "wrong_type"),
+        (8, "rejected_by_model"),
     ]
     assert lines[0]["key"] == "A"
     assert json.loads(lines[0]["value"]) == {"symbol": "A", "ts": 1.5, "price": 60.0, "volume": 1.0}

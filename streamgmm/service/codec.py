@@ -47,9 +47,9 @@ __all__ = [
     "encode_snapshot",
 ]
 
-#: Every reason a record can be dead-lettered for. ``out_of_order`` and ``wrong_partition`` are
-#: decided by the runner, which knows each key's last timestamp and partition; the decoder
-#: produces all the others.
+#: Every reason a record can be dead-lettered for. ``out_of_order``, ``wrong_partition`` and
+#: ``rejected_by_model`` are decided by the runner, which knows each key's last timestamp,
+#: partition and model; the decoder produces all the others.
 REASONS: tuple[str, ...] = (
     "oversized",
     "invalid_json",
@@ -60,6 +60,7 @@ REASONS: tuple[str, ...] = (
     "non_positive_price",
     "negative_volume",
     "wrong_partition",
+    "rejected_by_model",
     "empty_key",
     "out_of_order",
 )

@@ -73,6 +73,13 @@ class ServiceMetrics:
             ["reason"],
             registry=reg,
         )
+        self._skipped = Counter(
+            "streamgmm_records_skipped",
+            "Valid records deliberately not applied (e.g. out-of-order ticks with "
+            "out_of_order = skip), by reason.",
+            ["reason"],
+            registry=reg,
+        )
         self._latency = Histogram(
             "streamgmm_processing_latency_seconds",
             "Time to process one record, from decode to output record.",
@@ -147,6 +154,10 @@ class ServiceMetrics:
     def dead_lettered(self, reason: str) -> None:
         """Count one record sent to the dead-letter topic for ``reason``."""
         self._dead.labels(reason=reason).inc()
+
+    def skipped(self, reason: str) -> None:
+        """Count one valid record that was deliberately not applied, for ``reason``."""
+        self._skipped.labels(reason=reason).inc()
 
     def observe_latency(self, seconds: float) -> None:
         """Record the processing time of one record."""

@@ -389,16 +389,16 @@ class ServiceRunner:
                     )
                 )
             else:
-                self.metrics.dead_lettered("out_of_order_skipped")
+                # Not a dead letter: nothing was sent there, and a DLQ alert must not fire.
+                self.metrics.skipped("out_of_order")
             return 0
         try:
             out = state.pipeline.learn_predict_one({"ts": tick.ts, **tick.fields})
         except ValueError as exc:
-            # The detector refused the tick and left its state unchanged; keep going.
-            # The decoder already checks types and finiteness, so this is a value the model
-            # itself cannot use; "wrong_type" is the closest stable reason.
+            # The detector refused a value the decoder accepted (e.g. beyond the mixture's
+            # ±1e100 range) and left its state unchanged; keep going.
             self._dead_letter(
-                codec.dead_letter_for(tick, "wrong_type", f"model: {exc}", value=rec.value)
+                codec.dead_letter_for(tick, "rejected_by_model", f"model: {exc}", value=rec.value)
             )
             return 0
         state.next_offset = rec.offset + 1
