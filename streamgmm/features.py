@@ -130,7 +130,28 @@ class _Clock:
         return clock
 
 
-class TickFeatures(base.Transformer):
+class _ClockCounters:
+    """The skip counters and last timestamp of a transformer's :class:`_Clock`."""
+
+    _clock: _Clock
+
+    @property
+    def n_duplicates(self) -> int:
+        """Ticks skipped because their ``ts`` equalled the last accepted one."""
+        return self._clock.n_duplicates
+
+    @property
+    def n_out_of_order(self) -> int:
+        """Ticks skipped because their ``ts`` was older than the last accepted one."""
+        return self._clock.n_out_of_order
+
+    @property
+    def last_ts(self) -> float | None:
+        """Timestamp of the last accepted tick."""
+        return self._clock.last_ts
+
+
+class TickFeatures(_ClockCounters, base.Transformer):
     """Market-tick features: scaled log return, log EWMA volatility, optional volume z-score.
 
     Parameters
@@ -204,22 +225,6 @@ class TickFeatures(base.Transformer):
         self._vol_m2 = 0.0
         self._vol_w = 0.0
         self.n_returns = 0
-
-    # -- public counters -------------------------------------------------------------------
-    @property
-    def n_duplicates(self) -> int:
-        """Ticks skipped because their ``ts`` equalled the last accepted one."""
-        return self._clock.n_duplicates
-
-    @property
-    def n_out_of_order(self) -> int:
-        """Ticks skipped because their ``ts`` was older than the last accepted one."""
-        return self._clock.n_out_of_order
-
-    @property
-    def last_ts(self) -> float | None:
-        """Timestamp of the last accepted tick."""
-        return self._clock.last_ts
 
     # -- core ------------------------------------------------------------------------------
     def _parse(self, tick: Mapping[str, Any]) -> tuple[float, float, float | None]:
@@ -358,7 +363,7 @@ class TickFeatures(base.Transformer):
         return obj
 
 
-class EventFeatures(base.Transformer):
+class EventFeatures(_ClockCounters, base.Transformer):
     """Pass selected numeric fields of event ticks through, with the same ``ts`` rules.
 
     Parameters
@@ -386,21 +391,6 @@ class EventFeatures(base.Transformer):
         self.fields = fields
         self._clock = _Clock()
         self.n_events = 0
-
-    @property
-    def n_duplicates(self) -> int:
-        """Ticks skipped because their ``ts`` equalled the last accepted one."""
-        return self._clock.n_duplicates
-
-    @property
-    def n_out_of_order(self) -> int:
-        """Ticks skipped because their ``ts`` was older than the last accepted one."""
-        return self._clock.n_out_of_order
-
-    @property
-    def last_ts(self) -> float | None:
-        """Timestamp of the last accepted tick."""
-        return self._clock.last_ts
 
     def _parse(self, tick: Mapping[str, Any]) -> tuple[float, dict[str, float]]:
         ts = check_number(tick, "ts")
