@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from conftest import ConsumedRecord
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 REPO = Path(__file__).resolve().parents[1]
@@ -269,19 +270,8 @@ def produce(
 # --------------------------------------------------------------------------- reading
 
 
-@dataclass
-class Record:
-    """A record read back from a topic."""
-
-    key: bytes | None
-    value: bytes | None
-    headers: dict[str, bytes]
-    partition: int
-    offset: int
-
-    def json(self) -> Any:
-        assert self.value is not None
-        return json.loads(self.value)
+# The same read-back record as the service tests use.
+Record = ConsumedRecord
 
 
 @dataclass
