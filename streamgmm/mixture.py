@@ -290,7 +290,6 @@ class OnlineGaussianMixture(base.Clusterer):
 
     def _set_features(self, names: list[Any]) -> None:
         self.feature_names_ = names
-        self._all_observed = np.ones(len(names), dtype=bool)
         if len(names) == 1:
             only = names[0]
             self._getter = _SingleGetter(only)
@@ -405,15 +404,6 @@ class OnlineGaussianMixture(base.Clusterer):
     def _split(self, x: Mapping[Any, Any]) -> tuple[np.ndarray, np.ndarray, int]:
         """Values in feature order (NaN where missing), observed mask, and unknown-key count."""
         d = self.n_features
-        try:
-            complete = self._getter(x)  # type: ignore[misc]
-        except KeyError:
-            pass
-        else:
-            if all(type(v) is float for v in complete):
-                values = np.array(complete)
-                if np.isfinite(values).all() and np.abs(values).max() <= K.MAX_ABS_VALUE:
-                    return values, self._all_observed, len(x) - d
         values = np.full(d, np.nan)
         observed = np.zeros(d, dtype=bool)
         for i, name in enumerate(self.feature_names_):
@@ -556,7 +546,7 @@ class OnlineGaussianMixture(base.Clusterer):
 
     def _posterior(self, x: Mapping[Any, Any]) -> tuple[np.ndarray, float]:
         out = np.empty(self.n_components)
-        if len(x) == self.n_features:
+        if len(x) >= self.n_features:  # extra keys are ignored, as the getter picks features
             try:
                 values = self._getter(x)  # type: ignore[misc]
             except KeyError:
