@@ -6,9 +6,35 @@ The data path is visible in the layout: bytes -> ``service.codec`` -> tick -> ``
 ``service.checkpoint``.
 """
 
-from streamgmm.drift import LikelihoodDriftMonitor
-from streamgmm.mixture import OnlineGaussianMixture
-from streamgmm.regime import EventDetector, RegimeDetector
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streamgmm.drift import LikelihoodDriftMonitor
+    from streamgmm.mixture import OnlineGaussianMixture
+    from streamgmm.regime import EventDetector, RegimeDetector
 
 __all__ = ["EventDetector", "LikelihoodDriftMonitor", "OnlineGaussianMixture", "RegimeDetector"]
 __version__ = "0.1.0"
+
+# Loaded on first use: the service's producer process and the configuration check import
+# submodules of this package, and should not pay for numba and river (about a second).
+_EXPORTS = {
+    "EventDetector": "streamgmm.regime",
+    "LikelihoodDriftMonitor": "streamgmm.drift",
+    "OnlineGaussianMixture": "streamgmm.mixture",
+    "RegimeDetector": "streamgmm.regime",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'streamgmm' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

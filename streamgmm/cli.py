@@ -48,10 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
+def configure_logging(level: str, process: str = "") -> None:
+    """Log lines at ``level`` to stderr; ``process`` tags the lines of a helper process."""
+    tag = f"[{process}]" if process else ""
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s",
     )
     # kafka-python logs every failed reconnect at ERROR; the runner already says what is wrong
     # in one line. At DEBUG the client's own warnings come back for troubleshooting.
@@ -68,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"streamgmm: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level)
     from streamgmm.service.runner import run_service
 
     return run_service(settings)
@@ -94,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from streamgmm.demo import run_demo
 
-        _configure_logging("WARNING")
+        configure_logging("WARNING")
         return run_demo(
             follow=args.follow,
             live=not args.no_live,

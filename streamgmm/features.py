@@ -313,6 +313,24 @@ class TickFeatures(_ClockCounters, base.Transformer):
         """Update the state with tick ``x`` (skipped ticks are counted, not applied)."""
         self.step(x)
 
+    # -- compiled runs (streamgmm._regime_kernel) -------------------------------------------
+    def packed(self) -> list[float] | None:
+        """Return/volatility state and parameters in the compiled run's ``features`` layout.
+
+        None before the first tick, or with ``use_volume`` (the compiled run has no volume).
+        """
+        if self._clock.last_ts is None or self._last_price is None or self.use_volume:
+            return None
+        return [
+            self._clock.last_ts, self._last_price, self._sq, self._w,
+            self.dt_unit, self.max_dt_units, self.return_scale, self.vol_halflife,
+        ]  # fmt: skip
+
+    def unpack(self, packed: Sequence[float], n_ticks: int) -> None:
+        """Take back :meth:`packed` state after a compiled run applied ``n_ticks`` ticks."""
+        self._clock.last_ts, self._last_price, self._sq, self._w = (float(v) for v in packed[:4])
+        self.n_returns += n_ticks
+
     def transform_one(self, x: Mapping[str, Any]) -> dict[str, float]:  # type: ignore[override]
         """Features of tick ``x`` given the state so far, without updating it.
 

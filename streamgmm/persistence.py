@@ -180,6 +180,20 @@ class ForwardFilter:
         self.n_updates += 1
         return self.probabilities
 
+    def packed(self) -> list[float] | None:
+        """Log probabilities then the row-major log transition matrix, for a compiled run.
+
+        None unless two states with fixed transitions, the only case the run implements.
+        """
+        if self.n_states != 2 or self.learn_transitions:
+            return None
+        return [*self._log_alpha, *self._log_a[0], *self._log_a[1]]
+
+    def unpack(self, packed: Sequence[float], n_updates: int) -> None:
+        """Take back the log probabilities after a compiled run of ``n_updates`` updates."""
+        self._log_alpha = [float(packed[0]), float(packed[1])]
+        self.n_updates += n_updates
+
     def _update2(self, e0: float, e1: float) -> list[float]:
         """:meth:`update` for two states, fixed transitions and finite emissions.
 

@@ -31,9 +31,9 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from streamgmm.service.codec import DeadLetter, TickDecoder, encode_key, encode_output
+from streamgmm.service.codec import DeadLetter, TickDecoder, encode_key
 from streamgmm.service.config import ConfigError, Settings, load_settings
-from streamgmm.service.records import build_output_record, is_out_of_order, should_emit
+from streamgmm.service.records import encode_output_record, is_out_of_order, should_emit
 
 __all__ = [
     "PARTITION",
@@ -367,7 +367,7 @@ def replay(
             if should_emit(
                 settings.emit_policy, settings.emit_every_n, out, last_regime.get(tick.key)
             ):
-                output.write(encode_output(build_output_record(tick, out)) + b"\n")
+                output.write(encode_output_record(tick, out) + b"\n")
                 summary.records += 1
             last_regime[tick.key] = int(out["regime"])
     except UnicodeDecodeError as exc:

@@ -219,3 +219,36 @@ def test_skipped_records_are_not_dead_letters(served: tuple[ServiceMetrics, str]
     assert samples[("streamgmm_records_skipped_total", (("reason", "out_of_order"),))] == 2.0
     dead = {labels for name, labels in samples if name == "streamgmm_records_dead_lettered_total"}
     assert dead == {(("reason", "oversized"),)}
+
+
+def test_observe_keys_in_batches_equals_one_output_at_a_time() -> None:
+    import random
+
+    rng = random.Random(3)
+    stream = [
+        (rng.choice("ABC"), out(rng.choice([-1.0, -3.0, float("-inf")]), rng.random() < 0.3,
+                               rng.random(), score=rng.random()))
+        for _ in range(400)
+    ]
+    one, many = ServiceMetrics(max_keys=2), ServiceMetrics(max_keys=2)
+    for key, o in stream:
+        one.observe_key(key, o)
+    for i in range(0, len(stream), 37):
+        batch: dict[str, list[dict]] = {}
+        for key, o in stream[i : i + 37]:
+            batch.setdefault(key, []).append(o)
+        many.observe_keys(batch)
+
+    def samples(m: ServiceMetrics) -> dict:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in m.registry.collect()
+            for s in family.samples
+            if (s.name.startswith("streamgmm_key") or s.name == "streamgmm_exported_keys")
+            and not s.name.endswith("_created")  # creation times differ, of course
+        }
+
+    expected = samples(one)
+    assert any(name == "streamgmm_key_drift_events_total" and v > 5
+               for (name, _), v in expected.items())
+    assert samples(many) == expected

@@ -336,6 +336,13 @@ def test_metrics_agree_and_service_stops_cleanly(env: Env) -> None:
     assert env.sent, "the fuzz test sent nothing"
     env.outputs.read_to_end()
     env.dlq.read_to_end()
+    # Outputs are counted when the broker acknowledges them, which the producer process
+    # reports every 50 ms: the counter may trail the topic by that much.
+    wait_until(
+        lambda: scrape(env.svc.metrics_port()).get("streamgmm_records_produced_total")
+        == len(env.outputs.records),
+        10, "the produced counter to reach the outputs read", 0.1,
+    )
     metrics = scrape(env.svc.metrics_port())
     consumed = metrics["streamgmm_records_consumed_total"]
     dead = sum(v for k, v in metrics.items()

@@ -12,13 +12,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamgmm import produce
 from streamgmm import replay as replay_mod
 from streamgmm.replay import ReplayError, replay, row_message
 from streamgmm.service.codec import Tick, encode_output
 from streamgmm.service.config import Settings, load_settings
-from streamgmm.service.records import build_output_record, is_out_of_order, should_emit
+from streamgmm.service.records import (
+    build_output_record,
+    encode_output_record,
+    is_out_of_order,
+    should_emit,
+)
 
 FIELDS = [
     "key",
@@ -315,6 +322,62 @@ def test_build_output_record_is_plain_json_safe_and_round_trips() -> None:
     assert type(record["drift_score"]) is float
     assert (record["topic"], record["partition"], record["offset"]) == ("ticks", 3, 77)
     assert json.loads(encode_output(record)) == record
+
+
+def test_encode_output_record_equals_the_generic_encoder_on_the_same_record() -> None:
+    tick = Tick("SPX", 1.5, {"price": 2.0}, "ticks", 3, 77)
+    out = {
+        "regime": np.int64(1),
+        "probabilities": {np.int64(0): np.float64(0.25), 1: 0.75},
+        "raw_probabilities": {0: 0.5, 1: 0.5},
+        "log_likelihood": float("-inf"),
+        "drift_score": np.float64(1.25),
+        "drift_detected": np.bool_(True),
+        "n_samples_seen": np.int64(9),
+        "warm": True,
+    }
+    assert encode_output_record(tick, out) == encode_output(build_output_record(tick, out))
+
+
+_floats = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=0.0, max_value=1.0).map(np.float64),
+    st.integers(-(2**40), 2**40),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.text(min_size=1, max_size=20),
+    topic=st.text(min_size=1, max_size=10),
+    ts=st.floats(allow_nan=False, allow_infinity=False),
+    partition=st.integers(0, 1000),
+    offset=st.integers(0, 2**62),
+    regime=st.integers(0, 15),
+    probabilities=st.lists(_floats, min_size=1, max_size=16),
+    raw=st.lists(_floats, min_size=1, max_size=16),
+    log_likelihood=_floats,
+    drift_score=_floats,
+    drift_detected=st.booleans(),
+    n_samples_seen=st.integers(0, 2**62),
+)
+def test_encode_output_record_matches_json_dumps_byte_for_byte(
+    key: str, topic: str, ts: float, partition: int, offset: int, regime: int,
+    probabilities: list[Any], raw: list[Any], log_likelihood: Any, drift_score: Any,
+    drift_detected: bool, n_samples_seen: int,
+) -> None:
+    tick = Tick(key, ts, {"price": 1.0}, topic, partition, offset)
+    out = {
+        "regime": regime,
+        "probabilities": dict(enumerate(probabilities)),
+        "raw_probabilities": dict(enumerate(raw)),
+        "log_likelihood": log_likelihood,
+        "drift_score": drift_score,
+        "drift_detected": drift_detected,
+        "n_samples_seen": n_samples_seen,
+        "warm": True,
+    }
+    assert encode_output_record(tick, out) == encode_output(build_output_record(tick, out))
 
 
 def test_should_emit_and_ordering_rules() -> None:

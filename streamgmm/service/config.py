@@ -107,6 +107,7 @@ class Settings:
     # [output]
     emit_policy: str
     emit_every_n: int
+    producer_process: bool
     # [checkpoint]
     checkpoint_every_records: int
     checkpoint_every_seconds: float
@@ -370,6 +371,7 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("input", "max_record_bytes", "max_record_bytes", _int(64, 100 * 1024 * 1024)),
     _Spec("output", "emit_policy", "emit_policy", _choice("every_tick", "on_change", "every_n")),
     _Spec("output", "emit_every_n", "emit_every_n", _int(1)),
+    _Spec("output", "producer_process", "producer_process", _bool),
     _Spec("checkpoint", "every_records", "checkpoint_every_records", _int(1)),
     _Spec("checkpoint", "every_seconds", "checkpoint_every_seconds", _positive_float),
     _Spec("state", "max_keys_in_memory", "max_keys_in_memory", _int(1)),

@@ -186,10 +186,16 @@ class Producer:
     checkpoint rather than commit past a record that never arrived.
     """
 
-    def __init__(self, client_kwargs: Mapping[str, Any], **producer_kwargs: Any) -> None:
+    def __init__(
+        self,
+        client_kwargs: Mapping[str, Any],
+        on_delivered: Callable[[str, int], None] | None = None,
+        **producer_kwargs: Any,
+    ) -> None:
         self._producer = KafkaProducer(**client_kwargs, **producer_kwargs)
         self._lock = threading.Lock()
         self._failures: list[BaseException] = []
+        self._on_delivered = on_delivered
 
     def _record_failure(self, exc: BaseException) -> None:
         with self._lock:
@@ -208,7 +214,20 @@ class Producer:
             topic, value=value, key=key, headers=headers, partition=partition
         )
         future.add_errback(self._record_failure)
+        if self._on_delivered is not None:
+            future.add_callback(self._delivered, topic)
         return future
+
+    def _delivered(self, topic: str, _metadata: Any) -> None:
+        assert self._on_delivered is not None
+        self._on_delivered(topic, 1)
+
+    def send_pending(self) -> None:
+        """Nothing to do: records go to kafka-python's accumulator as they are sent.
+
+        Present so that this producer and :class:`streamgmm.service.sink.ProducerProcess`
+        are interchangeable as the runner's output sink.
+        """
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until queued records are acknowledged; raise if any delivery failed."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -82,7 +82,7 @@ class ServiceMetrics:
         )
         self._latency = Histogram(
             "streamgmm_processing_latency_seconds",
-            "Time to process one record, from decode to output record.",
+            "Time from the start of processing a record's poll batch to its output record.",
             buckets=_LATENCY_BUCKETS,
             registry=reg,
         )
@@ -191,41 +191,60 @@ class ServiceMetrics:
 
     # ------------------------------------------------------------------ per key
     def observe_key(self, key: str, out: dict[str, Any]) -> None:
-        """Update ``key``'s series from a pipeline output (skipped beyond ``max_keys``)."""
+        """Update ``key``'s series from one pipeline output (skipped beyond ``max_keys``)."""
+        self.observe_keys({key: [out]})
+
+    def observe_keys(self, outputs: Mapping[str, Sequence[dict[str, Any]]]) -> None:
+        """Update per-key series from each key's pipeline outputs, oldest first.
+
+        The same result as :meth:`observe_key` on every output in turn, with each gauge set
+        once per key: the runner calls this once per poll, as a per-tick call costs more
+        than the model's own update.
+        """
         with self._lock:
-            state = self._keys.get(key)
-            if state is None:
-                if len(self._keys) >= self.max_keys:
-                    return
-                state = self._keys[key] = _KeyState(
-                    self._key_mean.labels(key=key),
-                    self._key_drift.labels(key=key),
-                    self._key_drift_events.labels(key=key),
-                )
-                self._exported.set(len(self._keys))
+            for key, outs in outputs.items():
+                state = self._keys.get(key)
+                if state is None:
+                    if len(self._keys) >= self.max_keys:
+                        continue
+                    state = self._keys[key] = _KeyState(
+                        self._key_mean.labels(key=key),
+                        self._key_drift.labels(key=key),
+                        self._key_drift_events.labels(key=key),
+                    )
+                    self._exported.set(len(self._keys))
+                self._observe(key, state, outs)
+
+    def _observe(self, key: str, state: _KeyState, outs: Sequence[dict[str, Any]]) -> None:
+        mean, drift, rises = state.mean, state.drift, 0
+        for out in outs:
             log_likelihood = float(out["log_likelihood"])
             if math.isfinite(log_likelihood):
-                previous = state.mean
-                state.mean = (
+                mean = (
                     log_likelihood
-                    if previous is None
-                    else previous + _KEY_MEAN_WEIGHT * (log_likelihood - previous)
+                    if mean is None
+                    else mean + _KEY_MEAN_WEIGHT * (log_likelihood - mean)
                 )
-                state.mean_child.set(state.mean)
-            state.drift_child.set(float(out["drift_score"]))
-            drift = bool(out["drift_detected"])
-            if drift and not state.drift:
-                state.events_child.inc()
-            state.drift = drift
-            for regime, p in out["probabilities"].items():
-                entry = state.probs.get(regime)
-                if entry is None:
-                    label = str(regime)
-                    entry = state.probs[regime] = (
-                        label,
-                        self._key_prob.labels(key=key, regime=label),
-                    )
-                entry[1].set(float(p))
+            detected = bool(out["drift_detected"])
+            if detected and not drift:
+                rises += 1
+            drift = detected
+        if mean is not None and mean != state.mean:
+            state.mean_child.set(mean)
+        state.mean, state.drift = mean, drift
+        if rises:
+            state.events_child.inc(rises)
+        last = outs[-1]
+        state.drift_child.set(float(last["drift_score"]))
+        for regime, p in last["probabilities"].items():
+            entry = state.probs.get(regime)
+            if entry is None:
+                label = str(regime)
+                entry = state.probs[regime] = (
+                    label,
+                    self._key_prob.labels(key=key, regime=label),
+                )
+            entry[1].set(float(p))
 
     def forget_keys(self, keys: Iterable[str]) -> None:
         """Remove every series of ``keys`` (on revoke or eviction), freeing their slots."""

@@ -6,6 +6,7 @@ emit the same records.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from streamgmm.service.config import Settings
@@ -15,6 +16,10 @@ class Pipeline(Protocol):
     """What the runner needs from a per-key detector."""
 
     def learn_predict_one(self, tick: dict[str, float]) -> dict[str, Any]: ...
+
+    def learn_predict_many(
+        self, ticks: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any] | ValueError]: ...
 
     def to_state(self) -> dict[str, Any]: ...
 

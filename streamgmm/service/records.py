@@ -7,13 +7,20 @@ out-of-order ticks.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 from streamgmm.regime import OUTPUT_KEYS
 from streamgmm.service.codec import Tick
 
-__all__ = ["OUTPUT_FIELDS", "build_output_record", "is_out_of_order", "should_emit"]
+__all__ = [
+    "OUTPUT_FIELDS",
+    "build_output_record",
+    "encode_output_record",
+    "is_out_of_order",
+    "should_emit",
+]
 
 #: The keys of every output record, in the order they are written: where the tick came from,
 #: then the detector's outputs (its ``warm`` flag stays internal).
@@ -83,6 +90,49 @@ def build_output_record(tick: Tick, out: dict[str, Any]) -> dict[str, Any]:
         "drift_detected": bool(out["drift_detected"]),
         "n_samples_seen": int(out["n_samples_seen"]),
     }
+
+
+# JSON string literal of a str, as json.dumps(..., ensure_ascii=False) writes it (C version).
+_json_string = json.encoder.encode_basestring
+
+
+def _json_number(value: object) -> str:
+    # json writes a finite float as float.__repr__; x - x is 0.0 only for finite floats. Other
+    # types (numpy floats, ints) go through float(), and a non-finite value becomes null, as
+    # in build_output_record.
+    if type(value) is float and value - value == 0.0:
+        return repr(value)
+    number = _finite_or_none(value)
+    return "null" if number is None else repr(number)
+
+
+def _json_probabilities(probabilities: dict[Any, Any]) -> str:
+    parts = []
+    for r, p in probabilities.items():
+        key = _REGIME_KEYS[r] if type(r) is int and 0 <= r < len(_REGIME_KEYS) else int(r)
+        # Inlined finite-float case of _json_number: this runs twice per regime per tick.
+        value = repr(p) if type(p) is float and p - p == 0.0 else _json_number(p)
+        parts.append(f'"{key}":{value}')
+    return ",".join(parts)
+
+
+def encode_output_record(tick: Tick, out: dict[str, Any]) -> bytes:
+    """The output record as UTF-8 JSON, without building it as a dict first.
+
+    Byte for byte ``codec.encode_output(build_output_record(tick, out))`` (a test holds the
+    two equal), and a third faster, which matters at one call per tick.
+    """
+    return (
+        f'{{"key":{_json_string(tick.key)},"ts":{_json_number(tick.ts)},'
+        f'"topic":{_json_string(tick.topic)},"partition":{int(tick.partition)},'
+        f'"offset":{int(tick.offset)},"regime":{int(out["regime"])},'
+        f'"probabilities":{{{_json_probabilities(out["probabilities"])}}},'
+        f'"raw_probabilities":{{{_json_probabilities(out["raw_probabilities"])}}},'
+        f'"log_likelihood":{_json_number(out["log_likelihood"])},'
+        f'"drift_score":{_json_number(out["drift_score"])},'
+        f'"drift_detected":{"true" if out["drift_detected"] else "false"},'
+        f'"n_samples_seen":{int(out["n_samples_seen"])}}}'
+    ).encode()
 
 
 def should_emit(

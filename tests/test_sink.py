@@ -1,0 +1,118 @@
+"""The output producer process (streamgmm.service.sink) against the embedded broker.
+
+Claims: records arrive whole (keys, values, headers, None keys, non-UTF-8 bytes) and in order
+per key; acknowledgements are counted per topic; a flush waits for the broker and reports the
+death of the child; the child delivers what it holds and exits when the service goes away;
+settings that cannot cross the process boundary are refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+
+import pytest
+from conftest import KafkaTools
+
+from streamgmm.broker import EmbeddedBroker
+from streamgmm.service.kafka_io import DeliveryError
+from streamgmm.service.sink import ProducerProcess
+
+pytestmark = pytest.mark.integration
+
+
+class Acks:
+    """Thread-safe tally of the ``on_delivered`` callbacks."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, topic: str, n: int) -> None:
+        with self._lock:
+            self.counts[topic] += n
+
+
+def _sink(broker: EmbeddedBroker, acks: Acks | None = None) -> ProducerProcess:
+    return ProducerProcess(broker.client_kwargs(), {"linger_ms": 5}, on_delivered=acks)
+
+
+def test_records_arrive_whole_and_in_order(
+    broker: EmbeddedBroker, kafka_tools: KafkaTools, unique: str
+) -> None:
+    out, dlq = f"{unique}-out", f"{unique}-dlq"
+    broker.create_topics({out: 2, dlq: 1})
+    acks = Acks()
+    sink = _sink(broker, acks)
+    try:
+        sent = [(f"K{i % 3}".encode(), f'{{"n":{i}}}'.encode()) for i in range(2500)]
+        for key, value in sent:
+            sink.send(out, value=value, key=key)
+        headers = [("streamgmm.reason", b"invalid_json"), ("raw", bytes(range(256)))]
+        sink.send(dlq, value=b"\xff\xfe not json", key=None, headers=headers)
+        sink.send(dlq, value=None, key=b"tombstone")
+        sink.flush(timeout=30)
+        # Acknowledgements are reported before the flush returns.
+        assert acks.counts == {out: len(sent), dlq: 2}
+    finally:
+        sink.close(timeout=10)
+    got = kafka_tools.read_all(out, expect=len(sent))
+    assert sorted((r.key, r.value) for r in got) == sorted(sent)
+    for key in (b"K0", b"K1", b"K2"):
+        per_key = [r for r in got if r.key == key]
+        # One key lands on one partition, in the order it was sent.
+        assert len({r.partition for r in per_key}) == 1
+        assert [r.value for r in per_key] == [v for k, v in sent if k == key]
+    dead = kafka_tools.read_all(dlq, expect=2)
+    assert [(r.key, r.value) for r in dead] == [(None, b"\xff\xfe not json"), (b"tombstone", None)]
+    assert dead[0].headers == dict(headers)
+
+
+def test_flush_reports_a_dead_child(broker: EmbeddedBroker, unique: str) -> None:
+    topic = f"{unique}-out"
+    broker.create_topics({topic: 1})
+    sink = _sink(broker)
+    try:
+        sink.send(topic, value=b"1", key=b"k")
+        sink.flush(timeout=30)
+        os.kill(sink.pid, signal.SIGKILL)
+        sink.send(topic, value=b"2", key=b"k")
+        with pytest.raises(DeliveryError, match="output producer process"):
+            sink.flush(timeout=5)
+    finally:
+        sink.close(timeout=1)
+
+
+def test_child_ignores_sigterm_and_delivers_when_the_service_goes_away(
+    broker: EmbeddedBroker, kafka_tools: KafkaTools, unique: str
+) -> None:
+    topic = f"{unique}-out"
+    broker.create_topics({topic: 1})
+    sink = _sink(broker)
+    pid = sink.pid
+    # SIGTERM aimed at the whole process group must not drop what the service handed over.
+    os.kill(pid, signal.SIGTERM)
+    for i in range(100):
+        sink.send(topic, value=str(i).encode(), key=b"k")
+    sink.send_pending()
+    # The service dies: the child sees its stdin close, delivers, and exits by itself.
+    sink._stdin.close()
+    deadline = time.monotonic() + 30
+    while sink._proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sink._proc.returncode == 0
+    got = kafka_tools.read_all(topic, expect=100)
+    assert [r.value for r in got] == [str(i).encode() for i in range(100)]
+
+
+def test_settings_that_are_not_json_safe_are_refused(broker: EmbeddedBroker) -> None:
+    with pytest.raises(DeliveryError, match="not JSON-safe"):
+        ProducerProcess({**broker.client_kwargs(), "ssl_context": object()}, {})
+
+
+def test_a_bad_producer_setting_names_the_childs_error(broker: EmbeddedBroker) -> None:
+    with pytest.raises(DeliveryError, match=r"cannot create the output producer.*no_such_option"):
+        ProducerProcess(broker.client_kwargs(), {"no_such_option": 1})
