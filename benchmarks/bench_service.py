@@ -173,16 +173,21 @@ def _wait_metrics(port: int, timeout: float = 60.0) -> None:
     raise RuntimeError("service metrics never came up")
 
 
-def service_run(broker: EmbeddedBroker, topic: str, n: int, warm: int, workdir: Path) -> float:
+def service_run(broker: EmbeddedBroker, topic: str, n: int, warm: int, workdir: Path,
+                producer_process: bool = True) -> float:
     """Ticks/s of ``streamgmm run`` (see the module docstring).
 
     The first ``warm`` ticks absorb one-off start-up costs (numba compiling or loading the
     kernels). Completion is read from the service's metrics twice a second.
     """
     port = free_port()
-    proc = _start_service(broker, topic, "bench-svc", port, workdir,
+    group = "bench-svc" if producer_process else "bench-svc-one-process"
+    output = f"{topic}.{group}"
+    proc = _start_service(broker, topic, group, port, workdir,
                           **{"checkpoint.every_records": 10000,
-                             "checkpoint.every_seconds": 5.0})
+                             "checkpoint.every_seconds": 5.0,
+                             "topics.output": output,
+                             "output.producer_process": producer_process})
     try:
         _wait_metrics(port)
         deadline = time.monotonic() + 600
@@ -190,7 +195,7 @@ def service_run(broker: EmbeddedBroker, topic: str, n: int, warm: int, workdir: 
             if time.monotonic() > deadline:
                 raise RuntimeError(f"service did not produce {n} records; see {workdir}")
             time.sleep(0.5)
-        return _output_rate(broker, f"{topic}.regimes", n, warm)
+        return _output_rate(broker, output, n, warm)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -256,6 +261,9 @@ def main() -> None:
         svc = service_run(broker, "bench-in", n, len(warmup), workdir)
         print(f"streamgmm run (end to end)               : {svc:10.0f} ticks/s")
         print(f"ratio service / bare                     : {svc / bare:10.2f}")
+        one = service_run(broker, "bench-in", n, len(warmup), workdir, producer_process=False)
+        print(f"  with producer_process = false          : {one:10.0f} ticks/s "
+              f"(ratio {one / bare:.2f})")
         idle, loaded, rate = service_rss(broker, args.keys, args.ticks_per_key, workdir)
         print(f"RSS streamgmm run, 5 keys, kernels loaded: {idle:10.1f} MiB")
         label = f"RSS with {args.keys} more warm keys"

@@ -107,6 +107,15 @@ def _json_number(value: object) -> str:
 
 
 def _json_probabilities(probabilities: dict[Any, Any]) -> str:
+    if len(probabilities) == 2:
+        # The usual record: regimes 0 and 1 with finite float probabilities.
+        (r0, p0), (r1, p1) = probabilities.items()
+        if (
+            r0 == 0 and r1 == 1
+            and type(p0) is float and p0 - p0 == 0.0
+            and type(p1) is float and p1 - p1 == 0.0
+        ):  # fmt: skip
+            return f'"0":{p0!r},"1":{p1!r}'
     parts = []
     for r, p in probabilities.items():
         key = _REGIME_KEYS[r] if type(r) is int and 0 <= r < len(_REGIME_KEYS) else int(r)
