@@ -191,10 +191,13 @@ def service_run(broker: EmbeddedBroker, topic: str, n: int, warm: int, workdir: 
     try:
         _wait_metrics(port)
         deadline = time.monotonic() + 600
-        while _scrape(port).get("streamgmm_records_produced_total", 0.0) < n:
+        while (m := _scrape(port)).get("streamgmm_records_produced_total", 0.0) < n:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"service did not produce {n} records; see {workdir}")
             time.sleep(0.5)
+        count = m.get("streamgmm_checkpoint_duration_seconds_count", 0.0)
+        total = m.get("streamgmm_checkpoint_duration_seconds_sum", 0.0)
+        print(f"  ({group}: {count:.0f} checkpoints took {total:.2f} s in all)")
         return _output_rate(broker, output, n, warm)
     finally:
         proc.send_signal(signal.SIGTERM)

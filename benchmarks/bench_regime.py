@@ -1,0 +1,68 @@
+"""RegimeDetector per tick: ``learn_predict_one`` against ``learn_predict_many``, in one run.
+
+The service hands each key's ticks of one poll to ``learn_predict_many`` together; with 500
+records per poll over 30 keys that is about 17 ticks per call, the default ``--run`` here.
+Figures are medians of ``--repeats`` passes over warm detectors (compile and warm-up excluded).
+
+Usage::
+
+    python3 benchmarks/bench_regime.py [--ticks 40000] [--run 17] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+from streamgmm import RegimeDetector
+
+DAY = 86400.0
+
+
+def _ticks(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    vol = np.where((np.arange(n) // 500) % 2 == 0, 0.01, 0.03)
+    prices = 100.0 * np.exp(np.cumsum(rng.normal(0.0, vol)))
+    return [{"ts": 1.0e9 + DAY * i, "price": float(p), "volume": 1000.0}
+            for i, p in enumerate(prices)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ticks", type=int, default=40000)
+    parser.add_argument("--run", type=int, default=17, help="ticks per learn_predict_many call")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    warm = _ticks(2000, seed=1)
+    one_rates, many_rates = [], []
+    for repeat in range(args.repeats):
+        ticks = [{**t, "ts": t["ts"] + 1.0e8} for t in _ticks(args.ticks, seed=2 + repeat)]
+        one, many = RegimeDetector(), RegimeDetector()
+        for tick in warm:
+            one.learn_predict_one(tick)
+        many.learn_predict_many(warm)
+        started = time.perf_counter()
+        for tick in ticks:
+            one.learn_predict_one(tick)
+        one_rates.append(len(ticks) / (time.perf_counter() - started))
+        started = time.perf_counter()
+        for i in range(0, len(ticks), args.run):
+            many.learn_predict_many(ticks[i : i + args.run])
+        many_rates.append(len(ticks) / (time.perf_counter() - started))
+        assert one.to_state() == many.to_state()  # the same model either way
+
+    one_rate, many_rate = statistics.median(one_rates), statistics.median(many_rates)
+    print(f"RegimeDetector.learn_predict_one               : {one_rate:10.0f} ticks/s "
+          f"({1e6 / one_rate:.1f} us/tick)")
+    print(f"RegimeDetector.learn_predict_many (runs of {args.run:>3}) : {many_rate:10.0f} ticks/s "
+          f"({1e6 / many_rate:.1f} us/tick)")
+    print(f"ratio                                          : {many_rate / one_rate:10.1f}")
+
+
+if __name__ == "__main__":
+    main()
