@@ -301,9 +301,9 @@ def test_row_message_keeps_non_finite_values_for_the_decoder_to_reject() -> None
     assert row_message({"sensor": "s1", "ts": 1.0}, "sensor")[0] == b"s1"
 
 
-def test_build_output_record_is_plain_json_safe_and_round_trips() -> None:
-    tick = Tick("SPX", 1.5, {"price": 2.0}, "ticks", 3, 77)
-    out = {
+def _numpy_output() -> dict[str, Any]:
+    """A detector output with numpy scalars and a non-finite value in it."""
+    return {
         "regime": np.int64(1),
         "probabilities": {np.int64(0): np.float64(0.25), 1: 0.75},
         "raw_probabilities": {0: 0.5, 1: 0.5},
@@ -313,6 +313,11 @@ def test_build_output_record_is_plain_json_safe_and_round_trips() -> None:
         "n_samples_seen": np.int64(9),
         "warm": True,
     }
+
+
+def test_build_output_record_is_plain_json_safe_and_round_trips() -> None:
+    tick = Tick("SPX", 1.5, {"price": 2.0}, "ticks", 3, 77)
+    out = _numpy_output()
     record = build_output_record(tick, out)
     assert list(record) == FIELDS
     assert record["probabilities"] == {"0": 0.25, "1": 0.75}
@@ -326,16 +331,7 @@ def test_build_output_record_is_plain_json_safe_and_round_trips() -> None:
 
 def test_encode_output_record_equals_the_generic_encoder_on_the_same_record() -> None:
     tick = Tick("SPX", 1.5, {"price": 2.0}, "ticks", 3, 77)
-    out = {
-        "regime": np.int64(1),
-        "probabilities": {np.int64(0): np.float64(0.25), 1: 0.75},
-        "raw_probabilities": {0: 0.5, 1: 0.5},
-        "log_likelihood": float("-inf"),
-        "drift_score": np.float64(1.25),
-        "drift_detected": np.bool_(True),
-        "n_samples_seen": np.int64(9),
-        "warm": True,
-    }
+    out = _numpy_output()
     assert encode_output_record(tick, out) == encode_output(build_output_record(tick, out))
 
 
