@@ -116,3 +116,29 @@ def test_settings_that_are_not_json_safe_are_refused(broker: EmbeddedBroker) -> 
 def test_a_bad_producer_setting_names_the_childs_error(broker: EmbeddedBroker) -> None:
     with pytest.raises(DeliveryError, match=r"cannot create the output producer.*no_such_option"):
         ProducerProcess(broker.client_kwargs(), {"no_such_option": 1})
+
+
+def test_a_vanished_broker_fails_the_flush_promptly(unique: str) -> None:
+    # Its own broker, stopped mid-test. Records then go to a topic the child has not written
+    # to yet (the dead-letter topic's first bad record, say): kafka-python has no metadata for
+    # it, so each send blocks for max_block_ms (1 s) before it fails. The child stops sending
+    # after the first failure; sending on would take 1 s for each of the 3,000 records.
+    broker = EmbeddedBroker().start()
+    try:
+        first, second = f"{unique}-out", f"{unique}-dlq"
+        broker.create_topics({first: 1, second: 1})
+        client = {**broker.client_kwargs(), "request_timeout_ms": 2000}
+        sink = ProducerProcess(client, {"linger_ms": 5, "max_block_ms": 1000})
+        sink.send(first, value=b"before", key=b"k")
+        sink.flush(timeout=30)
+    finally:
+        broker.stop()
+    try:
+        started = time.monotonic()
+        for i in range(3000):
+            sink.send(second, value=str(i).encode(), key=b"k")
+        with pytest.raises(DeliveryError, match=r"3000 record\(s\) were not delivered"):
+            sink.flush(timeout=10)
+        assert time.monotonic() - started < 30
+    finally:
+        sink.close(timeout=1)

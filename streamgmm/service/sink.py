@@ -30,6 +30,11 @@ Child to parent:
   50 ms while records are being acknowledged, and always just before an ``A``.
 - ``A`` answer (JSON): ``{"error": null}`` or ``{"error": "what failed"}``.
 
+Once a record fails, the child stops sending until the next flush, which reports every record
+since then as not delivered: the service answers a failed flush by rewinding to its last
+checkpoint and producing all of them again, while sending on to a broker that is away would
+cost up to ``max_block_ms`` per record.
+
 The child ignores SIGINT and SIGTERM: the service decides when it stops, so a Ctrl-C aimed
 at the process group cannot drop records the service still has to flush. It exits after
 ``X``, or when its stdin closes because the service died; then it first tries to deliver what
@@ -356,6 +361,7 @@ class _ChildProducer:
         self._acked: list[int] = []
         self._reported: list[int] = []
         self._failures: list[BaseException] = []
+        self._dropped = 0  # records not even sent, after a failure, until the next flush
         self._producer: Any = None
         self._done = threading.Event()
 
@@ -413,6 +419,12 @@ class _ChildProducer:
 
     def _send_batch(self, payload: bytes) -> None:
         (n,) = _U32.unpack_from(payload, 0)
+        if self._failures:
+            # A delivery already failed, so the service will rewind at its next flush and
+            # produce everything since its last checkpoint again. Sending more now would
+            # only block for max_block_ms per record while the broker is away.
+            self._dropped += n
+            return
         meta = struct.unpack_from(f"<{4 * n}i", payload, _U32.size)
         at = _U32.size + 16 * n
         send = self._producer.send
@@ -435,7 +447,8 @@ class _ChildProducer:
                 future = send(topics[number], value=value, key=key, headers=headers)
             except Exception as exc:  # e.g. a buffer that stayed full for max_block_ms
                 self._failures.append(exc)
-                continue
+                self._dropped += n - i // 4 - 1
+                return
             future.add_callback(self._acknowledged, number)
             future.add_errback(self._failures.append)
 
@@ -449,8 +462,12 @@ class _ChildProducer:
         except Exception as exc:
             self._failures.append(exc)
         failures, self._failures = self._failures, []
+        dropped, self._dropped = self._dropped, 0
         if failures:
-            return f"{len(failures)} record(s) were not delivered; first error: {failures[0]}"
+            return (
+                f"{len(failures) + dropped} record(s) were not delivered; "
+                f"first error: {failures[0]}"
+            )
         return None
 
     def _finish(self, timeout: float, answer: bool) -> None:
