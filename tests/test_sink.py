@@ -8,6 +8,7 @@ settings that cannot cross the process boundary are refused with a clear error.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -141,4 +142,27 @@ def test_a_vanished_broker_fails_the_flush_promptly(unique: str) -> None:
             sink.flush(timeout=10)
         assert time.monotonic() - started < 30
     finally:
+        sink.close(timeout=1)
+
+
+def test_a_child_that_stops_reading_cannot_hang_the_service(
+    broker: EmbeddedBroker, unique: str
+) -> None:
+    topic = f"{unique}-out"
+    broker.create_topics({topic: 1})
+    sink = ProducerProcess(broker.client_kwargs(), {"linger_ms": 5}, write_timeout=2.0)
+    os.kill(sink.pid, signal.SIGSTOP)  # alive, but reading nothing
+    try:
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match="read nothing for 2s"):
+            # About 8 MiB: far more than the pipe and the child's queue hold.
+            for _ in range(40):
+                for _ in range(1000):
+                    sink.send(topic, value=b"x" * 200, key=b"k")
+                sink.send_pending()
+        assert time.monotonic() - started < 30
+        assert sink._proc.wait(10) is not None  # the stuck child was stopped
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(sink.pid, signal.SIGCONT)
         sink.close(timeout=1)

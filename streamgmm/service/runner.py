@@ -256,7 +256,11 @@ class ServiceRunner:
         self._close_writers(timeout=1)
         producer_config = {**OUTPUT_PRODUCER_CONFIG, "max_block_ms": s.request_timeout_ms}
         if s.producer_process:
-            self._sink = ProducerProcess(client, producer_config, on_delivered=self._delivered)
+            self._sink = ProducerProcess(
+                client, producer_config, on_delivered=self._delivered,
+                # Longer than max_block_ms, which the child may spend on one record.
+                write_timeout=s.request_timeout_ms / 1000 + 30.0,
+            )  # fmt: skip
             self._producer = Producer(client, max_block_ms=s.request_timeout_ms)
         else:
             self._producer = Producer(client, on_delivered=self._delivered, **producer_config)

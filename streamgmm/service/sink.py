@@ -48,11 +48,13 @@ import json
 import logging
 import os
 import queue
+import select
 import signal
 import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 
@@ -133,6 +135,10 @@ class ProducerProcess:
         broker. Called from a reader thread.
     start_timeout : float
         Seconds to wait for the child to start and create its producer.
+    write_timeout : float
+        Seconds a hand-over may wait for the child to make room in the pipe before the
+        child is given up (killed) and :class:`DeliveryError` raised. Must exceed the
+        producer's ``max_block_ms``, for which the child may legitimately wait.
 
     Raises
     ------
@@ -154,8 +160,10 @@ class ProducerProcess:
         producer_kwargs: Mapping[str, Any],
         on_delivered: DeliveredCallback | None = None,
         start_timeout: float = 30.0,
+        write_timeout: float = 60.0,
     ) -> None:
         self._on_delivered = on_delivered
+        self._write_timeout = write_timeout
         self._topics: dict[str, int] = {}
         self._topic_names: list[str] = []
         self._acked: dict[int, int] = {}
@@ -182,7 +190,11 @@ class ProducerProcess:
         )
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._stdin = self._proc.stdin
-        _grow_pipe(self._stdin.fileno())
+        self._fd = self._stdin.fileno()
+        _grow_pipe(self._fd)
+        # Non-blocking, so that a child that stops reading cannot hang the service: writes
+        # wait at most write_timeout for room in the pipe (see _write).
+        os.set_blocking(self._fd, False)
         self._reader = threading.Thread(
             target=self._read_answers, name="streamgmm-sink-reader", daemon=True
         )
@@ -264,6 +276,7 @@ class ProducerProcess:
                 self._proc.wait(timeout=_ANSWER_GRACE)
             except subprocess.TimeoutExpired:
                 self._kill()
+            self._stdin.close()
 
     @property
     def pid(self) -> int:
@@ -292,8 +305,22 @@ class ProducerProcess:
     def _write(self, kind: bytes, payload: bytes) -> None:
         if self._closed:
             raise DeliveryError("the output producer process is closed")
+        view = memoryview(_FRAME.pack(kind, len(payload)) + payload)
+        deadline = time.monotonic() + self._write_timeout
         try:
-            _write_frame(self._stdin, kind, payload)
+            while view:
+                try:
+                    view = view[os.write(self._fd, view) :]
+                except BlockingIOError:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        # Part of a frame may be in the pipe: the stream cannot be resumed.
+                        self._kill()
+                        raise DeliveryError(
+                            f"the output producer process (pid {self._proc.pid}) read nothing "
+                            f"for {self._write_timeout:.0f}s; stopped it"
+                        ) from None
+                    select.select([], [self._fd], [], remaining)
         except (BrokenPipeError, ValueError, OSError) as exc:
             raise DeliveryError(
                 f"the output producer process (pid {self._proc.pid}) is gone: {exc}"
@@ -322,6 +349,7 @@ class ProducerProcess:
         while True:
             frame = _read_frame(stdout)
             if frame is None:
+                stdout.close()
                 self._answers.put(None)
                 return
             kind, payload = frame
