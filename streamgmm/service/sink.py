@@ -330,8 +330,11 @@ class ProducerProcess:
         try:
             answer = self._answers.get(timeout=timeout)
         except queue.Empty:
+            # A late answer would be taken for the next request's: give the child up.
+            self._kill()
             raise DeliveryError(
-                f"the output producer process did not answer a {what} within {timeout:.0f}s"
+                f"the output producer process did not answer a {what} within {timeout:.0f}s; "
+                "stopped it"
             ) from None
         if answer is None:
             code = self._proc.poll()
@@ -370,6 +373,8 @@ class ProducerProcess:
         if self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+        with contextlib.suppress(OSError):
+            self._stdin.close()
 
 
 # =============================================================================== child side
