@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from streamgmm._regime_kernel import RELABEL, STOPPED, regime_run
+from streamgmm._regime_kernel import DONE, RELABEL, STOPPED, regime_run
 from streamgmm.drift import LikelihoodDriftMonitor
 from streamgmm.features import (
     STATUS_FIRST,
@@ -53,6 +53,11 @@ OUTPUT_KEYS = (
     "n_samples_seen",
     "warm",
 )
+
+#: Most ticks learn_predict_many gathers for one compiled run, and the code for "that chunk is
+#: done, more may follow" (the kernel's own codes are DONE, STOPPED and RELABEL).
+_COMPILED_CHUNK = 4096
+_CHUNK_DONE = -1
 
 # A posterior that underflowed to 0 still carries information relative to the others; flooring
 # it keeps the emission finite (log(1e-300) ~ -691) without changing the filter's answer.
@@ -492,6 +497,8 @@ class _Detector:
                 if how == RELABEL:
                     self._relabel()
                     continue
+                if how == _CHUNK_DONE:
+                    continue
                 if i >= n:
                     break
             try:
@@ -510,10 +517,14 @@ class _Detector:
         start: int,
         results: list[dict[str, Any] | ValueError],
     ) -> tuple[int, int]:
-        """Run ``ticks[start:]`` through :func:`regime_run`; returns (next index, how)."""
+        """Run ``ticks[start:]`` through :func:`regime_run`; returns (next index, how).
+
+        At most :data:`_COMPILED_CHUNK` ticks per call, so that a long list with many
+        stops is not gathered again and again.
+        """
         times: list[float] = []
         prices: list[float] = []
-        for tick in itertools.islice(ticks, start, None):
+        for tick in itertools.islice(ticks, start, start + _COMPILED_CHUNK):
             ts, price, volume = tick.get("ts"), tick.get("price"), tick.get("volume")
             # Plain floats only, and a volume the per-tick path would accept (it validates
             # volume even when unused); anything else stops the run at this tick.
@@ -539,6 +550,8 @@ class _Detector:
         )  # fmt: skip
         if done == 0:
             return start, how
+        if how == DONE and done == _COMPILED_CHUNK:
+            how = _CHUNK_DONE  # only the chunk ended: the caller goes straight on
         self._features.unpack(packed_features.tolist(), done)
         self._filter.unpack(packed_filter.tolist(), done)
         self._stats = None

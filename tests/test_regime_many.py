@@ -190,3 +190,19 @@ def test_any_chunking_and_spacing_agree(seed: int, sizes: list[int], gaps: list[
     one, many = RegimeDetector(warmup=50), RegimeDetector(warmup=50)
     assert_same(per_tick(one, ticks), chunked(many, ticks, sizes))
     assert many.to_state() == one.to_state()
+
+
+def test_long_lists_are_run_in_chunks_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A small chunk puts many chunk ends inside one call; each must resume the compiled run
+    # (not fall back to the per-tick path) and change nothing.
+    monkeypatch.setattr("streamgmm.regime._COMPILED_CHUNK", 7)
+    counted = compiled_ticks(monkeypatch)
+    ticks = switching_ticks(5, 2000)
+    one, many = RegimeDetector(warmup=100), RegimeDetector(warmup=100)
+    expected = per_tick(one, ticks)
+    counted[0] = 0
+    assert_same(expected, many.learn_predict_many(ticks))
+    assert many.to_state() == one.to_state()
+    assert counted[0] >= len(ticks) - 100 - 2  # every warm tick but the warm-up boundary
