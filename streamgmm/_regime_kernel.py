@@ -4,7 +4,7 @@
 (features, mixture, labels, filter), which costs about 10 µs. :func:`regime_run` performs the
 same arithmetic, in the same order, for a run of ticks in one compiled call; only the drift
 monitor (river's Page-Hinkley) and the output dicts stay in Python. It covers the common
-configuration: two regimes, the single feature ``var_cbrt``, a full covariance and fixed
+configuration: 2 to 7 regimes, the single feature ``var_cbrt``, a full covariance and fixed
 transitions. Anything else, and every unusual tick, takes the per-tick path.
 
 The run stops *before* a tick it does not handle (a duplicate or out-of-order ``ts``, a
@@ -17,11 +17,12 @@ Array layouts (the caller packs and unpacks them):
 
 - ``features``: last ts, last price, EWMA sum of squared returns, EWMA weight, ``dt_unit``,
   ``max_dt_units``, ``return_scale``, ``vol_halflife``;
-- ``log_filter``: log filtered probabilities of regimes 0 and 1, then the row-major log
+- ``log_filter``: the K log filtered regime probabilities, then the row-major K x K log
   transition matrix;
-- ``order``: component index of regime 0 and of regime 1;
-- ``out`` row per tick: filtered p0 and p1, raw posterior of regime 0 and 1, log p(x), the
-  regime-conditional log-likelihood and its model expectation (the drift monitor's inputs).
+- ``order``: the component index of each regime, calmest first;
+- ``out`` row per tick (2 K + 3 values): the K filtered regime probabilities, the K raw
+  posteriors in regime order, log p(x), then the regime-conditional log-likelihood and its
+  model expectation (the drift monitor's inputs).
 """
 
 from __future__ import annotations
@@ -65,13 +66,76 @@ def _log_add(u, v):
 
 
 @_jit
+def _fsum(values, n, partials):
+    """``math.fsum(values[:n])`` for finite values: CPython's algorithm, step for step.
+
+    Shewchuk's exact partial sums, then the half-even correction across partials, so the
+    result is the correctly rounded sum, the same float CPython returns.
+    """
+    m = 0
+    for k in range(n):
+        x = values[k]
+        i = 0
+        for j in range(m):
+            y = partials[j]
+            if abs(x) < abs(y):
+                x, y = y, x
+            hi = x + y
+            yr = hi - x
+            lo = y - yr
+            if lo != 0.0:
+                partials[i] = lo
+                i += 1
+            x = hi
+        m = i
+        if x != 0.0:
+            partials[m] = x
+            m += 1
+    hi = 0.0
+    if m > 0:
+        m -= 1
+        hi = partials[m]
+        lo = 0.0
+        while m > 0:
+            x = hi
+            m -= 1
+            y = partials[m]
+            hi = x + y
+            yr = hi - x
+            lo = y - yr
+            if lo != 0.0:
+                break
+        if m > 0 and ((lo < 0.0 and partials[m - 1] < 0.0) or (lo > 0.0 and partials[m - 1] > 0.0)):
+            y = lo * 2.0
+            x = hi + y
+            yr = x - hi
+            if y == yr:
+                hi = x
+    return hi
+
+
+@_jit
+def _logsumexp(values, n, scratch, partials):
+    # persistence.logsumexp: the largest term, then fsum of the shifted exponentials.
+    top = values[0]
+    for k in range(1, n):
+        if values[k] > top:
+            top = values[k]
+    if top == -np.inf:
+        return top
+    for k in range(n):
+        scratch[k] = math.exp(values[k] - top)
+    return top + math.log(_fsum(scratch, n, partials))
+
+
+@_jit
 def regime_run(mix, features, log_filter, order, margin, ts, price, start, out):
     """Predict-then-learn ticks ``start, start + 1, ...``; returns ``(next index, how)``.
 
     Parameters
     ----------
     mix
-        The mixture's state buffer (two components, one feature, full covariance).
+        The mixture's state buffer (K components, one feature, full covariance).
     features, log_filter, order
         See the module docstring; updated in place for every tick processed.
     margin
@@ -81,11 +145,18 @@ def regime_run(mix, features, log_filter, order, margin, ts, price, start, out):
     start
         First tick to process.
     out
-        ``(len(ts), 7)`` output rows, written for every tick processed.
+        ``(len(ts), 2 K + 3)`` output rows, written for every tick processed.
     """
     lay = layout(mix)
     ox, p, mass, means, factor = lay[L_X], lay[L_P], lay[L_MASS], lay[L_MEANS], lay[L_FACTOR]
-    c0, c1 = order[0], order[1]
+    k_total = order.shape[0]
+    log_w = np.empty(k_total)
+    emission = np.empty(k_total)
+    entropy = np.empty(k_total)
+    terms = np.empty(k_total)
+    predicted = np.empty(k_total)
+    scratch = np.empty(k_total)
+    partials = np.empty(k_total + 1)
     for i in range(start, ts.shape[0]):
         t, pr = ts[i], price[i]
         last_ts, last_price = features[0], features[1]
@@ -103,44 +174,73 @@ def regime_run(mix, features, log_filter, order, margin, ts, price, start, out):
             return i, STOPPED
         if not (math.isfinite(x) and abs(x) <= _MAX_FEATURE):
             return i, STOPPED
-        # _Detector._emissions on the mixture before it learns this tick.
-        m0, m1 = mix[mass], mix[mass + 1]
-        if not (m0 > 0.0 and m1 > 0.0):
-            return i, STOPPED
-        total = m0 + m1
-        log_w0, log_w1 = math.log(m0 / total), math.log(m1 / total)
+        # _Detector._component_stats on the mixture before it learns this tick: the total
+        # mass summed left to right (numpy's sum does the same below 8 terms), the log-weights
+        # and, for one feature, the entropies from the standard deviations.
+        total = 0.0
+        for c in range(k_total):
+            if not mix[mass + c] > 0.0:
+                return i, STOPPED
+            total += mix[mass + c]
+        for c in range(k_total):
+            log_w[c] = math.log(mix[mass + c] / total)
+            v = mix[factor + c] * mix[factor + c]
+            entropy[c] = 0.5 * (_LOG_2PI_E + (math.log(v) if v != 0.0 else -np.inf))
+        # _Detector._emissions
         mix[ox] = x
         score = _posterior(mix, lay, ox)
-        q0, q1 = mix[p + c0], mix[p + c1]
-        e0 = math.log(_PROBA_FLOOR if q0 < _PROBA_FLOOR else q0) - (log_w0 if c0 == 0 else log_w1)
-        e1 = math.log(_PROBA_FLOOR if q1 < _PROBA_FLOOR else q1) - (log_w0 if c1 == 0 else log_w1)
-        if not (math.isfinite(e0) and math.isfinite(e1) and math.isfinite(score)):
+        if not math.isfinite(score):
             return i, STOPPED
-        # ForwardFilter._update2
-        la0, la1 = log_filter[0], log_filter[1]
-        p0 = _log_add(la0 + log_filter[2], la1 + log_filter[4])
-        p1 = _log_add(la0 + log_filter[3], la1 + log_filter[5])
-        j0 = p0 + e0
-        j1 = p1 + e1
-        top = j1 if j1 > j0 else j0
-        norm = top + math.log(math.exp(j0 - top) + math.exp(j1 - top))
-        a0 = j0 - norm
-        a1 = j1 - norm
-        log_filter[0], log_filter[1] = a0, a1
-        f0, f1 = math.exp(a0), math.exp(a1)
-        # _Detector._update_drift's inputs: entropies of the components before learning.
-        v0 = mix[factor + c0] * mix[factor + c0]
-        v1 = mix[factor + c1] * mix[factor + c1]
-        h0 = 0.5 * (_LOG_2PI_E + (math.log(v0) if v0 != 0.0 else -np.inf))
-        h1 = 0.5 * (_LOG_2PI_E + (math.log(v1) if v1 != 0.0 else -np.inf))
-        out[i, 0], out[i, 1], out[i, 2], out[i, 3], out[i, 4] = f0, f1, q0, q1, score
-        out[i, 5] = f0 * (e0 + score) + f1 * (e1 + score)
-        out[i, 6] = -(f0 * h0 + f1 * h1)
+        for r in range(k_total):
+            q = mix[p + order[r]]
+            emission[r] = math.log(_PROBA_FLOOR if q < _PROBA_FLOOR else q) - log_w[order[r]]
+            if not math.isfinite(emission[r]):
+                return i, STOPPED
+            out[i, k_total + r] = q
+        # ForwardFilter.update with fixed transitions: _update2 for two states, else the
+        # general path (log-sum-exp over fsum).
+        if k_total == 2:
+            la0, la1 = log_filter[0], log_filter[1]
+            p0 = _log_add(la0 + log_filter[2], la1 + log_filter[4])
+            p1 = _log_add(la0 + log_filter[3], la1 + log_filter[5])
+            j0 = p0 + emission[0]
+            j1 = p1 + emission[1]
+            top = j1 if j1 > j0 else j0
+            norm = top + math.log(math.exp(j0 - top) + math.exp(j1 - top))
+            log_filter[0] = j0 - norm
+            log_filter[1] = j1 - norm
+        else:
+            for j in range(k_total):
+                for r in range(k_total):
+                    terms[r] = log_filter[r] + log_filter[k_total + r * k_total + j]
+                predicted[j] = _logsumexp(terms, k_total, scratch, partials)
+            for j in range(k_total):
+                predicted[j] += emission[j]
+            norm = _logsumexp(predicted, k_total, scratch, partials)
+            for j in range(k_total):
+                log_filter[j] = predicted[j] - norm
+        for r in range(k_total):
+            out[i, r] = math.exp(log_filter[r])
+        out[i, 2 * k_total] = score
+        # _Detector._update_drift's inputs: the filtered mix of the regime-conditional
+        # log-likelihoods and of the components' expected ones (minus their entropies).
+        if k_total == 2:
+            f0, f1 = out[i, 0], out[i, 1]
+            out[i, 5] = f0 * (emission[0] + score) + f1 * (emission[1] + score)
+            out[i, 6] = -(f0 * entropy[order[0]] + f1 * entropy[order[1]])
+        else:
+            for r in range(k_total):
+                terms[r] = out[i, r] * (emission[r] + score)
+            out[i, 2 * k_total + 1] = _fsum(terms, k_total, partials)
+            for r in range(k_total):
+                terms[r] = out[i, r] * entropy[order[r]]
+            out[i, 2 * k_total + 2] = -_fsum(terms, k_total, partials)
         # OnlineGaussianMixture.learn_one, then the features' commit.
         mix[ox] = x
         _learn_point(mix, lay)
         features[0], features[1], features[2], features[3] = t, pr, sq, w
         # _Detector._relabel's test: the ranking by mean var_cbrt, with hysteresis.
-        if mix[means + c0] > margin * mix[means + c1]:
-            return i + 1, RELABEL
+        for r in range(k_total - 1):
+            if mix[means + order[r]] > margin * mix[means + order[r + 1]]:
+                return i + 1, RELABEL
     return ts.shape[0], DONE

@@ -183,15 +183,15 @@ class ForwardFilter:
     def packed(self) -> list[float] | None:
         """Log probabilities then the row-major log transition matrix, for a compiled run.
 
-        None unless two states with fixed transitions, the only case the run implements.
+        None with learnt transitions, which the compiled run does not implement.
         """
-        if self.n_states != 2 or self.learn_transitions:
+        if self.learn_transitions:
             return None
-        return [*self._log_alpha, *self._log_a[0], *self._log_a[1]]
+        return [*self._log_alpha, *(v for row in self._log_a for v in row)]
 
     def unpack(self, packed: Sequence[float], n_updates: int) -> None:
         """Take back the log probabilities after a compiled run of ``n_updates`` updates."""
-        self._log_alpha = [float(packed[0]), float(packed[1])]
+        self._log_alpha = [float(v) for v in packed[: self.n_states]]
         self.n_updates += n_updates
 
     def _update2(self, e0: float, e1: float) -> list[float]:

@@ -412,11 +412,7 @@ class _Detector:
     def _output(
         self, filtered: list[float], raw: list[float], log_likelihood: float
     ) -> dict[str, Any]:
-        if self.n_regimes == 2:
-            # Ties go to the lower regime, as in the general rule below.
-            regime = 1 if filtered[1] > filtered[0] else 0
-        else:
-            regime = max(range(self.n_regimes), key=lambda r: (filtered[r], -r))
+        regime = _most_probable(filtered)
         drift = self._drift
         return {
             "regime": regime,
@@ -484,8 +480,8 @@ class _Detector:
 
         Notes
         -----
-        A warm :class:`RegimeDetector` in its default configuration (two regimes, feature
-        ``var_cbrt``, full covariance, fixed transitions) runs its ticks through one compiled
+        A warm :class:`RegimeDetector` with 2 to 7 regimes, the feature ``var_cbrt``, a full
+        covariance and fixed transitions (the defaults) runs its ticks through one compiled
         call (:mod:`streamgmm._regime_kernel`), several times faster per tick. The results are
         those of :meth:`learn_predict_one`; the tests hold the two paths equal.
         """
@@ -543,7 +539,8 @@ class _Detector:
             return start, STOPPED
         packed_features = np.array(features)
         packed_filter = np.array(log_filter)
-        rows = np.empty((len(times), 7))
+        k = self.n_regimes
+        rows = np.empty((len(times), 2 * k + 3))
         done, how = regime_run(
             self._mixture._state, packed_features, packed_filter, np.array(order),
             1.0 + self._labeller.hysteresis, np.array(times), np.array(prices), 0, rows,
@@ -557,14 +554,15 @@ class _Detector:
         self._stats = None
         drift = self._drift
         out: dict[str, Any] = self._last
-        for f0, f1, raw0, raw1, score, conditional, expected in rows[:done].tolist():
+        for row in rows[:done].tolist():
+            filtered, score, conditional, expected = row[:k], row[2 * k], row[-2], row[-1]
             self.n_samples_seen += 1
             self.n_feature_vectors += 1
             drift.update(conditional, expected)
             out = {
-                "regime": 1 if f1 > f0 else 0,
-                "probabilities": {0: f0, 1: f1},
-                "raw_probabilities": {0: raw0, 1: raw1},
+                "regime": _most_probable(filtered),
+                "probabilities": dict(enumerate(filtered)),
+                "raw_probabilities": dict(enumerate(row[k : 2 * k])),
                 "log_likelihood": score,
                 "drift_score": float(drift.drift_score),
                 "drift_detected": bool(drift.drift_detected),
@@ -651,6 +649,13 @@ class _Detector:
             "n_samples_seen": int(last["n_samples_seen"]),
             "warm": bool(last["warm"]),
         }
+
+
+def _most_probable(filtered: list[float]) -> int:
+    """The regime with the highest filtered probability; ties go to the lower regime."""
+    if len(filtered) == 2:
+        return 1 if filtered[1] > filtered[0] else 0
+    return max(range(len(filtered)), key=lambda r: (filtered[r], -r))
 
 
 def _copy_output(out: dict[str, Any]) -> dict[str, Any]:
@@ -782,9 +787,11 @@ class RegimeDetector(_Detector):
 
     def _compiled_ready(self) -> bool:
         # The configuration regime_run implements, and a warm pipeline past its feature
-        # warm-up (packed() checks the features and the filter themselves).
+        # warm-up (packed() checks the features and the filter themselves). Up to 7 regimes:
+        # numpy sums the component masses left to right only below 8 terms, and the
+        # compiled run must add them in the same order.
         return (
-            self.n_regimes == 2
+            2 <= self.n_regimes <= 7
             and self.features == ["var_cbrt"]
             and self.covariance_type == "full"
             and self._labeller.order is not None

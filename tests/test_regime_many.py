@@ -141,10 +141,31 @@ def test_unusual_ticks_take_the_per_tick_path_with_the_same_result() -> None:
     assert many.to_state() == one.to_state()
 
 
+@pytest.mark.parametrize(("n_regimes", "min_weight"), [(3, 0.1), (4, 0.08), (7, 0.04)])
+def test_more_regimes_run_compiled_and_agree(
+    n_regimes: int, min_weight: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More than two regimes take the general filter (log-sum-exp over math.fsum) and the
+    # fsum drift inputs; the compiled run reproduces math.fsum step for step. A short memory
+    # and a high min_weight make components reseed and swap ranks, so runs also stop for
+    # relabels of more than two regimes.
+    counted = compiled_ticks(monkeypatch)
+    params = {"n_regimes": n_regimes, "warmup": 150, "label_hysteresis": 0.0,
+              "halflife": 30.0, "min_weight": min_weight}
+    ticks = switching_ticks(n_regimes, 3000, block=200)
+    one, many = RegimeDetector(**params), RegimeDetector(**params)
+    expected = per_tick(one, ticks)
+    counted[0] = 0
+    assert_same(expected, chunked(many, ticks, [40] * 50))
+    assert many.to_state() == one.to_state()
+    assert one._labeller.n_label_changes > 20
+    assert counted[0] > 0.9 * (len(ticks) - 150)
+
+
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: RegimeDetector(n_regimes=3, warmup=100),
+        lambda: RegimeDetector(n_regimes=8, warmup=100),
         lambda: RegimeDetector(features=("ret", "var_cbrt"), warmup=100),
         lambda: RegimeDetector(warmup=100, learn_transitions=True),
         lambda: RegimeDetector(warmup=100, covariance_type="diag"),
@@ -206,3 +227,16 @@ def test_long_lists_are_run_in_chunks_with_the_same_result(
     assert_same(expected, many.learn_predict_many(ticks))
     assert many.to_state() == one.to_state()
     assert counted[0] >= len(ticks) - 100 - 2  # every warm tick but the warm-up boundary
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.floats(min_value=-1e290, max_value=1e290, allow_nan=False, allow_infinity=False),
+        min_size=0, max_size=9,
+    )
+)
+def test_compiled_fsum_is_math_fsum(values: list[float]) -> None:
+    n = len(values)
+    array = np.array([*values, 0.0])  # never empty
+    assert _regime_kernel._fsum(array, n, np.empty(n + 1)) == math.fsum(values)
