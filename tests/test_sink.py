@@ -166,3 +166,24 @@ def test_a_child_that_stops_reading_cannot_hang_the_service(
         with contextlib.suppress(ProcessLookupError):
             os.kill(sink.pid, signal.SIGCONT)
         sink.close(timeout=1)
+
+
+def test_an_unanswered_flush_gives_the_child_up(
+    broker: EmbeddedBroker, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("streamgmm.service.sink._ANSWER_GRACE", 1.0)
+    topic = f"{unique}-out"
+    broker.create_topics({topic: 1})
+    sink = ProducerProcess(broker.client_kwargs(), {"linger_ms": 5})
+    os.kill(sink.pid, signal.SIGSTOP)  # the flush request fits in the pipe; no answer comes
+    try:
+        with pytest.raises(DeliveryError, match=r"did not answer a flush.*stopped it"):
+            sink.flush(timeout=0.5)
+        # Given up: killed, so a late answer can never be read as the next request's.
+        assert sink._proc.wait(10) is not None
+        with pytest.raises(DeliveryError, match="closed"):
+            sink.flush(timeout=0.5)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(sink.pid, signal.SIGCONT)
+        sink.close(timeout=1)
