@@ -555,14 +555,25 @@ class _Detector:
         drift = self._drift
         out: dict[str, Any] = self._last
         for row in rows[:done].tolist():
-            filtered, score, conditional, expected = row[:k], row[2 * k], row[-2], row[-1]
+            if k == 2:
+                # The usual case, unpacked directly: slicing and enumerate() per tick cost
+                # about a third of the compiled run's time per tick.
+                f0, f1, raw0, raw1, score, conditional, expected = row
+                regime = 1 if f1 > f0 else 0
+                probabilities = {0: f0, 1: f1}
+                raw = {0: raw0, 1: raw1}
+            else:
+                filtered, score, conditional, expected = row[:k], row[2 * k], row[-2], row[-1]
+                regime = _most_probable(filtered)
+                probabilities = dict(enumerate(filtered))
+                raw = dict(enumerate(row[k : 2 * k]))
             self.n_samples_seen += 1
             self.n_feature_vectors += 1
             drift.update(conditional, expected)
             out = {
-                "regime": _most_probable(filtered),
-                "probabilities": dict(enumerate(filtered)),
-                "raw_probabilities": dict(enumerate(row[k : 2 * k])),
+                "regime": regime,
+                "probabilities": probabilities,
+                "raw_probabilities": raw,
                 "log_likelihood": score,
                 "drift_score": float(drift.drift_score),
                 "drift_detected": bool(drift.drift_detected),
