@@ -57,15 +57,6 @@ _LOG_2PI_E = math.log(2.0 * math.pi) + 1.0
 
 
 @_jit
-def _log_add(u, v):
-    # ForwardFilter._update2's two-term log-sum-exp, operation for operation.
-    top = v if v > u else u
-    if top == -np.inf:
-        return top
-    return top + math.log(math.exp(u - top) + math.exp(v - top))
-
-
-@_jit
 def _fsum(values, n, partials):
     """``math.fsum(values[:n])`` for finite values: CPython's algorithm, step for step.
 
@@ -197,44 +188,28 @@ def regime_run(mix, features, log_filter, order, margin, ts, price, start, out):
             if not math.isfinite(emission[r]):
                 return i, STOPPED
             out[i, k_total + r] = q
-        # ForwardFilter.update with fixed transitions: _update2 for two states, else the
-        # general path (log-sum-exp over fsum).
-        if k_total == 2:
-            la0, la1 = log_filter[0], log_filter[1]
-            p0 = _log_add(la0 + log_filter[2], la1 + log_filter[4])
-            p1 = _log_add(la0 + log_filter[3], la1 + log_filter[5])
-            j0 = p0 + emission[0]
-            j1 = p1 + emission[1]
-            top = j1 if j1 > j0 else j0
-            norm = top + math.log(math.exp(j0 - top) + math.exp(j1 - top))
-            log_filter[0] = j0 - norm
-            log_filter[1] = j1 - norm
-        else:
-            for j in range(k_total):
-                for r in range(k_total):
-                    terms[r] = log_filter[r] + log_filter[k_total + r * k_total + j]
-                predicted[j] = _logsumexp(terms, k_total, scratch, partials)
-            for j in range(k_total):
-                predicted[j] += emission[j]
-            norm = _logsumexp(predicted, k_total, scratch, partials)
-            for j in range(k_total):
-                log_filter[j] = predicted[j] - norm
+        # ForwardFilter.update with fixed transitions. Its two-state shortcut (_update2) gives
+        # the same floats as this general path: fsum of two terms is their rounded sum.
+        for j in range(k_total):
+            for r in range(k_total):
+                terms[r] = log_filter[r] + log_filter[k_total + r * k_total + j]
+            predicted[j] = _logsumexp(terms, k_total, scratch, partials)
+        for j in range(k_total):
+            predicted[j] += emission[j]
+        norm = _logsumexp(predicted, k_total, scratch, partials)
+        for j in range(k_total):
+            log_filter[j] = predicted[j] - norm
         for r in range(k_total):
             out[i, r] = math.exp(log_filter[r])
         out[i, 2 * k_total] = score
         # _Detector._update_drift's inputs: the filtered mix of the regime-conditional
         # log-likelihoods and of the components' expected ones (minus their entropies).
-        if k_total == 2:
-            f0, f1 = out[i, 0], out[i, 1]
-            out[i, 5] = f0 * (emission[0] + score) + f1 * (emission[1] + score)
-            out[i, 6] = -(f0 * entropy[order[0]] + f1 * entropy[order[1]])
-        else:
-            for r in range(k_total):
-                terms[r] = out[i, r] * (emission[r] + score)
-            out[i, 2 * k_total + 1] = _fsum(terms, k_total, partials)
-            for r in range(k_total):
-                terms[r] = out[i, r] * entropy[order[r]]
-            out[i, 2 * k_total + 2] = -_fsum(terms, k_total, partials)
+        for r in range(k_total):
+            terms[r] = out[i, r] * (emission[r] + score)
+        out[i, 2 * k_total + 1] = _fsum(terms, k_total, partials)
+        for r in range(k_total):
+            terms[r] = out[i, r] * entropy[order[r]]
+        out[i, 2 * k_total + 2] = -_fsum(terms, k_total, partials)
         # OnlineGaussianMixture.learn_one, then the features' commit.
         mix[ox] = x
         _learn_point(mix, lay)
