@@ -410,22 +410,19 @@ class ServiceRunner:
         # in this poll (their snapshots carry their new state) or keys still to come (restored
         # from the changelog when their turn comes).
         state = self._key_state(key, partition)
+        if state.partition != partition:
+            # One model's offset bookkeeping is per input partition: a key that arrives on two
+            # partitions (records keyed by something other than the instrument) would have
+            # records skipped silently, so they are dead-lettered instead.
+            detail = f"key {key!r} is on partition {state.partition}, not {partition}"
+            for tick, value in group:
+                self._dead_letter(
+                    codec.dead_letter_for(tick, "wrong_partition", detail, value=value)
+                )
+            return
         pending: list[tuple[codec.Tick, bytes]] = []
         last_ts = state.last_ts  # ts of the last tick applied or about to be applied
         for tick, value in group:
-            if state.partition != partition:
-                # One model's offset bookkeeping is per input partition: a key that arrives
-                # on two partitions (records keyed by something other than the instrument)
-                # would have records skipped silently, so they are dead-lettered instead.
-                self._dead_letter(
-                    codec.dead_letter_for(
-                        tick,
-                        "wrong_partition",
-                        f"key {tick.key!r} is on partition {state.partition}, not {partition}",
-                        value=value,
-                    )
-                )
-                continue
             if tick.offset < state.next_offset:
                 # Already inside the restored snapshot: applying it again would double-count.
                 continue
