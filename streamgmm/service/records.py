@@ -116,13 +116,12 @@ def _json_probabilities(probabilities: dict[Any, Any]) -> str:
             and type(p1) is float and p1 - p1 == 0.0
         ):  # fmt: skip
             return f'"0":{p0!r},"1":{p1!r}'
-    parts = []
-    for r, p in probabilities.items():
-        key = _REGIME_KEYS[r] if type(r) is int and 0 <= r < len(_REGIME_KEYS) else int(r)
-        # Inlined finite-float case of _json_number: this runs twice per regime per tick.
-        value = repr(p) if type(p) is float and p - p == 0.0 else _json_number(p)
-        parts.append(f'"{key}":{value}')
-    return ",".join(parts)
+    # Otherwise the record's own mapping (string keys, None for non-finite); the keys are
+    # decimal digits, which need no JSON escaping.
+    return ",".join(
+        f'"{key}":{"null" if p is None else repr(p)}'
+        for key, p in _probabilities(probabilities).items()
+    )
 
 
 def encode_output_record(tick: Tick, out: dict[str, Any]) -> bytes:
