@@ -82,7 +82,8 @@ class Changelog:
     topic : str
         Changelog topic name.
     producer : Producer
-        Shared producer (the same one that writes outputs, so one flush covers both).
+        The service process's producer. It also writes outputs only with
+        ``producer_process = false``; the runner flushes outputs before writing snapshots.
     reader : KafkaConsumer
         A group-less consumer used only for restores.
     input_partitions : int

@@ -15,8 +15,9 @@ runs the processing thread is parked in ``poll()`` and no per-key state is being
   them to their committed offsets and resumes them, so no record of an assigned partition is
   processed before its keys' state is in place;
 - on revoke it calls the runner's ``on_revoke`` hook synchronously. That hook flushes the
-  producer (a separate client with its own IO thread, so flushing it from the consumer's IO
-  thread does not deadlock; measured at 1-3 ms on the embedded broker), writes snapshots of the
+  output producer (the producer process of :mod:`streamgmm.service.sink`, or with
+  ``producer_process = false`` a separate client with its own IO thread: either way flushing it
+  from the consumer's IO thread does not deadlock), writes snapshots of the
   revoked partitions' dirty keys to the changelog, flushes again, and commits with
   ``commit_async`` (non-blocking). Should that commit not land, the next owner replays from the
   previous commit and skips every record below its key's snapshot offset, so the models stay
