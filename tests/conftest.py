@@ -153,14 +153,18 @@ def service_config(broker: EmbeddedBroker, name: str, path: Path, **extra: Any) 
         "metrics": {"host": "127.0.0.1", "port": 0},
         "checkpoint": {"every_records": 1000, "every_seconds": 2.0},
     }
+    return write_toml(path, sections, extra)
+
+
+def write_toml(path: Path, sections: dict[str, dict[str, Any]], extra: dict[str, Any]) -> Path:
+    """Write ``sections`` as a TOML config, ``extra`` (``"section.key"``: value) applied last."""
     for dotted, value in extra.items():
         section, key = dotted.split(".", 1)
         sections.setdefault(section, {})[key] = value
     lines: list[str] = []
     for section, values in sections.items():
         lines.append(f"[{section}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {json.dumps(value)}")
+        lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
     path.write_text("\n".join(lines) + "\n")
     return path
 

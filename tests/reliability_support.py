@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from conftest import ConsumedRecord
+from conftest import ConsumedRecord, write_toml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,15 +95,7 @@ def write_config(
         "metrics": {"enabled": metrics, "port": 0},
         "checkpoint": {"every_records": 1000, "every_seconds": 1.0},
     }
-    for dotted, value in extra.items():
-        section, key = dotted.split(".", 1)
-        sections.setdefault(section, {})[key] = value
-    lines: list[str] = []
-    for section, values in sections.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_toml(path, sections, extra)
 
 
 # --------------------------------------------------------------------------- the service
