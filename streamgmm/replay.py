@@ -104,7 +104,7 @@ def _plain(value: object) -> object:
     return value
 
 
-def _parquet_rows(path: Path) -> Iterator[dict[str, object]]:
+def _open_parquet(path: Path) -> Any:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -112,10 +112,13 @@ def _parquet_rows(path: Path) -> Iterator[dict[str, object]]:
             "reading Parquet needs pyarrow, which is not installed (pip install pyarrow)"
         ) from None
     try:
-        parquet = pq.ParquetFile(path)
+        return pq.ParquetFile(path)
     except Exception as exc:
         raise ReplayError(f"cannot read {path} as Parquet: {exc}") from None
-    for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
+
+
+def _parquet_rows(path: Path) -> Iterator[dict[str, object]]:
+    for batch in _open_parquet(path).iter_batches(batch_size=_BATCH_ROWS):
         for raw in batch.to_pylist():
             # null is an absent field; NaN is a value, left for the decoder to reject.
             yield {name: _plain(value) for name, value in raw.items() if value is not None}
@@ -123,16 +126,7 @@ def _parquet_rows(path: Path) -> Iterator[dict[str, object]]:
 
 def _columns(path: Path) -> list[str]:
     if _is_parquet(path):
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise ReplayError(
-                "reading Parquet needs pyarrow, which is not installed (pip install pyarrow)"
-            ) from None
-        try:
-            return list(pq.ParquetFile(path).schema_arrow.names)
-        except Exception as exc:
-            raise ReplayError(f"cannot read {path} as Parquet: {exc}") from None
+        return list(_open_parquet(path).schema_arrow.names)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             return next(csv.reader(handle), [])
