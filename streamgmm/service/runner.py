@@ -471,7 +471,7 @@ class ServiceRunner:
                 continue
             state.next_offset = tick.offset + 1
             state.last_ts = tick.ts
-            if self._should_emit(state, out):
+            if records.should_emit(s.emit_policy, s.emit_every_n, out, state.last_regime):
                 self._sink.send(
                     s.output_topic,
                     value=records.encode_output_record(tick, out),
@@ -498,10 +498,6 @@ class ServiceRunner:
         latency = time.perf_counter() - started
         for _ in applied:
             self.metrics.observe_latency(latency)
-
-    def _should_emit(self, state: KeyState, out: dict[str, Any]) -> bool:
-        s = self.settings
-        return records.should_emit(s.emit_policy, s.emit_every_n, out, state.last_regime)
 
     def _delivered(self, topic: str, n: int) -> None:
         # Counted when the broker acknowledges, not when handed over: the figure an operator

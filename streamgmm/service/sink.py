@@ -83,10 +83,8 @@ _ANSWER_GRACE = 10.0
 _F_SETPIPE_SZ = 1031
 
 
-def _write_frame(stream: IO[bytes], kind: bytes, payload: bytes) -> None:
-    stream.write(_FRAME.pack(kind, len(payload)))
-    stream.write(payload)
-    stream.flush()
+def _frame(kind: bytes, payload: bytes) -> bytes:
+    return _FRAME.pack(kind, len(payload)) + payload
 
 
 def _read_exact(stream: IO[bytes], n: int) -> bytes | None:
@@ -311,7 +309,7 @@ class ProducerProcess:
     def _write(self, kind: bytes, payload: bytes) -> None:
         if self._closed:
             raise DeliveryError("the output producer process is closed")
-        view = memoryview(_FRAME.pack(kind, len(payload)) + payload)
+        view = memoryview(_frame(kind, payload))
         self._writing_since = time.monotonic()
         try:
             while view:
@@ -557,7 +555,8 @@ class _ChildProducer:
     def _emit(self, kind: bytes, payload: bytes) -> None:
         # A failed write means the service is gone: nothing is waiting for this frame.
         with contextlib.suppress(BrokenPipeError, ValueError, OSError):
-            _write_frame(self._stdout, kind, payload)
+            self._stdout.write(_frame(kind, payload))
+            self._stdout.flush()
 
 
 def main() -> int:
