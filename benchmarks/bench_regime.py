@@ -27,8 +27,9 @@ def _ticks(n: int, seed: int = 0) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
     vol = np.where((np.arange(n) // 500) % 2 == 0, 0.01, 0.03)
     prices = 100.0 * np.exp(np.cumsum(rng.normal(0.0, vol)))
-    return [{"ts": 1.0e9 + DAY * i, "price": float(p), "volume": 1000.0}
-            for i, p in enumerate(prices)]
+    return [
+        {"ts": 1.0e9 + DAY * i, "price": float(p), "volume": 1000.0} for i, p in enumerate(prices)
+    ]
 
 
 def main() -> None:
@@ -57,10 +58,14 @@ def main() -> None:
         assert one.to_state() == many.to_state()  # the same model either way
 
     one_rate, many_rate = statistics.median(one_rates), statistics.median(many_rates)
-    print(f"RegimeDetector.learn_predict_one               : {one_rate:10.0f} ticks/s "
-          f"({1e6 / one_rate:.1f} us/tick)")
-    print(f"RegimeDetector.learn_predict_many (runs of {args.run:>3}) : {many_rate:10.0f} ticks/s "
-          f"({1e6 / many_rate:.1f} us/tick)")
+    print(
+        f"RegimeDetector.learn_predict_one               : {one_rate:10.0f} ticks/s "
+        f"({1e6 / one_rate:.1f} us/tick)"
+    )
+    print(
+        f"RegimeDetector.learn_predict_many (runs of {args.run:>3}) : {many_rate:10.0f} ticks/s "
+        f"({1e6 / many_rate:.1f} us/tick)"
+    )
     print(f"ratio                                          : {many_rate / one_rate:10.1f}")
 
 

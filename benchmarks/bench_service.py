@@ -50,8 +50,12 @@ def _ticks(
     out = []
     for i in range(per_key):
         for k in range(n_keys):
-            tick = {"symbol": f"{prefix}{k:05d}", "ts": 1.0e9 + 86400.0 * i,
-                    "price": round(float(prices[k, i]), 6), "volume": 1000.0}
+            tick = {
+                "symbol": f"{prefix}{k:05d}",
+                "ts": 1.0e9 + 86400.0 * i,
+                "price": round(float(prices[k, i]), 6),
+                "volume": 1000.0,
+            }
             out.append((tick["symbol"].encode(), json.dumps(tick).encode()))
     return out[:n_records]
 
@@ -66,8 +70,13 @@ def _produce(broker: EmbeddedBroker, topic: str, records: list[tuple[bytes, byte
 
 def _output_rate(broker: EmbeddedBroker, topic: str, n: int, warm: int) -> float:
     """Records/s between the CreateTime of output record ``warm`` and of the last one."""
-    reader = KafkaConsumer(**broker.client_kwargs(), group_id=None, enable_auto_commit=False,
-                           auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    reader = KafkaConsumer(
+        **broker.client_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
     parts = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
     reader.assign(parts)
     reader.seek_to_beginning(*parts)
@@ -81,8 +90,13 @@ def _output_rate(broker: EmbeddedBroker, topic: str, n: int, warm: int) -> float
 def bare_loop(broker: EmbeddedBroker, topic: str, n: int, warm: int) -> float:
     """Records/s of consume → json.loads → produce (see the module docstring)."""
     consumer = KafkaConsumer(
-        topic, **broker.client_kwargs(), group_id="bench-bare", enable_auto_commit=False,
-        auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=500,
+        topic,
+        **broker.client_kwargs(),
+        group_id="bench-bare",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=500,
         max_poll_records=500,
     )
     # The same producer batching as the service uses (streamgmm/service/runner.py).
@@ -93,10 +107,18 @@ def bare_loop(broker: EmbeddedBroker, topic: str, n: int, warm: int) -> float:
         for recs in batch.values():
             for rec in recs:
                 tick = json.loads(rec.value)
-                out = {"key": rec.key.decode(), "ts": tick["ts"], "price": tick["price"],
-                       "partition": rec.partition, "offset": rec.offset}
-                producer.send(f"{topic}.bare", key=rec.key,
-                              value=json.dumps(out, separators=(",", ":")).encode())
+                out = {
+                    "key": rec.key.decode(),
+                    "ts": tick["ts"],
+                    "price": tick["price"],
+                    "partition": rec.partition,
+                    "offset": rec.offset,
+                }
+                producer.send(
+                    f"{topic}.bare",
+                    key=rec.key,
+                    value=json.dumps(out, separators=(",", ":")).encode(),
+                )
             moved += len(recs)
         if batch:
             consumer.commit()
@@ -109,9 +131,11 @@ def bare_loop(broker: EmbeddedBroker, topic: str, n: int, warm: int) -> float:
 def _scrape(port: int) -> dict[str, float]:
     for attempt in range(5):
         try:
-            text = urllib.request.urlopen(
-                f"http://127.0.0.1:{port}/metrics", timeout=5
-            ).read().decode()
+            text = (
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+                .read()
+                .decode()
+            )
             break
         except ConnectionError:
             # The single-threaded HTTP server can drop a connection while the service is busy.
@@ -137,12 +161,17 @@ def _rss_mib(pid: int) -> float:
     return total
 
 
-def _start_service(broker: EmbeddedBroker, topic: str, group: str, port: int,
-                   workdir: Path, **extra: object) -> subprocess.Popen[bytes]:
+def _start_service(
+    broker: EmbeddedBroker, topic: str, group: str, port: int, workdir: Path, **extra: object
+) -> subprocess.Popen[bytes]:
     sections: dict[str, dict[str, object]] = {
-        "kafka": {"bootstrap_servers": broker.bootstrap_servers, "group_id": group,
-                  "session_timeout_ms": 6000, "heartbeat_interval_ms": 500,
-                  "request_timeout_ms": 15000},
+        "kafka": {
+            "bootstrap_servers": broker.bootstrap_servers,
+            "group_id": group,
+            "session_timeout_ms": 6000,
+            "heartbeat_interval_ms": 500,
+            "request_timeout_ms": 15000,
+        },
         "topics": {"input": topic},
         "metrics": {"port": port},
     }
@@ -158,7 +187,10 @@ def _start_service(broker: EmbeddedBroker, topic: str, group: str, port: int,
     with open(workdir / f"{group}.log", "wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "streamgmm.cli", "run", "--config", str(config)],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=log, env={**os.environ},
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env={**os.environ},
         )
 
 
@@ -173,8 +205,14 @@ def _wait_metrics(port: int, timeout: float = 60.0) -> None:
     raise RuntimeError("service metrics never came up")
 
 
-def service_run(broker: EmbeddedBroker, topic: str, n: int, warm: int, workdir: Path,
-                producer_process: bool = True) -> float:
+def service_run(
+    broker: EmbeddedBroker,
+    topic: str,
+    n: int,
+    warm: int,
+    workdir: Path,
+    producer_process: bool = True,
+) -> float:
     """Ticks/s of ``streamgmm run`` (see the module docstring).
 
     The first ``warm`` ticks absorb one-off start-up costs (numba compiling or loading the
@@ -183,11 +221,19 @@ def service_run(broker: EmbeddedBroker, topic: str, n: int, warm: int, workdir: 
     port = free_port()
     group = "bench-svc" if producer_process else "bench-svc-one-process"
     output = f"{topic}.{group}"
-    proc = _start_service(broker, topic, group, port, workdir,
-                          **{"checkpoint.every_records": 10000,
-                             "checkpoint.every_seconds": 5.0,
-                             "topics.output": output,
-                             "output.producer_process": producer_process})
+    proc = _start_service(
+        broker,
+        topic,
+        group,
+        port,
+        workdir,
+        **{
+            "checkpoint.every_records": 10000,
+            "checkpoint.every_seconds": 5.0,
+            "topics.output": output,
+            "output.producer_process": producer_process,
+        },
+    )
     try:
         _wait_metrics(port)
         deadline = time.monotonic() + 600
@@ -204,16 +250,22 @@ def service_run(broker: EmbeddedBroker, topic: str, n: int, warm: int, workdir: 
         proc.wait(60)
 
 
-def service_rss(broker: EmbeddedBroker, n_keys: int, ticks_per_key: int,
-                workdir: Path) -> tuple[float, float, float]:
+def service_rss(
+    broker: EmbeddedBroker, n_keys: int, ticks_per_key: int, workdir: Path
+) -> tuple[float, float, float]:
     """RSS (MiB) of ``streamgmm run`` with 5 warm keys, and once it holds ``n_keys`` more."""
     topic = "bench-rss"
     broker.create_topics({topic: PARTITIONS})
     port = free_port()
     # warmup 10: every key fits its mixture, so the figure is for warm models.
-    proc = _start_service(broker, topic, "bench-rss", port, workdir,
-                          **{"detector.warmup": 10, "state.max_keys_in_memory": n_keys + 1,
-                             "metrics.max_keys": 1000})
+    proc = _start_service(
+        broker,
+        topic,
+        "bench-rss",
+        port,
+        workdir,
+        **{"detector.warmup": 10, "state.max_keys_in_memory": n_keys + 1, "metrics.max_keys": 1000},
+    )
     try:
         _wait_metrics(port)
         # Baseline after a few keys have gone through the models, so that the one-off memory of
@@ -256,23 +308,29 @@ def main() -> None:
         from kafka.record import util as record_util
 
         crc = "C crc32c" if record_util.crc32c_c is not None else "pure-Python crc32c"
-        print(f"{len(records)} ticks over {args.symbols} keys (after {len(warmup)} warm-up "
-              f"ticks), {PARTITIONS} partitions, embedded tansu broker, {os.cpu_count()} CPUs, "
-              f"kafka-python {crc}")
+        print(
+            f"{len(records)} ticks over {args.symbols} keys (after {len(warmup)} warm-up "
+            f"ticks), {PARTITIONS} partitions, embedded tansu broker, {os.cpu_count()} CPUs, "
+            f"kafka-python {crc}"
+        )
         bare = bare_loop(broker, "bench-in", n, len(warmup))
         print(f"bare kafka-python consume->decode->produce: {bare:10.0f} records/s")
         svc = service_run(broker, "bench-in", n, len(warmup), workdir)
         print(f"streamgmm run (end to end)               : {svc:10.0f} ticks/s")
         print(f"ratio service / bare                     : {svc / bare:10.2f}")
         one = service_run(broker, "bench-in", n, len(warmup), workdir, producer_process=False)
-        print(f"  with producer_process = false          : {one:10.0f} ticks/s "
-              f"(ratio {one / bare:.2f})")
+        print(
+            f"  with producer_process = false          : {one:10.0f} ticks/s "
+            f"(ratio {one / bare:.2f})"
+        )
         idle, loaded, rate = service_rss(broker, args.keys, args.ticks_per_key, workdir)
         print(f"RSS streamgmm run, 5 keys, kernels loaded: {idle:10.1f} MiB")
         label = f"RSS with {args.keys} more warm keys"
-        print(f"{label:<41}: {loaded:10.1f} MiB "
-              f"({(loaded - idle) * 1024 / args.keys:.1f} KiB/key; {rate:.0f} ticks/s while "
-              f"creating keys)")
+        print(
+            f"{label:<41}: {loaded:10.1f} MiB "
+            f"({(loaded - idle) * 1024 / args.keys:.1f} KiB/key; {rate:.0f} ticks/s while "
+            f"creating keys)"
+        )
 
 
 if __name__ == "__main__":

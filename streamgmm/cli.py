@@ -33,15 +33,30 @@ def _parser() -> argparse.ArgumentParser:
     add_cli_overrides(run)
     demo = sub.add_parser("demo", help="embedded broker + S&P 500 stream + live table")
     demo.add_argument("--follow", action="store_true", help="keep streaming until Ctrl-C")
-    demo.add_argument("--no-live", action="store_true",
-                      help="no live table; print a summary at the end (for scripts and tests)")
-    demo.add_argument("--output", metavar="PNG", default="streamgmm-regimes.png",
-                      help="where to write the regime plot (default: %(default)s)")
+    demo.add_argument(
+        "--no-live",
+        action="store_true",
+        help="no live table; print a summary at the end (for scripts and tests)",
+    )
+    demo.add_argument(
+        "--output",
+        metavar="PNG",
+        default="streamgmm-regimes.png",
+        help="where to write the regime plot (default: %(default)s)",
+    )
     demo.add_argument("--no-plot", action="store_true", help="skip the PNG")
-    demo.add_argument("--metrics-port", type=int, default=0,
-                      help="Prometheus port on 127.0.0.1 (0 = any free port)")
-    demo.add_argument("--duration", type=float, default=None,
-                      help="seconds to stream before stopping (default: about a minute)")
+    demo.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="Prometheus port on 127.0.0.1 (0 = any free port)",
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds to stream before stopping (default: about a minute)",
+    )
     for name, (_module, help_text) in _DELEGATED.items():
         # add_help=False: the delegated module's own parser answers --help.
         sub.add_parser(name, help=help_text, add_help=False)

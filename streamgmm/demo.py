@@ -77,13 +77,17 @@ class LiveTable:
         lines = [header] if header else []
         n_reg = max((len(r.probabilities) for _k, r in rows), default=2)
         probs = " ".join(f"P(r{i})".rjust(7) for i in range(n_reg))
-        lines.append(f"{'instrument':<12} {'ticks':>6} {'date':>10} {'regime':>6} {probs}"
-                     f" {'drift':>7} {'events':>6}")
+        lines.append(
+            f"{'instrument':<12} {'ticks':>6} {'date':>10} {'regime':>6} {probs}"
+            f" {'drift':>7} {'events':>6}"
+        )
         for key, r in rows:
             date = time.strftime("%Y-%m-%d", time.gmtime(r.last_ts)) if r.last_ts else "-"
             p = " ".join(f"{r.probabilities.get(str(i), math.nan):7.3f}" for i in range(n_reg))
-            lines.append(f"{key:<12} {r.ticks:>6} {date:>10} {r.regime:>6} {p}"
-                         f" {r.drift_score:>7.2f} {r.drift_events:>6}")
+            lines.append(
+                f"{key:<12} {r.ticks:>6} {date:>10} {r.regime:>6} {p}"
+                f" {r.drift_score:>7.2f} {r.drift_events:>6}"
+            )
         return "\n".join(lines)
 
 
@@ -165,19 +169,22 @@ def run_demo(
         print(f"starting embedded broker (tansu) on {broker.bootstrap_servers} ...", file=out)
         broker.start()
         broker.create_topics({INPUT_TOPIC: PARTITIONS})
-        settings = load_settings(None, {}, {
-            "bootstrap_servers": broker.bootstrap_servers,
-            "input_topic": INPUT_TOPIC,
-            "group_id": "streamgmm-demo",
-            "metrics_host": "127.0.0.1",
-            "metrics_port": metrics_port,
-            "session_timeout_ms": 6000,
-            "heartbeat_interval_ms": 500,
-            "checkpoint_every_seconds": 5.0,
-            "log_level": "WARNING",
-        })
-        runner = ServiceRunner(settings, install_signal_handlers=False,
-                               observers=[table.observe])
+        settings = load_settings(
+            None,
+            {},
+            {
+                "bootstrap_servers": broker.bootstrap_servers,
+                "input_topic": INPUT_TOPIC,
+                "group_id": "streamgmm-demo",
+                "metrics_host": "127.0.0.1",
+                "metrics_port": metrics_port,
+                "session_timeout_ms": 6000,
+                "heartbeat_interval_ms": 500,
+                "checkpoint_every_seconds": 5.0,
+                "log_level": "WARNING",
+            },
+        )
+        runner = ServiceRunner(settings, install_signal_handlers=False, observers=[table.observe])
         thread = threading.Thread(target=runner.run, name="streamgmm-service", daemon=True)
         thread.start()
         if not runner.ready.wait(60):
@@ -213,7 +220,11 @@ def run_demo(
 
 
 def _stream(
-    broker: EmbeddedBroker, follow: bool, live: bool, duration: float, table: LiveTable,
+    broker: EmbeddedBroker,
+    follow: bool,
+    live: bool,
+    duration: float,
+    table: LiveTable,
     out: TextIO,
 ) -> int:
     """Produce the feed paced over ``duration`` seconds; return the number of ticks sent."""
@@ -225,8 +236,7 @@ def _stream(
     sent = 0
     try:
         for tick in _feed(follow):
-            producer.send(INPUT_TOPIC, key=tick["symbol"].encode(),
-                          value=json.dumps(tick).encode())
+            producer.send(INPUT_TOPIC, key=tick["symbol"].encode(), value=json.dumps(tick).encode())
             sent += 1
             if per_tick and sent % 50 == 0:
                 ahead = started + sent * per_tick - time.monotonic()
@@ -236,7 +246,8 @@ def _stream(
             if live and now - last_render > 0.5:
                 last_render = now
                 header = f"streamgmm demo - {sent} ticks sent, {table.total} processed" + (
-                    " (Ctrl-C to stop)" if follow else "")
+                    " (Ctrl-C to stop)" if follow else ""
+                )
                 out.write("\x1b[2J\x1b[H" + table.render(header) + "\n")
                 out.flush()
         producer.flush()

@@ -187,9 +187,7 @@ class LikelihoodDriftMonitor:
             return max(up, 0.0)
         return max(up, ph._max_decrease - ph._sum_decrease, 0.0)
 
-    def update(
-        self, log_likelihood: float, expected_log_likelihood: float | None = None
-    ) -> None:
+    def update(self, log_likelihood: float, expected_log_likelihood: float | None = None) -> None:
         """Fold in one tick's log-likelihood (and optionally the value the model expected).
 
         Raises

@@ -116,7 +116,10 @@ def plot_regimes(
     first_warm = dates[int(np.argmax(warm))] if warm.any() else dates[-1]
 
     fig, (ax_price, ax_prob, ax_ll, ax_drift) = plt.subplots(
-        4, 1, figsize=(13, 10), sharex=True,
+        4,
+        1,
+        figsize=(13, 10),
+        sharex=True,
         gridspec_kw={"height_ratios": [2.4, 1.1, 1.1, 0.9]},
     )
 
@@ -141,10 +144,23 @@ def plot_regimes(
 
     # 2. High-volatility probability.
     high_name = "turbulent" if n_regimes == 2 else f"regime {top}"
-    ax_prob.plot(dates, frame[f"raw_{top}"].where(frame["warm"]), color="grey", lw=0.3,
-                 alpha=0.5, label="raw mixture posterior")
-    ax_prob.fill_between(dates, 0, frame[f"p_{top}"].where(frame["warm"], 0.0),
-                         color="tab:red", alpha=0.55, lw=0, label="filtered probability")
+    ax_prob.plot(
+        dates,
+        frame[f"raw_{top}"].where(frame["warm"]),
+        color="grey",
+        lw=0.3,
+        alpha=0.5,
+        label="raw mixture posterior",
+    )
+    ax_prob.fill_between(
+        dates,
+        0,
+        frame[f"p_{top}"].where(frame["warm"], 0.0),
+        color="tab:red",
+        alpha=0.55,
+        lw=0,
+        label="filtered probability",
+    )
     ax_prob.set_ylim(0, 1)
     ax_prob.set_ylabel(f"P({high_name})")
     ax_prob.legend(loc="upper right", fontsize=8, ncol=2, framealpha=0.9)
@@ -152,8 +168,9 @@ def plot_regimes(
     # 3. Log-likelihood of each tick under the model, before it learns the tick.
     ll = frame["log_likelihood"].where(frame["warm"])
     ax_ll.plot(dates, ll, color="tab:blue", lw=0.3, alpha=0.35, label="per tick")
-    ax_ll.plot(dates, ll.ewm(halflife=20).mean(), color="tab:blue", lw=1.2,
-               label="EWMA, half-life 20 days")
+    ax_ll.plot(
+        dates, ll.ewm(halflife=20).mean(), color="tab:blue", lw=1.2, label="EWMA, half-life 20 days"
+    )
     if ll.notna().any():
         low, high = float(np.nanpercentile(ll, 0.5)), float(np.nanmax(ll))
         ax_ll.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
@@ -171,8 +188,14 @@ def plot_regimes(
             ax.axvline(when, color="crimson", lw=1.4, alpha=0.85)
     marker = plt.Line2D([], [], color="crimson", lw=1.4, label=f"drift detected ({len(drifts)})")
     lines, labels = ax_drift.get_legend_handles_labels()
-    ax_drift.legend([*lines, marker], [*labels, marker.get_label()], loc="upper right",
-                    fontsize=8, ncol=3, framealpha=0.9)
+    ax_drift.legend(
+        [*lines, marker],
+        [*labels, marker.get_label()],
+        loc="upper right",
+        fontsize=8,
+        ncol=3,
+        framealpha=0.9,
+    )
     for ax in (ax_price, ax_prob, ax_ll, ax_drift):
         ax.axvline(first_warm, color="grey", lw=0.6, ls=":")
     ax_ll = ax_drift
@@ -210,10 +233,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Stream the S&P 500 (arch.data.sp500) through a regime detector and write "
         "a PNG: price shaded by regime, high-volatility probability, log-likelihood and drift.",
     )
-    parser.add_argument("--output", default=DEFAULT_OUTPUT, metavar="PATH",
-                        help="PNG to write (default: %(default)s)")
-    parser.add_argument("--n-regimes", type=int, default=2, metavar="N",
-                        help="number of regimes (default: %(default)s)")
+    parser.add_argument(
+        "--output",
+        default=DEFAULT_OUTPUT,
+        metavar="PATH",
+        help="PNG to write (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--n-regimes",
+        type=int,
+        default=2,
+        metavar="N",
+        help="number of regimes (default: %(default)s)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.n_regimes < 1:
         parser.error(f"--n-regimes must be a positive integer, got {args.n_regimes}")

@@ -107,8 +107,7 @@ class RegimeLabeller:
     def ranking(measure: Sequence[float], tiebreak: Sequence[Sequence[float]]) -> list[int]:
         """Components sorted by measure; exact ties broken by the components' statistics."""
         keys = [
-            (float(m), tuple(float(v) for v in t))
-            for m, t in zip(measure, tiebreak, strict=True)
+            (float(m), tuple(float(v) for v in t)) for m, t in zip(measure, tiebreak, strict=True)
         ]
         # The index is the last resort only for components identical in every statistic, where
         # any order gives the same outputs.
@@ -337,9 +336,7 @@ class _Detector:
         for c in order:
             p = proba[c]
             # Same value as max(p, _PROBA_FLOOR), without a builtin call per regime.
-            emission.append(
-                math.log(_PROBA_FLOOR if p < _PROBA_FLOOR else p) - log_weights[c]
-            )
+            emission.append(math.log(_PROBA_FLOOR if p < _PROBA_FLOOR else p) - log_weights[c])
         return raw, emission, score
 
     def _component_stats(self) -> tuple[list[float], list[float]]:
@@ -362,8 +359,7 @@ class _Detector:
                 variances = [f * f for f in regions["factor"].tolist()]
                 # A zero variance gives slogdet's -inf rather than math.log's exception.
                 entropy = [
-                    0.5 * (_LOG_2PI_E + (math.log(v) if v != 0.0 else -math.inf))
-                    for v in variances
+                    0.5 * (_LOG_2PI_E + (math.log(v) if v != 0.0 else -math.inf)) for v in variances
                 ]
             else:
                 entropy = _entropies(mixture)
@@ -629,9 +625,7 @@ class _Detector:
             "last_output": {
                 "regime": last["regime"],
                 "probabilities": [last["probabilities"][r] for r in range(self.n_regimes)],
-                "raw_probabilities": [
-                    last["raw_probabilities"][r] for r in range(self.n_regimes)
-                ],
+                "raw_probabilities": [last["raw_probabilities"][r] for r in range(self.n_regimes)],
                 "log_likelihood": last["log_likelihood"],
                 "drift_score": last["drift_score"],
                 "drift_detected": last["drift_detected"],

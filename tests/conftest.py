@@ -80,15 +80,17 @@ class KafkaTools:
         finally:
             producer.close()
 
-    def read_all(self, topic: str, expect: int | None = None, timeout: float = 60.0,
-                 idle: float = 1.5) -> list[ConsumedRecord]:
+    def read_all(
+        self, topic: str, expect: int | None = None, timeout: float = 60.0, idle: float = 1.5
+    ) -> list[ConsumedRecord]:
         """Read ``topic`` from the beginning of every partition.
 
         Stops once ``expect`` records were read (and nothing more arrived for ``idle``
         seconds), or when ``timeout`` passes.
         """
-        consumer = KafkaConsumer(**self.broker.client_kwargs(), group_id=None,
-                                 enable_auto_commit=False)
+        consumer = KafkaConsumer(
+            **self.broker.client_kwargs(), group_id=None, enable_auto_commit=False
+        )
         try:
             deadline = time.monotonic() + timeout
             parts = consumer.partitions_for_topic(topic) or set()
@@ -108,11 +110,17 @@ class KafkaTools:
                 batch = consumer.poll(timeout_ms=200)
                 for tp, recs in batch.items():
                     for r in recs:
-                        out.append(ConsumedRecord(r.key, r.value, dict(r.headers or []),
-                                                  tp.partition, r.offset))
+                        out.append(
+                            ConsumedRecord(
+                                r.key, r.value, dict(r.headers or []), tp.partition, r.offset
+                            )
+                        )
                     last_new = time.monotonic()
-                if expect is not None and len(out) >= expect and \
-                        time.monotonic() - last_new >= idle:
+                if (
+                    expect is not None
+                    and len(out) >= expect
+                    and time.monotonic() - last_new >= idle
+                ):
                     break
                 if expect is None and time.monotonic() - last_new >= idle:
                     break
@@ -122,8 +130,9 @@ class KafkaTools:
 
     def committed(self, group: str, topic: str) -> dict[int, int | None]:
         """The group's committed offsets per partition of ``topic``."""
-        consumer = KafkaConsumer(**self.broker.client_kwargs(), group_id=group,
-                                 enable_auto_commit=False)
+        consumer = KafkaConsumer(
+            **self.broker.client_kwargs(), group_id=group, enable_auto_commit=False
+        )
         try:
             parts = consumer.partitions_for_topic(topic) or set()
             return {p: consumer.committed(TopicPartition(topic, p)) for p in sorted(parts)}
@@ -184,12 +193,14 @@ def make_ticks(symbols: list[str], n_per_symbol: int, seed: int = 0) -> list[dic
         for i in range(n_per_symbol):
             vol = 0.03 if (i // 300) % 2 else 0.008
             price *= float(np.exp(rng.normal(0.0, vol)))
-            ticks.append({
-                "symbol": symbol,
-                "ts": 1.0e9 + 86400.0 * i,
-                "price": round(price, 6),
-                "volume": float(rng.integers(1_000, 100_000)),
-            })
+            ticks.append(
+                {
+                    "symbol": symbol,
+                    "ts": 1.0e9 + 86400.0 * i,
+                    "price": round(price, 6),
+                    "volume": float(rng.integers(1_000, 100_000)),
+                }
+            )
     # Interleave by time so partitions fill together, as a live feed would.
     ticks.sort(key=lambda t: (t["ts"], t["symbol"]))
     return ticks

@@ -351,7 +351,7 @@ class OutputProgress:
     def __call__(self, timeout: float = 0.05) -> int:
         """Read what arrived and return the number of distinct processed source records."""
         self.reader.poll(timeout)
-        for rec in self.reader.records[self._seen:]:
+        for rec in self.reader.records[self._seen :]:
             out = rec.json()
             self.done.add((out["partition"], out["offset"]))
         self._seen = len(self.reader.records)
@@ -379,7 +379,9 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 def committed(bootstrap: str, group: str, topic: str) -> dict[int, int | None]:
     """The group's committed offsets per partition of ``topic`` (no group join)."""
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, api_version=API_VERSION, group_id=group,
+        bootstrap_servers=bootstrap,
+        api_version=API_VERSION,
+        group_id=group,
         enable_auto_commit=False,
     )
     try:
@@ -423,12 +425,14 @@ def market_ticks(keys: Sequence[str], n_per_key: int, seed: int) -> list[dict[st
         for i in range(n_per_key):
             vol = 0.03 if (i // period) % 2 else 0.008
             price *= math.exp(vol * shocks[i])
-            ticks.append({
-                "symbol": key,
-                "ts": 1.0e9 + 86400.0 * i + k,
-                "price": round(price, 8),
-                "volume": float(volumes[i]),
-            })
+            ticks.append(
+                {
+                    "symbol": key,
+                    "ts": 1.0e9 + 86400.0 * i + k,
+                    "price": round(price, 8),
+                    "volume": float(volumes[i]),
+                }
+            )
     ticks.sort(key=lambda t: (t["ts"] - t["ts"] % 86400.0, t["symbol"]))
     return ticks
 

@@ -15,9 +15,21 @@ pytestmark = pytest.mark.integration
 def test_demo_runs_to_completion(tmp_path: Path) -> None:
     png = tmp_path / "regimes.png"
     result = subprocess.run(
-        [sys.executable, "-m", "streamgmm.cli", "demo", "--no-live", "--duration", "3",
-         "--output", str(png)],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "streamgmm.cli",
+            "demo",
+            "--no-live",
+            "--duration",
+            "3",
+            "--output",
+            str(png),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     out = result.stdout

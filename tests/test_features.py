@@ -90,9 +90,7 @@ def test_duplicate_and_out_of_order_ticks_are_skipped_and_counted() -> None:
         ({"ts": 1.0, "price": 2.0, "volume": float("nan")}, "volume"),
     ],
 )
-def test_bad_ticks_raise_naming_the_field_and_leave_state_unchanged(
-    tick: dict, field: str
-) -> None:
+def test_bad_ticks_raise_naming_the_field_and_leave_state_unchanged(tick: dict, field: str) -> None:
     f = TickFeatures()
     f.learn_one({"ts": 0.0, "price": 10.0})
     before = json.dumps(f.to_state())

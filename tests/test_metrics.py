@@ -226,8 +226,15 @@ def test_observe_keys_in_batches_equals_one_output_at_a_time() -> None:
 
     rng = random.Random(3)
     stream = [
-        (rng.choice("ABC"), out(rng.choice([-1.0, -3.0, float("-inf")]), rng.random() < 0.3,
-                               rng.random(), score=rng.random()))
+        (
+            rng.choice("ABC"),
+            out(
+                rng.choice([-1.0, -3.0, float("-inf")]),
+                rng.random() < 0.3,
+                rng.random(),
+                score=rng.random(),
+            ),
+        )
         for _ in range(400)
     ]
     one, many = ServiceMetrics(max_keys=2), ServiceMetrics(max_keys=2)
@@ -249,6 +256,7 @@ def test_observe_keys_in_batches_equals_one_output_at_a_time() -> None:
         }
 
     expected = samples(one)
-    assert any(name == "streamgmm_key_drift_events_total" and v > 5
-               for (name, _), v in expected.items())
+    assert any(
+        name == "streamgmm_key_drift_events_total" and v > 5 for (name, _), v in expected.items()
+    )
     assert samples(many) == expected

@@ -94,7 +94,10 @@ def test_learnt_transitions_move_towards_the_truth() -> None:
     # True persistence 0.9 per tick, prior belief 0.6: the estimate must end nearer to 0.9.
     rng = random.Random(0)
     f = ForwardFilter(
-        2, self_transition=0.6, learn_transitions=True, transition_halflife=2000,
+        2,
+        self_transition=0.6,
+        learn_transitions=True,
+        transition_halflife=2000,
         prior_strength=20.0,
     )
     state = 0
@@ -149,8 +152,9 @@ def test_parameter_validation() -> None:
         ForwardFilter(0)
 
 
-def _reference_update(log_alpha: list[float], log_a: list[list[float]], emission: list[float]
-                      ) -> list[float]:
+def _reference_update(
+    log_alpha: list[float], log_a: list[list[float]], emission: list[float]
+) -> list[float]:
     """The textbook log-space forward step with fsum-based log-sum-exp (no fast paths)."""
 
     def lse(values: list[float]) -> float:

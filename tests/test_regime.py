@@ -42,9 +42,7 @@ def test_sp500_agrees_with_statsmodels_markov_regression(sp500: pd.DataFrame) ->
     from statsmodels.tsa.regime_switching.markov_regression import MarkovRegression
 
     returns = sp500["ret"].iloc[1:]
-    res = MarkovRegression(returns.to_numpy(), k_regimes=2, switching_variance=True).fit(
-        disp=False
-    )
+    res = MarkovRegression(returns.to_numpy(), k_regimes=2, switching_variance=True).fit(disp=False)
     # Match labels by variance: the reference's high-volatility state has the larger sigma2.
     sigma2 = [res.params[-2], res.params[-1]]
     high = int(np.argmax(sigma2))

@@ -27,8 +27,7 @@ def switching_ticks(seed: int, n: int, block: int = 300) -> list[dict[str, Any]]
     vol = np.where((np.arange(n) // block) % 2 == 0, 0.01, 0.04)
     prices = 100.0 * np.exp(np.cumsum(rng.normal(0.0, vol)))
     return [
-        {"ts": 1.0e9 + DAY * i, "price": float(p), "volume": 1000.0}
-        for i, p in enumerate(prices)
+        {"ts": 1.0e9 + DAY * i, "price": float(p), "volume": 1000.0} for i, p in enumerate(prices)
     ]
 
 
@@ -150,8 +149,13 @@ def test_more_regimes_run_compiled_and_agree(
     # and a high min_weight make components reseed and swap ranks, so runs also stop for
     # relabels of more than two regimes.
     counted = compiled_ticks(monkeypatch)
-    params = {"n_regimes": n_regimes, "warmup": 150, "label_hysteresis": 0.0,
-              "halflife": 30.0, "min_weight": min_weight}
+    params = {
+        "n_regimes": n_regimes,
+        "warmup": 150,
+        "label_hysteresis": 0.0,
+        "halflife": 30.0,
+        "min_weight": min_weight,
+    }
     ticks = switching_ticks(n_regimes, 3000, block=200)
     one, many = RegimeDetector(**params), RegimeDetector(**params)
     expected = per_tick(one, ticks)
@@ -233,7 +237,8 @@ def test_long_lists_are_run_in_chunks_with_the_same_result(
 @given(
     st.lists(
         st.floats(min_value=-1e290, max_value=1e290, allow_nan=False, allow_infinity=False),
-        min_size=0, max_size=9,
+        min_size=0,
+        max_size=9,
     )
 )
 def test_compiled_fsum_is_math_fsum(values: list[float]) -> None:

@@ -68,8 +68,9 @@ def test_service_survives_two_broker_restarts(tmp_path: Path) -> None:
     ticks = market_ticks(KEYS, 3 * PER_BATCH, seed=4)
     partition_of = {k: i for i, k in enumerate(KEYS)}
     batches = [
-        encode_ticks([t for t in ticks if b * PER_BATCH <= _index(t) < (b + 1) * PER_BATCH],
-                     partition_of)
+        encode_ticks(
+            [t for t in ticks if b * PER_BATCH <= _index(t) < (b + 1) * PER_BATCH], partition_of
+        )
         for b in range(3)
     ]
     with EmbeddedBroker() as broker:
@@ -77,8 +78,9 @@ def test_service_survives_two_broker_restarts(tmp_path: Path) -> None:
         name = "rb"
         topic = f"{name}-in"
         broker.create_topics({topic: PARTITIONS})
-        config = write_config(tmp_path / "svc.toml", bootstrap, name,
-                              **{"checkpoint.every_seconds": 1.0})
+        config = write_config(
+            tmp_path / "svc.toml", bootstrap, name, **{"checkpoint.every_seconds": 1.0}
+        )
         settings = load_settings(config, {}, {})
         svc = ServiceProcess(config, tmp_path / "service.log")
         try:
@@ -107,8 +109,11 @@ def test_service_survives_two_broker_restarts(tmp_path: Path) -> None:
                 sent = produce(bootstrap, topic, batches[cycle])
                 outputs = TopicReader(bootstrap, settings.output_topic)
                 progress = OutputProgress(outputs)
-                wait_until(lambda s=sent, p=progress: p(0.2) >= len(s), 180,
-                           f"batch {cycle} processed after restart {cycle}:\n{svc.tail()}")
+                wait_until(
+                    lambda s=sent, p=progress: p(0.2) >= len(s),
+                    180,
+                    f"batch {cycle} processed after restart {cycle}:\n{svc.tail()}",
+                )
                 outputs.read_to_end()
                 outputs.close()
                 assert svc.alive
@@ -125,4 +130,3 @@ def test_service_survives_two_broker_restarts(tmp_path: Path) -> None:
 def _index(tick: dict) -> int:
     """Position of a tick in its key's sequence (ticks are one day apart per key)."""
     return int((tick["ts"] - 1.0e9) // 86400.0)
-

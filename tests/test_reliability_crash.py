@@ -60,9 +60,15 @@ def test_sigkill_at_random_points_is_exact(
     # Count-based checkpoints only (every 1500 records, never by time), so a kill lands
     # between checkpoints and the restart must replay and skip.
     config = write_config(
-        tmp_path / "svc.toml", bootstrap, name, metrics=False,
-        **{"checkpoint.every_records": 1500, "checkpoint.every_seconds": 3600.0,
-           "kafka.max_poll_records": 200},
+        tmp_path / "svc.toml",
+        bootstrap,
+        name,
+        metrics=False,
+        **{
+            "checkpoint.every_records": 1500,
+            "checkpoint.every_seconds": 3600.0,
+            "kafka.max_poll_records": 200,
+        },
     )
     settings = load_settings(config, {}, {})
     partition_of = {k: i % PARTITIONS for i, k in enumerate(KEYS)}
@@ -83,11 +89,14 @@ def test_sigkill_at_random_points_is_exact(
         try:
             prod = producer(bootstrap)
             for i in range(0, total - held_back, 250):
-                sent.extend(produce(bootstrap, f"{name}-in",
-                                    records[i:min(i + 250, total - held_back)], prod))
+                sent.extend(
+                    produce(
+                        bootstrap, f"{name}-in", records[i : min(i + 250, total - held_back)], prod
+                    )
+                )
                 time.sleep(0.25)
             kills_done.wait(600)
-            sent.extend(produce(bootstrap, f"{name}-in", records[total - held_back:], prod))
+            sent.extend(produce(bootstrap, f"{name}-in", records[total - held_back :], prod))
             prod.close()
         except BaseException as exc:
             produce_error.append(exc)
@@ -120,8 +129,12 @@ def test_sigkill_at_random_points_is_exact(
         feeder.join(120)
         assert not produce_error, produce_error
         assert len(sent) == total
-        wait_until(lambda: progress() >= total, 240,
-                   f"all {total} ticks processed (service log:\n{svc.tail()})", 0.0)
+        wait_until(
+            lambda: progress() >= total,
+            240,
+            f"all {total} ticks processed (service log:\n{svc.tail()})",
+            0.0,
+        )
         code = svc.terminate()
         assert code == 0, svc.tail()
         outputs.read_to_end()
@@ -152,13 +165,16 @@ def test_instrument_on_two_partitions_is_never_dropped_silently(
     bootstrap = broker.bootstrap_servers
     name = f"r2p-{uuid.uuid4().hex[:8]}"
     broker.create_topics({f"{name}-in": 2})
-    config = write_config(tmp_path / "svc.toml", bootstrap, name, metrics=False,
-                          **{"input.key_field": "symbol"})
+    config = write_config(
+        tmp_path / "svc.toml", bootstrap, name, metrics=False, **{"input.key_field": "symbol"}
+    )
     settings = load_settings(config, {}, {})
     ticks = [{"symbol": "X", "ts": 1.7e9 + i, "price": 100.0 + i} for i in range(10)]
-    sent = produce(bootstrap, f"{name}-in",
-                   [(None, json.dumps(t).encode(), 0 if i < 5 else 1)
-                    for i, t in enumerate(ticks)])
+    sent = produce(
+        bootstrap,
+        f"{name}-in",
+        [(None, json.dumps(t).encode(), 0 if i < 5 else 1) for i, t in enumerate(ticks)],
+    )
     svc = ServiceProcess(config, tmp_path / "service.log").start()
     outputs = TopicReader(bootstrap, settings.output_topic)
     dead = TopicReader(bootstrap, settings.dlq_topic)
@@ -168,8 +184,13 @@ def test_instrument_on_two_partitions_is_never_dropped_silently(
         outputs.poll(0.2)
         dead.poll(0.2)
         done = {(r.json()["partition"], r.json()["offset"]) for r in outputs.records}
-        return done | {(int(r.headers["streamgmm.source.partition"]),
-                        int(r.headers["streamgmm.source.offset"])) for r in dead.records}
+        return done | {
+            (
+                int(r.headers["streamgmm.source.partition"]),
+                int(r.headers["streamgmm.source.offset"]),
+            )
+            for r in dead.records
+        }
 
     try:
         svc.wait_for_log("restored 2 partition(s)", timeout=120)

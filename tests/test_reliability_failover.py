@@ -55,9 +55,15 @@ def test_survivor_takes_over_killed_instance_exactly(
     topic = f"{name}-in"
     broker.create_topics({topic: PARTITIONS})
     config = write_config(
-        tmp_path / "svc.toml", bootstrap, name, metrics=False,
-        **{"checkpoint.every_records": 400, "checkpoint.every_seconds": 1.0,
-           "kafka.max_poll_records": 100},
+        tmp_path / "svc.toml",
+        bootstrap,
+        name,
+        metrics=False,
+        **{
+            "checkpoint.every_records": 400,
+            "checkpoint.every_seconds": 1.0,
+            "kafka.max_poll_records": 100,
+        },
     )
     settings = load_settings(config, {}, {})
     partition_of = {k: i % PARTITIONS for i, k in enumerate(KEYS)}
@@ -76,7 +82,7 @@ def test_survivor_takes_over_killed_instance_exactly(
             sent.extend(produce(bootstrap, topic, records[: total // 3], prod))
             release.wait(180)
             for i in range(total // 3, total, 200):
-                sent.extend(produce(bootstrap, topic, records[i:i + 200], prod))
+                sent.extend(produce(bootstrap, topic, records[i : i + 200], prod))
                 time.sleep(0.25)
             prod.close()
         except BaseException as exc:
@@ -98,10 +104,15 @@ def test_survivor_takes_over_killed_instance_exactly(
         release.set()
         # B has processed and committed on every partition it owns before it dies.
         wait_until(
-            lambda: all((committed(bootstrap, settings.group_id, topic).get(p) or 0) > 0
-                        for p in b_parts)
-            and b.log().count("partitions revoked") == 0,
-            120, f"B committing on {b_parts}",
+            lambda: (
+                all(
+                    (committed(bootstrap, settings.group_id, topic).get(p) or 0) > 0
+                    for p in b_parts
+                )
+                and b.log().count("partitions revoked") == 0
+            ),
+            120,
+            f"B committing on {b_parts}",
         )
         time.sleep(1.5)  # let B get some uncommitted work in flight as well
         b.kill()
@@ -114,8 +125,9 @@ def test_survivor_takes_over_killed_instance_exactly(
         assert len(sent) == total
 
         progress = OutputProgress(outputs)
-        wait_until(lambda: progress(0.2) >= total, 240,
-                   f"all {total} ticks processed (A log:\n{a.tail()})")
+        wait_until(
+            lambda: progress(0.2) >= total, 240, f"all {total} ticks processed (A log:\n{a.tail()})"
+        )
         assert a.alive
         code = a.terminate()
         assert code == 0, a.tail()
@@ -135,7 +147,6 @@ def test_survivor_takes_over_killed_instance_exactly(
     print(f"B owned {b_parts}; committed at kill {at_kill}; {figures}")
 
 
-
 def test_restore_reads_the_whole_changelog(broker: EmbeddedBroker) -> None:
     """Minimal reproducer: 6,000 snapshots in one producer batch; the index must hold all."""
     from kafka import KafkaConsumer
@@ -148,12 +159,16 @@ def test_restore_reads_the_whole_changelog(broker: EmbeddedBroker) -> None:
     broker.create_topics({topic: 1})
     n = 6000
     prod = producer(bootstrap, linger_ms=500, batch_size=8 * 1024 * 1024)
-    produce(bootstrap, topic,
-            [(f"k{i}".encode(), codec.encode_snapshot(f"k{i}", {}, 0, i + 1), 0)
-             for i in range(n)], prod)
+    produce(
+        bootstrap,
+        topic,
+        [(f"k{i}".encode(), codec.encode_snapshot(f"k{i}", {}, 0, i + 1), 0) for i in range(n)],
+        prod,
+    )
     prod.close()
-    reader = KafkaConsumer(bootstrap_servers=bootstrap, api_version=(2, 5, 0), group_id=None,
-                           enable_auto_commit=False)
+    reader = KafkaConsumer(
+        bootstrap_servers=bootstrap, api_version=(2, 5, 0), group_id=None, enable_auto_commit=False
+    )
     try:
         index = Changelog(topic, None, reader, 1).read_index([0])  # type: ignore[arg-type]
     finally:

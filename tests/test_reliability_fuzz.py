@@ -93,17 +93,24 @@ def _partition(key: bytes) -> int:
 # --------------------------------------------------------------------------- strategies
 
 _json_leaf = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**30), 10**30),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**30), 10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
 )
 _json_any = st.recursive(
     _json_leaf,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 _wrong = st.one_of(
-    st.text(max_size=30), st.booleans(), st.none(), st.lists(st.integers(), max_size=3),
+    st.text(max_size=30),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=3),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 
@@ -119,10 +126,23 @@ def _could_be_a_tick(value: bytes) -> bool:
 @st.composite
 def bad_record(draw: st.DrawFn) -> tuple[str, bytes | None, Any, frozenset[str]]:
     """``(kind, key, value_or_template, reasons)``; a template dict gets ``ts`` at send time."""
-    kind = draw(st.sampled_from([
-        "bytes", "nested", "json_any", "huge_string", "wrong_type", "non_finite", "price",
-        "volume", "key", "oversized", "missing",
-    ]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "bytes",
+                "nested",
+                "json_any",
+                "huge_string",
+                "wrong_type",
+                "non_finite",
+                "price",
+                "volume",
+                "key",
+                "oversized",
+                "missing",
+            ]
+        )
+    )
     key = draw(st.sampled_from(VALID_KEYS)).encode()
     if kind == "bytes":
         value = draw(st.binary(max_size=3000))
@@ -160,23 +180,33 @@ def bad_record(draw: st.DrawFn) -> tuple[str, bytes | None, Any, frozenset[str]]
         literal = draw(st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400"]))
         return kind, key, {field: literal}, frozenset({"non_finite"})
     if kind == "price":
-        price = draw(st.one_of(
-            st.just(0), st.just(0.0), st.just(-0.0),
-            st.floats(max_value=-1e-300, allow_nan=False, allow_infinity=False),
-            st.integers(max_value=-1),
-        ))
+        price = draw(
+            st.one_of(
+                st.just(0),
+                st.just(0.0),
+                st.just(-0.0),
+                st.floats(max_value=-1e-300, allow_nan=False, allow_infinity=False),
+                st.integers(max_value=-1),
+            )
+        )
         return kind, key, {"price": price}, frozenset({"non_positive_price"})
     if kind == "volume":
         volume = draw(st.floats(max_value=-1e-300, allow_nan=False, allow_infinity=False))
         return kind, key, {"volume": volume}, frozenset({"negative_volume"})
     if kind == "key":
-        bad_key = draw(st.one_of(
-            st.none(), st.just(b""),
-            st.text(alphabet=" \t\n\r\u00a0\u2003", min_size=1, max_size=5).map(str.encode),
-            st.binary(min_size=1, max_size=8).map(lambda b: b"\xff" + b),
-        ))
-        reasons = frozenset({"wrong_type"}) if bad_key and bad_key[:1] == b"\xff" else \
-            frozenset({"empty_key"})
+        bad_key = draw(
+            st.one_of(
+                st.none(),
+                st.just(b""),
+                st.text(alphabet=" \t\n\r\u00a0\u2003", min_size=1, max_size=5).map(str.encode),
+                st.binary(min_size=1, max_size=8).map(lambda b: b"\xff" + b),
+            )
+        )
+        reasons = (
+            frozenset({"wrong_type"})
+            if bad_key and bad_key[:1] == b"\xff"
+            else frozenset({"empty_key"})
+        )
         return kind, bad_key, {}, reasons
     if kind == "oversized":
         n = draw(st.integers(MAX_RECORD_BYTES + 1, 3 * MAX_RECORD_BYTES))
@@ -210,9 +240,9 @@ def _render(key: bytes | None, template: dict[str, Any]) -> bytes:
 def batch(draw: st.DrawFn) -> list[Case]:
     """A few hundred records: bad ones, each followed by valid ticks, plus extremes."""
     bad = draw(st.lists(bad_record(), min_size=40, max_size=90))
-    new_keys = draw(st.lists(
-        st.text(min_size=1, max_size=12).filter(lambda s: s.strip() != ""), max_size=5
-    ))
+    new_keys = draw(
+        st.lists(st.text(min_size=1, max_size=12).filter(lambda s: s.strip() != ""), max_size=5)
+    )
     valid_keys = [k.encode() for k in VALID_KEYS] + [k.encode("utf-8") for k in new_keys]
     cases: list[Case] = []
     for i, (_kind, key, value, reasons) in enumerate(bad):
@@ -229,8 +259,7 @@ def batch(draw: st.DrawFn) -> list[Case]:
             cases.append(Case(vk, value.encode("utf-8"), _partition(vk), "output"))
     # Finite but extreme prices: the decoder accepts them, the model may refuse them (then the
     # record is dead-lettered with the model's reason). Either way: exactly one destination.
-    for extreme in draw(st.lists(st.sampled_from([1e300, 1e-300, 5e-324, 1.7e308]),
-                                 max_size=3)):
+    for extreme in draw(st.lists(st.sampled_from([1e300, 1e-300, 5e-324, 1.7e308]), max_size=3)):
         vk = b"EXTREME"
         tick = CLOCK.tick("EXTREME", 0.0)
         tick["price"] = extreme
@@ -258,15 +287,23 @@ def env(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Ite
     name = f"rz-{uuid.uuid4().hex[:8]}"
     broker.create_topics({f"{name}-in": PARTITIONS})
     config = write_config(
-        tmp / "svc.toml", broker.bootstrap_servers, name,
+        tmp / "svc.toml",
+        broker.bootstrap_servers,
+        name,
         **{"input.max_record_bytes": MAX_RECORD_BYTES, "input.out_of_order": "reject"},
     )
     settings_ = load_settings(config, {}, {})
     svc = ServiceProcess(config, tmp / "service.log").start()
     svc.wait_for_log("restored 3 partition(s)", timeout=120)
-    e = Env(broker.bootstrap_servers, f"{name}-in", settings_, svc,
-            TopicReader(broker.bootstrap_servers, settings_.output_topic),
-            TopicReader(broker.bootstrap_servers, settings_.dlq_topic), [])
+    e = Env(
+        broker.bootstrap_servers,
+        f"{name}-in",
+        settings_,
+        svc,
+        TopicReader(broker.bootstrap_servers, settings_.output_topic),
+        TopicReader(broker.bootstrap_servers, settings_.dlq_topic),
+        [],
+    )
     try:
         yield e
     finally:
@@ -288,13 +325,19 @@ def _index(reader: TopicReader, dlq: bool) -> dict[tuple[int, int], list[Any]]:
 
 
 @settings(
-    max_examples=10, deadline=None, derandomize=True, database=None,
+    max_examples=10,
+    deadline=None,
+    derandomize=True,
+    database=None,
     # No shrinking or explaining: each example is a Kafka round trip of seconds, and the
     # explain phase's tracing makes kafka-python's pure-Python CRC crawl. A failure reports
     # the record it is about instead.
     phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.large_base_example],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
 )
 @given(cases=batch())
 def test_bad_records_go_to_dlq_valid_ones_are_processed(env: Env, cases: list[Case]) -> None:
@@ -339,14 +382,19 @@ def test_metrics_agree_and_service_stops_cleanly(env: Env) -> None:
     # Outputs are counted when the broker acknowledges them, which the producer process
     # reports every 50 ms: the counter may trail the topic by that much.
     wait_until(
-        lambda: scrape(env.svc.metrics_port()).get("streamgmm_records_produced_total")
-        == len(env.outputs.records),
-        10, "the produced counter to reach the outputs read", 0.1,
+        lambda: (
+            scrape(env.svc.metrics_port()).get("streamgmm_records_produced_total")
+            == len(env.outputs.records)
+        ),
+        10,
+        "the produced counter to reach the outputs read",
+        0.1,
     )
     metrics = scrape(env.svc.metrics_port())
     consumed = metrics["streamgmm_records_consumed_total"]
-    dead = sum(v for k, v in metrics.items()
-               if k.startswith("streamgmm_records_dead_lettered_total{"))
+    dead = sum(
+        v for k, v in metrics.items() if k.startswith("streamgmm_records_dead_lettered_total{")
+    )
     produced = metrics["streamgmm_records_produced_total"]
     assert consumed == len(env.sent)
     assert dead == len(env.dlq.records)
@@ -357,5 +405,7 @@ def test_metrics_agree_and_service_stops_cleanly(env: Env) -> None:
     for rec in env.dlq.records:
         reason = rec.headers[codec.HEADER_REASON].decode()
         kinds[reason] = kinds.get(reason, 0) + 1
-    print(f"fuzz: {len(env.sent)} records, {len(env.outputs.records)} outputs, dead letters "
-          f"by reason {kinds}")
+    print(
+        f"fuzz: {len(env.sent)} records, {len(env.outputs.records)} outputs, dead letters "
+        f"by reason {kinds}"
+    )

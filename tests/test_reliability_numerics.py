@@ -124,8 +124,7 @@ def check_state(det: Any, where: str) -> dict[str, float]:
     mix = restored.mixture
     if not mix.is_initialised:
         return {}
-    w, mu, cov = (np.asarray(a, dtype=float) for a in (mix.weights_, mix.means_,
-                                                         mix.covariances_))
+    w, mu, cov = (np.asarray(a, dtype=float) for a in (mix.weights_, mix.means_, mix.covariances_))
     assert np.all(np.isfinite(w)) and abs(w.sum() - 1.0) <= 1e-9, (where, w)
     assert np.all(np.isfinite(mu)), (where, mu)
     assert np.all(np.isfinite(cov)), (where, cov)
@@ -155,16 +154,21 @@ def run_series(det: Any, ticks: Iterator[Tick], n_regimes: int, name: str) -> di
             min_eig = min(min_eig, check_state(det, f"{name} tick {n}").get("min_eig", math.inf))
             checks += 1
     final = check_state(det, f"{name} end")
-    return {"ticks": n, "inspections": checks + 1, "n_samples_seen": out["n_samples_seen"],
-            "min_eig": min(min_eig, final.get("min_eig", math.inf))}
+    return {
+        "ticks": n,
+        "inspections": checks + 1,
+        "n_samples_seen": out["n_samples_seen"],
+        "min_eig": min(min_eig, final.get("min_eig", math.inf)),
+    }
 
 
 @pytest.mark.parametrize("name", list(SERIES))
 def test_service_pipeline_survives_adversarial_series(name: str) -> None:
     settings = load_settings(None, {}, {})
     det = make_pipeline(settings)
-    figures = run_series(det, SERIES[name](N_PER_SERIES, np.random.default_rng(1)),
-                         settings.n_regimes, name)
+    figures = run_series(
+        det, SERIES[name](N_PER_SERIES, np.random.default_rng(1)), settings.n_regimes, name
+    )
     assert figures["ticks"] == N_PER_SERIES
     assert det.mixture.is_initialised, f"{name}: the mixture never left warm-up"
     print(f"{name}: {figures}")
@@ -172,8 +176,9 @@ def test_service_pipeline_survives_adversarial_series(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(SERIES))
 def test_three_feature_full_covariance_stays_spd(name: str) -> None:
-    det = RegimeDetector(n_regimes=3, features=("ret", "log_vol", "volume_z"),
-                         covariance_type="full", seed=0)
+    det = RegimeDetector(
+        n_regimes=3, features=("ret", "log_vol", "volume_z"), covariance_type="full", seed=0
+    )
     figures = run_series(det, SERIES[name](N_PER_SERIES_3D, np.random.default_rng(2)), 3, name)
     assert det.mixture.is_initialised, f"{name}: the mixture never left warm-up"
     print(f"{name} (3 features): {figures}")
@@ -203,8 +208,9 @@ def test_replay_of_adversarial_file_has_no_null_fields(tmp_path: Path) -> None:
 
 def test_filtered_probabilities_sum_to_one_after_extreme_likelihood() -> None:
     """Minimal reproducer: 1,000 identical ticks, 1,000 equal prices, then one random step."""
-    det = RegimeDetector(n_regimes=3, features=("ret", "log_vol", "volume_z"),
-                         covariance_type="full", seed=0)
+    det = RegimeDetector(
+        n_regimes=3, features=("ret", "log_vol", "volume_z"), covariance_type="full", seed=0
+    )
     worst = 0.0
     for tick in duplicates(2001, np.random.default_rng(2)):
         out = det.learn_predict_one(tick)

@@ -81,13 +81,18 @@ def test_pickle_in_changelog_is_rejected_and_nothing_executes(
     topic = f"{name}-in"
     config = write_config(tmp_path / "svc.toml", bootstrap, name, metrics=False)
     settings = load_settings(config, {}, {})
-    broker.create_topics({topic: 3, settings.changelog_topic: 3},
-                         {settings.changelog_topic: {"cleanup.policy": "compact"}})
+    broker.create_topics(
+        {topic: 3, settings.changelog_topic: 3},
+        {settings.changelog_topic: {"cleanup.policy": "compact"}},
+    )
     marker = tmp_path / "executed"
     # One trap per changelog partition (so whichever the restore reads first is a trap), with
     # the key of an instrument that also has input waiting.
-    produce(bootstrap, settings.changelog_topic,
-            [(b"AAA", _payload(marker, proto), p) for p, proto in ((0, 2), (1, 0), (2, 5))])
+    produce(
+        bootstrap,
+        settings.changelog_topic,
+        [(b"AAA", _payload(marker, proto), p) for p, proto in ((0, 2), (1, 0), (2, 5))],
+    )
     tick = {"symbol": "AAA", "ts": 1.7e9, "price": 10.0}
     produce(bootstrap, topic, [(b"AAA", json.dumps(tick).encode(), p) for p in range(3)])
 
@@ -180,8 +185,11 @@ def test_records_over_the_limit_go_to_dlq(limited: LimitedService) -> None:
     dlq = TopicReader(limited.bootstrap, limited.settings.dlq_topic)
     progress = OutputProgress(outputs)
     try:
-        wait_until(lambda: progress(0.2) >= 3 and dlq.poll(0.2) >= 0 and len(dlq.records) >= 3,
-                   120, "3 outputs and 3 dead letters")
+        wait_until(
+            lambda: progress(0.2) >= 3 and dlq.poll(0.2) >= 0 and len(dlq.records) >= 3,
+            120,
+            "3 outputs and 3 dead letters",
+        )
         outputs.read_to_end()
         dlq.read_to_end()
     finally:

@@ -105,9 +105,20 @@ def test_replay_500k_ticks_rss_bounded(tmp_path: Path, record_property: RecordPr
     del lines
     out_path = tmp_path / "out.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamgmm.cli", "replay", str(csv_path), "--output",
-         str(out_path), "--no-progress"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ},
+        [
+            sys.executable,
+            "-m",
+            "streamgmm.cli",
+            "replay",
+            str(csv_path),
+            "--output",
+            str(out_path),
+            "--no-progress",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ},
     )
     samples: list[tuple[int, int]] = []  # (output bytes, rss)
     while proc.poll() is None:
@@ -124,8 +135,10 @@ def test_replay_500k_ticks_rss_bounded(tmp_path: Path, record_property: RecordPr
     assert len(warm) >= 5, "too few RSS samples after warm-up"
     growth = max(warm) - warm[0]
     record_property("replay_rss", {"at_10pct": warm[0], "peak": max(warm), "growth": growth})
-    print(f"replay soak: RSS at 10% {warm[0] / MiB:.1f} MiB, peak {max(warm) / MiB:.1f} MiB, "
-          f"growth {growth / MiB:.1f} MiB over {len(samples)} samples")
+    print(
+        f"replay soak: RSS at 10% {warm[0] / MiB:.1f} MiB, peak {max(warm) / MiB:.1f} MiB, "
+        f"growth {growth / MiB:.1f} MiB over {len(samples)} samples"
+    )
     assert growth < REPLAY_RSS_GROWTH
 
 
@@ -137,12 +150,18 @@ def test_kafka_200k_ticks_lag_drains_rss_bounded(
     name = f"rs-{uuid.uuid4().hex[:8]}"
     topic = f"{name}-in"
     broker.create_topics({topic: 3})
-    config = write_config(tmp_path / "svc.toml", bootstrap, name,
-                          **{"checkpoint.every_records": 5000, "checkpoint.every_seconds": 1.0})
+    config = write_config(
+        tmp_path / "svc.toml",
+        bootstrap,
+        name,
+        **{"checkpoint.every_records": 5000, "checkpoint.every_seconds": 1.0},
+    )
     settings = load_settings(config, {}, {})
     keys = [f"SOAK{i:02d}" for i in range(KAFKA_KEYS)]
-    records = encode_ticks(market_ticks(keys, KAFKA_TICKS // KAFKA_KEYS, seed=8),
-                           {k: i % 3 for i, k in enumerate(keys)})
+    records = encode_ticks(
+        market_ticks(keys, KAFKA_TICKS // KAFKA_KEYS, seed=8),
+        {k: i % 3 for i, k in enumerate(keys)},
+    )
     chunk = len(records) // KAFKA_CHUNKS
     svc = ServiceProcess(config, tmp_path / "service.log").start()
     outputs = TopicReader(bootstrap, settings.output_topic)
@@ -155,7 +174,7 @@ def test_kafka_200k_ticks_lag_drains_rss_bounded(
         sent = 0
         end: dict[int, int] = {}
         for c in range(KAFKA_CHUNKS):
-            for s in produce(bootstrap, topic, records[c * chunk:(c + 1) * chunk], prod):
+            for s in produce(bootstrap, topic, records[c * chunk : (c + 1) * chunk], prod):
                 # The end of the input as the producer's acknowledgements say.
                 end[s.partition] = max(end.get(s.partition, 0), s.offset + 1)
             sent += chunk
@@ -182,8 +201,10 @@ def test_kafka_200k_ticks_lag_drains_rss_bounded(
     assert lag_series and max(lag_series) == 0
     growth = max(rss[1:]) - rss[1]
     record_property("kafka_rss", rss)
-    print(f"kafka soak: RSS after each chunk (MiB) {[round(r / MiB, 1) for r in rss]}; "
-          f"growth from chunk 2 {growth / MiB:.1f} MiB")
+    print(
+        f"kafka soak: RSS after each chunk (MiB) {[round(r / MiB, 1) for r in rss]}; "
+        f"growth from chunk 2 {growth / MiB:.1f} MiB"
+    )
     assert growth < KAFKA_RSS_GROWTH
 
 
@@ -215,15 +236,23 @@ def test_key_churn_100k_keys_capped_and_restorable(
         topic = f"{name}-in"
         broker.create_topics({topic: 3})
         config = write_config(
-            tmp_path / "svc.toml", bootstrap, name,
-            **{"state.max_keys_in_memory": CHURN_CAP, "checkpoint.every_records": 20000,
-               "checkpoint.every_seconds": 5.0, "kafka.max_poll_records": 1000},
+            tmp_path / "svc.toml",
+            bootstrap,
+            name,
+            **{
+                "state.max_keys_in_memory": CHURN_CAP,
+                "checkpoint.every_records": 20000,
+                "checkpoint.every_seconds": 5.0,
+                "kafka.max_poll_records": 1000,
+            },
         )
         settings = load_settings(config, {}, {})
         first = [
-            (f"k{i:06d}".encode(),
-             json.dumps({"ts": 1.6e9 + i, "price": 100.0 + i % 97, "volume": 1.0}).encode(),
-             i % 3)
+            (
+                f"k{i:06d}".encode(),
+                json.dumps({"ts": 1.6e9 + i, "price": 100.0 + i % 97, "volume": 1.0}).encode(),
+                i % 3,
+            )
             for i in range(CHURN_KEYS)
         ]
         svc = ServiceProcess(config, tmp_path / "service.log").start()
@@ -248,22 +277,31 @@ def test_key_churn_100k_keys_capped_and_restorable(
             prod = producer(bootstrap, linger_ms=20, batch_size=256 * 1024)
             step = CHURN_KEYS // 5
             for c in range(5):
-                produce(bootstrap, topic, first[c * step:(c + 1) * step], prod)
-                wait_until(lambda n=(c + 1) * step: progress(0.2) >= n, 600,
-                           f"outputs of {(c + 1) * step} keys:\n{svc.tail()}", 0.5)
+                produce(bootstrap, topic, first[c * step : (c + 1) * step], prod)
+                wait_until(
+                    lambda n=(c + 1) * step: progress(0.2) >= n,
+                    600,
+                    f"outputs of {(c + 1) * step} keys:\n{svc.tail()}",
+                    0.5,
+                )
                 rss_at[(c + 1) * step] = svc.rss_bytes()
             # Second tick for keys evicted long ago: they must come back from the changelog.
             revisit = list(range(0, CHURN_KEYS // 10, CHURN_KEYS // 10 // CHURN_REVISIT))
             second = [
-                (f"k{i:06d}".encode(),
-                 json.dumps({"ts": 1.6e9 + i + 0.5, "price": 101.5, "volume": 2.0}).encode(),
-                 i % 3)
+                (
+                    f"k{i:06d}".encode(),
+                    json.dumps({"ts": 1.6e9 + i + 0.5, "price": 101.5, "volume": 2.0}).encode(),
+                    i % 3,
+                )
                 for i in revisit
             ]
             sent_second = produce(bootstrap, topic, second, prod)
             prod.close()
-            wait_until(lambda: progress(0.2) >= CHURN_KEYS + len(second), 300,
-                       "outputs of the revisited keys")
+            wait_until(
+                lambda: progress(0.2) >= CHURN_KEYS + len(second),
+                300,
+                "outputs of the revisited keys",
+            )
             stop_sampling.set()
             sampler.join(10)
             metrics = scrape(port)

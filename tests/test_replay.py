@@ -358,9 +358,18 @@ _floats = st.one_of(
     n_samples_seen=st.integers(0, 2**62),
 )
 def test_encode_output_record_matches_json_dumps_byte_for_byte(
-    key: str, topic: str, ts: float, partition: int, offset: int, regime: int,
-    probabilities: list[Any], raw: list[Any], log_likelihood: Any, drift_score: Any,
-    drift_detected: bool, n_samples_seen: int,
+    key: str,
+    topic: str,
+    ts: float,
+    partition: int,
+    offset: int,
+    regime: int,
+    probabilities: list[Any],
+    raw: list[Any],
+    log_likelihood: Any,
+    drift_score: Any,
+    drift_detected: bool,
+    n_samples_seen: int,
 ) -> None:
     tick = Tick(key, ts, {"price": 1.0}, topic, partition, offset)
     out = {

@@ -19,7 +19,10 @@ from streamgmm.broker import EmbeddedBroker
 def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streamgmm.cli", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, **(env or {})},
     )
 
@@ -28,8 +31,11 @@ def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Compl
     ("args", "env", "names"),
     [
         (["run", "--metrics-port", "99999"], {}, "metrics.port"),
-        (["run", "--bootstrap-servers", "127.0.0.1:1"],
-         {"STREAMGMM_KAFKA_SESSION_TIMEOUT_MS": "soon"}, "kafka.session_timeout_ms"),
+        (
+            ["run", "--bootstrap-servers", "127.0.0.1:1"],
+            {"STREAMGMM_KAFKA_SESSION_TIMEOUT_MS": "soon"},
+            "kafka.session_timeout_ms",
+        ),
         (["run", "--input-topic", "bad topic!"], {}, "topics.input"),
     ],
 )
@@ -77,14 +83,35 @@ def test_plain_flags_run_against_embedded_broker(
     log_path = tmp_path / "run.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamgmm.cli", "run", "--bootstrap-servers",
-             broker.bootstrap_servers, "--input-topic", topic, "--group-id", unique,
-             "--metrics-port", "0"],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "streamgmm.cli",
+                "run",
+                "--bootstrap-servers",
+                broker.bootstrap_servers,
+                "--input-topic",
+                topic,
+                "--group-id",
+                unique,
+                "--metrics-port",
+                "0",
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
-        sent = _run(["produce", str(csv_path), "--topic", topic,
-                     "--bootstrap-servers", broker.bootstrap_servers])
+        sent = _run(
+            [
+                "produce",
+                str(csv_path),
+                "--topic",
+                topic,
+                "--bootstrap-servers",
+                broker.bootstrap_servers,
+            ]
+        )
         assert sent.returncode == 0, sent.stderr
         outputs = kafka_tools.read_all(f"{topic}.regimes", expect=len(ticks), timeout=90)
     finally:
@@ -106,9 +133,19 @@ def test_unreachable_broker_retries_and_stops_on_sigterm(tmp_path: Path) -> None
     log_path = tmp_path / "run.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamgmm.cli", "run", "--bootstrap-servers", dead,
-             "--metrics-port", "0"],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "streamgmm.cli",
+                "run",
+                "--bootstrap-servers",
+                dead,
+                "--metrics-port",
+                "0",
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 30

@@ -42,31 +42,40 @@ def test_lru_eviction_keeps_models_exact(broker: EmbeddedBroker, tmp_path: Path)
     broker.create_topics({f"{name}-in": 2})
     port = free_port()
     config = service_config(
-        broker, name, tmp_path / "svc.toml",
+        broker,
+        name,
+        tmp_path / "svc.toml",
         **{"state.max_keys_in_memory": 2, "metrics.port": port, "kafka.max_poll_records": 6},
     )
     settings = load_settings(config, {}, {})
     ticks = make_ticks(SYMBOLS, N_PER_SYMBOL, seed=11)
-    sent = [(t["symbol"].encode(), json.dumps(t).encode(), SYMBOLS.index(t["symbol"]) % 2)
-            for t in ticks]
+    sent = [
+        (t["symbol"].encode(), json.dumps(t).encode(), SYMBOLS.index(t["symbol"]) % 2)
+        for t in ticks
+    ]
     tools.send_all(f"{name}-in", sent)
     log_path = tmp_path / "service.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamgmm.cli", "run", "--config", str(config)],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ},
         )
     try:
-        outputs = [r.json() for r in tools.read_all(settings.output_topic, expect=len(sent),
-                                                    timeout=120)]
+        outputs = [
+            r.json() for r in tools.read_all(settings.output_topic, expect=len(sent), timeout=120)
+        ]
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)
     assert code == 0, log_path.read_text()[-3000:]
     assert len(outputs) == len(sent)
-    active = [line for line in metrics.decode().splitlines()
-              if line.startswith("streamgmm_active_keys ")]
+    active = [
+        line for line in metrics.decode().splitlines() if line.startswith("streamgmm_active_keys ")
+    ]
     assert active and float(active[0].split()[1]) <= 2
     got = last_per_key(outputs)
     want = uninterrupted_last(settings, sent)

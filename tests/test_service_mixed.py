@@ -43,8 +43,12 @@ def _invalid_records(rng: random.Random) -> list[tuple[str, bytes | None, bytes 
         ("non_finite", lambda s: b'{"ts": 1000000000.0, "price": 1e999}'),
         ("non_positive_price", lambda s: json.dumps({"ts": 1.0e9, "price": -5.0}).encode()),
         ("non_positive_price", lambda s: json.dumps({"ts": 1.0e9, "price": 0}).encode()),
-        ("oversized", lambda s: json.dumps(
-            {"ts": 1.0e9, "price": 1.0, "pad": "x" * (2 * MAX_RECORD_BYTES)}).encode()),
+        (
+            "oversized",
+            lambda s: json.dumps(
+                {"ts": 1.0e9, "price": 1.0, "pad": "x" * (2 * MAX_RECORD_BYTES)}
+            ).encode(),
+        ),
         ("empty_key", None),  # key-less record, built below
         # Before every valid tick of its key in time, so rejected whatever came first.
         ("out_of_order", lambda s: json.dumps({"ts": 1.0e9 - 86400.0, "price": 50.0}).encode()),
@@ -74,7 +78,10 @@ def _scrape(port: int) -> dict[str, float]:
 
 @pytest.mark.parametrize("producer_process", [True, False], ids=["producer-process", "one-process"])
 def test_mixed_input(
-    broker: EmbeddedBroker, kafka_tools: KafkaTools, unique: str, tmp_path: Path,
+    broker: EmbeddedBroker,
+    kafka_tools: KafkaTools,
+    unique: str,
+    tmp_path: Path,
     producer_process: bool,
 ) -> None:
     broker.create_topics({f"{unique}-in": 3})
@@ -109,15 +116,23 @@ def test_mixed_input(
 
     metrics_port = free_port()
     config = service_config(
-        broker, unique, tmp_path / "svc.toml",
-        **{"input.max_record_bytes": MAX_RECORD_BYTES, "metrics.port": metrics_port,
-           "output.producer_process": producer_process},
+        broker,
+        unique,
+        tmp_path / "svc.toml",
+        **{
+            "input.max_record_bytes": MAX_RECORD_BYTES,
+            "metrics.port": metrics_port,
+            "output.producer_process": producer_process,
+        },
     )
     log_path = tmp_path / "service.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamgmm.cli", "run", "--config", str(config)],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ},
         )
     try:
         outputs = kafka_tools.read_all(f"{unique}-in.regimes", expect=5000, timeout=120)
@@ -127,9 +142,10 @@ def test_mixed_input(
         deadline = time.monotonic() + 10
         while True:
             metrics = _scrape(metrics_port)
-            if (metrics.get("streamgmm_records_consumed_total", 0) >= 5200
-                    and metrics.get("streamgmm_records_produced_total", 0) >= 5000) or \
-                    time.monotonic() > deadline:
+            if (
+                metrics.get("streamgmm_records_consumed_total", 0) >= 5200
+                and metrics.get("streamgmm_records_produced_total", 0) >= 5000
+            ) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
     finally:
@@ -145,8 +161,11 @@ def test_mixed_input(
     for r in outputs:
         rec = r.json()
         assert r.key == rec["key"].encode()
-        last[rec["key"]] = rec if rec["key"] not in last or \
-            rec["offset"] > last[rec["key"]]["offset"] else last[rec["key"]]
+        last[rec["key"]] = (
+            rec
+            if rec["key"] not in last or rec["offset"] > last[rec["key"]]["offset"]
+            else last[rec["key"]]
+        )
     assert {k: v["n_samples_seen"] for k, v in last.items()} == dict(per_symbol)
 
     # All 200 dead letters, original bytes, reason and source headers.

@@ -57,13 +57,17 @@ def _start(config: Path, log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "streamgmm.cli", "run", "--config", str(config)],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ},
         )
 
 
 def _as_sent(ticks: list[dict[str, Any]]) -> list[tuple[bytes, bytes, int]]:
-    return [(t["symbol"].encode(), json.dumps(t).encode(), SYMBOLS.index(t["symbol"]))
-            for t in ticks]
+    return [
+        (t["symbol"].encode(), json.dumps(t).encode(), SYMBOLS.index(t["symbol"])) for t in ticks
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +77,9 @@ def kafka_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
     name = f"rs-{uuid.uuid4().hex[:8]}"
     broker.create_topics({f"{name}-in": 3})
     config = service_config(
-        broker, name, tmp / "svc.toml",
+        broker,
+        name,
+        tmp / "svc.toml",
         **{"checkpoint.every_records": 500, "checkpoint.every_seconds": 1.0},
     )
     settings = load_settings(config, {}, {})
@@ -85,11 +91,12 @@ def kafka_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
     proc = _start(config, logs[0])
     try:
         tools.read_all(settings.output_topic, expect=1000, timeout=90, idle=0.0)
+
         # Keep producing while the stop happens: the stream is live when SIGTERM lands.
         def produce_rest() -> None:
             rest = sent[FIRST_BATCH:]
             for i in range(0, len(rest), 150):
-                tools.send_all(f"{name}-in", rest[i:i + 150])
+                tools.send_all(f"{name}-in", rest[i : i + 150])
                 time.sleep(0.05)
 
         producer = threading.Thread(target=produce_rest)
@@ -105,15 +112,18 @@ def kafka_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
 
     proc = _start(config, logs[1])
     try:
-        outputs = [r.json() for r in tools.read_all(settings.output_topic, expect=TOTAL,
-                                                    timeout=120, idle=2.0)]
+        outputs = [
+            r.json()
+            for r in tools.read_all(settings.output_topic, expect=TOTAL, timeout=120, idle=2.0)
+        ]
         proc.send_signal(signal.SIGTERM)
         second_code = proc.wait(60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    return KafkaRun(name, settings, config, ticks, [first_code, second_code],
-                    outputs_at_stop, outputs, logs)
+    return KafkaRun(
+        name, settings, config, ticks, [first_code, second_code], outputs_at_stop, outputs, logs
+    )
 
 
 def test_sigterm_mid_stream_then_restart(kafka_run: KafkaRun) -> None:
@@ -143,9 +153,22 @@ def test_replay_matches_kafka_path(kafka_run: KafkaRun, tmp_path: Path) -> None:
         writer.writerows(run.ticks)
     out_path = tmp_path / "replay.jsonl"
     result = subprocess.run(
-        [sys.executable, "-m", "streamgmm.cli", "replay", str(csv_path), "--output",
-         str(out_path), "--config", str(run.config), "--no-progress"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "streamgmm.cli",
+            "replay",
+            str(csv_path),
+            "--output",
+            str(out_path),
+            "--config",
+            str(run.config),
+            "--no-progress",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     replayed = [json.loads(line) for line in out_path.read_text().splitlines() if line.strip()]

@@ -239,11 +239,7 @@ def commit_offsets(
         )
 
 
-def commit_offsets_async(
-    consumer: KafkaConsumer, positions: Mapping[TopicPartition, int]
-) -> None:
+def commit_offsets_async(consumer: KafkaConsumer, positions: Mapping[TopicPartition, int]) -> None:
     """Fire-and-forget commit, safe from a rebalance listener (see kafka_io module docs)."""
     if positions:
-        consumer.commit_async(
-            {tp: OffsetAndMetadata(off, "", -1) for tp, off in positions.items()}
-        )
+        consumer.commit_async({tp: OffsetAndMetadata(off, "", -1) for tp, off in positions.items()})

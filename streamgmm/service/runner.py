@@ -183,8 +183,10 @@ class ServiceRunner:
         previous: dict[int, Any] = {}
 
         def handle(signum: int, _frame: FrameType | None) -> None:
-            log.info("received %s: finishing the batch, then checkpoint and exit",
-                     signal.Signals(signum).name)
+            log.info(
+                "received %s: finishing the batch, then checkpoint and exit",
+                signal.Signals(signum).name,
+            )
             self._stop.set()
 
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -206,7 +208,9 @@ class ServiceRunner:
             except (KafkaError, DeliveryError, OSError) as exc:
                 log.error(
                     "cannot set up Kafka clients on %s: %s; retrying in %.1fs",
-                    ",".join(s.bootstrap_servers), exc, backoff,
+                    ",".join(s.bootstrap_servers),
+                    exc,
+                    backoff,
                 )
                 self._close_clients()
                 self._stop.wait(backoff)
@@ -223,7 +227,8 @@ class ServiceRunner:
         if not self._changelog.copartitioned:
             log.warning(
                 "changelog %s is not co-partitioned with %s; restores read all of it",
-                s.changelog_topic, s.input_topic,
+                s.changelog_topic,
+                s.input_topic,
             )
         self._recorder = RebalanceRecorder(on_revoke=self._on_revoke, on_lost=self._on_lost)
         self._consumer = make_group_consumer(
@@ -239,7 +244,11 @@ class ServiceRunner:
         )
         log.info(
             "consuming %s as group %s; output %s, dead letters %s, changelog %s",
-            s.input_topic, s.group_id, s.output_topic, s.dlq_topic, s.changelog_topic,
+            s.input_topic,
+            s.group_id,
+            s.output_topic,
+            s.dlq_topic,
+            s.changelog_topic,
         )
 
     def _open_writers(self) -> None:
@@ -277,7 +286,10 @@ class ServiceRunner:
                 log.info("created topics: %s", ", ".join(created))
         self._reader.topics()  # refresh metadata so the changelog's partitions are known
         self._changelog = Changelog(
-            s.changelog_topic, self._producer, self._reader, self._n_input,
+            s.changelog_topic,
+            self._producer,
+            self._reader,
+            self._n_input,
             timeout_ms=s.request_timeout_ms,
         )
 
@@ -290,8 +302,9 @@ class ServiceRunner:
             if parts:
                 return len(parts)
             if not announced:
-                log.warning("input topic %s does not exist yet; waiting for it",
-                            self.settings.input_topic)
+                log.warning(
+                    "input topic %s does not exist yet; waiting for it", self.settings.input_topic
+                )
                 announced = True
             self._reader.topics()  # refresh metadata
             self._stop.wait(1.0)
@@ -315,7 +328,8 @@ class ServiceRunner:
             except (KafkaError, DeliveryError, OSError) as exc:
                 log.error(
                     "broker trouble: %s; rewinding to the last checkpoint, retrying in %.1fs",
-                    exc, backoff,
+                    exc,
+                    backoff,
                 )
                 needs_recovery = True
                 self._stop.wait(backoff)
@@ -533,8 +547,9 @@ class ServiceRunner:
                 last_regime=inner.get("last_regime"),
             )
         else:
-            state = KeyState(pipeline=make_pipeline(self.settings), partition=partition,
-                             next_offset=0)
+            state = KeyState(
+                pipeline=make_pipeline(self.settings), partition=partition, next_offset=0
+            )
         self._keys[key] = state
         if len(self._keys) > self.settings.max_keys_in_memory:
             self._evict()
@@ -660,7 +675,8 @@ class ServiceRunner:
         self._consumer.resume(*tps)
         log.info(
             "restored %d partition(s) in %.2fs: %s",
-            len(tps), time.monotonic() - started,
+            len(tps),
+            time.monotonic() - started,
             ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(tps)),
         )
 

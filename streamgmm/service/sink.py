@@ -402,9 +402,7 @@ class _ChildProducer:
         self._stdin = stdin
         self._stdout = stdout
         self._out_lock = threading.Lock()
-        self._frames: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue(
-            _CHILD_QUEUE_BATCHES
-        )
+        self._frames: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue(_CHILD_QUEUE_BATCHES)
         self._topics: list[str] = []
         self._acked: list[int] = []
         self._reported: list[int] = []
