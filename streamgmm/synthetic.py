@@ -389,7 +389,7 @@ def heavy_tailed_stream(
     spacing: float = DAY,
     t0: float = 0.0,
 ) -> RegimeStream:
-    """A stationary heavy-tailed stream with no regime change (``regime`` is all 0).
+    """A stationary stream with no regime change (``regime`` is all 0), heavy-tailed or not.
 
     Parameters
     ----------
@@ -398,6 +398,7 @@ def heavy_tailed_stream(
     n
         Number of ticks.
     kind
+        ``"normal"``: independent Gaussian returns (a light-tailed control).
         ``"t4"``: independent Student-t returns with 4 degrees of freedom at a constant scale.
         ``"garch"``: GARCH(1,1) volatility clustering, ``h_t = ω + a r²_{t-1} + b h_{t-1}``
         with ``(a, b) = garch`` and Student-t(4) innovations scaled to unit variance;
@@ -430,7 +431,9 @@ def heavy_tailed_stream(
     sigma = _positive("sigma", sigma)
     spacing = _positive("spacing", spacing)
     rng = np.random.default_rng(seed)
-    if kind == "t4":
+    if kind == "normal":
+        returns = sigma * rng.standard_normal(n)
+    elif kind == "t4":
         returns = sigma * rng.standard_t(4.0, n) / _T4_SD
     elif kind == "garch":
         a, b = (float(v) for v in garch)
@@ -448,7 +451,7 @@ def heavy_tailed_stream(
             out[t] = prev
         returns = out[burn_in:]
     else:
-        raise ValueError(f"kind must be 't4' or 'garch', got {kind!r}")
+        raise ValueError(f"kind must be 'normal', 't4' or 'garch', got {kind!r}")
     ts = t0 + spacing * np.arange(n, dtype=np.float64)
     return RegimeStream(ts=ts, price=_prices(returns), regime=np.zeros(n, dtype=np.int64))
 
