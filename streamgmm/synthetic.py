@@ -120,6 +120,26 @@ def _prices(returns: np.ndarray) -> np.ndarray:
     return 100.0 * np.exp(np.cumsum(returns / 100.0))
 
 
+def _regime_path(
+    rng: np.random.Generator,
+    n: int,
+    durations: tuple[float, float],
+    first: int,
+    min_first: int = 0,
+) -> np.ndarray:
+    """Alternating two-state path, geometric spells with means ``durations`` (in ticks)."""
+    states = np.empty(n, dtype=np.int64)
+    s, i = first, 0
+    while i < n:
+        d = int(rng.geometric(1 / durations[s]))
+        if i == 0:
+            d = max(d, min_first)
+        states[i : i + d] = s
+        i += d
+        s = 1 - s
+    return states
+
+
 def switching_stream(
     seed: int,
     n: int = 4000,
@@ -177,31 +197,10 @@ def switching_stream(
     if calm_warmup is not None:
         calm_warmup = _count("calm_warmup", calm_warmup, minimum=0)
     rng = np.random.default_rng(seed)
-    states = np.empty(n, dtype=np.int64)
-    s, i = 0, 0
-    while i < n:
-        d = int(rng.geometric(1 / durations[s]))
-        if i == 0 and calm_warmup is not None:
-            d = max(d, calm_warmup)
-        states[i : i + d] = s
-        i += d
-        s = 1 - s
+    states = _regime_path(rng, n, durations, first=0, min_first=calm_warmup or 0)
     returns = rng.standard_normal(n) * sig[states]
     ts = t0 + spacing * np.arange(n, dtype=np.float64)
     return RegimeStream(ts=ts, price=_prices(returns), regime=states)
-
-
-def _regime_path(
-    rng: np.random.Generator, n: int, durations: tuple[float, float], first: int
-) -> np.ndarray:
-    states = np.empty(n, dtype=np.int64)
-    s, i = first, 0
-    while i < n:
-        d = int(rng.geometric(1 / durations[s]))
-        states[i : i + d] = s
-        i += d
-        s = 1 - s
-    return states
 
 
 def _unit_innovations(rng: np.random.Generator, size: int, df: float | None) -> np.ndarray:
