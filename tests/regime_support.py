@@ -51,6 +51,7 @@ __all__ = [
     "BREAK_2008",
     "CACHE_ENV",
     "HELD_OUT",
+    "REFERENCES",
     "STOCK_TICKERS",
     "TUNING",
     "DetectorRun",
