@@ -1,7 +1,8 @@
 """Regime-detector evaluation: real series against Hamilton, a baseline, synthetic streams, drift.
 
 Prints, for a detector factory (default ``streamgmm.regime:RegimeDetector`` with its defaults),
-TUNING and HELD-OUT sections (the split is in ``tests/regime_support.py``):
+TUNING, HELD-OUT and FRESH sections (the split is in ``tests/regime_support.py``; FRESH has
+real series only):
 
 * real series: argmax agreement with the Hamilton filter (statsmodels ``MarkovRegression``,
   fitted on the same span, filtered probabilities) over the detector's warm ticks, against the
@@ -20,7 +21,7 @@ TUNING and HELD-OUT sections (the split is in ``tests/regime_support.py``):
 Usage::
 
     python3 benchmarks/regime_eval.py [--factory module:callable] [--params JSON]
-        [--processes 2] [--baseline-warmup N] [--only tuning|held-out] [--json PATH]
+        [--processes 2] [--baseline-warmup N] [--only tuning|held-out|fresh] [--json PATH]
 
 ``--params '{"warmup": 100}'`` passes keyword arguments to the factory. Hamilton fits are cached
 (``$STREAMGMM_TEST_CACHE``, default ``~/.cache/streamgmm-tests``); uncached they take about a
@@ -50,7 +51,7 @@ import regime_support as rs
 from streamgmm import synthetic as syn
 
 SPACINGS = (("1ms", 1e-3), ("1s", 1.0), ("1min", 60.0), ("30min", 1800.0), ("1day", 86400.0))
-SPACING_SEEDS = {"TUNING": (100, 101, 102), "HELD-OUT": (0, 1, 2)}
+SPACING_SEEDS = {"TUNING": (100, 101, 102), "HELD-OUT": (0, 1, 2), "FRESH": ()}
 CALM_WARMUP = 400
 HEAVY_N = 20000
 HEAVY_KINDS = ("normal", "t4", "garch")
@@ -451,14 +452,14 @@ def main() -> None:
         help="returns excluded when tuning the EWMA rule (default: the detector's warm-up on "
         "sp500_1999)",
     )
-    parser.add_argument("--only", choices=("tuning", "held-out"), default=None)
+    parser.add_argument("--only", choices=("tuning", "held-out", "fresh"), default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     params = json.loads(args.params)
     if not isinstance(params, dict):
         raise SystemExit(f"--params must be a JSON object, got {args.params!r}")
     _init(args.factory, params)
-    splits = [s for s in (rs.TUNING, rs.HELD_OUT) if args.only in (None, s.name.lower())]
+    splits = [s for s in (rs.TUNING, rs.HELD_OUT, rs.FRESH) if args.only in (None, s.name.lower())]
 
     needed = {"sp500_1999"} | {name for s in splits for name in s.real}
     series = {name: p for name, p in rs.real_series().items() if name in needed}
@@ -508,10 +509,11 @@ def main() -> None:
             "real": report_real(split, real, refs, series, (rule, rule_sf)),
         }
         families = {f: grouped.get((f, tag), []) for f in ("switching", "switching_calm")}
-        report_switching(families)
-        report_intraday(grouped.get(("intraday", tag), []))
-        report_spacing(grouped.get(("spacing", tag), []))
-        report_drift(grouped.get(("heavy", tag), []), grouped.get(("jump", tag), []))
+        if split.switching_seeds:
+            report_switching(families)
+            report_intraday(grouped.get(("intraday", tag), []))
+            report_spacing(grouped.get(("spacing", tag), []))
+            report_drift(grouped.get(("heavy", tag), []), grouped.get(("jump", tag), []))
         if split is rs.TUNING:
             section["sp500_alarms"] = report_sp500_alarms(sp_prices, sp["drift"])
         first_warm = [real[name]["first_warm_tick"] for name in split.real]

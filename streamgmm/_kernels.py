@@ -47,6 +47,10 @@ MAX_MAHALANOBIS = 1e300
 # Marks a ring entry already used for a reseed, so two dead components never share a seed point.
 USED_SCORE = 1e308
 LOG_2PI = math.log(2.0 * math.pi)
+# Cholesky retries, each with a tenfold larger diagonal shift. The first shift is at least 1e-9
+# of the largest variance, so 64 tries reach 1e55 times it: more than any finite indefiniteness
+# of a symmetric matrix needs. Only non-finite statistics exhaust them.
+MAX_SHIFT_TRIES = 64
 TINY = np.finfo(np.float64).tiny
 
 OK, NON_FINITE, OUT_OF_RANGE = 0, 1, 2
@@ -166,8 +170,21 @@ def _factorise_full(state, lay, k, reg_covar):
     if not shift > 0.0:
         shift = TINY
     # Rounding can leave a numerically indefinite matrix; growing the shift is deterministic.
-    while not _cholesky_shifted(state, scatter, inv_mass, shift, d, out):
+    # The retries are bounded: statistics no shift can repair (a restored state with an
+    # infinite or NaN scatter, say) fall back to a diagonal factor instead of looping.
+    factored = False
+    for _ in range(MAX_SHIFT_TRIES):
+        if _cholesky_shifted(state, scatter, inv_mass, shift, d, out):
+            factored = True
+            break
         shift *= 10.0
+    if not factored:
+        for i in range(d):
+            v = state[scatter + i * d + i] * inv_mass + shift
+            state[out + i * d + i] = math.sqrt(v) if v > 0.0 and v < np.inf else 1.0
+            for j in range(d):
+                if j != i:
+                    state[out + i * d + j] = 0.0
     det_root = 1.0
     for i in range(d):
         det_root *= state[out + i * d + i]

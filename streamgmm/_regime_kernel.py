@@ -1,28 +1,29 @@
-"""Compiled run of :class:`streamgmm.RegimeDetector`'s per-tick step over many ticks of one key.
+"""The compiled per-tick step of the regime detectors: the one place their arithmetic is written.
 
-``RegimeDetector.learn_predict_one`` calls about twenty small Python functions per tick
-(features, mixture, labels, filter), which costs about 10 µs. :func:`regime_run` performs the
-same arithmetic, in the same order, for a run of ticks in one compiled call; only the drift
-monitor (river's Page-Hinkley) and the output dicts stay in Python. It covers the common
-configuration: 2 to 7 regimes, the single feature ``var_cbrt``, a full covariance and fixed
-transitions. Anything else, and every unusual tick, takes the per-tick path.
+:class:`streamgmm.regime.RegimeDetector` and :class:`~streamgmm.regime.EventDetector` run every
+tick through :func:`regime_run`, one tick (``learn_predict_one``) or many
+(``learn_predict_many``). The standalone transformers and monitors of :mod:`streamgmm.features`,
+:mod:`streamgmm.persistence` and :mod:`streamgmm.drift` call the same functions on their own
+buffers. The step, for one tick:
 
-The run stops *before* a tick it does not handle (a duplicate or out-of-order ``ts``, a
-non-positive price, a feature or emission that is not finite) without touching any state, so
-the caller can hand that tick to the per-tick path, which raises or skips it exactly as it
-always does. It stops *after* a tick whose learning step breaks the regime ranking, so the
-caller can relabel before the next tick. Pure arithmetic on arrays: no I/O, no Python objects.
+1. **Features** (:func:`_tick_features`, :func:`_event_features`): the time rules (duplicate,
+   out-of-order, session gaps), the log return scaled to the time unit, or the event's fields;
+   standardised by the warm-up's scale (and location, for events).
+2. **Warm-up** (:func:`_start`): the first ``U`` feature vectors are buffered; then the time
+   unit (median spacing) and the scale are fixed, the hidden Markov model is initialised with
+   variance-ordered regimes, and the buffered vectors are replayed through step 3.
+3. **Online EM for the hidden Markov model** (:func:`_hmm_step`, Cappé 2011): the forward
+   filter with Gaussian emissions, then the auxiliary statistics that carry each sufficient
+   statistic's expectation given the current regime, then a MAP M-step
+   (:func:`_maximise`) that refreshes the transition matrix and the emission model, an
+   :mod:`streamgmm._kernels` Gaussian mixture buffer factorised by the mixture's own code.
+4. **Labels** (:func:`_relabel`): regimes ranked by emission variance, with hysteresis.
+5. **Drift** (:func:`_drift_update`): Page-Hinkley on the standardised shortfall of the
+   regime-conditional log-likelihood.
 
-Array layouts (the caller packs and unpacks them):
-
-- ``features``: last ts, last price, EWMA sum of squared returns, EWMA weight, ``dt_unit``,
-  ``max_dt_units``, ``return_scale``, ``vol_halflife``;
-- ``log_filter``: the K log filtered regime probabilities, then the row-major K x K log
-  transition matrix;
-- ``order``: the component index of each regime, calmest first;
-- ``out`` row per tick (2 K + 3 values): the K filtered regime probabilities, the K raw
-  posteriors in regime order, log p(x), then the regime-conditional log-likelihood and its
-  model expectation (the drift monitor's inputs).
+Every function is pure arithmetic on the detector's buffer (:mod:`streamgmm._regime_layout`).
+A tick the step refuses (a bad value) leaves the buffer untouched, and every loop is bounded by
+the buffer's shape or the number of ticks given.
 """
 
 from __future__ import annotations
@@ -31,191 +32,955 @@ import math
 
 import numpy as np
 
-from streamgmm._kernels import (
-    L_FACTOR,
-    L_MASS,
-    L_MEANS,
-    L_P,
-    L_X,
-    _jit,
-    _learn_point,
-    _posterior,
+from streamgmm import _kernels as _mix
+from streamgmm._regime_layout import (
+    ALPHA,
+    DRIFT_CLIP,
+    DRIFT_DECAY,
+    DRIFT_DELTA,
+    DRIFT_MIN,
+    DRIFT_SCORE,
+    DRIFT_SEEN,
+    DRIFT_THRESHOLD,
+    DT_UNIT,
+    EVENTS,
+    EXCESS,
+    EXPECTED_SQ,
+    GAP_UNITS,
+    HYSTERESIS,
+    KIND,
+    LAST_DRIFT,
+    LAST_LL,
+    LAST_PRICE,
+    LAST_REGIME,
+    LAST_TS,
+    LAST_WARM,
+    MEAN_DECAY,
+    MEAN_LL,
+    MEAN_LL_WEIGHT,
+    MIN_DT_UNITS,
+    MIN_STEP,
+    N_BUFFERED,
+    N_DRIFTS,
+    N_DUPLICATES,
+    N_GAPS,
+    N_LABEL_CHANGES,
+    N_OUT_OF_ORDER,
+    N_SEEN,
+    N_STEPS,
+    O_D,
+    O_END,
+    O_ESTATS,
+    O_FILTERED,
+    O_K,
+    O_LAST_P,
+    O_LAST_RAW,
+    O_LOC,
+    O_MIX,
+    O_ORDER,
+    O_PREDICTED,
+    O_PROFILE,
+    O_S,
+    O_SCALE,
+    O_SCRATCH,
+    O_TRANSITIONS,
+    O_TSTATS,
+    O_U,
+    O_WARM,
+    PH_MEAN,
+    PH_MIN,
+    PH_N,
+    PH_RESET,
+    PH_RUNNING,
+    PH_SUM,
+    PHASE,
+    PRIOR_HIGH,
+    PRIOR_LOW,
+    PROFILE,
+    PROFILE_BUCKETS,
+    PROFILE_DAY,
+    PROFILE_HALFLIFE,
+    PROFILE_M,
+    PROFILE_N,
+    PROFILE_ON,
+    PROFILE_S,
+    PROFILE_S2,
+    PROFILE_T,
+    REF_MEAN,
+    REF_VAR,
+    REF_WEIGHT,
+    RUNNING,
+    SC_AUX,
+    SC_BACK,
+    SC_LOGS,
+    SC_MEASURE,
+    SC_NEW_E,
+    SC_NEW_T,
+    SC_POOL_COV,
+    SC_POOL_MEAN,
+    SC_RAW,
+    SELF_TRANSITION,
+    STEP_OFFSET,
+    TRANSITION_PRIOR,
+    UNIT,
+    VARIANCE_FLOOR,
+    VARIANCE_PRIOR,
+    WARMING,
     layout,
+    scratch_offsets,
 )
 
-__all__ = ["DONE", "RELABEL", "STOPPED", "regime_run"]
+__all__ = [
+    "R_DRIFT",
+    "R_DRIFT_SCORE",
+    "R_FIELD",
+    "R_LL",
+    "R_PROBS",
+    "R_REGIME",
+    "R_SEEN",
+    "R_STATUS",
+    "R_WARM",
+    "regime_run",
+    "row_width",
+]
 
-#: How a run ended: every tick done; stopped before tick ``i``; tick ``i - 1`` needs a relabel.
-DONE, STOPPED, RELABEL = 0, 1, 2
+_jit = _mix._jit
+_hot = _mix._hot
 
-# The same constants as the per-tick path (features.py, regime.py).
-_MIN_DT_UNITS = 1e-12
-_MAX_FEATURE = 1e100
-_ONE_THIRD = 1.0 / 3.0
-_PROBA_FLOOR = 1e-300
-_LOG_2PI_E = math.log(2.0 * math.pi) + 1.0
+# -- per-tick status, written to each output row --------------------------------------------
+#: An output row from the running model, or the repeated cold output during the warm-up.
+S_WARM, S_COLD = 0, 1
+#: The first tick of a price stream: it only sets the reference price.
+S_FIRST = 2
+#: Skipped ticks: the previous output repeats with drift_detected false.
+S_DUPLICATE, S_OUT_OF_ORDER = 3, 4
+#: Refused ticks (the state is unchanged): non-finite ts; a bad value (R_FIELD names which);
+#: a price that is not positive; a return too large to use.
+S_BAD_TS, S_BAD_VALUE, S_BAD_PRICE, S_BAD_RETURN = 5, 6, 7, 8
+
+# -- output row: status, field, regime, warm, n_samples_seen, log-likelihood, drift score,
+#    drift flag, then K filtered and K raw probabilities in regime order -----------------------
+R_STATUS, R_FIELD, R_REGIME, R_WARM, R_SEEN, R_LL, R_DRIFT_SCORE, R_DRIFT, R_PROBS = range(9)
 
 
-@_jit
-def _fsum(values, n, partials):
-    """``math.fsum(values[:n])`` for finite values: CPython's algorithm, step for step.
+def row_width(n_regimes: int) -> int:
+    """Width of an output row for ``n_regimes`` regimes."""
+    return R_PROBS + 2 * n_regimes
 
-    Shewchuk's exact partial sums, then the half-even correction across partials, so the
-    result is the correctly rounded sum, the same float CPython returns.
+
+#: Returns in percent.
+RETURN_SCALE = 100.0
+#: Feature values beyond this magnitude are refused (squared distances could overflow).
+MAX_VALUE = _mix.MAX_ABS_VALUE
+#: Prior weight (in ticks) of the drift reference's starting point, the model's own
+#: expectation: mean 0 and variance D/2 of the excess.
+DRIFT_PRIOR_WEIGHT = 50.0
+#: Warm-up values whose standard deviation is below this fraction of their mean are constant.
+CONSTANT_RELATIVE = 1e-9
+_LOG_2PI = _mix.LOG_2PI
+_TINY = 1e-300
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Features
+# --------------------------------------------------------------------------------------------
+
+
+@_hot
+def _classify(buf, ts):
+    """S_FIRST, S_DUPLICATE, S_OUT_OF_ORDER or S_WARM (in order) for a finite ``ts``."""
+    if buf[N_SEEN] == 0.0:
+        return S_FIRST
+    last = buf[LAST_TS]
+    if ts == last:
+        return S_DUPLICATE
+    if ts < last:
+        return S_OUT_OF_ORDER
+    return S_WARM
+
+
+@_hot
+def _scaled_return(buf, dt_seconds, log_return):
+    """(x, gap) for a return over ``dt_seconds`` once the time unit is known.
+
+    Spacings shorter than the unit scale the return up by 1/sqrt(dt) (at most by
+    1/sqrt(min_dt_units)); spacings from one to ``gap_units`` units count as one step (a
+    market accrues little variance while it is closed); longer spacings are session gaps,
+    whose return is not evidence about the regime.
     """
-    m = 0
-    for k in range(n):
-        x = values[k]
-        i = 0
-        for j in range(m):
-            y = partials[j]
-            if abs(x) < abs(y):
-                x, y = y, x
-            hi = x + y
-            yr = hi - x
-            lo = y - yr
-            if lo != 0.0:
-                partials[i] = lo
-                i += 1
-            x = hi
-        m = i
-        if x != 0.0:
-            partials[m] = x
-            m += 1
-    hi = 0.0
-    if m > 0:
-        m -= 1
-        hi = partials[m]
-        lo = 0.0
-        while m > 0:
-            x = hi
-            m -= 1
-            y = partials[m]
-            hi = x + y
-            yr = hi - x
-            lo = y - yr
-            if lo != 0.0:
-                break
-        if m > 0 and ((lo < 0.0 and partials[m - 1] < 0.0) or (lo > 0.0 and partials[m - 1] > 0.0)):
-            y = lo * 2.0
-            x = hi + y
-            yr = x - hi
-            if y == yr:
-                hi = x
-    return hi
+    dt = dt_seconds / buf[UNIT]
+    if dt > buf[GAP_UNITS]:
+        return log_return, True
+    if dt < 1.0:
+        dt = max(dt, buf[MIN_DT_UNITS])
+        return log_return / math.sqrt(dt), False
+    return log_return, False
 
 
-@_jit
-def _logsumexp(values, n, scratch, partials):
-    # persistence.logsumexp: the largest term, then fsum of the shifted exponentials.
-    top = values[0]
-    for k in range(1, n):
-        if values[k] > top:
-            top = values[k]
-    if top == -np.inf:
-        return top
-    for k in range(n):
-        scratch[k] = math.exp(values[k] - top)
-    return top + math.log(_fsum(scratch, n, partials))
+# --------------------------------------------------------------------------------------------
+# 3. Online EM for the hidden Markov model
+# --------------------------------------------------------------------------------------------
 
 
-@_jit
-def regime_run(mix, features, log_filter, order, margin, ts, price, start, out):
-    """Predict-then-learn ticks ``start, start + 1, ...``; returns ``(next index, how)``.
+@_hot
+def _emission_logs(buf, lay, mix, mlay):
+    """log g_k(x) for the standardised point in the mixture's x slots, into the logs scratch;
+    returns the maximum.
 
-    Parameters
-    ----------
-    mix
-        The mixture's state buffer (K components, one feature, full covariance).
-    features, log_filter, order
-        See the module docstring; updated in place for every tick processed.
-    margin
-        ``1 + label_hysteresis``.
-    ts, price
-        The ticks' timestamps and prices.
-    start
-        First tick to process.
-    out
-        ``(len(ts), 2 K + 3)`` output rows, written for every tick processed.
+    ``_log_gauss_full`` folds log N_k into its value; the emission density is without it.
     """
-    lay = layout(mix)
-    ox, p, mass, means, factor = lay[L_X], lay[L_P], lay[L_MASS], lay[L_MEANS], lay[L_FACTOR]
-    k_total = order.shape[0]
-    log_w = np.empty(k_total)
-    emission = np.empty(k_total)
-    entropy = np.empty(k_total)
-    terms = np.empty(k_total)
-    predicted = np.empty(k_total)
-    scratch = np.empty(k_total)
-    partials = np.empty(k_total + 1)
-    for i in range(start, ts.shape[0]):
-        t, pr = ts[i], price[i]
-        last_ts, last_price = features[0], features[1]
-        if not (t > last_ts and pr > 0.0 and math.isfinite(t) and math.isfinite(pr)):
-            return i, STOPPED
-        # TickFeatures._compute
-        dt = (t - last_ts) / features[4]
-        dt = min(max(dt, _MIN_DT_UNITS), features[5])
-        ret = features[6] * math.log(pr / last_price) / math.sqrt(dt)
-        lam = 2.0 ** (-dt / features[7])
-        sq = lam * features[2] + (1.0 - lam) * ret * ret
-        w = lam * features[3] + (1.0 - lam)
-        x = (sq / w) ** _ONE_THIRD
-        if not (math.isfinite(sq) and abs(ret) <= _MAX_FEATURE):
-            return i, STOPPED
-        if not (math.isfinite(x) and abs(x) <= _MAX_FEATURE):
-            return i, STOPPED
-        # _Detector._component_stats on the mixture before it learns this tick: the total
-        # mass summed left to right (numpy's sum does the same below 8 terms), the log-weights
-        # and, for one feature, the entropies from the standard deviations.
+    k_total = lay[O_K]
+    logs = lay[O_SCRATCH] + scratch_offsets(k_total, lay[O_D])[SC_LOGS]
+    best = -np.inf
+    for k in range(k_total):
+        lp = _mix._log_gauss_full(mix, mlay, k, mlay[_mix.L_X])
+        lg = lp - math.log(mix[mlay[_mix.L_MASS] + k])
+        buf[logs + k] = lg
+        best = max(best, lg)
+    return best
+
+
+@_hot
+def _step(buf):
+    """The step size gamma_t = max((t + t0)^-alpha, min_step) after t steps with evidence."""
+    return max((buf[N_STEPS] + buf[STEP_OFFSET]) ** (-buf[ALPHA]), buf[MIN_STEP])
+
+
+@_jit
+def refresh(buf):
+    """Recompute the derived parameters (transitions, emission model) from the statistics.
+
+    ``from_state`` calls this after writing validated statistics: the parameters are the
+    M-step's output, so they are never read from stored state.
+    """
+    lay = layout(buf)
+    mix = buf[lay[O_MIX] : lay[O_END]]
+    mlay = _mix.layout(mix)
+    if int(buf[PHASE]) == RUNNING:
+        _maximise(buf, lay, mix, mlay, _step(buf))
+
+
+@_hot
+def _prior_multiplier(buf, a, k_total):
+    """c_a: prior_low for the calmest regime, prior_high for the wildest, geometric between."""
+    if k_total == 1:
+        return 1.0
+    low, high = buf[PRIOR_LOW], buf[PRIOR_HIGH]
+    if a == 0:
+        return low
+    if a == k_total - 1:
+        return high
+    return low * (high / low) ** (a / (k_total - 1))
+
+
+@_jit
+def _maximise(buf, lay, mix, mlay, step):
+    """MAP M-step from the expected sufficient statistics.
+
+    Transitions: a Dirichlet prior centred on the fixed matrix (``self_transition`` on the
+    diagonal) with ``transition_prior`` ticks of weight. Emissions: regime ``a``'s covariance is
+    shrunk towards ``c_a`` times the pooled covariance with ``variance_prior`` ticks of weight,
+    so a regime that has seen no data rests at its prior, a reserve that later turbulence can
+    take. Prior weights count ticks, so in the normalised statistics they scale with the step.
+    The emission model is an :mod:`streamgmm._kernels` mixture buffer (mass = occupancy,
+    centred scatter = mass x covariance), factorised by the mixture's own code with the floor
+    ``variance_floor`` x the pooled mean variance.
+    """
+    k_total, d, s = lay[O_K], lay[O_D], lay[O_S]
+    filtered, tstats, estats = lay[O_FILTERED], lay[O_TSTATS], lay[O_ESTATS]
+    trans = lay[O_TRANSITIONS]
+    sc = scratch_offsets(k_total, d)
+    aux = lay[O_SCRATCH] + sc[SC_AUX]
+    pool_mean = lay[O_SCRATCH] + sc[SC_POOL_MEAN]
+    pool_cov = lay[O_SCRATCH] + sc[SC_POOL_COV]
+    stay = buf[SELF_TRANSITION]
+    leave = (1.0 - stay) / (k_total - 1) if k_total > 1 else 0.0
+    t_weight = buf[TRANSITION_PRIOR] * step
+    for a in range(k_total):
+        row = 0.0
+        for b in range(k_total):
+            acc = 0.0
+            for k in range(k_total):
+                acc += buf[filtered + k] * buf[tstats + (k * k_total + a) * k_total + b]
+            v = acc + t_weight * (stay if a == b else leave)
+            buf[aux + b] = v
+            row += v
+        for b in range(k_total):
+            if row > 0.0:
+                buf[trans + a * k_total + b] = buf[aux + b] / row
+            else:
+                buf[trans + a * k_total + b] = stay if a == b else leave
+    # Expected statistics per regime: occupancy into mass, sum of x into means and sum of x xᵀ
+    # into scatter, for now; and their pooled sums.
+    mass0, means0, scatter0 = mlay[_mix.L_MASS], mlay[_mix.L_MEANS], mlay[_mix.L_SCATTER]
+    for i in range(d):
+        buf[pool_mean + i] = 0.0
+    for i in range(d * d):
+        buf[pool_cov + i] = 0.0
+    for a in range(k_total):
+        base = a * s
+        occ = 0.0
+        for k in range(k_total):
+            occ += buf[filtered + k] * buf[estats + k * k_total * s + base]
+        mix[mass0 + a] = occ
+        for i in range(d):
+            acc = 0.0
+            for k in range(k_total):
+                acc += buf[filtered + k] * buf[estats + k * k_total * s + base + 1 + i]
+            mix[means0 + a * d + i] = acc
+            buf[pool_mean + i] += acc
+        for i in range(d * d):
+            acc = 0.0
+            for k in range(k_total):
+                acc += buf[filtered + k] * buf[estats + k * k_total * s + base + 1 + d + i]
+            mix[scatter0 + a * d * d + i] = acc
+            buf[pool_cov + i] += acc
+    # The occupancies sum to one, so the pooled sums are moments of all the data.
+    pooled_var = 0.0
+    for i in range(d):
+        for j in range(d):
+            buf[pool_cov + i * d + j] -= buf[pool_mean + i] * buf[pool_mean + j]
+        pooled_var += buf[pool_cov + i * d + i]
+    pooled_var = max(pooled_var / d, _TINY)
+    v_weight = buf[VARIANCE_PRIOR] * step
+    for a in range(k_total):
+        occ = mix[mass0 + a]
+        c = _prior_multiplier(buf, a, k_total)
+        live = occ > _TINY
+        for i in range(d):
+            sx = mix[means0 + a * d + i]
+            mix[means0 + a * d + i] = sx / occ if live else buf[pool_mean + i]
+        denominator = max(occ + v_weight, _TINY)
+        weight = occ if live else _TINY
+        for i in range(d):
+            for j in range(d):
+                own = 0.0
+                if live:
+                    own = mix[scatter0 + a * d * d + i * d + j] - occ * (
+                        mix[means0 + a * d + i] * mix[means0 + a * d + j]
+                    )
+                cov = (own + v_weight * c * buf[pool_cov + i * d + j]) / denominator
+                if not live and v_weight == 0.0:
+                    cov = c * buf[pool_cov + i * d + j]
+                mix[scatter0 + a * d * d + i * d + j] = weight * cov
+        mix[mass0 + a] = weight
+    mix[_mix.H_REG] = buf[VARIANCE_FLOOR] * pooled_var
+    for a in range(k_total):
+        _mix._factorise(mix, mlay, a, mix[_mix.H_REG])
+
+
+@_jit
+def _hmm_step(buf, lay, mix, mlay, evidence):
+    """One tick of online EM for the HMM on the point in the mixture's x slots.
+
+    Returns log p(x | past) for the standardised point, or NaN without evidence. Without
+    ``evidence`` (a session gap) the filter only moves one step through the transition matrix,
+    and the auxiliary statistics follow the hidden state without a new term.
+    """
+    k_total, d, s = lay[O_K], lay[O_D], lay[O_S]
+    filtered, predicted = lay[O_FILTERED], lay[O_PREDICTED]
+    trans, tstats, estats = lay[O_TRANSITIONS], lay[O_TSTATS], lay[O_ESTATS]
+    sc = scratch_offsets(k_total, d)
+    back = lay[O_SCRATCH] + sc[SC_BACK]
+    new_t = lay[O_SCRATCH] + sc[SC_NEW_T]
+    new_e = lay[O_SCRATCH] + sc[SC_NEW_E]
+    logs = lay[O_SCRATCH] + sc[SC_LOGS]
+    for k in range(k_total):
+        acc = 0.0
+        for i in range(k_total):
+            acc += buf[filtered + i] * buf[trans + i * k_total + k]
+        buf[predicted + k] = acc
+    # Retrospective probabilities r(i | k) = P(previous regime i | current regime k, past).
+    for k in range(k_total):
+        p = buf[predicted + k]
+        for i in range(k_total):
+            joint = buf[filtered + i] * buf[trans + i * k_total + k]
+            buf[back + i * k_total + k] = joint / p if p > 0.0 else 0.0
+    score = np.nan
+    gamma = 0.0
+    if evidence:
+        best = _emission_logs(buf, lay, mix, mlay)
         total = 0.0
-        for c in range(k_total):
-            if not mix[mass + c] > 0.0:
-                return i, STOPPED
-            total += mix[mass + c]
-        for c in range(k_total):
-            log_w[c] = math.log(mix[mass + c] / total)
-            v = mix[factor + c] * mix[factor + c]
-            entropy[c] = 0.5 * (_LOG_2PI_E + (math.log(v) if v != 0.0 else -np.inf))
-        # _Detector._emissions
-        mix[ox] = x
-        score = _posterior(mix, lay, ox)
-        if not math.isfinite(score):
-            return i, STOPPED
-        for r in range(k_total):
-            q = mix[p + order[r]]
-            emission[r] = math.log(_PROBA_FLOOR if q < _PROBA_FLOOR else q) - log_w[order[r]]
-            if not math.isfinite(emission[r]):
-                return i, STOPPED
-            out[i, k_total + r] = q
-        # ForwardFilter.update with fixed transitions. Its two-state shortcut (_update2) gives
-        # the same floats as this general path: fsum of two terms is their rounded sum.
-        for j in range(k_total):
-            for r in range(k_total):
-                terms[r] = log_filter[r] + log_filter[k_total + r * k_total + j]
-            predicted[j] = _logsumexp(terms, k_total, scratch, partials)
-        for j in range(k_total):
-            predicted[j] += emission[j]
-        norm = _logsumexp(predicted, k_total, scratch, partials)
-        for j in range(k_total):
-            log_filter[j] = predicted[j] - norm
-        for r in range(k_total):
-            out[i, r] = math.exp(log_filter[r])
-        out[i, 2 * k_total] = score
-        # _Detector._update_drift's inputs: the filtered mix of the regime-conditional
-        # log-likelihoods and of the components' expected ones (minus their entropies).
-        for r in range(k_total):
-            terms[r] = out[i, r] * (emission[r] + score)
-        out[i, 2 * k_total + 1] = _fsum(terms, k_total, partials)
-        for r in range(k_total):
-            terms[r] = out[i, r] * entropy[order[r]]
-        out[i, 2 * k_total + 2] = -_fsum(terms, k_total, partials)
-        # OnlineGaussianMixture.learn_one, then the features' commit.
-        mix[ox] = x
-        _learn_point(mix, lay)
-        features[0], features[1], features[2], features[3] = t, pr, sq, w
-        # _Detector._relabel's test: the ranking by mean var_cbrt, with hysteresis.
-        for r in range(k_total - 1):
-            if mix[means + order[r]] > margin * mix[means + order[r + 1]]:
-                return i + 1, RELABEL
-    return ts.shape[0], DONE
+        for k in range(k_total):
+            total += buf[predicted + k] * math.exp(buf[logs + k] - best)
+        if total > 0.0 and total < np.inf and best > -np.inf:
+            # Drift input, with the parameters the tick was scored with: sum_k P(k | x, past)
+            # (log g_k(x) + H_k), H_k = log det L_k + D (log 2 pi + 1) / 2 the entropy.
+            excess = 0.0
+            for k in range(k_total):
+                post = buf[predicted + k] * math.exp(buf[logs + k] - best) / total
+                buf[filtered + k] = post
+                log_det = 0.0
+                fac = mlay[_mix.L_FACTOR] + k * d * d
+                for i in range(d):
+                    log_det += math.log(mix[fac + i * d + i])
+                excess += post * (buf[logs + k] + log_det + 0.5 * d * (_LOG_2PI + 1.0))
+            buf[EXCESS] = excess
+            # The predictive mean square of x (intraday profile): sum_k P(k | past) (s_k + m_k^2).
+            if d == 1:
+                sq = 0.0
+                for k in range(k_total):
+                    f = mix[mlay[_mix.L_FACTOR] + k]
+                    m = mix[mlay[_mix.L_MEANS] + k]
+                    sq += buf[predicted + k] * (f * f + m * m)
+                buf[EXPECTED_SQ] = sq
+            score = best + math.log(total)
+            # The tick's own posterior with the occupancies as weights (the raw probabilities).
+            raw = lay[O_SCRATCH] + sc[SC_RAW]
+            norm = 0.0
+            for k in range(k_total):
+                v = mix[mlay[_mix.L_MASS] + k] * math.exp(buf[logs + k] - best)
+                buf[raw + k] = v
+                norm += v
+            for k in range(k_total):
+                buf[raw + k] = buf[raw + k] / norm if norm > 0.0 else 1.0 / k_total
+            buf[N_STEPS] += 1.0
+            gamma = _step(buf)
+    if gamma == 0.0:
+        for k in range(k_total):
+            buf[filtered + k] = buf[predicted + k]
+    # Cappé's recursion: rho'(k) = sum_i r(i|k) [(1 - gamma) rho(i) + gamma s(i, k, x)].
+    keep = 1.0 - gamma
+    x = mlay[_mix.L_X]
+    n_t = k_total * k_total
+    n_e = k_total * s
+    for k in range(k_total):
+        for j in range(n_t):
+            acc = 0.0
+            for i in range(k_total):
+                acc += buf[back + i * k_total + k] * buf[tstats + i * n_t + j]
+            buf[new_t + k * n_t + j] = keep * acc
+        for j in range(n_e):
+            acc = 0.0
+            for i in range(k_total):
+                acc += buf[back + i * k_total + k] * buf[estats + i * n_e + j]
+            buf[new_e + k * n_e + j] = keep * acc
+        if gamma > 0.0:
+            for i in range(k_total):
+                buf[new_t + k * n_t + i * k_total + k] += gamma * buf[back + i * k_total + k]
+            base = new_e + k * n_e + k * s
+            buf[base] += gamma
+            for i in range(d):
+                buf[base + 1 + i] += gamma * mix[x + i]
+                for j in range(d):
+                    buf[base + 1 + d + i * d + j] += gamma * mix[x + i] * mix[x + j]
+    for j in range(k_total * n_t):
+        buf[tstats + j] = buf[new_t + j]
+    for j in range(k_total * n_e):
+        buf[estats + j] = buf[new_e + j]
+    # The M-step runs on every tick, so the parameters are always a function of the statistics
+    # and the step count (which is what from_state recomputes them from).
+    _maximise(buf, lay, mix, mlay, _step(buf))
+    return score
+
+
+@_jit
+def _initialise(buf, lay, mix, mlay):
+    """Variance-ordered start: every regime at the standardised origin, regime ``a`` with
+    covariance ``c_a`` I and weight 1/K, the fixed transition matrix, uniform beliefs, and the
+    auxiliary statistics these parameters would give (so the first M-step keeps them)."""
+    k_total, d, s = lay[O_K], lay[O_D], lay[O_S]
+    filtered, trans, tstats, estats = (
+        lay[O_FILTERED],
+        lay[O_TRANSITIONS],
+        lay[O_TSTATS],
+        lay[O_ESTATS],
+    )
+    stay = buf[SELF_TRANSITION]
+    leave = (1.0 - stay) / (k_total - 1) if k_total > 1 else 0.0
+    w = 1.0 / k_total
+    for a in range(k_total):
+        buf[filtered + a] = w
+        buf[lay[O_ORDER] + a] = a
+        for b in range(k_total):
+            buf[trans + a * k_total + b] = stay if a == b else leave
+    for k in range(k_total):
+        for a in range(k_total):
+            for b in range(k_total):
+                buf[tstats + (k * k_total + a) * k_total + b] = w * buf[trans + a * k_total + b]
+            base = estats + (k * k_total + a) * s
+            buf[base] = w
+            c = _prior_multiplier(buf, a, k_total)
+            for i in range(d):
+                buf[base + 1 + i] = 0.0
+                for j in range(d):
+                    buf[base + 1 + d + i * d + j] = w * c if i == j else 0.0
+    mix[_mix.H_REG] = buf[VARIANCE_FLOOR]
+    for a in range(k_total):
+        mix[mlay[_mix.L_MASS] + a] = w
+        c = _prior_multiplier(buf, a, k_total)
+        for i in range(d):
+            mix[mlay[_mix.L_MEANS] + a * d + i] = 0.0
+            for j in range(d):
+                mix[mlay[_mix.L_SCATTER] + a * d * d + i * d + j] = w * c if i == j else 0.0
+        _mix._factorise(mix, mlay, a, mix[_mix.H_REG])
+    buf[N_STEPS] = 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Labels
+# --------------------------------------------------------------------------------------------
+
+
+@_jit
+def _relabel(buf, lay, mix, mlay):
+    """Rank regimes by emission variance (the covariance trace), with hysteresis.
+
+    ``order[r]`` is the HMM state shown as regime ``r``. The ranking is replaced only when an
+    adjacent pair is inverted by more than ``label_hysteresis`` (relative); ties keep the state
+    index order. Returns True if the order changed.
+    """
+    k_total, d = lay[O_K], lay[O_D]
+    order = lay[O_ORDER]
+    measure = lay[O_SCRATCH] + scratch_offsets(k_total, d)[SC_MEASURE]
+    for a in range(k_total):
+        tr = 0.0
+        for i in range(d):
+            tr += mix[mlay[_mix.L_SCATTER] + a * d * d + i * d + i]
+        buf[measure + a] = tr / mix[mlay[_mix.L_MASS] + a]
+    margin = 1.0 + buf[HYSTERESIS]
+    violated = False
+    for r in range(k_total - 1):
+        lo = int(buf[order + r])
+        hi = int(buf[order + r + 1])
+        if buf[measure + lo] > margin * buf[measure + hi]:
+            violated = True
+    if not violated:
+        return False
+    # Insertion sort by measure (K is small); stable, so ties keep the state order.
+    for r in range(k_total):
+        buf[order + r] = r
+    for r in range(1, k_total):
+        v = buf[order + r]
+        j = r
+        for _ in range(r):
+            if buf[measure + int(buf[order + j - 1])] <= buf[measure + int(v)]:
+                break
+            buf[order + j] = buf[order + j - 1]
+            j -= 1
+        buf[order + j] = v
+    buf[N_LABEL_CHANGES] += 1.0
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Drift
+# --------------------------------------------------------------------------------------------
+
+
+#: Page-Hinkley's forgetting factor (river's default).
+PH_ALPHA = 1.0 - 1e-4
+
+
+@_hot
+def _page_hinkley(buf, x):
+    """Page-Hinkley (mode "up") on ``x``; returns True on an alarm.
+
+    ``sum = alpha * sum + (x - centre) - delta``; an alarm needs ``min_instances`` updates since
+    the last one and ``sum - min(sum) > threshold``, and the next update starts over. With
+    PH_RUNNING the centre is the running mean since that start: exactly
+    ``river.drift.PageHinkley.update`` (tests/test_drift.py holds them equal). The detectors
+    centre on 0 instead, because their input is already standardised against a slow
+    reference: a running mean over the few ticks since a start would absorb a change that
+    comes soon after it. The minimum starts at the first sum rather than at infinity, so the
+    state stays finite JSON.
+    """
+    if buf[PH_RESET] != 0.0:
+        buf[PH_RESET] = 0.0
+        buf[PH_N] = 0.0
+        buf[PH_MEAN] = 0.0
+        buf[PH_SUM] = 0.0
+        buf[PH_MIN] = 0.0
+    buf[PH_N] += 1.0
+    if buf[PH_RUNNING] != 0.0:
+        buf[PH_MEAN] += (1.0 / buf[PH_N]) * (x - buf[PH_MEAN])
+    buf[PH_SUM] = PH_ALPHA * buf[PH_SUM] + (x - buf[PH_MEAN]) - buf[DRIFT_DELTA]
+    if buf[PH_N] == 1.0 or buf[PH_SUM] < buf[PH_MIN]:
+        buf[PH_MIN] = buf[PH_SUM]
+    rise = buf[PH_SUM] - buf[PH_MIN]
+    buf[DRIFT_SCORE] = rise / buf[DRIFT_THRESHOLD]
+    if buf[PH_N] >= buf[DRIFT_MIN] and rise > buf[DRIFT_THRESHOLD]:
+        buf[PH_RESET] = 1.0
+        buf[N_DRIFTS] += 1.0
+        return True
+    return False
+
+
+@_hot
+def _drift_update(buf, excess, dims):
+    """The drift monitor: the standardised shortfall of the regime-conditional log-likelihood,
+    fed to Page-Hinkley. Returns True on an alarm.
+
+    ``excess`` is ``sum_k P(k) (log g_k(x) + H_k)``, zero in expectation when the model is
+    right whatever the regime. ``z = (reference mean - excess) / reference sd`` against a slow
+    EWMA reference (half-life ``drift_reference_halflife`` ticks, starting from the model's own
+    expectation: mean 0, variance dims/2, worth DRIFT_PRIOR_WEIGHT ticks), clipped to
+    ``±drift_clip`` so one extreme tick cannot raise an alarm alone.
+    """
+    if buf[REF_WEIGHT] == 0.0:
+        buf[REF_MEAN] = 0.0
+        buf[REF_VAR] = 0.5 * dims
+        buf[REF_WEIGHT] = DRIFT_PRIOR_WEIGHT
+    sd = math.sqrt(max(buf[REF_VAR], _TINY))
+    z = (buf[REF_MEAN] - excess) / sd
+    clip = buf[DRIFT_CLIP]
+    z = min(max(z, -clip), clip)
+    weight = buf[DRIFT_DECAY] * buf[REF_WEIGHT] + 1.0
+    a = 1.0 / weight
+    delta = excess - buf[REF_MEAN]
+    buf[REF_MEAN] += a * delta
+    buf[REF_VAR] = (1.0 - a) * (buf[REF_VAR] + a * delta * delta)
+    buf[REF_WEIGHT] = weight
+    buf[DRIFT_SEEN] += 1.0
+    return _page_hinkley(buf, z)
+
+
+@_jit
+def page_hinkley_run(buf, xs, alarms):
+    """Page-Hinkley alone over ``xs`` (the tests hold it equal to river's)."""
+    for i in range(xs.shape[0]):
+        alarms[i] = _page_hinkley(buf, xs[i])
+
+
+@_hot
+def _mean_ll_update(buf, value):
+    """Bias-corrected EWMA of the log-likelihood (half-life ``drift_halflife`` ticks)."""
+    weight = buf[MEAN_DECAY] * buf[MEAN_LL_WEIGHT] + 1.0
+    buf[MEAN_LL] += (value - buf[MEAN_LL]) / weight
+    buf[MEAN_LL_WEIGHT] = weight
+
+
+@_jit
+def drift_run(buf, log_likelihood, expected, alarms, scores):
+    """The drift monitor alone (:class:`streamgmm.drift.LikelihoodDriftMonitor`): one update
+    per value, with excess ``log_likelihood - expected``."""
+    for i in range(log_likelihood.shape[0]):
+        _mean_ll_update(buf, log_likelihood[i])
+        alarms[i] = _drift_update(buf, log_likelihood[i] - expected[i], 1.0)
+        scores[i] = buf[DRIFT_SCORE]
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Warm-up, and the run
+# --------------------------------------------------------------------------------------------
+
+
+@_jit
+def _warm_values(buf, lay, i, out):
+    """Feature vector of warm-up entry ``i`` (raw, before standardisation) into ``out``;
+    returns False for a session gap."""
+    d = lay[O_D]
+    entry = lay[O_WARM] + i * (1 + d)
+    if int(buf[KIND]) == EVENTS:
+        for j in range(d):
+            out[j] = buf[entry + 1 + j]
+        return True
+    x, gap = _scaled_return(buf, buf[entry], buf[entry + 1])
+    out[0] = x
+    return not gap
+
+
+@_jit
+def _start(buf, lay, mix, mlay):
+    """End of the warm-up: fix the time unit and the scale, initialise, replay the buffer.
+
+    Returns False (and empties the buffer, so the warm-up starts over) when the buffered
+    values do not vary: a scale cannot be set from a constant stream.
+    """
+    d, u = lay[O_D], lay[O_U]
+    loc, scale = lay[O_LOC], lay[O_SCALE]
+    events = int(buf[KIND]) == EVENTS
+    if not events:
+        if buf[DT_UNIT] > 0.0:
+            buf[UNIT] = buf[DT_UNIT]
+        else:
+            spacings = np.empty(u)
+            for i in range(u):
+                spacings[i] = buf[lay[O_WARM] + i * (1 + d)]
+            buf[UNIT] = np.median(spacings)
+    values = np.empty(d)
+    n = 0
+    for j in range(d):
+        buf[loc + j] = 0.0
+        buf[scale + j] = 0.0
+    # Location (events only) and scale from the entries that are evidence.
+    for i in range(u):
+        if _warm_values(buf, lay, i, values):
+            n += 1
+            for j in range(d):
+                buf[loc + j] += values[j]
+    if n < 2:
+        buf[N_BUFFERED] = 0.0
+        return False
+    for j in range(d):
+        buf[loc + j] = buf[loc + j] / n if events else 0.0
+    for i in range(u):
+        if _warm_values(buf, lay, i, values):
+            for j in range(d):
+                buf[scale + j] += (values[j] - buf[loc + j]) ** 2
+    constant = True
+    for j in range(d):
+        v = buf[scale + j] / (n - 1 if events else n)
+        # A spread within rounding of the mean (a constant field) is no scale.
+        noise = CONSTANT_RELATIVE * abs(buf[loc + j])
+        if v > noise * noise and v < np.inf:
+            constant = False
+            buf[scale + j] = math.sqrt(v)
+        else:
+            buf[scale + j] = 1.0
+    if constant:
+        buf[N_BUFFERED] = 0.0
+        return False
+    _initialise(buf, lay, mix, mlay)
+    buf[PHASE] = RUNNING
+    buf[N_BUFFERED] = 0.0
+    for i in range(u):
+        evidence = _warm_values(buf, lay, i, values)
+        for j in range(d):
+            mix[mlay[_mix.L_X] + j] = (values[j] - buf[loc + j]) / buf[scale + j]
+        score = _hmm_step(buf, lay, mix, mlay, evidence)
+        if evidence:
+            buf[LAST_LL] = score
+    _relabel(buf, lay, mix, mlay)
+    buf[N_LABEL_CHANGES] = 0.0
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# 1b. The intraday volatility profile (price ticks)
+# --------------------------------------------------------------------------------------------
+
+#: Pseudo-ticks at multiplier 1 per profile bucket (shrinks sparsely seen buckets to no change).
+PROFILE_PRIOR = 20.0
+#: The profile is applied only while its buckets differ beyond noise: the heterogeneity
+#: statistic must exceed its null mean by this many null standard deviations.
+PROFILE_GATE = 4.0
+_DAY = 86400.0
+
+
+@_hot
+def _bucket(ts):
+    """Half-hour of the UTC day that ``ts`` falls in."""
+    seconds = ts - math.floor(ts / _DAY) * _DAY
+    return min(int(seconds / (_DAY / PROFILE_BUCKETS)), PROFILE_BUCKETS - 1)
+
+
+@_hot
+def _profile_multiplier(buf, lay, ts):
+    """Variance multiplier of ``ts``'s half-hour: its mean of ``z`` over the overall mean, with
+    PROFILE_PRIOR pseudo-ticks at 1, while the gate is open; else 1.
+
+    ``z`` is a tick's squared return over the model's predictive mean square, so regimes cancel
+    and what remains is the time-of-day pattern (Andersen and Bollerslev 1997).
+    """
+    if buf[PROFILE] == 0.0 or buf[PROFILE_ON] == 0.0 or buf[PROFILE_N] <= 0.0:
+        return 1.0
+    entry = lay[O_PROFILE] + 3 * _bucket(ts)
+    f = 2.0 ** (-(ts - buf[entry + 2]) / buf[PROFILE_HALFLIFE])
+    mean = buf[PROFILE_S] / buf[PROFILE_N]
+    if not mean > 0.0:
+        return 1.0
+    own = (buf[entry] * f + PROFILE_PRIOR * mean) / (buf[entry + 1] * f + PROFILE_PRIOR)
+    return own / mean
+
+
+@_jit
+def _profile_update(buf, lay, ts, z):
+    """Add a tick's ``z`` to its bucket and the totals (sums decayed in time, half-life
+    ``profile_halflife``); on a new UTC day, re-test whether the buckets differ."""
+    half = buf[PROFILE_HALFLIFE]
+    entry = lay[O_PROFILE] + 3 * _bucket(ts)
+    f = 2.0 ** (-(ts - buf[entry + 2]) / half)
+    buf[entry] = buf[entry] * f + z
+    buf[entry + 1] = buf[entry + 1] * f + 1.0
+    buf[entry + 2] = ts
+    g = 2.0 ** (-(ts - buf[PROFILE_T]) / half)
+    buf[PROFILE_S] = buf[PROFILE_S] * g + z
+    buf[PROFILE_S2] = buf[PROFILE_S2] * g + z * z
+    buf[PROFILE_N] = buf[PROFILE_N] * g + 1.0
+    buf[PROFILE_T] = ts
+    day = math.floor(ts / _DAY)
+    if day == buf[PROFILE_DAY]:
+        return
+    buf[PROFILE_DAY] = day
+    # Heterogeneity across buckets: Q = sum_b n_b (mean_b - mean)^2 / var(z), chi-square with
+    # (buckets seen - 1) degrees of freedom when the profile is flat.
+    n = buf[PROFILE_N]
+    mean = buf[PROFILE_S] / n
+    var = buf[PROFILE_S2] / n - mean * mean
+    if not (var > 0.0 and mean > 0.0):
+        buf[PROFILE_ON] = 0.0
+        return
+    q = 0.0
+    seen = 0
+    for b in range(PROFILE_BUCKETS):
+        e = lay[O_PROFILE] + 3 * b
+        fb = 2.0 ** (-(ts - buf[e + 2]) / half)
+        nb = buf[e + 1] * fb
+        if nb >= 1.0:
+            seen += 1
+            q += nb * (buf[e] * fb / nb - mean) ** 2
+    dof = seen - 1
+    open_gate = dof > 0 and q / var > dof + PROFILE_GATE * math.sqrt(2.0 * dof)
+    buf[PROFILE_ON] = 1.0 if open_gate else 0.0
+
+
+@_jit
+def _standardised_features(buf, lay, mix, mlay, ts, vals, row):
+    """Check the tick and write its standardised features into the mixture's x slots.
+
+    Returns (status, evidence, dt_seconds, log_return); the status is S_WARM for a tick to
+    apply. Nothing of the state changes here (PROFILE_M is scratch of one tick).
+    """
+    d = lay[O_D]
+    events = int(buf[KIND]) == EVENTS
+    if not math.isfinite(ts):
+        return S_BAD_TS, False, 0.0, 0.0
+    for j in range(vals.shape[0]):
+        v = vals[j]
+        if not (math.isfinite(v) and abs(v) <= MAX_VALUE):
+            row[R_FIELD] = j
+            return S_BAD_VALUE, False, 0.0, 0.0
+    if not events and not vals[0] > 0.0:
+        return S_BAD_PRICE, False, 0.0, 0.0
+    status = _classify(buf, ts)
+    if status != S_WARM:
+        return status, False, 0.0, 0.0
+    if events:
+        dt = ts - buf[LAST_TS] if buf[N_SEEN] > 0.0 else 0.0
+        for j in range(d):
+            mix[mlay[_mix.L_X] + j] = (vals[j] - buf[lay[O_LOC] + j]) / buf[lay[O_SCALE] + j]
+        return S_WARM, True, dt, 0.0
+    dt = ts - buf[LAST_TS]
+    log_return = RETURN_SCALE * math.log(vals[0] / buf[LAST_PRICE])
+    if not (math.isfinite(log_return) and abs(log_return) <= MAX_VALUE):
+        return S_BAD_RETURN, False, 0.0, 0.0
+    evidence = True
+    if int(buf[PHASE]) == RUNNING:
+        x, gap = _scaled_return(buf, dt, log_return)
+        evidence = not gap
+        m = _profile_multiplier(buf, lay, ts) if evidence else 1.0
+        buf[PROFILE_M] = m
+        z = (x / math.sqrt(m) - buf[lay[O_LOC]]) / buf[lay[O_SCALE]]
+        if not (math.isfinite(z) and abs(z) <= MAX_VALUE):
+            return S_BAD_RETURN, False, 0.0, 0.0
+        mix[mlay[_mix.L_X]] = z
+    return S_WARM, evidence, dt, log_return
+
+
+@_jit
+def _write_output(buf, lay, row, status, warm):
+    """The output row from the remembered probabilities and the last values."""
+    k_total = lay[O_K]
+    row[R_STATUS] = status
+    row[R_WARM] = warm
+    row[R_SEEN] = buf[N_SEEN]
+    row[R_LL] = buf[LAST_LL]
+    row[R_DRIFT_SCORE] = buf[DRIFT_SCORE]
+    row[R_DRIFT] = buf[LAST_DRIFT]
+    best = 0
+    for r in range(k_total):
+        p = buf[lay[O_LAST_P] + r]
+        row[R_PROBS + r] = p
+        row[R_PROBS + k_total + r] = buf[lay[O_LAST_RAW] + r]
+        if p > buf[lay[O_LAST_P] + best]:
+            best = r
+    row[R_REGIME] = best
+    buf[LAST_REGIME] = best
+
+
+@_hot
+def _log_scale(buf, lay):
+    """Sum of log scales: turns a standardised log-density into one in the input's units."""
+    acc = 0.0
+    for j in range(lay[O_D]):
+        acc += math.log(buf[lay[O_SCALE] + j])
+    return acc
+
+
+@_jit
+def _remember_outputs(buf, lay, with_raw):
+    """Store the filtered and (for a tick with evidence) raw probabilities in regime order."""
+    k_total = lay[O_K]
+    order = lay[O_ORDER]
+    raw = lay[O_SCRATCH] + scratch_offsets(k_total, lay[O_D])[SC_RAW]
+    for r in range(k_total):
+        state = int(buf[order + r])
+        buf[lay[O_LAST_P] + r] = buf[lay[O_FILTERED] + state]
+        if with_raw:
+            buf[lay[O_LAST_RAW] + r] = buf[raw + state]
+
+
+@_jit
+def _apply(buf, lay, mix, mlay, ts, vals, row):
+    """Predict, then learn, one tick; writes its output row and returns its status."""
+    d = lay[O_D]
+    for j in range(row.shape[0]):
+        row[j] = 0.0
+    status, evidence, dt, log_return = _standardised_features(buf, lay, mix, mlay, ts, vals, row)
+    if status in (S_DUPLICATE, S_OUT_OF_ORDER):
+        buf[N_DUPLICATES if status == S_DUPLICATE else N_OUT_OF_ORDER] += 1.0
+        _write_output(buf, lay, row, status, buf[LAST_WARM])
+        row[R_DRIFT] = 0.0
+        return status
+    if status != S_WARM and status != S_FIRST:
+        row[R_STATUS] = status
+        return status
+    events = int(buf[KIND]) == EVENTS
+    buf[N_SEEN] += 1.0
+    buf[LAST_TS] = ts
+    if not events:
+        buf[LAST_PRICE] = vals[0]
+        if status == S_FIRST:
+            _write_output(buf, lay, row, S_FIRST, buf[LAST_WARM])
+            return S_FIRST
+    buf[LAST_DRIFT] = 0.0
+    if int(buf[PHASE]) == WARMING:
+        n = int(buf[N_BUFFERED])
+        entry = lay[O_WARM] + n * (1 + d)
+        buf[entry] = dt
+        if events:
+            for j in range(d):
+                buf[entry + 1 + j] = vals[j]
+        else:
+            buf[entry + 1] = log_return
+        buf[N_BUFFERED] = n + 1
+        if n + 1 < lay[O_U] or not _start(buf, lay, mix, mlay):
+            _write_output(buf, lay, row, S_COLD, 0.0)
+            return S_COLD
+        buf[LAST_WARM] = 1.0
+        buf[LAST_LL] -= _log_scale(buf, lay)
+        _remember_outputs(buf, lay, True)
+        _write_output(buf, lay, row, S_WARM, 1.0)
+        return S_WARM
+    if not evidence:
+        buf[N_GAPS] += 1.0
+    x = mix[mlay[_mix.L_X]]
+    score = _hmm_step(buf, lay, mix, mlay, evidence)
+    if evidence and math.isfinite(score) and buf[PROFILE] != 0.0 and buf[EXPECTED_SQ] > 0.0:
+        _profile_update(buf, lay, ts, x * x * buf[PROFILE_M] / buf[EXPECTED_SQ])
+    if evidence and math.isfinite(score):
+        buf[LAST_LL] = score - _log_scale(buf, lay) - 0.5 * math.log(buf[PROFILE_M])
+        _mean_ll_update(buf, buf[LAST_LL])
+        if _drift_update(buf, buf[EXCESS], float(d)):
+            buf[LAST_DRIFT] = 1.0
+    # The output is in the labels the tick was scored under; a new ranking applies from the
+    # next tick on.
+    _remember_outputs(buf, lay, evidence and math.isfinite(score))
+    _relabel(buf, lay, mix, mlay)
+    _write_output(buf, lay, row, S_WARM, 1.0)
+    return S_WARM
+
+
+@_jit
+def regime_run(buf, ts, vals, out):
+    """Apply ticks ``0 .. len(ts) - 1`` in order; ``out[i]`` is tick i's output row.
+
+    ``vals[i]`` is the price (one column) or the event's fields. Refused ticks leave the
+    buffer unchanged and carry their status; the run goes on with the next tick.
+    """
+    lay = layout(buf)
+    mix = buf[lay[O_MIX] : lay[O_END]]
+    mlay = _mix.layout(mix)
+    for i in range(ts.shape[0]):
+        _apply(buf, lay, mix, mlay, ts[i], vals[i], out[i])

@@ -1,66 +1,118 @@
-"""Likelihood-drift monitor: is the model still explaining the stream?
+"""Likelihood drift: is the model still explaining the stream?
 
-:class:`LikelihoodDriftMonitor` receives, per tick, the model's log-likelihood of that tick
-(computed *before* the model learns from it) and raises ``drift_detected`` when the
-likelihood falls persistently below its usual level. Detection is delegated to
-:class:`river.drift.PageHinkley`; this module only standardises its input and serialises its
-state.
+:class:`LikelihoodDriftMonitor` receives per tick the model's log-likelihood of that tick
+(computed *before* the model learns it) and the log-likelihood the model itself expects, and
+raises ``drift_detected`` when the first falls persistently short of the second. The
+detectors feed the same compiled monitor (:mod:`streamgmm._regime_kernel`, section 5) from
+inside their step; this class runs it alone, and this module owns its part of the state.
 
 How the signal is built
 -----------------------
-The raw log-likelihood is a poor drift signal on its own: in a turbulent regime every tick is
-less likely than in a calm one, so a well-specified model would "drift" at every regime switch.
-The monitor therefore accepts the log-likelihood the model itself *expects* for the tick
-(``expected_log_likelihood``; for a Gaussian component this is minus its entropy) and works on
-the excess ``x = log_likelihood - expected_log_likelihood``, whose mean does not depend on the
-regime when the model is right. Without an expectation, ``x`` is the log-likelihood itself.
+In a turbulent regime every tick is less likely than in a calm one, so the raw log-likelihood
+would "drift" at every regime switch. The detectors therefore pass the *regime-conditional*
+log-likelihood ``sum_k P(k) log g_k(x)`` and its model expectation ``-sum_k P(k) H_k`` (minus
+each Gaussian regime's entropy): their difference, the excess, has mean zero in every regime
+when the model is right, and falls when ticks arrive that no regime explains.
 
-1. A slow *reference* (exponentially weighted mean and variance of ``x``, half-life
-   ``reference_halflife`` ticks) gives the usual level and spread.
-2. Each tick's surprise is ``z = (reference_mean - x) / reference_std``, clipped to
-   ``[-clip, clip]`` so that a single extreme tick (a crash day) cannot raise an alarm alone;
-   only a run of poorly explained ticks can. ``z`` uses the reference *before* it absorbs the
-   tick.
-3. ``z`` feeds :class:`river.drift.PageHinkley` (mode ``"up"``: only a falling likelihood is
-   drift). ``drift_score = PH statistic / threshold``, so ``drift_score >= 1`` is exactly the
-   alarm condition; after an alarm river's detector restarts from zero.
-4. ``mean_log_likelihood`` is a fast EWMA (half-life ``halflife`` ticks) of the raw
-   log-likelihood, for dashboards.
+1. A slow **reference**, an exponentially weighted mean and variance of the excess
+   (half-life ``reference_halflife`` ticks), starts at the model's own expectation (mean 0,
+   variance 1/2 per dimension, worth 50 ticks), so the monitor works from the first tick.
+2. Each tick's surprise ``z = (reference mean - excess) / reference sd`` uses the reference
+   *before* it absorbs the tick, clipped to ``[-clip, clip]`` so that one extreme tick (a crash
+   day) cannot raise an alarm alone.
+3. Page-Hinkley on ``z``, exactly as ``river.drift.PageHinkley(mode="up")`` computes it: the
+   faded sum of ``z - mean(z) - delta`` minus its running minimum (only a falling likelihood is
+   drift). ``drift_score`` is that divided by ``threshold``, so the alarm fires above 1 (once
+   ``min_instances`` ticks were seen since the last alarm); the test then starts over.
+4. ``mean_log_likelihood`` is a bias-corrected EWMA of the log-likelihood (half-life
+   ``halflife`` ticks), for dashboards.
 
-The first ``min_instances`` ticks only build the reference; no alarm is possible then.
+Page-Hinkley is written here (in the compiled step) rather than taken from ``river.drift``: the
+detectors run it inside their compiled step, and their stored state must not depend on a
+library's private attributes. ``tests/test_drift.py`` holds it equal to river's PageHinkley on
+the same inputs.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
-from river.drift import PageHinkley
+import numpy as np
 
-__all__ = ["LikelihoodDriftMonitor"]
+from streamgmm import _regime_kernel as _K
+from streamgmm import _regime_layout as L
+from streamgmm import _validate as V
 
-_MODES = ("up", "both")
+__all__ = ["LikelihoodDriftMonitor", "drift_from_state", "drift_settings", "drift_to_state"]
+
+STATE_VERSION = 2
+_PARAMS = ("threshold", "delta", "clip", "reference_halflife", "min_instances", "halflife")
+
+_STATE_SLOTS = {
+    "reference_mean": L.REF_MEAN,
+    "reference_var": L.REF_VAR,
+    "reference_weight": L.REF_WEIGHT,
+    "ph_n": L.PH_N,
+    "ph_mean": L.PH_MEAN,
+    "ph_sum": L.PH_SUM,
+    "ph_min": L.PH_MIN,
+    "ph_reset": L.PH_RESET,
+    "seen": L.DRIFT_SEEN,
+    "score": L.DRIFT_SCORE,
+    "mean_log_likelihood": L.MEAN_LL,
+    "mean_weight": L.MEAN_LL_WEIGHT,
+}
 
 
-def _enc(value: float) -> float | str:
-    """JSON-safe float: river keeps ``inf`` sentinels, which strict JSON cannot carry."""
-    if math.isfinite(value):
-        return float(value)
-    return "inf" if value > 0 else "-inf"
+def drift_settings(
+    buf: np.ndarray,
+    *,
+    threshold: float,
+    delta: float,
+    clip: float,
+    reference_halflife: float,
+    min_instances: int,
+    halflife: float,
+) -> None:
+    """Validate the monitor's settings and write them into a buffer's header."""
+    for name, value in (
+        ("threshold", threshold),
+        ("clip", clip),
+        ("reference_halflife", reference_halflife),
+        ("halflife", halflife),
+    ):
+        V.number(f"drift {name}", value, lo=0.0, lo_open=True)
+    V.number("drift delta", delta, lo=0.0)
+    V.integer("drift min_instances", min_instances)
+    buf[L.DRIFT_THRESHOLD] = threshold
+    buf[L.DRIFT_DELTA] = delta
+    buf[L.DRIFT_CLIP] = clip
+    buf[L.DRIFT_REFERENCE] = reference_halflife
+    buf[L.DRIFT_MIN] = min_instances
+    buf[L.DRIFT_HALFLIFE] = halflife
+    buf[L.DRIFT_DECAY] = 2.0 ** (-1.0 / reference_halflife)
+    buf[L.MEAN_DECAY] = 2.0 ** (-1.0 / halflife)
 
 
-def _dec(value: float | str) -> float:
-    return float(value)
+def drift_to_state(buf: np.ndarray) -> dict[str, Any]:
+    """The monitor's part of the state."""
+    return {name: float(buf[slot]) for name, slot in _STATE_SLOTS.items()}
 
 
-def _finite(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return number
+def drift_from_state(path: str, state: Any, buf: np.ndarray) -> None:
+    """Validate ``state`` (:func:`drift_to_state` output) and write it into ``buf``."""
+    V.fields(path, state, tuple(_STATE_SLOTS))
+    values = {name: V.number(f"{path}.{name}", state[name]) for name in _STATE_SLOTS}
+    for name in ("reference_var", "reference_weight", "seen", "score", "mean_weight", "ph_n"):
+        if values[name] < 0.0:
+            raise ValueError(f"{path}.{name} must be non-negative, got {state[name]!r}")
+    if values["ph_n"] != int(values["ph_n"]) or values["ph_reset"] not in (0.0, 1.0):
+        raise ValueError(f"{path}.ph_n must be a count and ph_reset 0 or 1")
+    if values["ph_min"] > values["ph_sum"]:
+        raise ValueError(f"{path}.ph_min must not exceed ph_sum, got {state['ph_min']!r}")
+    for name, slot in _STATE_SLOTS.items():
+        buf[slot] = values[name]
 
 
 class LikelihoodDriftMonitor:
@@ -69,242 +121,138 @@ class LikelihoodDriftMonitor:
     Parameters
     ----------
     threshold
-        Page-Hinkley threshold (lambda), in reference standard deviations of accumulated excess
-        surprise.
+        Page-Hinkley threshold, in reference standard deviations of accumulated shortfall.
     delta
-        Page-Hinkley slack per tick, in reference standard deviations: a sustained drop of the
-        likelihood smaller than this is tolerated.
-    min_instances
-        Ticks used to build the reference before the detector can fire.
+        Slack per tick, in reference standard deviations: a sustained drop of the likelihood
+        smaller than this is tolerated.
+    clip
+        Largest surprise one tick can contribute, in reference standard deviations.
     reference_halflife
         Half-life in ticks of the reference mean and variance.
+    min_instances
+        Ticks before an alarm is possible.
     halflife
-        Half-life in ticks of the reported ``mean_log_likelihood``.
-    clip
-        Per-tick surprise is clipped to ``[-clip, clip]`` reference standard deviations.
-    ph_alpha
-        Forgetting factor of Page-Hinkley's cumulative sums (river's ``alpha``).
-    mode
-        ``"up"`` (likelihood falls) or ``"both"`` (rises too).
+        Half-life in ticks of :attr:`mean_log_likelihood`.
 
     Examples
     --------
     >>> import random
-    >>> rng = random.Random(1)
-    >>> mon = LikelihoodDriftMonitor()
-    >>> for _ in range(2000):
-    ...     mon.update(-0.5 * rng.gauss(0, 1) ** 2)
-    >>> mon.n_drifts
+    >>> rng = random.Random(0)
+    >>> monitor = LikelihoodDriftMonitor()
+    >>> for _ in range(500):                         # a well-specified model: no alarm
+    ...     x = rng.gauss(0.0, 1.0)
+    ...     _ = monitor.update(-0.5 * x * x, expected_log_likelihood=-0.5)
+    >>> monitor.n_drifts
     0
-    >>> for i in range(200):
-    ...     mon.update(-0.5 * rng.gauss(0, 3) ** 2)
-    ...     if mon.drift_detected:
-    ...         break
-    >>> mon.drift_detected, i < 50
-    (True, True)
+    >>> alarms = [monitor.update(-0.5 * (3 * rng.gauss(0.0, 1.0)) ** 2, -0.5)
+    ...           for _ in range(100)]              # variance x9: the model no longer fits
+    >>> monitor.n_drifts, alarms.index(True)         # flagged at the 49th tick
+    (1, 48)
     """
 
     def __init__(
         self,
-        threshold: float = 25.0,
+        threshold: float = 20.0,
         delta: float = 0.5,
-        min_instances: int = 100,
-        reference_halflife: float = 500.0,
-        halflife: float = 20.0,
         clip: float = 4.0,
-        ph_alpha: float = 1.0 - 1e-4,
-        mode: str = "up",
+        reference_halflife: float = 500.0,
+        min_instances: int = 30,
+        halflife: float = 20.0,
     ) -> None:
-        for name, value in (
-            ("threshold", threshold),
-            ("reference_halflife", reference_halflife),
-            ("halflife", halflife),
-            ("clip", clip),
-        ):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        if not (isinstance(delta, int | float) and math.isfinite(delta) and delta >= 0):
-            raise ValueError(f"delta must be a non-negative finite number, got {delta!r}")
-        if not (isinstance(min_instances, int) and min_instances >= 2):
-            raise ValueError(f"min_instances must be an integer >= 2, got {min_instances!r}")
-        if not (isinstance(ph_alpha, int | float) and 0.0 < ph_alpha <= 1.0):
-            raise ValueError(f"ph_alpha must lie in (0, 1], got {ph_alpha!r}")
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-        self.threshold = float(threshold)
-        self.delta = float(delta)
-        self.min_instances = int(min_instances)
-        self.reference_halflife = float(reference_halflife)
-        self.halflife = float(halflife)
-        self.clip = float(clip)
-        self.ph_alpha = float(ph_alpha)
-        self.mode = mode
-        self._ref_decay = 2.0 ** (-1.0 / self.reference_halflife)
-        self._fast_decay = 2.0 ** (-1.0 / self.halflife)
-        self._ph = self._new_detector()
-        # Reference: exponentially weighted Welford sums (weight total, mean, centred M2).
-        self._ref_w = 0.0
-        self._ref_mean = 0.0
-        self._ref_m2 = 0.0
-        # Bias-corrected fast EWMA of the raw log-likelihood.
-        self._fast_sum = 0.0
-        self._fast_w = 0.0
-        self.n_seen = 0
-        self.n_drifts = 0
-        self.drift_score = 0.0
-        self.drift_detected = False
-        self.last_surprise = 0.0
-
-    def _new_detector(self) -> PageHinkley:
-        # river's PH counts min_instances itself; ours gate the reference, so PH may fire at once.
-        return PageHinkley(
-            min_instances=1,
-            delta=self.delta,
-            threshold=self.threshold,
-            alpha=self.ph_alpha,
-            mode=self.mode,
+        self.threshold = threshold
+        self.delta = delta
+        self.clip = clip
+        self.reference_halflife = reference_halflife
+        self.min_instances = min_instances
+        self.halflife = halflife
+        self._buf = np.zeros(L.size(1, 1, 0))
+        self._buf[L.N_REGIMES] = 1
+        self._buf[L.N_FEATURES] = 1
+        drift_settings(
+            self._buf,
+            threshold=threshold,
+            delta=delta,
+            clip=clip,
+            reference_halflife=reference_halflife,
+            min_instances=min_instances,
+            halflife=halflife,
         )
+        self.drift_detected = False
+        self._ll = np.empty(1)
+        self._expected = np.empty(1)
+        self._alarm = np.empty(1, dtype=np.bool_)
+        self._score = np.empty(1)
+
+    @property
+    def drift_score(self) -> float:
+        """Page-Hinkley statistic over the threshold; an alarm fires at 1."""
+        return float(self._buf[L.DRIFT_SCORE])
+
+    @property
+    def n_drifts(self) -> int:
+        """Alarms so far."""
+        return int(self._buf[L.N_DRIFTS])
+
+    @property
+    def n_seen(self) -> int:
+        """Updates so far."""
+        return int(self._buf[L.DRIFT_SEEN])
 
     @property
     def mean_log_likelihood(self) -> float:
-        """Fast EWMA of the log-likelihood (0.0 before the first update)."""
-        return self._fast_sum / self._fast_w if self._fast_w > 0 else 0.0
+        """EWMA of the log-likelihood (half-life ``halflife`` updates)."""
+        return float(self._buf[L.MEAN_LL])
 
-    @property
-    def reference_mean(self) -> float:
-        """Slow reference level of the excess log-likelihood."""
-        return self._ref_mean
-
-    @property
-    def reference_std(self) -> float:
-        """Slow reference spread of the excess log-likelihood."""
-        return math.sqrt(self._ref_m2 / self._ref_w) if self._ref_w > 0 else 0.0
-
-    def _ph_statistic(self) -> float:
-        ph = self._ph
-        up = ph._sum_increase - ph._min_increase
-        if self.mode == "up":
-            return max(up, 0.0)
-        return max(up, ph._max_decrease - ph._sum_decrease, 0.0)
-
-    def update(self, log_likelihood: float, expected_log_likelihood: float | None = None) -> None:
-        """Fold in one tick's log-likelihood (and optionally the value the model expected).
+    def update(self, log_likelihood: float, expected_log_likelihood: float = 0.0) -> bool:
+        """Feed one tick's log-likelihood; returns (and stores) ``drift_detected``.
 
         Raises
         ------
         ValueError
-            If an argument is not a finite number; the state is left unchanged.
+            If either value is not a finite number; the state is unchanged.
         """
-        # Plain finite floats (every call from the detectors) skip the validating helper,
-        # which is a measurable share of the per-tick cost; it gives the same numbers.
-        if type(log_likelihood) is float and math.isfinite(log_likelihood):
-            ll = log_likelihood
-        else:
-            ll = _finite("log_likelihood", log_likelihood)
-        x = ll
-        if expected_log_likelihood is not None:
-            if type(expected_log_likelihood) is float and math.isfinite(expected_log_likelihood):
-                x = ll - expected_log_likelihood
-            else:
-                x = ll - _finite("expected_log_likelihood", expected_log_likelihood)
+        self._ll[0] = V.number("log_likelihood", log_likelihood)
+        self._expected[0] = V.number("expected_log_likelihood", expected_log_likelihood)
+        _K.drift_run(self._buf, self._ll, self._expected, self._alarm, self._score)
+        self.drift_detected = bool(self._alarm[0])
+        return self.drift_detected
 
-        self.drift_detected = False
-        if self.n_seen >= self.min_instances:
-            ref_w = self._ref_w
-            sd = math.sqrt(self._ref_m2 / ref_w) if ref_w > 0 else 0.0
-            z = (self._ref_mean - x) / sd if sd > 0 else 0.0
-            clip = self.clip
-            # Same as min(max(z, -clip), clip), NaN included, without two builtin calls.
-            if z > clip:
-                z = clip
-            elif z < -clip:
-                z = -clip
-            self.last_surprise = z
-            ph = self._ph
-            ph.update(z)
-            self.drift_detected = detected = bool(ph.drift_detected)
-            self.drift_score = self._ph_statistic() / self.threshold
-            if detected:
-                self.n_drifts += 1
-
-        # Reference update after scoring, so the tick is judged against the past only.
-        lam = self._ref_decay
-        w = lam * self._ref_w + 1.0
-        d = x - self._ref_mean
-        mean = self._ref_mean + d / w
-        self._ref_m2 = lam * self._ref_m2 + d * (x - mean)
-        self._ref_mean = mean
-        self._ref_w = w
-        self._fast_sum = self._fast_decay * self._fast_sum + ll
-        self._fast_w = self._fast_decay * self._fast_w + 1.0
-        self.n_seen += 1
-
-    # -- state -----------------------------------------------------------------------------
-    def to_state(self) -> dict[str, Any]:
-        """JSON-safe, versioned state, including river's Page-Hinkley internals."""
-        ph = self._ph
+    def _params(self) -> dict[str, Any]:
         return {
-            "version": 1,
+            "threshold": self.threshold,
+            "delta": self.delta,
+            "clip": self.clip,
+            "reference_halflife": self.reference_halflife,
+            "min_instances": self.min_instances,
+            "halflife": self.halflife,
+        }
+
+    def to_state(self) -> dict[str, Any]:
+        """Versioned, JSON-safe state."""
+        return {
+            "version": STATE_VERSION,
             "kind": "LikelihoodDriftMonitor",
-            "params": {
-                "threshold": self.threshold,
-                "delta": self.delta,
-                "min_instances": self.min_instances,
-                "reference_halflife": self.reference_halflife,
-                "halflife": self.halflife,
-                "clip": self.clip,
-                "ph_alpha": self.ph_alpha,
-                "mode": self.mode,
-            },
-            "page_hinkley": {
-                "mean_n": _enc(ph._x_mean.n),
-                "mean": _enc(ph._x_mean._mean),
-                "sum_increase": _enc(ph._sum_increase),
-                "sum_decrease": _enc(ph._sum_decrease),
-                "min_increase": _enc(ph._min_increase),
-                "max_decrease": _enc(ph._max_decrease),
-                "drift_detected": bool(ph._drift_detected),
-            },
-            "ref_w": self._ref_w,
-            "ref_mean": self._ref_mean,
-            "ref_m2": self._ref_m2,
-            "fast_sum": self._fast_sum,
-            "fast_w": self._fast_w,
-            "n_seen": self.n_seen,
+            "params": self._params(),
+            "state": drift_to_state(self._buf),
             "n_drifts": self.n_drifts,
-            "drift_score": self.drift_score,
             "drift_detected": self.drift_detected,
-            "last_surprise": self.last_surprise,
         }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> LikelihoodDriftMonitor:
-        """Rebuild from :meth:`to_state` output; continued updates are bit-identical."""
-        if not isinstance(state, Mapping) or state.get("kind") != "LikelihoodDriftMonitor":
-            raise ValueError("state: not a LikelihoodDriftMonitor snapshot")
-        if state.get("version") != 1:
+        """Rebuild from :meth:`to_state`, validating every field first."""
+        V.fields(
+            "state", state, ("version", "kind", "params", "state", "n_drifts", "drift_detected")
+        )
+        if state["kind"] != "LikelihoodDriftMonitor" or state["version"] != STATE_VERSION:
             raise ValueError(
-                f"LikelihoodDriftMonitor state version {state.get('version')!r} "
-                "is not supported (expected 1)"
+                f"unsupported drift monitor state: kind={state['kind']!r}, "
+                f"version={state['version']!r} (expected version {STATE_VERSION})"
             )
-        mon = cls(**state["params"])
-        ph_state = state["page_hinkley"]
-        ph = mon._ph
-        ph._x_mean.n = _dec(ph_state["mean_n"])
-        ph._x_mean._mean = _dec(ph_state["mean"])
-        ph._sum_increase = _dec(ph_state["sum_increase"])
-        ph._sum_decrease = _dec(ph_state["sum_decrease"])
-        ph._min_increase = _dec(ph_state["min_increase"])
-        ph._max_decrease = _dec(ph_state["max_decrease"])
-        ph._drift_detected = bool(ph_state["drift_detected"])
-        mon._ref_w = float(state["ref_w"])
-        mon._ref_mean = float(state["ref_mean"])
-        mon._ref_m2 = float(state["ref_m2"])
-        mon._fast_sum = float(state["fast_sum"])
-        mon._fast_w = float(state["fast_w"])
-        mon.n_seen = int(state["n_seen"])
-        mon.n_drifts = int(state["n_drifts"])
-        mon.drift_score = float(state["drift_score"])
-        mon.drift_detected = bool(state["drift_detected"])
-        mon.last_surprise = float(state["last_surprise"])
-        return mon
+        params = state["params"]
+        V.fields("state.params", params, _PARAMS)
+        monitor = cls(**params)
+        drift_from_state("state.state", state["state"], monitor._buf)
+        monitor._buf[L.N_DRIFTS] = V.integer("state.n_drifts", state["n_drifts"])
+        monitor.drift_detected = V.flag("state.drift_detected", state["drift_detected"])
+        return monitor

@@ -58,7 +58,7 @@ def test_defaults() -> None:
     assert s.emit_policy == "every_tick"
     assert s.tick_kind == "market"
     assert s.out_of_order == "reject"
-    assert s.halflife == 1000.0
+    assert s.halflife == 5000.0
     assert s.security == {"security_protocol": "PLAINTEXT", "ssl_check_hostname": True}
 
 

@@ -81,7 +81,9 @@ def test_detector_labels_align_with_the_returns() -> None:
     prices = _dated(s.price)
     run = rs.detector_labels(prices, lambda: RegimeDetector(warmup=100), chunk=97)
     assert run.regime.shape == run.warm.shape == (599,)
-    assert run.first_warm_tick == 101 and not run.warm[99] and run.warm[100]
+    # warmup=100 returns: ticks 1..100 carry them, so tick 100 is the first warm one (its
+    # return is element 99).
+    assert run.first_warm_tick == 100 and not run.warm[98] and run.warm[99]
     det = RegimeDetector(warmup=100)
     seconds = rs.posix_seconds(prices.index)
     one = [

@@ -34,7 +34,7 @@ def make_pipeline(settings: Settings) -> Pipeline:
     """
     from streamgmm.regime import EventDetector, RegimeDetector
 
-    params: dict[str, Any] = {"halflife": settings.halflife, "seed": settings.seed}
+    params: dict[str, Any] = {"halflife": settings.halflife}
     if settings.tick_kind == "event":
         return EventDetector(  # type: ignore[no-any-return]
             fields=list(settings.event_fields),
