@@ -105,7 +105,6 @@ from streamgmm._regime_layout import (
     PROFILE_ON,
     PROFILE_S,
     PROFILE_S2,
-    PROFILE_T,
     REF_MEAN,
     REF_VAR,
     REF_WEIGHT,
@@ -224,17 +223,22 @@ def _scaled_return(buf, dt_seconds, log_return):
 
 @_hot
 def _emission_logs(buf, lay, mix, mlay):
-    """log g_k(x) for the standardised point in the mixture's x slots, into the logs scratch;
-    returns the maximum.
+    """log g_k(x) for the standardised point in the mixture's x slots, into the logs scratch
+    (and log N_k into the measure scratch, which _relabel only uses later); returns the
+    maximum.
 
     ``_log_gauss_full`` folds log N_k into its value; the emission density is without it.
     """
     k_total = lay[O_K]
-    logs = lay[O_SCRATCH] + scratch_offsets(k_total, lay[O_D])[SC_LOGS]
+    sc = scratch_offsets(k_total, lay[O_D])
+    logs = lay[O_SCRATCH] + sc[SC_LOGS]
+    log_mass = lay[O_SCRATCH] + sc[SC_MEASURE]
     best = -np.inf
     for k in range(k_total):
         lp = _mix._log_gauss_full(mix, mlay, k, mlay[_mix.L_X])
-        lg = lp - math.log(mix[mlay[_mix.L_MASS] + k])
+        lm = math.log(mix[mlay[_mix.L_MASS] + k])
+        buf[log_mass + k] = lm
+        lg = lp - lm
         buf[logs + k] = lg
         best = max(best, lg)
     return best
@@ -385,6 +389,7 @@ def _hmm_step(buf, lay, mix, mlay, evidence):
     new_t = lay[O_SCRATCH] + sc[SC_NEW_T]
     new_e = lay[O_SCRATCH] + sc[SC_NEW_E]
     logs = lay[O_SCRATCH] + sc[SC_LOGS]
+    log_mass = lay[O_SCRATCH] + sc[SC_MEASURE]  # log N_k, from _emission_logs
     for k in range(k_total):
         acc = 0.0
         for i in range(k_total):
@@ -398,6 +403,7 @@ def _hmm_step(buf, lay, mix, mlay, evidence):
             buf[back + i * k_total + k] = joint / p if p > 0.0 else 0.0
     score = np.nan
     gamma = 0.0
+    step = _step(buf) if not evidence else 0.0
     if evidence:
         best = _emission_logs(buf, lay, mix, mlay)
         total = 0.0
@@ -406,14 +412,12 @@ def _hmm_step(buf, lay, mix, mlay, evidence):
         if total > 0.0 and total < np.inf and best > -np.inf:
             # Drift input, with the parameters the tick was scored with: sum_k P(k | x, past)
             # (log g_k(x) + H_k), H_k = log det L_k + D (log 2 pi + 1) / 2 the entropy.
+            # log det L_k = log N_k - log_norm_k, and the raw probabilities' weights are N_k.
             excess = 0.0
             for k in range(k_total):
                 post = buf[predicted + k] * math.exp(buf[logs + k] - best) / total
                 buf[filtered + k] = post
-                log_det = 0.0
-                fac = mlay[_mix.L_FACTOR] + k * d * d
-                for i in range(d):
-                    log_det += math.log(mix[fac + i * d + i])
+                log_det = buf[log_mass + k] - mix[mlay[_mix.L_LOG_NORM] + k]
                 excess += post * (buf[logs + k] + log_det + 0.5 * d * (_LOG_2PI + 1.0))
             buf[EXCESS] = excess
             # The predictive mean square of x (intraday profile): sum_k P(k | past) (s_k + m_k^2).
@@ -429,14 +433,16 @@ def _hmm_step(buf, lay, mix, mlay, evidence):
             raw = lay[O_SCRATCH] + sc[SC_RAW]
             norm = 0.0
             for k in range(k_total):
-                v = mix[mlay[_mix.L_MASS] + k] * math.exp(buf[logs + k] - best)
+                v = math.exp(buf[logs + k] + buf[log_mass + k] - best)
                 buf[raw + k] = v
                 norm += v
             for k in range(k_total):
                 buf[raw + k] = buf[raw + k] / norm if norm > 0.0 else 1.0 / k_total
             buf[N_STEPS] += 1.0
             gamma = _step(buf)
+            step = gamma
     if gamma == 0.0:
+        step = _step(buf)
         for k in range(k_total):
             buf[filtered + k] = buf[predicted + k]
     # Cappé's recursion: rho'(k) = sum_i r(i|k) [(1 - gamma) rho(i) + gamma s(i, k, x)].
@@ -470,7 +476,7 @@ def _hmm_step(buf, lay, mix, mlay, evidence):
         buf[estats + j] = buf[new_e + j]
     # The M-step runs on every tick, so the parameters are always a function of the statistics
     # and the step count (which is what from_state recomputes them from).
-    _maximise(buf, lay, mix, mlay, _step(buf))
+    _maximise(buf, lay, mix, mlay, step)
     return score
 
 
@@ -775,37 +781,37 @@ def _profile_multiplier(buf, lay, ts):
     """
     if buf[PROFILE] == 0.0 or buf[PROFILE_ON] == 0.0 or buf[PROFILE_N] <= 0.0:
         return 1.0
-    entry = lay[O_PROFILE] + 3 * _bucket(ts)
-    f = 2.0 ** (-(ts - buf[entry + 2]) / buf[PROFILE_HALFLIFE])
+    entry = lay[O_PROFILE] + 2 * _bucket(ts)
     mean = buf[PROFILE_S] / buf[PROFILE_N]
     if not mean > 0.0:
         return 1.0
-    own = (buf[entry] * f + PROFILE_PRIOR * mean) / (buf[entry + 1] * f + PROFILE_PRIOR)
+    own = (buf[entry] + PROFILE_PRIOR * mean) / (buf[entry + 1] + PROFILE_PRIOR)
     return own / mean
 
 
 @_jit
-def _profile_update(buf, lay, ts, z):
-    """Add a tick's ``z`` to its bucket and the totals (sums decayed in time, half-life
-    ``profile_halflife``); on a new UTC day, re-test whether the buckets differ."""
-    half = buf[PROFILE_HALFLIFE]
-    entry = lay[O_PROFILE] + 3 * _bucket(ts)
-    f = 2.0 ** (-(ts - buf[entry + 2]) / half)
-    buf[entry] = buf[entry] * f + z
-    buf[entry + 1] = buf[entry + 1] * f + 1.0
-    buf[entry + 2] = ts
-    g = 2.0 ** (-(ts - buf[PROFILE_T]) / half)
-    buf[PROFILE_S] = buf[PROFILE_S] * g + z
-    buf[PROFILE_S2] = buf[PROFILE_S2] * g + z * z
-    buf[PROFILE_N] = buf[PROFILE_N] * g + 1.0
-    buf[PROFILE_T] = ts
-    day = math.floor(ts / _DAY)
-    if day == buf[PROFILE_DAY]:
-        return
+def _profile_new_day(buf, lay, day):
+    """Once per UTC day: decay every sum by the days elapsed (half-life ``profile_halflife``),
+    then re-test whether the buckets differ beyond noise.
+
+    The gate: Q = sum_b n_b (mean_b - mean)^2 / var(z) is chi-square with (buckets seen - 1)
+    degrees of freedom when the profile is flat; the profile is used while Q exceeds that
+    null's mean by PROFILE_GATE null standard deviations.
+    """
+    elapsed = day - buf[PROFILE_DAY] if buf[PROFILE_N] > 0.0 else 0.0
     buf[PROFILE_DAY] = day
-    # Heterogeneity across buckets: Q = sum_b n_b (mean_b - mean)^2 / var(z), chi-square with
-    # (buckets seen - 1) degrees of freedom when the profile is flat.
+    f = 2.0 ** (-elapsed * _DAY / buf[PROFILE_HALFLIFE])
+    buf[PROFILE_S] *= f
+    buf[PROFILE_S2] *= f
+    buf[PROFILE_N] *= f
+    for b in range(PROFILE_BUCKETS):
+        e = lay[O_PROFILE] + 2 * b
+        buf[e] *= f
+        buf[e + 1] *= f
     n = buf[PROFILE_N]
+    if not n > 0.0:
+        buf[PROFILE_ON] = 0.0
+        return
     mean = buf[PROFILE_S] / n
     var = buf[PROFILE_S2] / n - mean * mean
     if not (var > 0.0 and mean > 0.0):
@@ -814,15 +820,29 @@ def _profile_update(buf, lay, ts, z):
     q = 0.0
     seen = 0
     for b in range(PROFILE_BUCKETS):
-        e = lay[O_PROFILE] + 3 * b
-        fb = 2.0 ** (-(ts - buf[e + 2]) / half)
-        nb = buf[e + 1] * fb
+        e = lay[O_PROFILE] + 2 * b
+        nb = buf[e + 1]
         if nb >= 1.0:
             seen += 1
-            q += nb * (buf[e] * fb / nb - mean) ** 2
+            q += nb * (buf[e] / nb - mean) ** 2
     dof = seen - 1
     open_gate = dof > 0 and q / var > dof + PROFILE_GATE * math.sqrt(2.0 * dof)
     buf[PROFILE_ON] = 1.0 if open_gate else 0.0
+
+
+@_hot
+def _profile_update(buf, lay, ts, z):
+    """Add a tick's ``z`` to its bucket and to the totals; a new UTC day decays and re-tests
+    first (sums decay by whole days, so ticks of one day weigh the same)."""
+    day = math.floor(ts / _DAY)
+    if day != buf[PROFILE_DAY]:
+        _profile_new_day(buf, lay, day)
+    entry = lay[O_PROFILE] + 2 * _bucket(ts)
+    buf[entry] += z
+    buf[entry + 1] += 1.0
+    buf[PROFILE_S] += z
+    buf[PROFILE_S2] += z * z
+    buf[PROFILE_N] += 1.0
 
 
 @_jit
@@ -973,14 +993,14 @@ def _apply(buf, lay, mix, mlay, ts, vals, row):
 
 
 @_jit
-def regime_run(buf, ts, vals, out):
-    """Apply ticks ``0 .. len(ts) - 1`` in order; ``out[i]`` is tick i's output row.
+def regime_run(buf, data, out):
+    """Apply ticks ``0 .. len(data) - 1`` in order; ``out[i]`` is tick i's output row.
 
-    ``vals[i]`` is the price (one column) or the event's fields. Refused ticks leave the
+    ``data[i]`` is ``(ts, price)`` or ``(ts, field values...)``. Refused ticks leave the
     buffer unchanged and carry their status; the run goes on with the next tick.
     """
     lay = layout(buf)
     mix = buf[lay[O_MIX] : lay[O_END]]
     mlay = _mix.layout(mix)
-    for i in range(ts.shape[0]):
-        _apply(buf, lay, mix, mlay, ts[i], vals[i], out[i])
+    for i in range(data.shape[0]):
+        _apply(buf, lay, mix, mlay, data[i, 0], data[i, 1:], out[i])

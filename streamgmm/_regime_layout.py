@@ -12,7 +12,7 @@ region for a model with ``K`` regimes, ``D`` features and a warm-up of ``U`` tic
     loc (D) | scale (D) | warm-up (U * (1 + D)) | filtered (K) | predicted (K) |
     transitions (K * K) | transition stats (K * K * K) | emission stats (K * K * S) |
     order (K) | last probabilities (K) | last raw probabilities (K) |
-    intraday profile (PROFILE_BUCKETS * 3) | scratch |
+    intraday profile (PROFILE_BUCKETS * 2: sum of z, count) | scratch |
     emission model (an OnlineGaussianMixture buffer, see :mod:`streamgmm._kernels`)
 
 with ``S = 1 + D + D * D`` sufficient statistics per regime (occupancy, sum of x, sum of x xᵀ).
@@ -52,7 +52,7 @@ LAST_REGIME, LAST_LL, LAST_DRIFT, LAST_WARM = 44, 45, 46, 47
 EXCESS = 48
 # -- header: the intraday volatility profile (price ticks) ------------------------------------
 PROFILE, PROFILE_HALFLIFE = 49, 50  # settings: on/off, half-life in seconds
-PROFILE_ON, PROFILE_DAY, PROFILE_T, PROFILE_S, PROFILE_S2, PROFILE_N = 51, 52, 53, 54, 55, 56
+PROFILE_ON, PROFILE_DAY, PROFILE_S, PROFILE_S2, PROFILE_N = 51, 52, 54, 55, 56
 EXPECTED_SQ, PROFILE_M = 57, 58  # scratch of one tick
 # -- header: settings derived once (decay factors) -------------------------------------------
 DRIFT_DECAY, MEAN_DECAY = 59, 60
@@ -137,7 +137,7 @@ def offsets(k, d, u):
     last_p = order + k
     last_raw = last_p + k
     profile = last_raw + k
-    scratch = profile + 3 * PROFILE_BUCKETS
+    scratch = profile + 2 * PROFILE_BUCKETS
     mix = scratch + scratch_offsets(k, d)[SC_END]
     end = mix + _mix.offsets(k, d, _mix.FULL, 0)[_mix.L_END]
     return (k, d, u, s, loc, scale, warm, filtered, predicted, transitions, tstats, estats,

@@ -27,8 +27,8 @@ and standard deviation), so the model's settings do not depend on the instrument
 low at midday. Left in, that pattern alone flips regimes twice a session. With
 ``intraday_profile`` (the default) each return is divided by the square root of its half-hour's
 learnt variance multiplier: that bucket's mean of ``r^2 / E[r^2 | past]`` (the model's own
-predictive mean square, so regimes cancel) over the overall mean, in sums decayed in time
-(half-life ``profile_halflife`` days) with 20 pseudo-ticks at 1 per bucket. The profile is used
+predictive mean square, so regimes cancel) over the overall mean, in sums decayed by whole UTC
+days (half-life ``profile_halflife`` days) with 20 pseudo-ticks at 1 per bucket. The profile is used
 only while its buckets differ beyond noise (a chi-square heterogeneity test, re-run once per UTC
 day, must exceed its null mean by 4 standard deviations), so daily data, or a path with no
 time-of-day pattern, is left exactly as it is.
@@ -105,7 +105,7 @@ def read_volume(tick: Mapping[str, Any]) -> None:
 # -- state ------------------------------------------------------------------------------------
 
 _FIELDS = ("last_ts", "last_price", "unit", "loc", "scale", "warmup", "profile")
-_PROFILE_FIELDS = ("on", "day", "t", "s", "s2", "n", "buckets")
+_PROFILE_FIELDS = ("on", "day", "s", "s2", "n", "buckets")
 
 
 def features_to_state(buf: np.ndarray) -> dict[str, Any]:
@@ -126,11 +126,10 @@ def features_to_state(buf: np.ndarray) -> dict[str, Any]:
         "profile": {
             "on": bool(buf[L.PROFILE_ON]),
             "day": float(buf[L.PROFILE_DAY]),
-            "t": float(buf[L.PROFILE_T]),
             "s": float(buf[L.PROFILE_S]),
             "s2": float(buf[L.PROFILE_S2]),
             "n": float(buf[L.PROFILE_N]),
-            "buckets": regions["profile"].reshape(L.PROFILE_BUCKETS, 3).tolist(),
+            "buckets": regions["profile"].reshape(L.PROFILE_BUCKETS, 2).tolist(),
         },
     }
 
@@ -173,14 +172,10 @@ def features_from_state(path: str, state: Any, buf: np.ndarray) -> None:
     V.fields(where, profile, _PROFILE_FIELDS)
     on = V.flag(f"{where}.on", profile["on"])
     day = V.number(f"{where}.day", profile["day"])
-    t = V.number(f"{where}.t", profile["t"])
     sums = {k: V.number(f"{where}.{k}", profile[k], lo=0.0) for k in ("s", "s2", "n")}
-    buckets = V.matrix(f"{where}.buckets", profile["buckets"], (L.PROFILE_BUCKETS, 3))
-    if (buckets[:, :2] < 0.0).any():
-        raise ValueError(f"{where}.buckets sums and counts must be non-negative")
+    buckets = V.matrix(f"{where}.buckets", profile["buckets"], (L.PROFILE_BUCKETS, 2), lo=0.0)
     buf[L.PROFILE_ON] = on
     buf[L.PROFILE_DAY] = day
-    buf[L.PROFILE_T] = t
     buf[L.PROFILE_S], buf[L.PROFILE_S2], buf[L.PROFILE_N] = sums["s"], sums["s2"], sums["n"]
     regions["profile"][:] = buckets.ravel()
     buf[L.LAST_TS] = 0.0 if last_ts is None else last_ts

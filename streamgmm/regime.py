@@ -128,8 +128,7 @@ class _Detector:
         self._k = k
         self._d = n_features
         self._width = _K.row_width(k)
-        self._one_ts = np.empty(1)
-        self._one_vals = np.empty((1, self._value_columns()))
+        self._one_data = np.empty((1, 1 + self._value_columns()))
         self._one_row = np.empty((1, self._width))
 
     def _value_columns(self) -> int:
@@ -150,7 +149,9 @@ class _Detector:
         return {name: getattr(self, name) for name in self._param_names()}
 
     # -- reading ticks ---------------------------------------------------------------------
-    def _read(self, tick: Mapping[str, Any], ts: np.ndarray, vals: np.ndarray, i: int) -> None:
+    def _read(self, tick: Mapping[str, Any]) -> tuple[float, ...]:
+        """``(ts, values...)`` of a tick as floats; ValueError for a missing or non-numeric
+        field (finiteness and ranges are the compiled step's checks)."""
         raise NotImplementedError
 
     def _refusal(self, row: list[float], tick: Mapping[str, Any]) -> ValueError:
@@ -210,8 +211,8 @@ class _Detector:
             On a missing, non-numeric or non-finite field or a non-positive price, naming the
             field and the value; the state is left unchanged.
         """
-        self._read(tick, self._one_ts, self._one_vals, 0)
-        _K.regime_run(self._buf, self._one_ts, self._one_vals, self._one_row)
+        self._one_data[0] = self._read(tick)
+        _K.regime_run(self._buf, self._one_data, self._one_row)
         row = self._one_row[0].tolist()
         if row[_ROW_STATUS] >= _K.S_BAD_TS:
             raise self._refusal(row, tick)
@@ -229,29 +230,26 @@ class _Detector:
             it raises (that tick leaves the state unchanged; later ticks are still applied).
         """
         n = len(ticks)
-        ts = np.empty(n)
-        vals = np.empty((n, self._value_columns()))
-        errors: dict[int, ValueError] = {}
+        results: list[dict[str, Any] | ValueError] = [None] * n  # type: ignore[list-item]
+        flat: list[float] = []
         used: list[int] = []
-        j = 0
+        read = self._read
         for i, tick in enumerate(ticks):
             try:
-                self._read(tick, ts, vals, j)
+                flat.extend(read(tick))
             except ValueError as exc:
-                errors[i] = exc
+                results[i] = exc
                 continue
             used.append(i)
-            j += 1
-        rows = np.empty((j, self._width))
-        if j:
-            _K.regime_run(self._buf, ts[:j], vals[:j], rows)
-        results: list[dict[str, Any] | ValueError] = [errors.get(i) for i in range(n)]  # type: ignore[misc]
+        if not used:
+            return results
+        data = np.array(flat).reshape(len(used), -1)
+        rows = np.empty((len(used), self._width))
+        _K.regime_run(self._buf, data, rows)
         output = self._output
+        bad = _K.S_BAD_TS
         for i, row in zip(used, rows.tolist(), strict=True):
-            if row[_ROW_STATUS] >= _K.S_BAD_TS:
-                results[i] = self._refusal(row, ticks[i])
-            else:
-                results[i] = output(row)
+            results[i] = self._refusal(row, ticks[i]) if row[0] >= bad else output(row)
         return results
 
     def learn_one(self, tick: Mapping[str, Any]) -> None:
@@ -261,9 +259,9 @@ class _Detector:
     def predict_proba_one(self, tick: Mapping[str, Any]) -> dict[int, float]:
         """Filtered probabilities ``tick`` would get, without changing any state."""
         scratch = self._buf.copy()
-        self._read(tick, self._one_ts, self._one_vals, 0)
+        data = np.array([self._read(tick)])
         row = np.empty((1, self._width))
-        _K.regime_run(scratch, self._one_ts, self._one_vals, row)
+        _K.regime_run(scratch, data, row)
         values = row[0].tolist()
         if values[_ROW_STATUS] >= _K.S_BAD_TS:
             raise self._refusal(values, tick)
@@ -560,13 +558,17 @@ drift_halflife
     def _value_names(self) -> list[str]:
         return ["price"]
 
-    def _read(self, tick: Mapping[str, Any], ts: np.ndarray, vals: np.ndarray, i: int) -> None:
+    def _read(self, tick: Mapping[str, Any]) -> tuple[float, ...]:
         t = tick.get("ts")
         p = tick.get("price")
-        ts[i] = t if type(t) is float else check_number(tick, "ts")
-        vals[i, 0] = p if type(p) is float else check_number(tick, "price")
-        if "volume" in tick:
+        if type(t) is not float:
+            t = check_number(tick, "ts")
+        if type(p) is not float:
+            p = check_number(tick, "price")
+        v = tick.get("volume")
+        if v is not None and not (type(v) is float and v >= 0.0 and v - v == 0.0):
             read_volume(tick)
+        return t, p
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> RegimeDetector:
@@ -653,12 +655,15 @@ drift_clip, drift_reference_halflife, drift_min_instances, drift_halflife
     def _value_names(self) -> list[str]:
         return self.fields
 
-    def _read(self, tick: Mapping[str, Any], ts: np.ndarray, vals: np.ndarray, i: int) -> None:
+    def _read(self, tick: Mapping[str, Any]) -> tuple[float, ...]:
         t = tick.get("ts")
-        ts[i] = t if type(t) is float else check_number(tick, "ts")
-        for j, name in enumerate(self.fields):
+        if type(t) is not float:
+            t = check_number(tick, "ts")
+        values = [t]
+        for name in self.fields:
             v = tick.get(name)
-            vals[i, j] = v if type(v) is float else check_number(tick, name)
+            values.append(v if type(v) is float else check_number(tick, name))
+        return tuple(values)
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> EventDetector:
