@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import operator
@@ -12,10 +13,14 @@ import numpy as np
 from river import base
 
 from streamgmm import _kernels as K
+from streamgmm import _validate as V
 
 __all__ = ["OnlineGaussianMixture"]
 
 STATE_VERSION = 1
+#: Caps on a model read from stored state: they bound what ``from_state`` may allocate.
+MAX_COMPONENTS = 64
+MAX_FEATURES = 256
 _COVARIANCE_TYPES = {"full": K.FULL, "diag": K.DIAG, "spherical": K.SPHERICAL}
 _RING_SIZE = 32
 _KMEANS_TRIALS = 3
@@ -339,38 +344,98 @@ class OnlineGaussianMixture(base.Clusterer):
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> OnlineGaussianMixture:
-        """Rebuild a model from :meth:`to_state`; prediction and learning continue exactly."""
+        """Rebuild a model from :meth:`to_state`; prediction and learning continue exactly.
+
+        Every field is checked before anything is allocated or compiled code runs: the kind
+        and version, the parameters (the constructor's own checks, plus at most
+        :data:`MAX_COMPONENTS` components), feature names (at most :data:`MAX_FEATURES`,
+        distinct strings or integers), shapes, finite numbers (never strings), positive masses,
+        symmetric scatter matrices with a non-negative diagonal, ring positions and fills, and
+        no unknown field. A state that fails raises :class:`ValueError` naming the field.
+        """
         if not isinstance(state, Mapping) or state.get("kind") != "OnlineGaussianMixture":
-            raise ValueError("state: not an OnlineGaussianMixture snapshot")
-        if state.get("version") != STATE_VERSION:
+            kind = state.get("kind") if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(f"state: not an OnlineGaussianMixture snapshot ({kind!r})")
+        V.fields("state", state, ("version", "kind", "params", "n_unknown_keys"), _STATE_OPTIONAL)
+        if state["version"] != STATE_VERSION:
             raise ValueError(
-                f"state version {state.get('version')!r} is not supported "
-                f"(expected {STATE_VERSION})"
+                f"state version {state['version']!r} is not supported (expected {STATE_VERSION})"
             )
-        model = cls(**state["params"])
-        model.n_unknown_keys_ = int(state["n_unknown_keys"])
+        params = state["params"]
+        V.fields("state.params", params, tuple(inspect.signature(cls.__init__).parameters)[1:])
+        for name in ("n_components", "warmup", "init_iter"):
+            V.integer(f"state.params.{name}", params[name], hi=_MAX_COUNT[name])
+        for name in ("alpha", "reg_covar", "min_weight"):
+            V.number(f"state.params.{name}", params[name])
+        V.optional_number("state.params.halflife", params["halflife"])
+        if params["seed"] is not None:
+            V.integer("state.params.seed", params["seed"], hi=2**63 - 1)
+        if not isinstance(params["covariance_type"], str):
+            raise ValueError(
+                f"state.params.covariance_type must be text: {params['covariance_type']!r}"
+            )
+        model = cls(**params)
+        model.n_unknown_keys_ = V.integer("state.n_unknown_keys", state["n_unknown_keys"])
+        running = (
+            "feature_names",
+            "n_samples_seen",
+            "n_reseeds",
+            "mass",
+            "means",
+            "scatter",
+            "ring",
+        )
         if "warmup_buffer" in state:
-            model._buffer = [{k: float(v) for k, v in point} for point in state["warmup_buffer"]]
+            if any(key in state for key in running):
+                raise ValueError("state: a warm-up buffer and fitted statistics at once")
+            model._buffer = _warmup_points(state["warmup_buffer"], model.warmup)
             return model
-        names = list(state["feature_names"])
+        missing = [key for key in running if key not in state]
+        if missing:
+            raise ValueError(f"state lacks {', '.join(missing)}")
+        names = _feature_names(state["feature_names"])
+        k, d = model.n_components, len(names)
+        m = d * d if model.covariance_type == "full" else d
+        mass = V.matrix("state.mass", state["mass"], (k,), lo=_MIN_MASS, hi=_MAX_STAT)
+        means = V.matrix(
+            "state.means", state["means"], (k, d), lo=-K.MAX_ABS_VALUE, hi=K.MAX_ABS_VALUE
+        )
+        scatter = V.matrix("state.scatter", state["scatter"], (k, m), lo=-_MAX_STAT, hi=_MAX_STAT)
+        if model.covariance_type == "full":
+            square = scatter.reshape(k, d, d)
+            if not np.array_equal(square, square.transpose(0, 2, 1)):
+                raise ValueError("state.scatter must be symmetric")
+            diagonal = np.diagonal(square, axis1=1, axis2=2)
+        else:
+            diagonal = scatter
+        if (diagonal < 0.0).any():
+            raise ValueError("state.scatter must have a non-negative diagonal")
+        ring = state["ring"]
+        V.fields("state.ring", ring, ("x", "score", "pos"))
+        score = ring["score"]
+        if not isinstance(score, list) or len(score) > _RING_SIZE:
+            raise ValueError(f"state.ring.score must be a list of at most {_RING_SIZE} numbers")
+        fill = len(score)
+        ring_x = V.matrix(
+            "state.ring.x", ring["x"], (fill, d), lo=-K.MAX_ABS_VALUE, hi=K.MAX_ABS_VALUE
+        )
+        ring_score = V.matrix("state.ring.score", score, (fill,), lo=-K.USED_SCORE, hi=K.USED_SCORE)
+        pos = V.integer("state.ring.pos", ring["pos"], hi=_RING_SIZE - 1)
+        if fill < _RING_SIZE and pos != fill:
+            raise ValueError(f"state.ring.pos must be {fill} while the ring fills, got {pos}")
         model._set_features(names)
-        s = model._new_state(len(names))
+        s = model._new_state(d)
         model._state = s
         r = K.regions(s)
-        r["mass"][:] = np.asarray(state["mass"], dtype=float)
-        r["means"][:] = np.asarray(state["means"], dtype=float).ravel()
-        r["scatter"][:] = np.asarray(state["scatter"], dtype=float).ravel()
-        ring = state["ring"]
-        fill = len(ring["score"])
-        if fill:
-            r["ring_x"][: fill * len(names)] = np.asarray(ring["x"], dtype=float).ravel()
-            r["ring_score"][:fill] = np.asarray(ring["score"], dtype=float)
+        r["mass"][:] = mass
+        r["means"][:] = means.ravel()
+        r["scatter"][:] = scatter.ravel()
+        r["ring_x"][: fill * d] = ring_x.ravel()
+        r["ring_score"][:fill] = ring_score
         s[K.H_RING_FILL] = fill
-        s[K.H_RING_POS] = int(ring["pos"])
-        s[K.H_N_SEEN] = int(state["n_samples_seen"])
-        s[K.H_N_RESEEDS] = int(state["n_reseeds"])
-        if not np.isfinite(s).all():
-            raise ValueError("state: contains non-finite numbers")
+        s[K.H_RING_POS] = pos
+        s[K.H_N_SEEN] = V.integer("state.n_samples_seen", state["n_samples_seen"])
+        s[K.H_N_RESEEDS] = V.integer("state.n_reseeds", state["n_reseeds"])
         K.refactorise_all(s)
         return model
 
@@ -649,6 +714,54 @@ class _SingleGetter:
 
     def __call__(self, x: Mapping[Any, Any]) -> tuple[Any]:
         return (x[self.name],)
+
+
+_STATE_OPTIONAL = (
+    "warmup_buffer",
+    "feature_names",
+    "n_samples_seen",
+    "n_reseeds",
+    "mass",
+    "means",
+    "scatter",
+    "ring",
+)
+_MAX_COUNT = {"n_components": MAX_COMPONENTS, "warmup": 1_000_000, "init_iter": 10_000}
+# Masses below the smallest normal float would make 1/mass infinite; statistics beyond this
+# bound would overflow when squared distances are formed.
+_MIN_MASS = 1e-300
+_MAX_STAT = 1e300
+
+
+def _feature_names(value: Any) -> list[Any]:
+    """Distinct feature names (text or integers), at most MAX_FEATURES of them."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_FEATURES:
+        raise ValueError(f"state.feature_names must be a list of 1 to {MAX_FEATURES} names")
+    for i, name in enumerate(value):
+        if isinstance(name, bool) or not isinstance(name, str | int):
+            raise ValueError(f"state.feature_names[{i}] must be text or an integer: {name!r}")
+    if len(set(value)) != len(value):
+        raise ValueError("state.feature_names must be distinct")
+    return list(value)
+
+
+def _warmup_points(value: Any, warmup: int) -> list[dict[Any, float]]:
+    """The warm-up buffer: at most ``warmup`` points of [name, number] pairs."""
+    if not isinstance(value, list) or len(value) >= max(warmup, 1):
+        raise ValueError(f"state.warmup_buffer must be a list of fewer than {warmup} points")
+    points = []
+    for i, point in enumerate(value):
+        if not isinstance(point, list) or len(point) > MAX_FEATURES:
+            raise ValueError(f"state.warmup_buffer[{i}] must be a list of [name, value] pairs")
+        parsed: dict[Any, float] = {}
+        for j, pair in enumerate(point):
+            where = f"state.warmup_buffer[{i}][{j}]"
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise ValueError(f"{where} must be a [name, value] pair")
+            name = _feature_names([pair[0]])[0]
+            parsed[name] = V.number(where, pair[1], lo=-K.MAX_ABS_VALUE, hi=K.MAX_ABS_VALUE)
+        points.append(parsed)
+    return points
 
 
 def _sorted_keys(points: list[dict[Any, float]]) -> list[Any]:
