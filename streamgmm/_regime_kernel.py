@@ -171,6 +171,8 @@ def row_width(n_regimes: int) -> int:
 RETURN_SCALE = 100.0
 #: Feature values beyond this magnitude are refused (squared distances could overflow).
 MAX_VALUE = _mix.MAX_ABS_VALUE
+#: Drift inputs are clamped to this magnitude (far beyond any surprise that is not absurd).
+EXCESS_BOUND = 1e12
 #: Prior weight (in ticks) of the drift reference's starting point, the model's own
 #: expectation: mean 0 and variance D/2 of the excess.
 DRIFT_PRIOR_WEIGHT = 50.0
@@ -627,6 +629,8 @@ def _drift_update(buf, excess, dims):
         buf[REF_MEAN] = 0.0
         buf[REF_VAR] = 0.5 * dims
         buf[REF_WEIGHT] = DRIFT_PRIOR_WEIGHT
+    # An absurd tick (a return 1e50 sd out) would overflow the reference's variance.
+    excess = min(max(excess, -EXCESS_BOUND), EXCESS_BOUND)
     sd = math.sqrt(max(buf[REF_VAR], _TINY))
     z = (buf[REF_MEAN] - excess) / sd
     clip = buf[DRIFT_CLIP]
@@ -798,7 +802,7 @@ def _profile_new_day(buf, lay, day):
     degrees of freedom when the profile is flat; the profile is used while Q exceeds that
     null's mean by PROFILE_GATE null standard deviations.
     """
-    elapsed = day - buf[PROFILE_DAY] if buf[PROFILE_N] > 0.0 else 0.0
+    elapsed = max(day - buf[PROFILE_DAY], 0.0) if buf[PROFILE_N] > 0.0 else 0.0
     buf[PROFILE_DAY] = day
     f = 2.0 ** (-elapsed * _DAY / buf[PROFILE_HALFLIFE])
     buf[PROFILE_S] *= f

@@ -47,6 +47,22 @@ from streamgmm import _validate as V
 __all__ = ["LikelihoodDriftMonitor", "drift_from_state", "drift_settings", "drift_to_state"]
 
 STATE_VERSION = 2
+# Magnitudes a running monitor cannot exceed (its inputs are clamped to 1e12): larger stored
+# values could overflow the next update.
+_STATE_BOUNDS = {
+    "reference_mean": 1e12,
+    "reference_var": 1e25,
+    "reference_weight": 1e13,
+    "ph_n": 2.0**53,
+    "ph_mean": 1e12,
+    "ph_sum": 1e18,
+    "ph_min": 1e18,
+    "ph_reset": 1.0,
+    "seen": 2.0**53,
+    "score": 1e18,
+    "mean_log_likelihood": 1.7e308,
+    "mean_weight": 1e13,
+}
 _PARAMS = ("threshold", "delta", "clip", "reference_halflife", "min_instances", "halflife")
 
 _STATE_SLOTS = {
@@ -76,15 +92,15 @@ def drift_settings(
     halflife: float,
 ) -> None:
     """Validate the monitor's settings and write them into a buffer's header."""
-    for name, value in (
-        ("threshold", threshold),
-        ("clip", clip),
-        ("reference_halflife", reference_halflife),
-        ("halflife", halflife),
+    for name, value, lo in (
+        ("threshold", threshold, 1e-9),
+        ("clip", clip, 1e-9),
+        ("reference_halflife", reference_halflife, 1.0),
+        ("halflife", halflife, 1.0),
     ):
-        V.number(f"drift {name}", value, lo=0.0, lo_open=True)
-    V.number("drift delta", delta, lo=0.0)
-    V.integer("drift min_instances", min_instances)
+        V.number(f"drift {name}", value, lo=lo, hi=1e12)
+    V.number("drift delta", delta, lo=0.0, hi=1e12)
+    V.integer("drift min_instances", min_instances, hi=2**31)
     buf[L.DRIFT_THRESHOLD] = threshold
     buf[L.DRIFT_DELTA] = delta
     buf[L.DRIFT_CLIP] = clip
@@ -103,7 +119,10 @@ def drift_to_state(buf: np.ndarray) -> dict[str, Any]:
 def drift_from_state(path: str, state: Any, buf: np.ndarray) -> None:
     """Validate ``state`` (:func:`drift_to_state` output) and write it into ``buf``."""
     V.fields(path, state, tuple(_STATE_SLOTS))
-    values = {name: V.number(f"{path}.{name}", state[name]) for name in _STATE_SLOTS}
+    values = {
+        name: V.number(f"{path}.{name}", state[name], lo=-bound, hi=bound)
+        for name, bound in _STATE_BOUNDS.items()
+    }
     for name in ("reference_var", "reference_weight", "seen", "score", "mean_weight", "ph_n"):
         if values[name] < 0.0:
             raise ValueError(f"{path}.{name} must be non-negative, got {state[name]!r}")

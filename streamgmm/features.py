@@ -171,7 +171,8 @@ def features_from_state(path: str, state: Any, buf: np.ndarray) -> None:
     where = f"{path}.profile"
     V.fields(where, profile, _PROFILE_FIELDS)
     on = V.flag(f"{where}.on", profile["on"])
-    day = V.number(f"{where}.day", profile["day"])
+    last_day = math.floor((last_ts or 0.0) / 86400.0)
+    day = V.number(f"{where}.day", profile["day"], lo=min(0.0, last_day), hi=max(0.0, last_day))
     sums = {k: V.number(f"{where}.{k}", profile[k], lo=0.0) for k in ("s", "s2", "n")}
     buckets = V.matrix(f"{where}.buckets", profile["buckets"], (L.PROFILE_BUCKETS, 2), lo=0.0)
     buf[L.PROFILE_ON] = on

@@ -546,7 +546,10 @@ class OnlineGaussianMixture(base.Clusterer):
         if self.halflife is not None:
             # Decayed sums of n points carry total mass (1 - λ^n) / (1 - λ).
             lam = state[K.H_DECAY]
-            total = (1.0 - lam**n) / (1.0 - lam)
+            # expm1 keeps precision for half-lives of many points; a half-life so long that
+            # λ rounds to 1 decays nothing, and n points carry mass n.
+            log_lam = math.log(lam)
+            total = math.expm1(n * log_lam) / math.expm1(log_lam) if log_lam < 0.0 else float(n)
             r = K.regions(state)
             r["mass"] *= total
             r["scatter"] *= total

@@ -60,6 +60,10 @@ STATE_VERSION = 2
 MAX_REGIMES = 8
 MAX_FEATURES = 16
 MAX_WARMUP = 10_000
+# Bounds on the other settings: beyond them products of settings and statistics could overflow.
+_BIG = 1e12
+_PRIOR_WEIGHT = 1e9
+_PRIOR_RATIO = 1e6
 
 _ROW_STATUS, _ROW_FIELD = _K.R_STATUS, _K.R_FIELD
 
@@ -80,12 +84,12 @@ class _Detector:
         buf[L.N_FEATURES] = n_features
         buf[L.WARMUP] = warmup
         buf[L.ALPHA] = V.number("alpha", settings["alpha"], lo=0.5, hi=1.0, lo_open=True)
-        buf[L.STEP_OFFSET] = V.number("step_offset", settings["step_offset"], lo=0.0)
+        buf[L.STEP_OFFSET] = V.number("step_offset", settings["step_offset"], lo=0.0, hi=_BIG)
         halflife = settings["halflife"]
         if halflife is None:
             buf[L.MIN_STEP] = 0.0
         else:
-            h = V.number("halflife", halflife, lo=0.0, lo_open=True)
+            h = V.number("halflife", halflife, lo=1.0, hi=_BIG)
             buf[L.MIN_STEP] = 1.0 - 2.0 ** (-1.0 / h)
         buf[L.SELF_TRANSITION] = V.number(
             "self_transition", settings["self_transition"], lo=0.0, hi=1.0, lo_open=True
@@ -94,15 +98,21 @@ class _Detector:
             raise ValueError(
                 f"self_transition must be below 1, got {settings['self_transition']!r}"
             )
-        buf[L.TRANSITION_PRIOR] = V.number("transition_prior", settings["transition_prior"], lo=0.0)
-        buf[L.VARIANCE_PRIOR] = V.number("variance_prior", settings["variance_prior"], lo=0.0)
-        low = V.number("prior_low", settings["prior_low"], lo=0.0, lo_open=True)
-        high = V.number("prior_high", settings["prior_high"], lo=low)
+        buf[L.TRANSITION_PRIOR] = V.number(
+            "transition_prior", settings["transition_prior"], lo=0.0, hi=_PRIOR_WEIGHT
+        )
+        buf[L.VARIANCE_PRIOR] = V.number(
+            "variance_prior", settings["variance_prior"], lo=0.0, hi=_PRIOR_WEIGHT
+        )
+        low = V.number("prior_low", settings["prior_low"], lo=1.0 / _PRIOR_RATIO, hi=_PRIOR_RATIO)
+        high = V.number("prior_high", settings["prior_high"], lo=low, hi=_PRIOR_RATIO)
         buf[L.PRIOR_LOW], buf[L.PRIOR_HIGH] = low, high
         buf[L.VARIANCE_FLOOR] = V.number(
             "variance_floor", settings["variance_floor"], lo=0.0, hi=1.0, lo_open=True
         )
-        buf[L.HYSTERESIS] = V.number("label_hysteresis", settings["label_hysteresis"], lo=0.0)
+        buf[L.HYSTERESIS] = V.number(
+            "label_hysteresis", settings["label_hysteresis"], lo=0.0, hi=_BIG
+        )
         drift_settings(
             buf,
             threshold=settings["drift_threshold"],
@@ -538,14 +548,12 @@ drift_halflife
         elif isinstance(dt_unit, str):
             raise ValueError(f"dt_unit must be 'auto' or a number of seconds, got {dt_unit!r}")
         else:
-            self._buf[L.DT_UNIT] = V.number("dt_unit", dt_unit, lo=0.0, lo_open=True)
-        self._buf[L.GAP_UNITS] = V.number("gap_units", gap_units, lo=1.0)
-        self._buf[L.MIN_DT_UNITS] = V.number(
-            "min_dt_units", min_dt_units, lo=0.0, hi=1.0, lo_open=True
-        )
+            self._buf[L.DT_UNIT] = V.number("dt_unit", dt_unit, lo=1e-9, hi=_BIG)
+        self._buf[L.GAP_UNITS] = V.number("gap_units", gap_units, lo=1.0, hi=_BIG)
+        self._buf[L.MIN_DT_UNITS] = V.number("min_dt_units", min_dt_units, lo=1e-9, hi=1.0)
         self._buf[L.PROFILE] = V.flag("intraday_profile", intraday_profile)
         self._buf[L.PROFILE_HALFLIFE] = 86400.0 * V.number(
-            "profile_halflife", profile_halflife, lo=0.0, lo_open=True
+            "profile_halflife", profile_halflife, lo=1e-3, hi=1e6
         )
 
     @property
