@@ -266,6 +266,13 @@ def refresh(buf):
         _maximise(buf, lay, mix, mlay, _step(buf))
 
 
+@_jit
+def _factorise_all(mix, mlay):
+    """Every regime's Cholesky factor and log-normaliser, by the mixture's own code."""
+    for a in range(mlay[_mix.L_K]):
+        _mix._factorise(mix, mlay, a, mix[_mix.H_REG])
+
+
 @_hot
 def _prior_multiplier(buf, a, k_total):
     """c_a: prior_low for the calmest regime, prior_high for the wildest, geometric between."""
@@ -371,8 +378,7 @@ def _maximise(buf, lay, mix, mlay, step):
                 mix[scatter0 + a * d * d + i * d + j] = weight * cov
         mix[mass0 + a] = weight
     mix[_mix.H_REG] = buf[VARIANCE_FLOOR] * pooled_var
-    for a in range(k_total):
-        _mix._factorise(mix, mlay, a, mix[_mix.H_REG])
+    _factorise_all(mix, mlay)
 
 
 @_jit
@@ -521,7 +527,7 @@ def _initialise(buf, lay, mix, mlay):
             mix[mlay[_mix.L_MEANS] + a * d + i] = 0.0
             for j in range(d):
                 mix[mlay[_mix.L_SCATTER] + a * d * d + i * d + j] = w * c if i == j else 0.0
-        _mix._factorise(mix, mlay, a, mix[_mix.H_REG])
+    _factorise_all(mix, mlay)
     buf[N_STEPS] = 0.0
 
 

@@ -256,10 +256,27 @@ class _Detector:
         data = np.array(flat).reshape(len(used), -1)
         rows = np.empty((len(used), self._width))
         _K.regime_run(self._buf, data, rows)
-        output = self._output
         bad = _K.S_BAD_TS
-        for i, row in zip(used, rows.tolist(), strict=True):
-            results[i] = self._refusal(row, ticks[i]) if row[0] >= bad else output(row)
+        listed = rows.tolist()
+        if self._k == 2:
+            # The common case, unrolled: this loop is most of the call's Python time.
+            outs = [
+                {
+                    "regime": 1 if regime else 0,
+                    "probabilities": {0: p0, 1: p1},
+                    "raw_probabilities": {0: r0, 1: r1},
+                    "log_likelihood": ll,
+                    "drift_score": score,
+                    "drift_detected": drift != 0.0,
+                    "n_samples_seen": int(seen),
+                    "warm": warm != 0.0,
+                }
+                for _, _, regime, warm, seen, ll, score, drift, p0, p1, r0, r1 in listed
+            ]
+        else:
+            outs = [self._output(row) for row in listed]
+        for i, row, out in zip(used, listed, outs, strict=True):
+            results[i] = self._refusal(row, ticks[i]) if row[0] >= bad else out
         return results
 
     def learn_one(self, tick: Mapping[str, Any]) -> None:
