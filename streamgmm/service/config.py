@@ -472,7 +472,7 @@ def load_settings(
         except UnicodeDecodeError:
             raise ConfigError(f"cannot read config file {str(path)!r}: not UTF-8") from None
         values.update(_flatten(_read_toml(text, f"config file {path}"), f"config file {path}"))
-    for var, raw in (env or {}).items():
+    for var, text in (env or {}).items():
         if not var.startswith(ENV_PREFIX):
             continue
         spec = _BY_ENV.get(var)
@@ -481,7 +481,7 @@ def load_settings(
             if section in _SECTIONS:
                 raise ConfigError(f"unknown setting in environment variable {var}")
             continue
-        values[spec.name] = (raw, f"env {var}")
+        values[spec.name] = (text, f"env {var}")
     for key, raw in (overrides or {}).items():
         if raw is None:
             continue
