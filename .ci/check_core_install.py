@@ -1,7 +1,12 @@
 """CI: a core install (``pip install .``, no extras) is small, and runs the model and the service.
 
-Usage: ``python .ci/check_core_install.py CORE_VENV`` from the dev venv (which brings the
-embedded broker), after ``CORE_VENV/bin/python -m pip install .`` has installed the core only.
+Usage, after ``CORE_VENV/bin/python -m pip install .`` has installed the core only::
+
+    python3 .ci/check_core_install.py prepare CORE_VENV CACHE_DIR   # any python3: checks 1-3
+    python .ci/check_core_install.py service CORE_VENV CACHE_DIR    # the dev venv: check 4
+
+``prepare`` needs nothing but the standard library, so CI runs it while the dev venv installs;
+``service`` needs the dev venv's embedded broker and kafka-python.
 
 Checks, each a failure when it does not hold:
 
@@ -26,10 +31,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-
-from streamgmm.broker import EmbeddedBroker
 
 MAX_MB = 520
 KEYS = ("AAA", "BBB", "CCC")
@@ -70,7 +71,8 @@ def _ticks() -> list[dict[str, float | str]]:
     return out
 
 
-def main(core: Path) -> int:
+def prepare(core: Path, cache: Path) -> None:
+    """Checks 1-3; fills ``cache`` as the Docker build's precompile step does."""
     size = _size_mb(core)
     print(f"core venv: {size:.0f} MB on disk (limit {MAX_MB} MB)")
     if size > MAX_MB:
@@ -83,31 +85,41 @@ def main(core: Path) -> int:
     if demo.returncode != 2 or len(lines) != 1 or "[demo]" not in lines[0]:
         _fail(f"streamgmm demo without [demo]: exit {demo.returncode}, stderr {demo.stderr!r}")
     print(f"core venv: streamgmm demo -> exit 2: {lines[0]}")
+    cache.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    # cwd elsewhere: `python -m` from the checkout would import the checkout, not the install.
+    subprocess.run(
+        [core / "bin" / "python", "-m", "streamgmm._precompile"],
+        env=_numba_env(cache),
+        cwd=cache,
+        check=True,
+    )
+    print(f"core venv: precompile took {time.monotonic() - started:.1f} s wall")
+    if not _cache_entries(cache):
+        _fail("precompile cached no kernels")
 
-    with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache_dir:
-        cache = Path(cache_dir)
-        env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "NUMBA_CPU_NAME": "generic"}
-        started = time.monotonic()
-        # cwd elsewhere: `python -m` from the checkout would import the checkout, not the install.
-        subprocess.run(
-            [core / "bin" / "python", "-m", "streamgmm._precompile"],
-            env=env,
-            cwd=cache,
-            check=True,
-        )
-        print(f"core venv: precompile took {time.monotonic() - started:.1f} s wall")
-        before = _cache_entries(cache)
-        if not before:
-            _fail("precompile cached no kernels")
-        _run_service(exe, env)
-        new = _cache_entries(cache) - before
-        if new:
-            _fail(f"the service compiled kernels the precompile step missed: {sorted(new)}")
-        print(f"core venv: the service compiled nothing ({len(before)} cached kernels used)")
-    return 0
+
+def service(core: Path, cache: Path) -> None:
+    """Check 4: ``streamgmm run`` on the prepared cache adds nothing to it."""
+    before = _cache_entries(cache)
+    if not before:
+        _fail(f"no cached kernels in {cache}: run the prepare step first")
+    _run_service(core / "bin" / "streamgmm", _numba_env(cache))
+    new = _cache_entries(cache) - before
+    if new:
+        _fail(f"the service compiled kernels the precompile step missed: {sorted(new)}")
+    print(f"core venv: the service compiled nothing ({len(before)} cached kernels used)")
+
+
+def _numba_env(cache: Path) -> dict[str, str]:
+    return {**os.environ, "NUMBA_CACHE_DIR": str(cache), "NUMBA_CPU_NAME": "generic"}
 
 
 def _run_service(exe: Path, env: dict[str, str]) -> None:
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    from streamgmm.broker import EmbeddedBroker
+
     ticks = _ticks()
     with EmbeddedBroker() as broker:
         topic = "core-check"
@@ -160,4 +172,6 @@ def _run_service(exe: Path, env: dict[str, str]) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(Path(sys.argv[1])))
+    if len(sys.argv) != 4 or sys.argv[1] not in ("prepare", "service"):
+        raise SystemExit(__doc__)
+    {"prepare": prepare, "service": service}[sys.argv[1]](Path(sys.argv[2]), Path(sys.argv[3]))
