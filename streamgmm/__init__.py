@@ -13,10 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from streamgmm.drift import LikelihoodDriftMonitor
+    from streamgmm.frame import regimes_frame
     from streamgmm.mixture import OnlineGaussianMixture
     from streamgmm.regime import EventDetector, RegimeDetector
 
-__all__ = ["EventDetector", "LikelihoodDriftMonitor", "OnlineGaussianMixture", "RegimeDetector"]
+__all__ = [
+    "EventDetector",
+    "LikelihoodDriftMonitor",
+    "OnlineGaussianMixture",
+    "RegimeDetector",
+    "regimes_frame",
+]
+#: The one place the version is kept: pyproject.toml reads it (``[tool.setuptools.dynamic]``).
 __version__ = "0.1.0"
 
 # Loaded on first use: the service's producer process and the configuration check import
@@ -26,6 +34,7 @@ _EXPORTS = {
     "LikelihoodDriftMonitor": "streamgmm.drift",
     "OnlineGaussianMixture": "streamgmm.mixture",
     "RegimeDetector": "streamgmm.regime",
+    "regimes_frame": "streamgmm.frame",
 }
 
 

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
@@ -112,7 +113,7 @@ class EmbeddedBroker:
         self.api_version = tuple(api_version)
         self.startup_timeout = startup_timeout
         self._log_path = Path(log_path) if log_path is not None else None
-        self._log_file: object | None = None
+        self._log_file: IO[bytes] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -150,6 +151,7 @@ class EmbeddedBroker:
             "--storage-engine",
             "memory://tansu/",
         ]
+        handle: IO[bytes]
         if self._log_path is None:
             handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the broker
                 prefix="tansu-", suffix=".log", delete=False
@@ -218,7 +220,7 @@ class EmbeddedBroker:
                 proc.wait(timeout)
         if self._log_file is not None:
             with contextlib.suppress(OSError):
-                self._log_file.close()  # type: ignore[attr-defined]
+                self._log_file.close()
             self._log_file = None
 
     def restart(self, downtime: float = 0.0) -> None:

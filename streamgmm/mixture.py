@@ -9,8 +9,10 @@ import operator
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
+import narwhals.stable.v2 as nw
 import numpy as np
 from river import base
+from river.utils import dataframe as rdf
 
 from streamgmm import _kernels as K
 from streamgmm import _validate as V
@@ -541,6 +543,7 @@ class OnlineGaussianMixture(base.Clusterer):
             ll = K.batch_em(state, data, labels, self.init_iter)
             if ll > best_ll or best_state is None:
                 best_state, best_ll = state, ll
+        assert best_state is not None  # _KMEANS_TRIALS >= 1
         state = best_state
         n = len(data)
         if self.halflife is not None:
@@ -566,17 +569,19 @@ class OnlineGaussianMixture(base.Clusterer):
     def learn_many(self, X: Any) -> None:
         """Learn rows in order; identical to calling :meth:`learn_one` on each row.
 
-        ``X`` is a pandas DataFrame or a 2-D array whose columns are in ``feature_names_`` order.
-        The whole batch is validated first, so a bad value raises ``ValueError`` before anything
-        is learnt.
+        ``X`` is what river's ``*_many`` methods take: a dataframe (pandas, or any eager
+        backend narwhals supports), or a 2-D array. A dataframe's columns are matched to
+        ``feature_names_`` by name. An array's columns are in ``feature_names_`` order; on a
+        model that has not seen data yet they are the features ``0, 1, ...``, as river's
+        ``stream.iter_array`` names them. The whole batch is validated first, so a bad value
+        raises ``ValueError`` before anything is learnt.
         """
-        data, columns = _as_matrix(X)
+        data, columns, _ = _as_matrix(X)
+        if self._state is None and columns is None:
+            columns = list(range(data.shape[1]))
         while self._state is None and len(data):
             # Warm-up is per point: it fixes the feature names, so it goes through learn_one.
-            if columns is None:
-                raise ValueError(
-                    "learn_many on an uninitialised model needs a DataFrame (feature names)"
-                )
+            assert columns is not None
             self.learn_one(dict(zip(columns, data[0].tolist(), strict=True)))
             data = data[1:]
         if not len(data):
@@ -665,23 +670,46 @@ class OnlineGaussianMixture(base.Clusterer):
         _, score = self._posterior(x)
         return score
 
-    def predict_proba_many(self, X: Any) -> np.ndarray:
-        """Posterior probabilities, shape (n, n_components)."""
-        return self._many(X)[0]
+    def predict_proba_many(self, X: Any) -> Any:
+        """Posterior probability of each component for each row of ``X``.
 
-    def score_many(self, X: Any) -> np.ndarray:
-        """Per-row natural-log densities, shape (n,)."""
-        return self._many(X)[1]
+        Returns a dataframe of the input's backend (index kept, one column per component)
+        for a dataframe, and an array of shape (n, n_components) for an array. Uniform
+        before initialisation.
+        """
+        proba, _, frame = self._many(X)
+        if frame is None:
+            return proba
+        return rdf.to_native_frame({k: proba[:, k] for k in range(self.n_components)}, like=frame)
 
-    def _many(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
-        data, columns = _as_matrix(X)
+    def predict_many(self, X: Any) -> Any:
+        """Most probable component for each row of ``X``; 0 before initialisation.
+
+        A series of the input's backend (index kept) for a dataframe, an array for an array.
+        """
+        proba, _, frame = self._many(X)
+        labels = proba.argmax(axis=1) if len(proba) else np.zeros(0, dtype=np.int64)
+        if frame is None:
+            return labels
+        return rdf.to_native_series(labels, name=None, like=frame)
+
+    def score_many(self, X: Any) -> Any:
+        """Per-row natural-log densities: a series for a dataframe, shape (n,) for an array."""
+        _, scores, frame = self._many(X)
+        if frame is None:
+            return scores
+        return rdf.to_native_series(scores, name=None, like=frame)
+
+    def _many(self, X: Any) -> tuple[np.ndarray, np.ndarray, Any]:
+        data, columns, frame = _as_matrix(X)
         n = len(data)
         if self._state is None:
-            return np.full((n, self.n_components), 1.0 / self.n_components), np.zeros(n)
+            uniform = np.full((n, self.n_components), 1.0 / self.n_components)
+            return uniform, np.zeros(n), frame
         data, _ = self._align(data, columns)
         proba = np.empty((n, self.n_components))
         scores = K.posterior_batch(self._state, data, proba)
-        return proba, scores
+        return proba, scores, frame
 
     # ----------------------------------------------------------------------------------------
     # river hooks
@@ -791,10 +819,16 @@ def _kmeans_plus_plus_labels(data: np.ndarray, k: int, rng: np.random.Generator)
     return dist.argmin(axis=1).astype(np.int64)
 
 
-def _as_matrix(X: Any) -> tuple[np.ndarray, list[Any] | None]:
-    if hasattr(X, "columns") and hasattr(X, "to_numpy"):
-        return X.to_numpy(dtype=float), list(X.columns)
+def _as_matrix(X: Any) -> tuple[np.ndarray, list[Any] | None, Any]:
+    """``(float matrix, column names or None, narwhals frame or None)`` for a ``*_many`` input.
+
+    Dataframes go through river's own boundary helpers (narwhals), so every backend river's
+    ``*_many`` methods take is taken here too.
+    """
+    frame = nw.from_native(X, eager_only=True, pass_through=True)
+    if isinstance(frame, nw.DataFrame):
+        return rdf.to_numpy(frame), list(frame.columns), frame
     data = np.asarray(X, dtype=float)
     if data.ndim != 2:
         raise ValueError(f"X must be 2-D, got shape {data.shape}")
-    return data, None
+    return data, None, None

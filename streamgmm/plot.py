@@ -20,17 +20,19 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from streamgmm.frame import regimes_frame
 from streamgmm.regime import RegimeDetector
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["main", "plot_regimes", "run_sp500", "summarise"]
 
 DEFAULT_OUTPUT = "sp500_regimes.png"
-_EPOCH = pd.Timestamp("1970-01-01")
 # Calm to turbulent; more regimes interpolate between the two ends.
 _CALM_RGB = np.array([0.80, 0.92, 0.80])
 _WILD_RGB = np.array([0.98, 0.72, 0.70])
@@ -49,29 +51,12 @@ def run_sp500(**detector_kwargs: Any) -> pd.DataFrame:
     pandas.DataFrame
         Indexed by date, with columns ``price``, ``regime``, ``p_<r>`` (filtered probability of
         each regime), ``raw_<r>``, ``log_likelihood``, ``drift_score``, ``drift_detected`` and
-        ``warm``.
+        ``warm`` (see :func:`streamgmm.frame.regimes_frame`).
     """
     from arch.data import sp500
 
     close = sp500.load()["Adj Close"]
-    det = RegimeDetector(**detector_kwargs)
-    seconds = (close.index - _EPOCH).total_seconds()
-    rows = []
-    for ts, price in zip(seconds, close.to_numpy(), strict=True):
-        out = det.learn_predict_one({"ts": float(ts), "price": float(price)})
-        row = {
-            "regime": out["regime"],
-            "log_likelihood": out["log_likelihood"],
-            "drift_score": out["drift_score"],
-            "drift_detected": out["drift_detected"],
-            "warm": out["warm"],
-        }
-        for r, p in out["probabilities"].items():
-            row[f"p_{r}"] = p
-        for r, p in out["raw_probabilities"].items():
-            row[f"raw_{r}"] = p
-        rows.append(row)
-    frame = pd.DataFrame(rows, index=close.index)
+    frame = regimes_frame(close.to_frame("price"), RegimeDetector(**detector_kwargs))
     frame.insert(0, "price", close.to_numpy())
     return frame
 

@@ -633,6 +633,7 @@ drift_clip, drift_reference_halflife, drift_min_instances, drift_halflife
 
     _KIND = "EventDetector"
     _FEATURE_KIND = L.EVENTS
+    fields: list[str]
 
     def __init__(
         self,

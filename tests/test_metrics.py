@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import streamgmm
 from streamgmm.service.metrics import ServiceMetrics
 
 
@@ -34,10 +36,7 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def key_series(samples: dict, key: str) -> set[str]:
-    # ``*_created`` series exist or not depending on prometheus-client settings; ignore them.
-    return {
-        name for name, labels in samples if ("key", key) in labels and not name.endswith("_created")
-    }
+    return {name for name, labels in samples if ("key", key) in labels}
 
 
 def test_serve_binds_the_requested_host_and_an_ephemeral_port() -> None:
@@ -132,6 +131,31 @@ def test_per_key_series(served: tuple[ServiceMetrics, str]) -> None:
     assert s[("streamgmm_key_drift_events_total", spx)] == 2  # two rises of drift_detected
     assert s[("streamgmm_key_regime_probability", (("key", "SPX"), ("regime", "0")))] == 0.75
     assert s[("streamgmm_key_regime_probability", (("key", "SPX"), ("regime", "1")))] == 0.25
+
+
+def test_process_platform_gc_collectors_and_build_info(served: tuple[ServiceMetrics, str]) -> None:
+    _, url = served
+    s = scrape(url)
+    assert s[("process_cpu_seconds_total", ())] > 0
+    assert s[("process_resident_memory_bytes", ())] > 10e6
+    assert s[("process_start_time_seconds", ())] > 1.7e9
+    assert ("python_gc_collections_total", (("generation", "0"),)) in s
+    python = platform.python_version()
+    assert any(name == "python_info" and ("version", python) in labels for name, labels in s)
+    build = (("python", python), ("version", streamgmm.__version__))
+    assert s[("streamgmm_build_info", build)] == 1
+
+
+def test_no_created_series(served: tuple[ServiceMetrics, str]) -> None:
+    metrics, url = served
+    metrics.consumed(3)
+    metrics.dead_lettered("bad_json")
+    metrics.observe_latency(0.001)
+    metrics.observe_key("SPX", out(-2.0, True, 0.25))
+    names = {name for name, _ in scrape(url)}
+    assert "streamgmm_records_consumed_total" in names
+    assert "streamgmm_key_drift_events_total" in names
+    assert not [name for name in names if name.endswith("_created")]
 
 
 def test_non_finite_log_likelihood_does_not_poison_the_mean(

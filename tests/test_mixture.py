@@ -11,7 +11,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
-from river import checks, datasets
+from river import checks, datasets, preprocessing, stream
 from river.checks import common
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import multivariate_normal
@@ -348,6 +348,56 @@ def test_learn_many_equals_learn_one_row_by_row(covariance_type, halflife):
     np.testing.assert_allclose(
         scores, [one.score_one(r) for r in frame.iloc[:50].to_dict("records")], rtol=1e-12
     )
+
+
+def test_learn_many_takes_an_array_on_a_new_model_naming_features_like_river():
+    X, _ = make_blobs(n_samples=400, centers=3, n_features=2, random_state=5)
+    many = OnlineGaussianMixture(3, seed=1)
+    many.learn_many(X)  # warm-up and batch path, no column names given
+    one = OnlineGaussianMixture(3, seed=1)
+    for x, _ in stream.iter_array(X):  # river names array columns 0, 1, ...
+        one.learn_one(x)
+    assert many.feature_names_ == one.feature_names_ == [0, 1]
+    np.testing.assert_allclose(many.means_, one.means_, rtol=0, atol=1e-9)
+    # Later arrays keep that column order; dataframes are matched by name.
+    many.learn_many(X[:10])
+    many.learn_many(pd.DataFrame(X[10:20], columns=[0, 1]))
+    assert many.n_samples_seen_ == 420
+
+
+def test_predict_many_and_predict_proba_many_follow_the_input_type(fitted_3d):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(40, 3)), columns=["c", "a", "b"], index=range(100, 140))
+    rows = frame.to_dict("records")
+    labels = fitted_3d.predict_many(frame)
+    assert isinstance(labels, pd.Series)
+    assert list(labels.index) == list(frame.index)
+    assert labels.tolist() == [fitted_3d.predict_one(r) for r in rows]
+    proba = fitted_3d.predict_proba_many(frame)
+    assert isinstance(proba, pd.DataFrame)
+    assert list(proba.columns) == [0, 1] and list(proba.index) == list(frame.index)
+    want = [[fitted_3d.predict_proba_one(r)[k] for k in range(2)] for r in rows]
+    np.testing.assert_allclose(proba.to_numpy(), want, rtol=0, atol=1e-12)
+    assert (proba.idxmax(axis="columns") == labels).all()
+    scores = fitted_3d.score_many(frame)
+    assert isinstance(scores, pd.Series) and list(scores.index) == list(frame.index)
+    # Arrays in, arrays out, columns in feature order.
+    array = frame[fitted_3d.feature_names_].to_numpy()
+    np.testing.assert_array_equal(fitted_3d.predict_many(array), labels.to_numpy())
+    np.testing.assert_allclose(fitted_3d.predict_proba_many(array), want, rtol=0, atol=1e-12)
+    new = OnlineGaussianMixture(3)
+    assert new.predict_many(frame).tolist() == [0] * 40
+    np.testing.assert_allclose(new.predict_proba_many(array), np.full((40, 3), 1 / 3))
+
+
+def test_a_river_pipeline_learns_and_predicts_in_batches():
+    X, y = make_blobs(n_samples=900, centers=3, n_features=2, cluster_std=0.4, random_state=3)
+    frame = pd.DataFrame(X * [1.0, 1000.0] + [0.0, 5000.0], columns=["small", "large"])
+    model = preprocessing.StandardScaler() | OnlineGaussianMixture(3, seed=0)
+    model.learn_many(frame.iloc[:600])
+    labels = model.predict_many(frame.iloc[600:])
+    assert isinstance(labels, pd.Series) and list(labels.index) == list(frame.index[600:])
+    assert adjusted_rand_score(y[600:], labels) > 0.9
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

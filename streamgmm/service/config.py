@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "COMPRESSION_TYPES",
     "ENV_PREFIX",
     "SECURITY_KEYS",
     "SPECS",
@@ -57,6 +58,8 @@ _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHB
 # Kafka's own rule for legal topic names.
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: Batch codecs kafka-python produces with the codec packages the core install brings.
+COMPRESSION_TYPES = ("gzip", "lz4", "zstd", "snappy")
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -108,6 +111,7 @@ class Settings:
     emit_policy: str
     emit_every_n: int
     producer_process: bool
+    compression_type: str | None  # None: uncompressed batches
     # [checkpoint]
     checkpoint_every_records: int
     checkpoint_every_seconds: float
@@ -183,6 +187,11 @@ def _halflife(raw: object) -> float | None:
     if not (value > 0.0 and value < float("inf")):
         raise _Invalid(expected)
     return value
+
+
+def _compression(raw: object) -> str | None:
+    text = _choice("none", *COMPRESSION_TYPES)(raw.strip().lower() if isinstance(raw, str) else raw)
+    return None if text == "none" else text
 
 
 def _seed(raw: object) -> int | None:
@@ -372,6 +381,7 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("output", "emit_policy", "emit_policy", _choice("every_tick", "on_change", "every_n")),
     _Spec("output", "emit_every_n", "emit_every_n", _int(1)),
     _Spec("output", "producer_process", "producer_process", _bool),
+    _Spec("output", "compression_type", "compression_type", _compression),
     _Spec("checkpoint", "every_records", "checkpoint_every_records", _int(1)),
     _Spec("checkpoint", "every_seconds", "checkpoint_every_seconds", _positive_float),
     _Spec("state", "max_keys_in_memory", "max_keys_in_memory", _int(1)),
@@ -472,7 +482,7 @@ def load_settings(
         except UnicodeDecodeError:
             raise ConfigError(f"cannot read config file {str(path)!r}: not UTF-8") from None
         values.update(_flatten(_read_toml(text, f"config file {path}"), f"config file {path}"))
-    for var, raw in (env or {}).items():
+    for var, text in (env or {}).items():
         if not var.startswith(ENV_PREFIX):
             continue
         spec = _BY_ENV.get(var)
@@ -481,7 +491,7 @@ def load_settings(
             if section in _SECTIONS:
                 raise ConfigError(f"unknown setting in environment variable {var}")
             continue
-        values[spec.name] = (raw, f"env {var}")
+        values[spec.name] = (text, f"env {var}")
     for key, raw in (overrides or {}).items():
         if raw is None:
             continue

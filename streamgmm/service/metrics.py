@@ -4,17 +4,35 @@ All series carry the ``streamgmm_`` prefix and base units (seconds). Per-key ser
 capped at ``max_keys`` keys: a key seen when the cap is reached is not exported until
 :meth:`ServiceMetrics.forget_keys` (called on partition revoke and on eviction) frees a
 slot, so a flood of new instruments cannot blow up the scrape size.
+
+The registry also carries prometheus-client's process, platform and GC collectors and
+``streamgmm_build_info`` (version, python). No ``*_created`` series are exported: they would
+double every counter and histogram, per key too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import platform
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    start_http_server,
+)
+
+from streamgmm import __version__
 
 __all__ = ["KEY_MEAN_SPAN", "ServiceMetrics"]
 
@@ -61,6 +79,14 @@ class ServiceMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.max_keys = max_keys
         reg = self.registry
+        # prometheus-client's switch is process-wide; the service never wants the series.
+        disable_created_metrics()
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            with contextlib.suppress(ValueError):  # already in a registry passed in
+                reg.register(collector)
+        Info("streamgmm_build", "Version of streamgmm and of Python.", registry=reg).info(
+            {"version": __version__, "python": platform.python_version()}
+        )
         self._consumed = Counter(
             "streamgmm_records_consumed", "Records consumed from the input topic.", registry=reg
         )

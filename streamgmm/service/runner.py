@@ -263,7 +263,11 @@ class ServiceRunner:
         client = kafka_client_kwargs(s)
         ensure_reachable(s.bootstrap_servers)
         self._close_writers(timeout=1)
-        producer_config = {**OUTPUT_PRODUCER_CONFIG, "max_block_ms": s.request_timeout_ms}
+        producer_config = {
+            **OUTPUT_PRODUCER_CONFIG,
+            "max_block_ms": s.request_timeout_ms,
+            "compression_type": s.compression_type,
+        }
         if s.producer_process:
             self._sink = ProducerProcess(
                 client, producer_config, on_delivered=self._delivered,
