@@ -171,6 +171,7 @@ def row_width(n_regimes: int) -> int:
 RETURN_SCALE = 100.0
 #: Feature values beyond this magnitude are refused (squared distances could overflow).
 MAX_VALUE = _mix.MAX_ABS_VALUE
+_DAY_SECONDS = 86400.0
 #: Drift inputs are clamped to this magnitude (far beyond any surprise that is not absurd).
 EXCESS_BOUND = 1e12
 #: Prior weight (in ticks) of the drift reference's starting point, the model's own
@@ -266,7 +267,7 @@ def refresh(buf):
         _maximise(buf, lay, mix, mlay, _step(buf))
 
 
-@_jit
+@_hot
 def _factorise_all(mix, mlay):
     """Every regime's Cholesky factor and log-normaliser, by the mixture's own code."""
     for a in range(mlay[_mix.L_K]):
@@ -414,20 +415,33 @@ def _hmm_step(buf, lay, mix, mlay, evidence):
     step = _step(buf) if not evidence else 0.0
     if evidence:
         best = _emission_logs(buf, lay, mix, mlay)
+        # One exponential per regime serves the filter, the raw posterior and the score: the
+        # raw scratch holds g_k(x) / g_max until it is normalised.
+        raw = lay[O_SCRATCH] + sc[SC_RAW]
         total = 0.0
         for k in range(k_total):
-            total += buf[predicted + k] * math.exp(buf[logs + k] - best)
+            e = math.exp(buf[logs + k] - best)
+            buf[raw + k] = e
+            total += buf[predicted + k] * e
         if total > 0.0 and total < np.inf and best > -np.inf:
             # Drift input, with the parameters the tick was scored with: sum_k P(k | x, past)
             # (log g_k(x) + H_k), H_k = log det L_k + D (log 2 pi + 1) / 2 the entropy.
             # log det L_k = log N_k - log_norm_k, and the raw probabilities' weights are N_k.
             excess = 0.0
+            norm = 0.0
             for k in range(k_total):
-                post = buf[predicted + k] * math.exp(buf[logs + k] - best) / total
+                e = buf[raw + k]
+                post = buf[predicted + k] * e / total
                 buf[filtered + k] = post
                 log_det = buf[log_mass + k] - mix[mlay[_mix.L_LOG_NORM] + k]
                 excess += post * (buf[logs + k] + log_det + 0.5 * d * (_LOG_2PI + 1.0))
+                # The tick's own posterior with the occupancies as weights (raw probabilities).
+                v = mix[mlay[_mix.L_MASS] + k] * e
+                buf[raw + k] = v
+                norm += v
             buf[EXCESS] = excess
+            for k in range(k_total):
+                buf[raw + k] = buf[raw + k] / norm if norm > 0.0 else 1.0 / k_total
             # The predictive mean square of x (intraday profile): sum_k P(k | past) (s_k + m_k^2).
             if d == 1:
                 sq = 0.0
@@ -437,15 +451,6 @@ def _hmm_step(buf, lay, mix, mlay, evidence):
                     sq += buf[predicted + k] * (f * f + m * m)
                 buf[EXPECTED_SQ] = sq
             score = best + math.log(total)
-            # The tick's own posterior with the occupancies as weights (the raw probabilities).
-            raw = lay[O_SCRATCH] + sc[SC_RAW]
-            norm = 0.0
-            for k in range(k_total):
-                v = math.exp(buf[logs + k] + buf[log_mass + k] - best)
-                buf[raw + k] = v
-                norm += v
-            for k in range(k_total):
-                buf[raw + k] = buf[raw + k] / norm if norm > 0.0 else 1.0 / k_total
             buf[N_STEPS] += 1.0
             gamma = _step(buf)
             step = gamma
@@ -536,7 +541,7 @@ def _initialise(buf, lay, mix, mlay):
 # --------------------------------------------------------------------------------------------
 
 
-@_jit
+@_hot
 def _relabel(buf, lay, mix, mlay):
     """Rank regimes by emission variance (the covariance trace), with hysteresis.
 
@@ -766,12 +771,15 @@ def _start(buf, lay, mix, mlay):
 # 1b. The intraday volatility profile (price ticks)
 # --------------------------------------------------------------------------------------------
 
+#: The profile is learnt only for time units below a quarter day: with fewer than four ticks a
+#: day there is no time-of-day pattern to see (on daily data every tick is in one bucket).
+PROFILE_MAX_UNIT = _DAY_SECONDS / 4.0
 #: Pseudo-ticks at multiplier 1 per profile bucket (shrinks sparsely seen buckets to no change).
 PROFILE_PRIOR = 20.0
 #: The profile is applied only while its buckets differ beyond noise: the heterogeneity
 #: statistic must exceed its null mean by this many null standard deviations.
 PROFILE_GATE = 4.0
-_DAY = 86400.0
+_DAY = _DAY_SECONDS
 
 
 @_hot
@@ -855,7 +863,7 @@ def _profile_update(buf, lay, ts, z):
     buf[PROFILE_N] += 1.0
 
 
-@_jit
+@_hot
 def _standardised_features(buf, lay, mix, mlay, ts, vals, row):
     """Check the tick and write its standardised features into the mixture's x slots.
 
@@ -898,7 +906,7 @@ def _standardised_features(buf, lay, mix, mlay, ts, vals, row):
     return S_WARM, evidence, dt, log_return
 
 
-@_jit
+@_hot
 def _write_output(buf, lay, row, status, warm):
     """The output row from the remembered probabilities and the last values."""
     k_total = lay[O_K]
@@ -928,7 +936,7 @@ def _log_scale(buf, lay):
     return acc
 
 
-@_jit
+@_hot
 def _remember_outputs(buf, lay, with_raw):
     """Store the filtered and (for a tick with evidence) raw probabilities in regime order."""
     k_total = lay[O_K]
@@ -987,7 +995,8 @@ def _apply(buf, lay, mix, mlay, ts, vals, row):
         buf[N_GAPS] += 1.0
     x = mix[mlay[_mix.L_X]]
     score = _hmm_step(buf, lay, mix, mlay, evidence)
-    if evidence and math.isfinite(score) and buf[PROFILE] != 0.0 and buf[EXPECTED_SQ] > 0.0:
+    profile = buf[PROFILE] != 0.0 and buf[UNIT] < PROFILE_MAX_UNIT
+    if evidence and math.isfinite(score) and profile and buf[EXPECTED_SQ] > 0.0:
         _profile_update(buf, lay, ts, x * x * buf[PROFILE_M] / buf[EXPECTED_SQ])
     if evidence and math.isfinite(score):
         buf[LAST_LL] = score - _log_scale(buf, lay) - 0.5 * math.log(buf[PROFILE_M])

@@ -30,8 +30,8 @@ learnt variance multiplier: that bucket's mean of ``r^2 / E[r^2 | past]`` (the m
 predictive mean square, so regimes cancel) over the overall mean, in sums decayed by whole UTC
 days (half-life ``profile_halflife`` days) with 20 pseudo-ticks at 1 per bucket. The profile is used
 only while its buckets differ beyond noise (a chi-square heterogeneity test, re-run once per UTC
-day, must exceed its null mean by 4 standard deviations), so daily data, or a path with no
-time-of-day pattern, is left exactly as it is.
+day, must exceed its null mean by 4 standard deviations), and only for time units below six
+hours, so daily data, or a path with no time-of-day pattern, is left exactly as it is.
 
 Event ticks ``{"ts", <fields>...}``
 -----------------------------------
