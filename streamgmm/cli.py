@@ -7,10 +7,11 @@ Configuration errors print one line on stderr and exit with code 2.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
+
+from streamgmm.logs import configure_logging
 
 EXIT_CONFIG_ERROR = 2
 
@@ -61,20 +62,6 @@ def _parser() -> argparse.ArgumentParser:
         # add_help=False: the delegated module's own parser answers --help.
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
-
-
-def configure_logging(level: str, process: str = "") -> None:
-    """Log lines at ``level`` to stderr; ``process`` tags the lines of a helper process."""
-    tag = f"[{process}]" if process else ""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format=f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s",
-    )
-    # kafka-python logs every failed reconnect at ERROR; the runner already says what is wrong
-    # in one line. At DEBUG the client's own warnings come back for troubleshooting.
-    logging.getLogger("kafka").setLevel(
-        logging.WARNING if level.upper() == "DEBUG" else logging.CRITICAL
-    )
 
 
 def _run(args: argparse.Namespace) -> int:
