@@ -39,20 +39,10 @@ from streamgmm.features import (
     TickFeatures,
 )
 from streamgmm.mixture import OnlineGaussianMixture
+from streamgmm.output import OUTPUT_KEYS, make_output
 from streamgmm.persistence import ForwardFilter
 
 __all__ = ["OUTPUT_KEYS", "EventDetector", "RegimeDetector", "RegimeLabeller"]
-
-OUTPUT_KEYS = (
-    "regime",
-    "probabilities",
-    "raw_probabilities",
-    "log_likelihood",
-    "drift_score",
-    "drift_detected",
-    "n_samples_seen",
-    "warm",
-)
 
 #: Most ticks learn_predict_many gathers for one compiled run, and the code for "that chunk is
 #: done, more may follow" (the kernel's own codes are DONE, STOPPED and RELABEL).
@@ -310,16 +300,7 @@ class _Detector:
     # -- pipeline --------------------------------------------------------------------------
     def _cold_output(self) -> dict[str, Any]:
         uniform = dict.fromkeys(range(self.n_regimes), 1.0 / self.n_regimes)
-        return {
-            "regime": 0,
-            "probabilities": dict(uniform),
-            "raw_probabilities": dict(uniform),
-            "log_likelihood": 0.0,
-            "drift_score": 0.0,
-            "drift_detected": False,
-            "n_samples_seen": 0,
-            "warm": False,
-        }
+        return make_output(0, dict(uniform), dict(uniform), 0.0, 0.0, False, 0, False)
 
     def _emissions(self, x: dict[str, float]) -> tuple[list[float], list[float], float]:
         """Per-regime raw posteriors, emission log-likelihoods relative to log p(x), and log p(x).
@@ -408,18 +389,17 @@ class _Detector:
     def _output(
         self, filtered: list[float], raw: list[float], log_likelihood: float
     ) -> dict[str, Any]:
-        regime = _most_probable(filtered)
         drift = self._drift
-        return {
-            "regime": regime,
-            "probabilities": dict(enumerate(filtered)),
-            "raw_probabilities": dict(enumerate(raw)),
-            "log_likelihood": log_likelihood,
-            "drift_score": float(drift.drift_score),
-            "drift_detected": bool(drift.drift_detected),
-            "n_samples_seen": self.n_samples_seen,
-            "warm": True,
-        }
+        return make_output(
+            _most_probable(filtered),
+            dict(enumerate(filtered)),
+            dict(enumerate(raw)),
+            log_likelihood,
+            float(drift.drift_score),
+            bool(drift.drift_detected),
+            self.n_samples_seen,
+            True,
+        )
 
     def learn_predict_one(self, tick: Mapping[str, Any]) -> dict[str, Any]:
         """Predict regime probabilities for ``tick`` from the past only, then learn from it.

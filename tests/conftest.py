@@ -240,10 +240,11 @@ def uninterrupted_last(
 
     ``sent`` holds ``(key, value, partition)`` as produced; offsets are counted per partition.
     """
-    from streamgmm.service import codec, records
-    from streamgmm.service.pipelines import make_pipeline
+    from streamgmm.service.apply import make_pipeline
+    from streamgmm.service.decode import Tick, TickDecoder
+    from streamgmm.service.encode import build_output_record, encode_output
 
-    decoder = codec.TickDecoder(settings)
+    decoder = TickDecoder(settings)
     pipelines: dict[str, Any] = {}
     offsets: dict[int, int] = {}
     last: dict[str, dict[str, Any]] = {}
@@ -251,8 +252,8 @@ def uninterrupted_last(
         offset = offsets.get(partition, 0)
         offsets[partition] = offset + 1
         tick = decoder.decode(key, value, settings.input_topic, partition, offset)
-        assert isinstance(tick, codec.Tick)
+        assert isinstance(tick, Tick)
         pipe = pipelines.setdefault(tick.key, make_pipeline(settings))
         out = pipe.learn_predict_one({"ts": tick.ts, **tick.fields})
-        last[tick.key] = json.loads(codec.encode_output(records.build_output_record(tick, out)))
+        last[tick.key] = json.loads(encode_output(build_output_record(tick, out)))
     return last

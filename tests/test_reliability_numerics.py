@@ -1,7 +1,7 @@
 """Adversarial numerics through the service's per-key pipeline (and through replay).
 
 1,000,000 ticks of hostile but valid series go through
-:func:`streamgmm.service.pipelines.make_pipeline` (the detector the service and ``streamgmm
+:func:`streamgmm.service.apply.make_pipeline` (the detector the service and ``streamgmm
 replay`` build per key), 200,000 per series:
 
 - ``constant``: the same price forever (zero returns, zero variance);
@@ -38,9 +38,9 @@ import pytest
 
 from streamgmm.regime import RegimeDetector
 from streamgmm.replay import replay
-from streamgmm.service import codec
+from streamgmm.service import snapshot
+from streamgmm.service.apply import make_pipeline
 from streamgmm.service.config import load_settings
-from streamgmm.service.pipelines import make_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +119,7 @@ def check_state(det: Any, where: str) -> dict[str, float]:
     """Inspect the state as a restore would see it; return figures for the report."""
     state = det.to_state()
     # JSON-safe: the snapshot codec refuses NaN and infinities.
-    codec.encode_snapshot("k", {"version": 1, "pipeline": state}, 0, 0)
+    snapshot.encode_snapshot("k", {"version": 1, "pipeline": state}, 0, 0)
     restored = type(det).from_state(json.loads(json.dumps(state)))
     mix = restored.mixture
     if not mix.is_initialised:
