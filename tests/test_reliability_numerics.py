@@ -167,7 +167,7 @@ def test_service_pipeline_survives_adversarial_series(name: str) -> None:
     settings = load_settings(None, {}, {})
     det = make_pipeline(settings)
     figures = run_series(
-        det, SERIES[name](N_PER_SERIES, np.random.default_rng(1)), settings.n_regimes, name
+        det, SERIES[name](N_PER_SERIES, np.random.default_rng(1)), det.n_regimes, name
     )
     assert figures["ticks"] == N_PER_SERIES
     assert det.mixture.is_initialised, f"{name}: the mixture never left warm-up"
