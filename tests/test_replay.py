@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import io
 import json
@@ -12,12 +13,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamgmm import produce
 from streamgmm import replay as replay_mod
 from streamgmm.output import RECORD_KEYS
 from streamgmm.replay import ReplayError, replay, row_message
 from streamgmm.service.config import Settings, load_settings
+from streamgmm.service.decode import DeadLetter, TickDecoder
 
 # 2024-01-02T03:04:05Z in epoch seconds (19724 days, then 03:04:05).
 JAN2_030405 = 19724 * 86400 + 3 * 3600 + 4 * 60 + 5
@@ -327,3 +331,43 @@ def test_produce_exit_codes_without_a_broker(tmp_path: Path) -> None:
 def test_replay_error_for_a_directory(tmp_path: Path) -> None:
     with pytest.raises(ReplayError, match="no such file"):
         replay(tmp_path, io.BytesIO(), settings_with(), pipeline_factory=StepPipeline)
+
+
+_cells = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**70), 2**70),
+    st.booleans(),
+    st.text(max_size=12),
+    st.sampled_from(["2024-01-02T03:04:05Z", "1.5", "nan", "", "A"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    row=st.dictionaries(
+        st.sampled_from(["symbol", "ts", "price", "volume", "note", "sensor", "t\u00e9mp"]),
+        _cells,
+        max_size=6,
+    ),
+    limit=st.sampled_from([64, 90, 120, 65536]),
+    kind=st.sampled_from(["market", "event"]),
+)
+def test_a_row_decodes_as_the_message_produce_sends_for_it(
+    row: dict[str, object], limit: int, kind: str
+) -> None:
+    env = {"INPUT_MAX_RECORD_BYTES": str(limit), "INPUT_TICK_KIND": kind}
+    if kind == "event":
+        env["INPUT_EVENT_FIELDS"] = "price,note"
+    settings_ = settings_with(**env)
+    shortcut = replay_mod._Replay(
+        settings_, "f.csv", "symbol", StepPipeline, io.BytesIO(), None, replay_mod.ReplaySummary()
+    )
+    key, value = row_message(row)
+    want = TickDecoder(settings_).decode(key, value, "f.csv", -1, 7)
+    got = shortcut._decode(row, 7)
+    if isinstance(want, DeadLetter):
+        assert isinstance(got, DeadLetter)
+        assert got.value in (None, value)  # filled in from the row when written
+        assert dataclasses.replace(got, value=value) == want
+    else:
+        assert got == want

@@ -258,8 +258,10 @@ class TickRules:
             return
         outs = state.pipeline.learn_predict_many([{"ts": t.ts, **t.fields} for t, _ in ticks])
         policy, every_n = self.emit_policy, self.emit_every_n
+        every_tick = policy == "every_tick"  # the default, decided here once per run
         applied, records = run.applied, run.records
         n_before = len(applied)
+        last_regime = state.last_regime
         for (tick, value), out in zip(ticks, outs, strict=True):
             if isinstance(out, ValueError):
                 # The detector refused a value the decoder accepted (e.g. beyond the
@@ -268,10 +270,11 @@ class TickRules:
                     dead_letter_for(tick, "rejected_by_model", f"model: {out}", value=value)
                 )
                 continue
-            if should_emit(policy, every_n, out, state.last_regime):
+            if every_tick or should_emit(policy, every_n, out, last_regime):
                 records.append((tick.offset, encode_output_record(tick, out)))
-            state.last_regime = int(out["regime"])
+            last_regime = int(out["regime"])
             applied.append((tick, out))
+        state.last_regime = last_regime
         if len(applied) > n_before:
             tick = applied[-1][0]
             state.next_offset = tick.offset + 1

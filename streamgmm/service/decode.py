@@ -40,6 +40,8 @@ __all__ = [
     "dead_letter_headers",
     "decode_key",
     "encode_key",
+    "group_by_key",
+    "non_finite_literal_detail",
     "short_repr",
 ]
 
@@ -106,9 +108,14 @@ class _Reject(Exception):
         self.detail = detail
 
 
+def non_finite_literal_detail(name: str) -> str:
+    """The dead letter's detail for the first ``NaN``, ``Infinity`` or ``-Infinity`` in a value."""
+    return f"non-finite literal {name} in JSON"
+
+
 def _reject_constant(name: str) -> float:
     # Python's json accepts the non-standard NaN / Infinity / -Infinity literals by default.
-    raise _Reject("non_finite", f"non-finite literal {name} in JSON")
+    raise _Reject("non_finite", non_finite_literal_detail(name))
 
 
 # One decoder for every record: json.loads(..., parse_constant=...) builds a new one per call.
@@ -178,36 +185,30 @@ class TickDecoder:
         """Return the tick, or a dead letter naming why the record cannot be used."""
         try:
             obj = self._parse(value)
+        except _Reject as exc:
+            return DeadLetter(key, value, exc.reason, exc.detail, topic, partition, offset)
+        return self.decode_parsed(key, obj, topic, partition, offset, value)
+
+    def decode_parsed(
+        self,
+        key: bytes | None,
+        obj: dict[str, Any],
+        topic: str,
+        partition: int,
+        offset: int,
+        value: bytes | None = None,
+    ) -> Tick | DeadLetter:
+        """:meth:`decode` for a value already parsed from JSON into ``obj``.
+
+        ``value`` is the record's bytes when known; a dead letter carries it (else None).
+        """
+        try:
             tick_key = self._key(key, obj)
             ts = _timestamp(obj)
             fields = self._fields(obj)
         except _Reject as exc:
             return DeadLetter(key, value, exc.reason, exc.detail, topic, partition, offset)
         return Tick(tick_key, ts, fields, topic, partition, offset)
-
-    def decode_by_key(
-        self, records: Iterable[tuple[bytes | None, bytes | None, int]], topic: str, partition: int
-    ) -> tuple[dict[str, list[tuple[Tick, bytes | None]]], list[DeadLetter]]:
-        """Decode ``(key, value, offset)`` records of one partition, in offset order.
-
-        Returns the ticks grouped by key, each with its record's value bytes (for a later dead
-        letter) and in offset order, and the dead letters of the records that cannot be used.
-        """
-        decode = self.decode
-        by_key: dict[str, list[tuple[Tick, bytes | None]]] = {}
-        dead: list[DeadLetter] = []
-        for key, value, offset in records:
-            result = decode(key, value, topic, partition, offset)
-            if type(result) is DeadLetter:
-                dead.append(result)
-                continue
-            tick: Tick = result  # type: ignore[assignment]
-            group = by_key.get(tick.key)
-            if group is None:
-                by_key[tick.key] = [(tick, value)]
-            else:
-                group.append((tick, value))
-        return by_key, dead
 
     def _parse(self, value: bytes | None) -> dict[str, Any]:
         if value is None:
@@ -315,6 +316,30 @@ def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
         (HEADER_PARTITION, str(dl.partition).encode("ascii")),
         (HEADER_OFFSET, str(dl.offset).encode("ascii")),
     ]
+
+
+def group_by_key(
+    decoded: Iterable[tuple[Tick | DeadLetter, bytes | None]],
+) -> tuple[dict[str, list[tuple[Tick, bytes | None]]], list[DeadLetter]]:
+    """Group decoded records of one partition, in offset order, by key.
+
+    ``decoded`` holds each record's :meth:`TickDecoder.decode` result with its value bytes.
+    Returns the ticks per key with their bytes (for a later dead letter), in offset order,
+    and the dead letters.
+    """
+    by_key: dict[str, list[tuple[Tick, bytes | None]]] = {}
+    dead: list[DeadLetter] = []
+    for result, value in decoded:
+        if type(result) is DeadLetter:
+            dead.append(result)
+            continue
+        tick: Tick = result  # type: ignore[assignment]
+        group = by_key.get(tick.key)
+        if group is None:
+            by_key[tick.key] = [(tick, value)]
+        else:
+            group.append((tick, value))
+    return by_key, dead
 
 
 def encode_key(key: str) -> bytes:

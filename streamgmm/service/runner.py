@@ -34,6 +34,7 @@ from streamgmm.service.decode import (
     TickDecoder,
     dead_letter_headers,
     encode_key,
+    group_by_key,
 )
 from streamgmm.service.encode import build_output_record
 from streamgmm.service.kafka_io import (
@@ -376,8 +377,9 @@ class ServiceRunner:
         """
         assert self._decoder is not None and self._store is not None
         started = time.perf_counter()
-        by_key, dead = self._decoder.decode_by_key(
-            ((rec.key, rec.value, rec.offset) for rec in recs), tp.topic, tp.partition
+        decode, topic, partition = self._decoder.decode, tp.topic, tp.partition
+        by_key, dead = group_by_key(
+            (decode(rec.key, rec.value, topic, partition, rec.offset), rec.value) for rec in recs
         )
         for dl in dead:
             self._dead_letter(dl)
@@ -385,7 +387,7 @@ class ServiceRunner:
             # Looked up per key, not per record: an eviction can only drop keys already
             # applied in this poll (their snapshots carry their new state) or keys still to
             # come (restored from the changelog when their turn comes).
-            state = self._store.get(key, tp.partition)
+            state = self._store.get(key, partition)
             self._emit(key, self._rules.apply(state, group), started)
 
     def _emit(self, key: str, run: KeyRun, started: float) -> None:
