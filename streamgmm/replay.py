@@ -395,7 +395,7 @@ class _Replay:
             run = self.rules.apply(state, group)
             records += run.records
             rejected += run.dead_letters
-            summary.ticks += len(run.applied)
+            summary.ticks += len(run.ticks)
             summary.skipped_out_of_order += run.skipped
         # Back to row order: keys were applied one after the other.
         records.sort()

@@ -10,6 +10,8 @@ import itertools
 import json
 import math
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -143,6 +145,18 @@ class KafkaTools:
 @pytest.fixture
 def kafka_tools(broker: EmbeddedBroker) -> KafkaTools:
     return KafkaTools(broker)
+
+
+def start_service(config: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``streamgmm run --config CONFIG`` as users run it, its output going to ``log_path``."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streamgmm.cli", "run", "--config", str(config)],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ},
+        )
 
 
 def service_config(broker: EmbeddedBroker, name: str, path: Path, **extra: Any) -> Path:

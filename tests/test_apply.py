@@ -81,7 +81,7 @@ def test_one_call_per_in_order_run_and_the_rules_on_the_way() -> None:
     )
     # 2.5 is earlier than 3, so the run is cut there; the refused price 13 is a dead letter.
     assert state.pipeline.calls == [[1, 2, 3], [4, 4]]  # type: ignore[attr-defined]
-    assert [t.offset for t, _out in run.applied] == [0, 2, 4, 5]
+    assert [t.offset for t in run.ticks] == [0, 2, 4, 5]
     assert [offset for offset, _ in run.records] == [0, 2, 4, 5]
     assert [(d.reason, d.offset) for d in run.dead_letters] == [
         ("rejected_by_model", 1),
@@ -96,7 +96,7 @@ def test_a_refused_tick_does_not_move_the_last_ts() -> None:
     state = KeyState(Recording(), partition=0)
     # ts 5 is refused, so 4 is in order after 3.
     run = TickRules("reject", "every_tick", 1).apply(state, ticks((3, 50), (5, 13), (4, 60)))
-    assert [t.ts for t, _ in run.applied] == [3, 4]
+    assert [t.ts for t in run.ticks] == [3, 4]
     assert [d.reason for d in run.dead_letters] == ["rejected_by_model"]
 
 
@@ -105,11 +105,11 @@ def test_skip_redelivered_wrong_partition_and_emit_policy() -> None:
     rules = TickRules("skip", "on_change", 1)
     run = rules.apply(state, ticks((0.5, 50), (1.5, 150), (2, 150), (0.5, 10), (3, 50)))
     # Offsets 0 and 1 are inside the restored snapshot; 0.5 < 2 is skipped, not dead-lettered.
-    assert [t.offset for t, _ in run.applied] == [2, 4]
+    assert [t.offset for t in run.ticks] == [2, 4]
     assert (run.skipped, run.dead_letters) == (1, [])
     assert [offset for offset, _ in run.records] == [4]  # regime 1 -> 1 -> 0: one change
     moved = rules.apply(state, ticks((9, 50), partition=2, first=7))
     assert [d.reason for d in moved.dead_letters] == ["wrong_partition"]
-    assert moved.applied == [] and state.next_offset == 5
+    assert moved.ticks == moved.outputs == [] and state.next_offset == 5
     with pytest.raises(ValueError, match="emit policy"):
         TickRules("reject", "sometimes", 1)

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, KafkaTools, make_ticks, service_config
+from conftest import KafkaTools, make_ticks, service_config, start_service
 
 from streamgmm import produce
 from streamgmm.broker import EmbeddedBroker
@@ -92,14 +89,7 @@ def test_replay_writes_what_the_service_writes(
     )
     config = service_config(broker, unique, tmp_path / "svc.toml", **{"kafka.max_poll_records": 37})
     log_path = tmp_path / "service.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamgmm.cli", "run", "--config", str(config)],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ},
-        )
+    proc = start_service(config, log_path)
     try:
         outputs = kafka_tools.read_all(f"{topic}.regimes", expect=n_applied, timeout=120)
         dlq = kafka_tools.read_all(f"{topic}.dlq", expect=n_bad, timeout=30)

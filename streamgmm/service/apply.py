@@ -24,12 +24,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from streamgmm.service.config import Settings, detector_class, detector_kwargs
+from streamgmm.service.config import (
+    EMIT_POLICIES,
+    OUT_OF_ORDER,
+    Settings,
+    detector_class,
+    detector_kwargs,
+)
 from streamgmm.service.decode import DeadLetter, Tick, dead_letter_for
 from streamgmm.service.encode import encode_output_record
 
 __all__ = [
-    "EMIT_POLICIES",
     "STATE_VERSION",
     "KeyRun",
     "KeyState",
@@ -41,8 +46,6 @@ __all__ = [
     "should_emit",
 ]
 
-#: Values of ``[output] emit_policy``: see :func:`should_emit`.
-EMIT_POLICIES = ("every_tick", "on_change", "every_n")
 #: Version of :meth:`KeyState.to_state`'s dict (inside each changelog snapshot).
 STATE_VERSION = 1
 
@@ -123,8 +126,8 @@ class KeyRun:
 
     Attributes
     ----------
-    applied
-        Every tick the detector learnt from, with its output.
+    ticks, outputs
+        Every tick the detector learnt from, and its output.
     records
         The output records to write, as ``(source offset, JSON bytes)``.
     dead_letters
@@ -134,7 +137,8 @@ class KeyRun:
         Out-of-order ticks dropped without a dead letter (``out_of_order = "skip"``).
     """
 
-    applied: list[tuple[Tick, dict[str, Any]]] = field(default_factory=list)
+    ticks: list[Tick] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
     records: list[tuple[int, bytes]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     skipped: int = 0
@@ -187,8 +191,8 @@ class TickRules:
     """
 
     def __init__(self, out_of_order: str, emit_policy: str, emit_every_n: int) -> None:
-        if out_of_order not in ("reject", "skip"):
-            raise ValueError(f"out_of_order must be reject or skip, got {out_of_order!r}")
+        if out_of_order not in OUT_OF_ORDER:
+            raise ValueError(f"out_of_order must be one of {OUT_OF_ORDER}, got {out_of_order!r}")
         if emit_policy not in EMIT_POLICIES:
             raise ValueError(f"emit policy must be one of {EMIT_POLICIES}, got {emit_policy!r}")
         self.out_of_order = out_of_order
@@ -259,7 +263,7 @@ class TickRules:
         outs = state.pipeline.learn_predict_many([{"ts": t.ts, **t.fields} for t, _ in ticks])
         policy, every_n = self.emit_policy, self.emit_every_n
         every_tick = policy == "every_tick"  # the default, decided here once per run
-        applied, records = run.applied, run.records
+        applied, outputs, records = run.ticks, run.outputs, run.records
         n_before = len(applied)
         last_regime = state.last_regime
         for (tick, value), out in zip(ticks, outs, strict=True):
@@ -273,10 +277,11 @@ class TickRules:
             if every_tick or should_emit(policy, every_n, out, last_regime):
                 records.append((tick.offset, encode_output_record(tick, out)))
             last_regime = int(out["regime"])
-            applied.append((tick, out))
+            applied.append(tick)
+            outputs.append(out)
         state.last_regime = last_regime
         if len(applied) > n_before:
-            tick = applied[-1][0]
+            tick = applied[-1]
             state.next_offset = tick.offset + 1
             state.last_ts = tick.ts
             state.dirty = True

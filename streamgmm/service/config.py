@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
+    "EMIT_POLICIES",
     "ENV_PREFIX",
+    "OUT_OF_ORDER",
     "SECURITY_KEYS",
     "SPECS",
     "ConfigError",
@@ -75,6 +77,10 @@ _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHB
 # Kafka's own rule for legal topic names.
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: Values of ``[output] emit_policy`` (see :func:`streamgmm.service.apply.should_emit`).
+EMIT_POLICIES = ("every_tick", "on_change", "every_n")
+#: Values of ``[input] out_of_order``.
+OUT_OF_ORDER = ("reject", "skip")
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -432,14 +438,14 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("input", "key_field", "key_field", _optional_field_name, "",
           "Empty -> the instrument key is the Kafka record key. Otherwise the key is read from "
           'this JSON field of the value (for example "symbol"), and the record key is ignored.'),
-    _Spec("input", "out_of_order", "out_of_order", _choice("reject", "skip"), "reject",
+    _Spec("input", "out_of_order", "out_of_order", _choice(*OUT_OF_ORDER), "reject",
           "What to do with a tick whose ts is earlier than the last ts applied to its key: "
           '"reject" sends it to the dead-letter topic (reason out_of_order); "skip" drops it, '
           "counted."),
     _Spec("input", "max_record_bytes", "max_record_bytes", _int(64, 100 * 1024 * 1024), 65536,
           "Records whose value is larger than this many bytes go to the dead-letter topic "
           "unparsed."),
-    _Spec("output", "emit_policy", "emit_policy", _choice("every_tick", "on_change", "every_n"),
+    _Spec("output", "emit_policy", "emit_policy", _choice(*EMIT_POLICIES),
           "every_tick",
           'When to emit a regime record: "every_tick", "on_change" (the key\'s first tick, then '
           "each tick whose regime differs from the previous tick's), or \"every_n\" (each tick "
@@ -489,7 +495,7 @@ _SECTION_ORDER = (
 # default and meaning. Detector parameters that other settings supply, and the settings'
 # names for parameters a class names differently:
 _DETECTOR_CLASSES = ("RegimeDetector", "EventDetector")
-_SET_ELSEWHERE = {"fields": "input.event_fields"}
+_SET_ELSEWHERE = frozenset({"fields"})  # [input] event_fields
 _SETTING_NAME = {"n_components": "n_regimes"}  # EventDetector's name -> the setting's
 #: Values that meant None before the [detector] section was derived; still read that way.
 _LEGACY_NONE: dict[str, object] = {"halflife": 0.0, "seed": -1}
@@ -667,6 +673,11 @@ def all_specs() -> tuple[_Spec, ...]:
     )
 
 
+@functools.cache
+def _parameters(tick_kind: str) -> Mapping[str, inspect.Parameter]:
+    return inspect.signature(detector_class(tick_kind)).parameters
+
+
 def detector_kwargs(settings: Settings) -> dict[str, Any]:
     """Keyword arguments of the detector class ``settings.tick_kind`` selects.
 
@@ -674,8 +685,7 @@ def detector_kwargs(settings: Settings) -> dict[str, Any]:
     plus ``fields`` (``[input] event_fields``) for event ticks. Parameters left unset take the
     class's defaults.
     """
-    cls = detector_class(settings.tick_kind)
-    accepted = inspect.signature(cls).parameters
+    accepted = _parameters(settings.tick_kind)
     to_param = {setting: param for param, setting in _SETTING_NAME.items() if param in accepted}
     kwargs = {
         to_param.get(key, key): value

@@ -402,12 +402,11 @@ class ServiceRunner:
             send, topic, key_bytes = self._sink.send, self.settings.output_topic, encode_key(key)
             for _offset, value in run.records:
                 send(topic, value=value, key=key_bytes)
-        applied = run.applied
-        if not applied:
+        outs = run.outputs
+        if not outs:
             return
-        self._since_checkpoint += len(applied)
-        self._batch_last_ts = applied[-1][0].ts
-        outs = [out for _tick, out in applied]
+        self._since_checkpoint += len(outs)
+        self._batch_last_ts = run.ticks[-1].ts
         pending = self._key_outputs.get(key)
         if pending is None:
             self._key_outputs[key] = outs
@@ -415,9 +414,9 @@ class ServiceRunner:
             pending.extend(outs)
         # Every tick of the run waited the same time since its poll returned.
         latency = time.perf_counter() - started
-        for _ in applied:
+        for _ in outs:
             self.metrics.observe_latency(latency)
-        for tick, out in applied if self._observers else ():
+        for tick, out in zip(run.ticks, outs, strict=True) if self._observers else ():
             record = build_output_record(tick, out)
             for observer in self._observers:
                 observer(key, record)
