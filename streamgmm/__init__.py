@@ -1,9 +1,10 @@
 """streamgmm: online Gaussian mixture models for streams.
 
-The data path is visible in the layout: bytes -> ``service.codec`` -> tick -> ``features`` ->
-``mixture`` -> ``regime`` (labels, ``persistence`` filter) -> ``drift`` -> output record
-(``service.records``) -> sink, with per-key state going to the changelog through
-``service.checkpoint``.
+The data path is visible in the layout: bytes -> ``service.decode`` -> tick ->
+``service.apply`` (per-key tick rules) -> ``features`` -> ``mixture`` -> ``regime`` (labels,
+``persistence`` filter) -> ``drift`` -> output record (``output``, written by
+``service.encode``) -> ``service.sink``, with per-key state (``service.keystore``) going to the
+changelog through ``service.checkpoint``.
 """
 
 from __future__ import annotations

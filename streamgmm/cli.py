@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from streamgmm import __version__
+from streamgmm.logs import configure_logging
 
 EXIT_CONFIG_ERROR = 2
 
@@ -87,20 +87,6 @@ def _parser() -> argparse.ArgumentParser:
         # add_help=False: the delegated module's own parser answers --help.
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
-
-
-def configure_logging(level: str, process: str = "") -> None:
-    """Log lines at ``level`` to stderr; ``process`` tags the lines of a helper process."""
-    tag = f"[{process}]" if process else ""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format=f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s",
-    )
-    # kafka-python logs every failed reconnect at ERROR; the runner already says what is wrong
-    # in one line. At DEBUG the client's own warnings come back for troubleshooting.
-    logging.getLogger("kafka").setLevel(
-        logging.WARNING if level.upper() == "DEBUG" else logging.CRITICAL
-    )
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from streamgmm import _regime_layout as L
 from streamgmm import _validate as V
 from streamgmm.drift import drift_from_state, drift_settings, drift_to_state
 from streamgmm.features import check_number, features_from_state, features_to_state, read_volume
+from streamgmm.output import OUTPUT_KEYS, make_output
 from streamgmm.persistence import hmm_from_state, hmm_to_state
 
 __all__ = [
@@ -44,16 +45,6 @@ __all__ = [
     "RegimeDetector",
 ]
 
-OUTPUT_KEYS = (
-    "regime",
-    "probabilities",
-    "raw_probabilities",
-    "log_likelihood",
-    "drift_score",
-    "drift_detected",
-    "n_samples_seen",
-    "warm",
-)
 
 STATE_VERSION = 2
 #: Caps on a detector's shape; they bound what a stored state can make ``from_state`` allocate.
@@ -185,24 +176,19 @@ class _Detector:
 
     # -- outputs ---------------------------------------------------------------------------
     def _output(self, row: list[float]) -> dict[str, Any]:
+        """The output record of one row, through the schema's one constructor."""
         k = self._k
         p = _K.R_PROBS
-        if k == 2:
-            probs = {0: row[p], 1: row[p + 1]}
-            raw = {0: row[p + 2], 1: row[p + 3]}
-        else:
-            probs = dict(enumerate(row[p : p + k]))
-            raw = dict(enumerate(row[p + k : p + 2 * k]))
-        return {
-            "regime": int(row[_K.R_REGIME]),
-            "probabilities": probs,
-            "raw_probabilities": raw,
-            "log_likelihood": row[_K.R_LL],
-            "drift_score": row[_K.R_DRIFT_SCORE],
-            "drift_detected": row[_K.R_DRIFT] != 0.0,
-            "n_samples_seen": int(row[_K.R_SEEN]),
-            "warm": row[_K.R_WARM] != 0.0,
-        }
+        return make_output(
+            int(row[_K.R_REGIME]),
+            dict(enumerate(row[p : p + k])),
+            dict(enumerate(row[p + k : p + 2 * k])),
+            row[_K.R_LL],
+            row[_K.R_DRIFT_SCORE],
+            row[_K.R_DRIFT] != 0.0,
+            int(row[_K.R_SEEN]),
+            row[_K.R_WARM] != 0.0,
+        )
 
     # -- the per-tick call -----------------------------------------------------------------
     def learn_predict_one(self, tick: Mapping[str, Any]) -> dict[str, Any]:
@@ -259,18 +245,19 @@ class _Detector:
         bad = _K.S_BAD_TS
         listed = rows.tolist()
         if self._k == 2:
-            # The common case, unrolled: this loop is most of the call's Python time.
+            # The common case: the row unpacked in the comprehension, the record still built by
+            # the schema's one constructor.
             outs = [
-                {
-                    "regime": 1 if regime else 0,
-                    "probabilities": {0: p0, 1: p1},
-                    "raw_probabilities": {0: r0, 1: r1},
-                    "log_likelihood": ll,
-                    "drift_score": score,
-                    "drift_detected": drift != 0.0,
-                    "n_samples_seen": int(seen),
-                    "warm": warm != 0.0,
-                }
+                make_output(
+                    1 if regime else 0,
+                    {0: p0, 1: p1},
+                    {0: r0, 1: r1},
+                    ll,
+                    score,
+                    drift != 0.0,
+                    int(seen),
+                    warm != 0.0,
+                )
                 for _, _, regime, warm, seen, ll, score, drift, p0, p1, r0, r1 in listed
             ]
         else:
@@ -485,29 +472,55 @@ class RegimeDetector(_Detector):
         Spacings above this many units are session gaps: their return is not evidence.
     min_dt_units
         Spacings below this many units count as this many when returns are scaled up.
-    intraday_profile, profile_halflife
-        Divide returns by the learnt volatility of their half-hour of the UTC day (decayed
-        with a half-life of ``profile_halflife`` days), once that profile differs from flat
-        beyond noise; see :mod:`streamgmm.features`.
+    intraday_profile
+        Divide returns by the learnt volatility of their half-hour of the UTC day, once that
+        profile differs from flat beyond noise (time units below six hours only); see
+        :mod:`streamgmm.features`.
+    profile_halflife
+        Half-life, in days, of the intraday profile's sums.
     warmup
-        Returns buffered before the model starts; outputs have ``warm=False`` until then.
-    alpha, step_offset
-        Online-EM step ``(t + step_offset) ** -alpha`` after ``t`` ticks, alpha in (0.5, 1].
+        Returns (events: feature vectors) buffered before the model starts; they set the time
+        unit and the scale. Outputs have ``warm=False`` until then.
+    alpha
+        Exponent of the online-EM step ``(t + step_offset) ** -alpha`` after ``t`` ticks with
+        evidence, in (0.5, 1]; smaller adapts faster.
+    step_offset
+        Offset ``t0`` of the online-EM step: early steps are ``(t0 + 1) ** -alpha`` rather
+        than 1, so the first ticks cannot overwrite the start.
     halflife
-        Smallest step, as a half-life in ticks (``None``: none, the model converges).
-    self_transition, transition_prior
-        Prior of the transition matrix: ``self_transition`` on the diagonal, worth
-        ``transition_prior`` ticks.
-    variance_prior, prior_low, prior_high
-        Prior of the regime variances: ``prior_low`` (calmest) to ``prior_high`` (wildest)
-        times the pooled variance, worth ``variance_prior`` ticks.
+        Smallest online-EM step, as a half-life in ticks: the memory of a long-running model
+        (``None``: no floor, the model converges).
+    self_transition
+        Prior probability of staying in a regime from one tick to the next (the transition
+        matrix's diagonal).
+    transition_prior
+        Weight of that prior, in ticks.
+    variance_prior
+        Weight, in ticks, of the prior on the regime variances.
+    prior_low
+        Prior variance of the calmest regime, as a multiple of the pooled variance (regimes in
+        between interpolate geometrically); also where the model starts.
+    prior_high
+        Prior variance of the wildest regime, as a multiple of the pooled variance.
     variance_floor
         Covariance floor, relative to the pooled variance.
     label_hysteresis
-        Relative margin by which the variance ranking must be inverted before labels change.
-    drift_threshold, drift_delta, drift_clip, drift_reference_halflife, drift_min_instances, \
-drift_halflife
-        The drift monitor's settings (:class:`streamgmm.drift.LikelihoodDriftMonitor`).
+        Relative margin by which the variance ranking of regimes must be inverted before the
+        labels change.
+    drift_threshold
+        Page-Hinkley threshold of the drift monitor, in reference standard deviations of
+        accumulated shortfall; an alarm fires above it.
+    drift_delta
+        Slack per tick of the drift monitor: a sustained shortfall smaller than this many
+        reference standard deviations is tolerated.
+    drift_clip
+        Largest surprise one tick contributes to drift, in reference standard deviations.
+    drift_reference_halflife
+        Half-life, in ticks, of the drift monitor's reference mean and variance.
+    drift_min_instances
+        Ticks after the warm-up (and after each alarm) before a drift alarm is possible.
+    drift_halflife
+        Half-life, in ticks, of ``mean_log_likelihood`` (dashboards).
 
     Examples
     --------
@@ -612,11 +625,50 @@ class EventDetector(_Detector):
     fields
         Numeric tick fields the model sees, as they are (at most 16).
     n_components
-        Number of regimes, at most 8.
-    warmup, alpha, step_offset, halflife, self_transition, transition_prior, variance_prior, \
-prior_low, prior_high, variance_floor, label_hysteresis, drift_threshold, drift_delta, \
-drift_clip, drift_reference_halflife, drift_min_instances, drift_halflife
-        As for :class:`RegimeDetector`.
+        Number of regimes (hidden states), at most 8.
+    warmup
+        Returns (events: feature vectors) buffered before the model starts; they set the time
+        unit and the scale. Outputs have ``warm=False`` until then.
+    alpha
+        Exponent of the online-EM step ``(t + step_offset) ** -alpha`` after ``t`` ticks with
+        evidence, in (0.5, 1]; smaller adapts faster.
+    step_offset
+        Offset ``t0`` of the online-EM step: early steps are ``(t0 + 1) ** -alpha`` rather
+        than 1, so the first ticks cannot overwrite the start.
+    halflife
+        Smallest online-EM step, as a half-life in ticks: the memory of a long-running model
+        (``None``: no floor, the model converges).
+    self_transition
+        Prior probability of staying in a regime from one tick to the next (the transition
+        matrix's diagonal).
+    transition_prior
+        Weight of that prior, in ticks.
+    variance_prior
+        Weight, in ticks, of the prior on the regime variances.
+    prior_low
+        Prior variance of the calmest regime, as a multiple of the pooled variance (regimes in
+        between interpolate geometrically); also where the model starts.
+    prior_high
+        Prior variance of the wildest regime, as a multiple of the pooled variance.
+    variance_floor
+        Covariance floor, relative to the pooled variance.
+    label_hysteresis
+        Relative margin by which the variance ranking of regimes must be inverted before the
+        labels change.
+    drift_threshold
+        Page-Hinkley threshold of the drift monitor, in reference standard deviations of
+        accumulated shortfall; an alarm fires above it.
+    drift_delta
+        Slack per tick of the drift monitor: a sustained shortfall smaller than this many
+        reference standard deviations is tolerated.
+    drift_clip
+        Largest surprise one tick contributes to drift, in reference standard deviations.
+    drift_reference_halflife
+        Half-life, in ticks, of the drift monitor's reference mean and variance.
+    drift_min_instances
+        Ticks after the warm-up (and after each alarm) before a drift alarm is possible.
+    drift_halflife
+        Half-life, in ticks, of ``mean_log_likelihood`` (dashboards).
 
     Examples
     --------

@@ -10,6 +10,8 @@ import itertools
 import json
 import math
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -145,6 +147,18 @@ def kafka_tools(broker: EmbeddedBroker) -> KafkaTools:
     return KafkaTools(broker)
 
 
+def start_service(config: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``streamgmm run --config CONFIG`` as users run it, its output going to ``log_path``."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streamgmm.cli", "run", "--config", str(config)],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ},
+        )
+
+
 def service_config(broker: EmbeddedBroker, name: str, path: Path, **extra: Any) -> Path:
     """Write a TOML config for a test service instance and return its path.
 
@@ -240,10 +254,11 @@ def uninterrupted_last(
 
     ``sent`` holds ``(key, value, partition)`` as produced; offsets are counted per partition.
     """
-    from streamgmm.service import codec, records
-    from streamgmm.service.pipelines import make_pipeline
+    from streamgmm.service.apply import make_pipeline
+    from streamgmm.service.decode import Tick, TickDecoder
+    from streamgmm.service.encode import build_output_record, encode_output
 
-    decoder = codec.TickDecoder(settings)
+    decoder = TickDecoder(settings)
     pipelines: dict[str, Any] = {}
     offsets: dict[int, int] = {}
     last: dict[str, dict[str, Any]] = {}
@@ -251,8 +266,8 @@ def uninterrupted_last(
         offset = offsets.get(partition, 0)
         offsets[partition] = offset + 1
         tick = decoder.decode(key, value, settings.input_topic, partition, offset)
-        assert isinstance(tick, codec.Tick)
+        assert isinstance(tick, Tick)
         pipe = pipelines.setdefault(tick.key, make_pipeline(settings))
         out = pipe.learn_predict_one({"ts": tick.ts, **tick.fields})
-        last[tick.key] = json.loads(codec.encode_output(records.build_output_record(tick, out)))
+        last[tick.key] = json.loads(encode_output(build_output_record(tick, out)))
     return last

@@ -463,33 +463,34 @@ def reference_run(settings: Any, sent: Sequence[Sent]) -> Reference:
     Uses the service's own decoder, pipeline factory and output-record builder, in-process and
     without Kafka; per key the order is the partition's offset order, as in the service.
     """
-    from streamgmm.service import codec, records
-    from streamgmm.service.pipelines import make_pipeline
+    from streamgmm.service.apply import make_pipeline
+    from streamgmm.service.decode import Tick, TickDecoder
+    from streamgmm.service.encode import build_output_record, encode_output
 
-    decoder = codec.TickDecoder(settings)
+    decoder = TickDecoder(settings)
     pipes: dict[str, Any] = {}
     last: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = {}
     for s in sorted(sent, key=lambda s: (s.partition, s.offset)):
         tick = decoder.decode(s.key, s.value, settings.input_topic, s.partition, s.offset)
-        assert isinstance(tick, codec.Tick), tick
+        assert isinstance(tick, Tick), tick
         pipe = pipes.get(tick.key)
         if pipe is None:
             pipe = pipes[tick.key] = make_pipeline(settings)
         out = pipe.learn_predict_one({"ts": tick.ts, **tick.fields})
-        last[tick.key] = json.loads(codec.encode_output(records.build_output_record(tick, out)))
+        last[tick.key] = json.loads(encode_output(build_output_record(tick, out)))
         counts[tick.key] = counts.get(tick.key, 0) + 1
     return Reference({k: p.to_state() for k, p in pipes.items()}, last, counts)
 
 
 def last_snapshots(bootstrap: str, changelog_topic: str) -> dict[str, Any]:
     """Last snapshot per key in the changelog (decoded by the service's own codec)."""
-    from streamgmm.service import codec
+    from streamgmm.service.snapshot import decode_snapshot
 
     snaps: dict[str, Any] = {}
     for rec in read_topic(bootstrap, changelog_topic):
         # Order within a key is the changelog partition's offset order (one partition per key).
-        snap = codec.decode_snapshot(rec.value)
+        snap = decode_snapshot(rec.value)
         prev = snaps.get(snap.key)
         if prev is None or (rec.partition, rec.offset) > prev[0]:
             snaps[snap.key] = ((rec.partition, rec.offset), snap)

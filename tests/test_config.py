@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import tomllib
-from importlib import resources
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
+from streamgmm.regime import EventDetector, RegimeDetector
+from streamgmm.service.apply import make_pipeline
 from streamgmm.service.config import (
-    SPECS,
     ConfigError,
     add_cli_overrides,
+    all_specs,
+    default_config_text,
+    detector_specs,
     kafka_client_kwargs,
     load_settings,
     overrides_from_args,
@@ -29,20 +33,20 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_shipped_default_is_identical_to_configs_default() -> None:
-    shipped = resources.files("streamgmm.service").joinpath("default.toml").read_bytes()
-    assert shipped == (REPO / "configs" / "default.toml").read_bytes()
-
-
-def test_default_file_sets_every_setting_each_with_a_comment() -> None:
-    text = (REPO / "configs" / "default.toml").read_text("utf-8")
+def test_default_file_sets_every_setting_each_with_a_comment(tmp_path: Path) -> None:
+    text = default_config_text()
     document = tomllib.loads(text)
     in_file = {f"{section}.{key}" for section, table in document.items() for key in table}
-    assert in_file == {spec.name for spec in SPECS}
+    assert in_file == {spec.name for spec in all_specs()}
     lines = text.splitlines()
     for number, line in enumerate(lines):
         if "=" in line and not line.lstrip().startswith("#"):
             assert lines[number - 1].lstrip().startswith("#"), f"undocumented: {line}"
+    # Loaded as a config file, the defaults change nothing, [detector] included.
+    path = write(tmp_path, text)
+    from_file = load_settings(path, {}, {})
+    assert set(from_file.detector) == {spec.key for spec in detector_specs()}
+    assert make_pipeline(from_file).to_state() == make_pipeline(load_settings()).to_state()
 
 
 def test_defaults() -> None:
@@ -58,7 +62,7 @@ def test_defaults() -> None:
     assert s.emit_policy == "every_tick"
     assert s.tick_kind == "market"
     assert s.out_of_order == "reject"
-    assert s.halflife == 5000.0
+    assert s.detector == {}  # the detector's own defaults apply
     assert s.security == {"security_protocol": "PLAINTEXT", "ssl_check_hostname": True}
 
 
@@ -97,7 +101,7 @@ def test_environment_variable_names_and_parsing() -> None:
         "STREAMGMM_INPUT_EVENT_FIELDS": "temp,pressure",
         "STREAMGMM_INPUT_KEY_FIELD": "sensor",
         "STREAMGMM_DETECTOR_HALFLIFE": "0.0",
-        "STREAMGMM_DETECTOR_SEED": "-1",
+        "STREAMGMM_DETECTOR_DT_UNIT": "auto",
         "STREAMGMM_UNRELATED_THING": "ignored: not a settings section",
         "PATH": "/usr/bin",
     }
@@ -108,8 +112,8 @@ def test_environment_variable_names_and_parsing() -> None:
     assert s.tick_kind == "event"
     assert s.event_fields == ("temp", "pressure")
     assert s.key_field == "sensor"
-    assert s.halflife is None
-    assert s.seed is None
+    # halflife = 0 is the older spelling of None; dt_unit keeps its text.
+    assert s.detector == {"halflife": None, "dt_unit": "auto"}
 
 
 @pytest.mark.parametrize(
@@ -125,8 +129,13 @@ def test_environment_variable_names_and_parsing() -> None:
         ("STREAMGMM_CHECKPOINT_EVERY_SECONDS", "nan", "checkpoint.every_seconds", "finite"),
         ("STREAMGMM_CHECKPOINT_EVERY_RECORDS", "0", "checkpoint.every_records", ">= 1"),
         ("STREAMGMM_METRICS_ENABLED", "maybe", "metrics.enabled", "true or false"),
-        ("STREAMGMM_DETECTOR_N_REGIMES", "1", "detector.n_regimes", ">= 2"),
-        ("STREAMGMM_DETECTOR_HALFLIFE", "-5", "detector.halflife", "or 0 for the stepwise"),
+        # [detector] values are checked by the detector, which names the parameter.
+        ("STREAMGMM_DETECTOR_N_REGIMES", "0", "detector.n_regimes", "in [1, 8]"),
+        ("STREAMGMM_DETECTOR_HALFLIFE", "-5", "detector.halflife", "must be in [1.0"),
+        ("STREAMGMM_DETECTOR_WARMUP", "1", "detector.warmup", "in [2, 10000]"),
+        ("STREAMGMM_DETECTOR_DT_UNIT", "daily", "detector.dt_unit", "'auto' or a number"),
+        ("STREAMGMM_DETECTOR_ALPHA", "abc", "detector.alpha", "number"),
+        ("STREAMGMM_DETECTOR_DRIFT_THRESHOLD", "nan", "detector.drift_threshold", "finite"),
         ("STREAMGMM_SECURITY_SECURITY_PROTOCOL", "TLS", "security.security_protocol", "SASL_SSL"),
     ],
 )
@@ -244,3 +253,83 @@ def test_compose_file_sets_only_known_settings() -> None:
     assert (
         REPO / "deploy" / service["build"]["context"] / service["build"]["dockerfile"]
     ).is_file()
+
+
+def _detector_parameters() -> set[str]:
+    names: set[str] = set()
+    for cls in (RegimeDetector, EventDetector):
+        names |= set(inspect.signature(cls).parameters)
+    # fields is [input] event_fields; EventDetector's n_components is the setting n_regimes.
+    return (names - {"fields", "n_components"}) | {"n_regimes"}
+
+
+def test_every_detector_parameter_is_a_documented_setting() -> None:
+    specs = {spec.key: spec for spec in detector_specs()}
+    assert set(specs) == _detector_parameters()
+    for key, spec in specs.items():
+        assert spec.doc and not spec.doc.startswith("See "), f"detector.{key} is undocumented"
+        param = inspect.signature(RegimeDetector).parameters.get(key)
+        if param is not None:
+            default = param.default
+            assert spec.parse(spec.default) == default
+
+
+def test_every_detector_parameter_is_reachable_from_file_env_and_flag(tmp_path: Path) -> None:
+    specs = detector_specs()
+    # Each at its default, as text (environment), as TOML (file) and as --set flags.
+    toml = "[detector]\n" + "".join(
+        line + "\n"
+        for line in default_config_text().split("[detector]\n", 1)[1].split("\n[")[0].splitlines()
+        if line and not line.startswith("#")
+    )
+    env = {spec.env: _text(spec.default) for spec in specs}
+    parser = argparse.ArgumentParser()
+    add_cli_overrides(parser)
+    flags = parser.parse_args([f"--set={spec.name}={_text(spec.default)}" for spec in specs])
+    for settings in (
+        load_settings(write(tmp_path, toml), {}, {}),
+        load_settings(None, env, {}),
+        load_settings(None, {}, overrides_from_args(flags)),
+    ):
+        assert set(settings.detector) == {spec.key for spec in specs}
+        assert make_pipeline(settings).to_state() == make_pipeline(load_settings()).to_state()
+    # A value other than the default reaches the detector by each route.
+    by_file = load_settings(write(tmp_path, "[detector]\ndt_unit = 60.0\n"), {}, {})
+    by_env = load_settings(None, {"STREAMGMM_DETECTOR_DT_UNIT": "60"}, {})
+    by_flag = load_settings(
+        None, {}, overrides_from_args(parser.parse_args(["--set", "detector.dt_unit=60"]))
+    )
+    for settings in (by_file, by_env, by_flag):
+        assert make_pipeline(settings).dt_unit == 60.0  # type: ignore[attr-defined]
+    event = load_settings(
+        None,
+        {"STREAMGMM_INPUT_TICK_KIND": "event", "STREAMGMM_INPUT_EVENT_FIELDS": "a,b"},
+        {"detector.n_regimes": "3", "detector.dt_unit": "60"},  # dt_unit: market ticks only
+    )
+    detector = make_pipeline(event)
+    assert isinstance(detector, EventDetector)
+    assert (detector.n_components, detector.fields) == (3, ["a", "b"])
+
+
+def _text(value: object) -> str:
+    """A default as an environment variable or a --set flag writes it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(value)
+    return str(value)
+
+
+def test_set_flag_and_detector_names_are_checked(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_cli_overrides(parser)
+    with pytest.raises(ConfigError, match=r"SECTION\.KEY=VALUE"):
+        overrides_from_args(parser.parse_args(["--set", "detector.dt_unit"]))
+    with pytest.raises(ConfigError, match=r"unknown setting 'detector\.nope'"):
+        load_settings(
+            None, {}, overrides_from_args(parser.parse_args(["--set", "detector.nope=1"]))
+        )
+    with pytest.raises(ConfigError, match="STREAMGMM_DETECTOR_NOPE"):
+        load_settings(None, {"STREAMGMM_DETECTOR_NOPE": "1"}, {})
+    with pytest.raises(ConfigError, match=r"unknown setting detector\.nope in config"):
+        load_settings(write(tmp_path, "[detector]\nnope = 1\n"), {}, {})

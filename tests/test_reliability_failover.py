@@ -151,7 +151,7 @@ def test_restore_reads_the_whole_changelog(broker: EmbeddedBroker) -> None:
     """Minimal reproducer: 6,000 snapshots in one producer batch; the index must hold all."""
     from kafka import KafkaConsumer
 
-    from streamgmm.service import codec
+    from streamgmm.service import snapshot
     from streamgmm.service.checkpoint import Changelog
 
     bootstrap = broker.bootstrap_servers
@@ -162,7 +162,7 @@ def test_restore_reads_the_whole_changelog(broker: EmbeddedBroker) -> None:
     produce(
         bootstrap,
         topic,
-        [(f"k{i}".encode(), codec.encode_snapshot(f"k{i}", {}, 0, i + 1), 0) for i in range(n)],
+        [(f"k{i}".encode(), snapshot.encode_snapshot(f"k{i}", {}, 0, i + 1), 0) for i in range(n)],
         prod,
     )
     prod.close()

@@ -43,7 +43,7 @@ from reliability_support import (
 )
 
 from streamgmm.broker import EmbeddedBroker
-from streamgmm.service import codec
+from streamgmm.service import decode
 from streamgmm.service.config import load_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -51,7 +51,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PARTITIONS = 3
 MAX_RECORD_BYTES = 65536
 VALID_KEYS = ["K0", "K1", "K2", "K3", "K4"]
-ANY_REASON = frozenset(codec.REASONS)
+ANY_REASON = frozenset(decode.REASONS)
 
 
 @dataclass(frozen=True)
@@ -316,7 +316,10 @@ def _index(reader: TopicReader, dlq: bool) -> dict[tuple[int, int], list[Any]]:
     out: dict[tuple[int, int], list[Any]] = {}
     for rec in reader.records:
         if dlq:
-            src = (int(rec.headers[codec.HEADER_PARTITION]), int(rec.headers[codec.HEADER_OFFSET]))
+            src = (
+                int(rec.headers[decode.HEADER_PARTITION]),
+                int(rec.headers[decode.HEADER_OFFSET]),
+            )
             out.setdefault(src, []).append(rec)
         else:
             o = rec.json()
@@ -367,10 +370,10 @@ def test_bad_records_go_to_dlq_valid_ones_are_processed(env: Env, cases: list[Ca
         assert (p, o) in dls and (p, o) not in outs, where
         assert len(dls[(p, o)]) == 1, where
         rec = dls[(p, o)][0]
-        reason = rec.headers[codec.HEADER_REASON].decode()
+        reason = rec.headers[decode.HEADER_REASON].decode()
         assert reason in case.reasons, f"{where}: reason {reason!r} not in {set(case.reasons)}"
-        assert rec.headers[codec.HEADER_TOPIC].decode() == env.topic
-        assert rec.headers[codec.HEADER_DETAIL]  # a human-readable explanation
+        assert rec.headers[decode.HEADER_TOPIC].decode() == env.topic
+        assert rec.headers[decode.HEADER_DETAIL]  # a human-readable explanation
         assert rec.value == case.value and rec.key == case.key, where
 
 
@@ -403,7 +406,7 @@ def test_metrics_agree_and_service_stops_cleanly(env: Env) -> None:
     assert env.svc.terminate() == 0, env.svc.tail()
     kinds: dict[str, int] = {}
     for rec in env.dlq.records:
-        reason = rec.headers[codec.HEADER_REASON].decode()
+        reason = rec.headers[decode.HEADER_REASON].decode()
         kinds[reason] = kinds.get(reason, 0) + 1
     print(
         f"fuzz: {len(env.sent)} records, {len(env.outputs.records)} outputs, dead letters "

@@ -1,7 +1,7 @@
 """Adversarial numerics through the service's per-key pipeline (and through replay).
 
 1,000,000 ticks of hostile but valid series go through
-:func:`streamgmm.service.pipelines.make_pipeline` (the detector the service and ``streamgmm
+:func:`streamgmm.service.apply.make_pipeline` (the detector the service and ``streamgmm
 replay`` build per key), 200,000 per series:
 
 - ``constant``: the same price forever (zero returns, zero variance);
@@ -39,9 +39,9 @@ import pytest
 
 from streamgmm.regime import EventDetector, RegimeDetector
 from streamgmm.replay import replay
-from streamgmm.service import codec
+from streamgmm.service import snapshot
+from streamgmm.service.apply import make_pipeline
 from streamgmm.service.config import load_settings
-from streamgmm.service.pipelines import make_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -120,7 +120,7 @@ def check_state(det: Any, where: str) -> dict[str, float]:
     """Inspect the state as a restore would see it; return figures for the report."""
     state = det.to_state()
     # JSON-safe: the snapshot codec refuses NaN and infinities.
-    codec.encode_snapshot("k", {"version": 1, "pipeline": state}, 0, 0)
+    snapshot.encode_snapshot("k", {"version": 1, "pipeline": state}, 0, 0)
     restored = type(det).from_state(json.loads(json.dumps(state)))
     assert restored.to_state() == state, where
     if not restored.warm:
@@ -164,7 +164,7 @@ def test_service_pipeline_survives_adversarial_series(name: str) -> None:
     settings = load_settings(None, {}, {})
     det = make_pipeline(settings)
     figures = run_series(
-        det, SERIES[name](N_PER_SERIES, np.random.default_rng(1)), settings.n_regimes, name
+        det, SERIES[name](N_PER_SERIES, np.random.default_rng(1)), det.n_regimes, name
     )
     assert figures["ticks"] == N_PER_SERIES
     # A constant price has no scale to start from, so it never leaves the warm-up (and says so

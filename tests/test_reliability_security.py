@@ -37,7 +37,7 @@ from reliability_support import (
 )
 
 from streamgmm.broker import EmbeddedBroker
-from streamgmm.service import codec
+from streamgmm.service import decode, snapshot
 from streamgmm.service.config import load_settings
 
 pytestmark = pytest.mark.integration
@@ -68,8 +68,8 @@ def test_payload_is_live(tmp_path: Path) -> None:
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_snapshot_codec_refuses_every_pickle_protocol(tmp_path: Path, protocol: int) -> None:
     marker = tmp_path / "executed"
-    with pytest.raises(codec.SnapshotError, match="not a streamgmm snapshot"):
-        codec.decode_snapshot(_payload(marker, protocol))
+    with pytest.raises(snapshot.SnapshotError, match="not a streamgmm snapshot"):
+        snapshot.decode_snapshot(_payload(marker, protocol))
     assert not marker.exists()
 
 
@@ -197,8 +197,8 @@ def test_records_over_the_limit_go_to_dlq(limited: LimitedService) -> None:
         dlq.close()
     by_offset = {s.offset: n for s, n in zip(sent, sizes, strict=True)}
     assert sorted(by_offset[o] for _p, o in progress.done) == [200, LIMIT - 1, LIMIT]
-    dead = {int(r.headers[codec.HEADER_OFFSET]): r for r in dlq.records}
+    dead = {int(r.headers[decode.HEADER_OFFSET]): r for r in dlq.records}
     assert sorted(by_offset[o] for o in dead) == [LIMIT + 1, 5 * LIMIT, 200 * LIMIT]
     for offset, rec in dead.items():
-        assert rec.headers[codec.HEADER_REASON] == b"oversized"
+        assert rec.headers[decode.HEADER_REASON] == b"oversized"
         assert rec.value == records[offset][1]

@@ -1,7 +1,8 @@
-"""``streamgmm replay`` / ``streamgmm produce`` and the shared output-record helpers."""
+"""``streamgmm replay`` and ``streamgmm produce``."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import io
 import json
@@ -17,30 +18,11 @@ from hypothesis import strategies as st
 
 from streamgmm import produce
 from streamgmm import replay as replay_mod
+from streamgmm.output import RECORD_KEYS
 from streamgmm.replay import ReplayError, replay, row_message
-from streamgmm.service.codec import Tick, encode_output
 from streamgmm.service.config import Settings, load_settings
-from streamgmm.service.records import (
-    build_output_record,
-    encode_output_record,
-    is_out_of_order,
-    should_emit,
-)
+from streamgmm.service.decode import DeadLetter, TickDecoder
 
-FIELDS = [
-    "key",
-    "ts",
-    "topic",
-    "partition",
-    "offset",
-    "regime",
-    "probabilities",
-    "raw_probabilities",
-    "log_likelihood",
-    "drift_score",
-    "drift_detected",
-    "n_samples_seen",
-]
 # 2024-01-02T03:04:05Z in epoch seconds (19724 days, then 03:04:05).
 JAN2_030405 = 19724 * 86400 + 3 * 3600 + 4 * 60 + 5
 
@@ -81,6 +63,20 @@ class StepPipeline:
             "warm": True,
         }
 
+    def learn_predict_many(
+        self, ticks: list[dict[str, float]]
+    ) -> list[dict[str, Any] | ValueError]:
+        outs: list[dict[str, Any] | ValueError] = []
+        for tick in ticks:
+            try:
+                outs.append(self.learn_predict_one(tick))
+            except ValueError as exc:
+                outs.append(exc)
+        return outs
+
+    def to_state(self) -> dict[str, Any]:
+        return {"n": self.n}
+
 
 def settings_with(**env: str) -> Settings:
     return load_settings(None, {f"STREAMGMM_{k}": v for k, v in env.items()}, {})
@@ -102,7 +98,7 @@ def test_replay_validates_like_the_service_and_writes_output_records(tmp_path: P
     assert [r["regime"] for r in records] == [0, 1, 1, 0, 0]
     assert [r["n_samples_seen"] for r in records if r["key"] == "A"] == [1, 2, 3]
     assert records[1]["ts"] == JAN2_030405
-    assert all(list(r) == FIELDS for r in records)
+    assert all(tuple(r) == RECORD_KEYS for r in records)
     assert {(r["topic"], r["partition"]) for r in records} == {("mixed.csv", -1)}
     assert records[0]["probabilities"] == {"0": 1.0, "1": 0.0}
     assert records[0]["log_likelihood"] == -50.0
@@ -191,7 +187,7 @@ def sp500_csv(path: Path, rows: int) -> list[tuple[str, str, float, float]]:
 
 
 def test_replay_with_the_service_pipeline_equals_a_direct_run(tmp_path: Path) -> None:
-    from streamgmm.service.pipelines import make_pipeline
+    from streamgmm.service.apply import make_pipeline
 
     path = tmp_path / "sp500.csv"
     rows = 800
@@ -301,105 +297,6 @@ def test_row_message_keeps_non_finite_values_for_the_decoder_to_reject() -> None
     assert row_message({"sensor": "s1", "ts": 1.0}, "sensor")[0] == b"s1"
 
 
-def _numpy_output() -> dict[str, Any]:
-    """A detector output with numpy scalars and a non-finite value in it."""
-    return {
-        "regime": np.int64(1),
-        "probabilities": {np.int64(0): np.float64(0.25), 1: 0.75},
-        "raw_probabilities": {0: 0.5, 1: 0.5},
-        "log_likelihood": float("-inf"),
-        "drift_score": np.float64(1.25),
-        "drift_detected": np.bool_(True),
-        "n_samples_seen": np.int64(9),
-        "warm": True,
-    }
-
-
-def test_build_output_record_is_plain_json_safe_and_round_trips() -> None:
-    tick = Tick("SPX", 1.5, {"price": 2.0}, "ticks", 3, 77)
-    out = _numpy_output()
-    record = build_output_record(tick, out)
-    assert list(record) == FIELDS
-    assert record["probabilities"] == {"0": 0.25, "1": 0.75}
-    assert record["log_likelihood"] is None  # JSON has no -inf
-    assert type(record["regime"]) is int
-    assert type(record["drift_detected"]) is bool
-    assert type(record["drift_score"]) is float
-    assert (record["topic"], record["partition"], record["offset"]) == ("ticks", 3, 77)
-    assert json.loads(encode_output(record)) == record
-
-
-def test_encode_output_record_equals_the_generic_encoder_on_the_same_record() -> None:
-    tick = Tick("SPX", 1.5, {"price": 2.0}, "ticks", 3, 77)
-    out = _numpy_output()
-    assert encode_output_record(tick, out) == encode_output(build_output_record(tick, out))
-
-
-_floats = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.floats(min_value=0.0, max_value=1.0).map(np.float64),
-    st.integers(-(2**40), 2**40),
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    key=st.text(min_size=1, max_size=20),
-    topic=st.text(min_size=1, max_size=10),
-    ts=st.floats(allow_nan=False, allow_infinity=False),
-    partition=st.integers(0, 1000),
-    offset=st.integers(0, 2**62),
-    regime=st.integers(0, 15),
-    probabilities=st.lists(_floats, min_size=1, max_size=16),
-    raw=st.lists(_floats, min_size=1, max_size=16),
-    log_likelihood=_floats,
-    drift_score=_floats,
-    drift_detected=st.booleans(),
-    n_samples_seen=st.integers(0, 2**62),
-)
-def test_encode_output_record_matches_json_dumps_byte_for_byte(
-    key: str,
-    topic: str,
-    ts: float,
-    partition: int,
-    offset: int,
-    regime: int,
-    probabilities: list[Any],
-    raw: list[Any],
-    log_likelihood: Any,
-    drift_score: Any,
-    drift_detected: bool,
-    n_samples_seen: int,
-) -> None:
-    tick = Tick(key, ts, {"price": 1.0}, topic, partition, offset)
-    out = {
-        "regime": regime,
-        "probabilities": dict(enumerate(probabilities)),
-        "raw_probabilities": dict(enumerate(raw)),
-        "log_likelihood": log_likelihood,
-        "drift_score": drift_score,
-        "drift_detected": drift_detected,
-        "n_samples_seen": n_samples_seen,
-        "warm": True,
-    }
-    assert encode_output_record(tick, out) == encode_output(build_output_record(tick, out))
-
-
-def test_should_emit_and_ordering_rules() -> None:
-    out = {"regime": 1, "n_samples_seen": 6}
-    assert should_emit("every_tick", 5, out, 1)
-    assert should_emit("on_change", 5, out, None)
-    assert should_emit("on_change", 5, out, 0)
-    assert not should_emit("on_change", 5, out, 1)
-    assert should_emit("every_n", 3, out, 1)
-    assert not should_emit("every_n", 4, out, 1)
-    with pytest.raises(ValueError, match="emit policy"):
-        should_emit("sometimes", 1, out, None)
-    assert not is_out_of_order(None, 5.0)
-    assert not is_out_of_order(5.0, 5.0)  # equal timestamps are in order
-    assert is_out_of_order(5.0, 4.999)
-
-
 @pytest.mark.integration
 def test_produce_sends_rows_keyed_by_symbol(
     broker: Any, kafka_tools: Any, unique: str, tmp_path: Path
@@ -434,3 +331,43 @@ def test_produce_exit_codes_without_a_broker(tmp_path: Path) -> None:
 def test_replay_error_for_a_directory(tmp_path: Path) -> None:
     with pytest.raises(ReplayError, match="no such file"):
         replay(tmp_path, io.BytesIO(), settings_with(), pipeline_factory=StepPipeline)
+
+
+_cells = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**70), 2**70),
+    st.booleans(),
+    st.text(max_size=12),
+    st.sampled_from(["2024-01-02T03:04:05Z", "1.5", "nan", "", "A"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    row=st.dictionaries(
+        st.sampled_from(["symbol", "ts", "price", "volume", "note", "sensor", "t\u00e9mp"]),
+        _cells,
+        max_size=6,
+    ),
+    limit=st.sampled_from([64, 90, 120, 65536]),
+    kind=st.sampled_from(["market", "event"]),
+)
+def test_a_row_decodes_as_the_message_produce_sends_for_it(
+    row: dict[str, object], limit: int, kind: str
+) -> None:
+    env = {"INPUT_MAX_RECORD_BYTES": str(limit), "INPUT_TICK_KIND": kind}
+    if kind == "event":
+        env["INPUT_EVENT_FIELDS"] = "price,note"
+    settings_ = settings_with(**env)
+    shortcut = replay_mod._Replay(
+        settings_, "f.csv", "symbol", StepPipeline, io.BytesIO(), None, replay_mod.ReplaySummary()
+    )
+    key, value = row_message(row)
+    want = TickDecoder(settings_).decode(key, value, "f.csv", -1, 7)
+    got = shortcut._decode(row, 7)
+    if isinstance(want, DeadLetter):
+        assert isinstance(got, DeadLetter)
+        assert got.value in (None, value)  # filled in from the row when written
+        assert dataclasses.replace(got, value=value) == want
+    else:
+        assert got == want

@@ -8,22 +8,19 @@ changelog; the models must still end exactly where an uncapped run ends.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 from conftest import (
-    REPO,
     KafkaTools,
     assert_records_close,
     last_per_key,
     make_ticks,
     service_config,
+    start_service,
     uninterrupted_last,
 )
 
@@ -55,14 +52,7 @@ def test_lru_eviction_keeps_models_exact(broker: EmbeddedBroker, tmp_path: Path)
     ]
     tools.send_all(f"{name}-in", sent)
     log_path = tmp_path / "service.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamgmm.cli", "run", "--config", str(config)],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ},
-        )
+    proc = start_service(config, log_path)
     try:
         outputs = [
             r.json() for r in tools.read_all(settings.output_topic, expect=len(sent), timeout=120)

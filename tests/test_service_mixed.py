@@ -8,18 +8,15 @@ all 200 with their reasons and sources, and the metrics endpoint the same counts
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import REPO, KafkaTools, make_ticks, service_config
+from conftest import KafkaTools, make_ticks, service_config, start_service
 
 from streamgmm.broker import EmbeddedBroker, free_port
 
@@ -126,14 +123,7 @@ def test_mixed_input(
         },
     )
     log_path = tmp_path / "service.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamgmm.cli", "run", "--config", str(config)],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ},
-        )
+    proc = start_service(config, log_path)
     try:
         outputs = kafka_tools.read_all(f"{unique}-in.regimes", expect=5000, timeout=120)
         dlq = kafka_tools.read_all(f"{unique}-in.dlq", expect=200, timeout=30)

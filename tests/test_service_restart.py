@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from conftest import (
     last_per_key,
     make_ticks,
     service_config,
+    start_service,
     uninterrupted_last,
 )
 
@@ -53,17 +53,6 @@ class KafkaRun:
     logs: list[Path]
 
 
-def _start(config: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "streamgmm.cli", "run", "--config", str(config)],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ},
-        )
-
-
 def _as_sent(ticks: list[dict[str, Any]]) -> list[tuple[bytes, bytes, int]]:
     return [
         (t["symbol"].encode(), json.dumps(t).encode(), SYMBOLS.index(t["symbol"])) for t in ticks
@@ -88,7 +77,7 @@ def kafka_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
     tools.send_all(f"{name}-in", sent[:FIRST_BATCH])
 
     logs = [tmp / "first.log", tmp / "second.log"]
-    proc = _start(config, logs[0])
+    proc = start_service(config, logs[0])
     try:
         tools.read_all(settings.output_topic, expect=1000, timeout=90, idle=0.0)
 
@@ -110,7 +99,7 @@ def kafka_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
     outputs_at_stop = [r.json() for r in tools.read_all(settings.output_topic, idle=1.0)]
     producer.join()
 
-    proc = _start(config, logs[1])
+    proc = start_service(config, logs[1])
     try:
         outputs = [
             r.json()

@@ -1,19 +1,23 @@
-"""Changelog checkpointing: write per-key snapshots, commit offsets, restore on assign.
+"""Checkpoint: per-key state goes to the changelog, then offsets are committed.
 
-Protocol (see docs/operations.md for the guarantees it gives):
+Owns the checkpoint protocol, carried out by :meth:`Checkpointer.commit`:
 
-1. flush the producer, so every output and dead-letter record of the processed ticks is
+1. flush the sink, so every output and dead-letter record of the processed ticks is
    acknowledged;
 2. write one snapshot per dirty key to the changelog, keyed by instrument, value
-   ``{state, partition, next_offset}`` (JSON via :func:`streamgmm.service.codec.encode_snapshot`;
-   never pickle), and flush;
+   ``{state, partition, next_offset}`` (versioned JSON, :mod:`.snapshot`; never pickle), and
+   flush;
 3. commit, per input partition, the next offset to process. Every key of the partition was
    snapshotted in step 2 at or after its last applied record, so this is also the minimum over
    the partition's keys of their snapshot ``next_offset`` bound.
 
-Restore: read the changelog to its end, keep the last snapshot per key whose source partition is
-assigned here, seek each partition to its committed offset, and skip every record whose offset
-is below its key's snapshot ``next_offset`` (that tick is already inside the snapshot).
+Evicting a key (:mod:`.keystore`) runs steps 1-2 for it (:meth:`Checkpointer.save`).
+See docs/operations.md for the guarantees the protocol gives.
+
+Restore (:class:`Changelog`): read the changelog to its end, keep the last snapshot per key
+whose source partition is assigned here, seek each partition to its committed offset, and skip
+every record whose offset is below its key's snapshot ``next_offset`` (that tick is already
+inside the snapshot).
 
 The changelog is co-partitioned with the input when the partition counts match (snapshot of a
 key from input partition p goes to changelog partition p), so an instance restoring partition p
@@ -26,16 +30,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from streamgmm.service import codec
+from streamgmm.service.decode import decode_key, encode_key
 from streamgmm.service.kafka_io import Producer
+from streamgmm.service.snapshot import Snapshot, SnapshotError, decode_snapshot, encode_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +129,11 @@ class Changelog:
         """
         futures = []
         for snap in snapshots:
-            value = codec.encode_snapshot(snap.key, snap.state, snap.partition, snap.next_offset)
+            value = encode_snapshot(snap.key, snap.state, snap.partition, snap.next_offset)
             future = self._producer.send(
                 self.topic,
                 value=value,
-                key=codec.encode_key(snap.key),
+                key=encode_key(snap.key),
                 partition=self._target_partition(snap.partition),
             )
             futures.append((snap, future))
@@ -176,7 +181,7 @@ class Changelog:
                 for rec in records:
                     n_read += 1
                     if rec.value is None:  # tombstone: the key was deleted
-                        index.pop(codec.decode_key(rec.key), None)
+                        index.pop(decode_key(rec.key), None)
                         continue
                     snap = self._decode(rec.value, tp, rec.offset)
                     if snap.partition in wanted:
@@ -200,7 +205,7 @@ class Changelog:
         )
         return index
 
-    def load(self, ref: SnapshotRef) -> codec.Snapshot:
+    def load(self, ref: SnapshotRef) -> Snapshot:
         """Fetch the snapshot ``ref`` points at."""
         tp = TopicPartition(self.topic, ref.changelog_partition)
         self._reader.assign([tp])
@@ -217,15 +222,112 @@ class Changelog:
             f"@{ref.changelog_offset} could not be read within {RESTORE_STALL_SECONDS:.0f}s"
         )
 
-    def _decode(self, value: bytes | None, tp: TopicPartition, offset: int) -> codec.Snapshot:
+    def _decode(self, value: bytes | None, tp: TopicPartition, offset: int) -> Snapshot:
         try:
-            return codec.decode_snapshot(value)  # type: ignore[arg-type]
-        except codec.SnapshotError as exc:
+            return decode_snapshot(value)  # type: ignore[arg-type]
+        except SnapshotError as exc:
             # Refuse to guess: a changelog record that is not ours (a pickle, say) stops the
             # restore with a message that says where it is, and nothing in it is executed.
             raise ChangelogError(
                 f"changelog record {tp.topic}[{tp.partition}]@{offset} rejected: {exc}"
             ) from exc
+
+
+class Snapshottable(Protocol):
+    """What a checkpoint needs of one key's state (:class:`streamgmm.service.apply.KeyState`)."""
+
+    partition: int
+    next_offset: int
+    dirty: bool
+
+    def to_state(self) -> dict[str, Any]: ...
+
+
+class KeyStates(Protocol):
+    """What a checkpoint needs of the key store (:class:`streamgmm.service.keystore.KeyStore`)."""
+
+    def dirty(
+        self, partitions: Collection[int] | None = None
+    ) -> Sequence[tuple[str, Snapshottable]]: ...
+
+    def remember(self, refs: Mapping[str, SnapshotRef]) -> None: ...
+
+
+class Flushable(Protocol):
+    """The sink of output and dead-letter records (a Producer or a ProducerProcess)."""
+
+    def flush(self, timeout: float | None = None) -> None: ...
+
+
+class Checkpointer:
+    """Carries out the checkpoint protocol of the module docstring.
+
+    Parameters
+    ----------
+    changelog : Changelog
+        Where snapshots go.
+    sink : Producer or ProducerProcess
+        Where output and dead-letter records go; flushed before any snapshot is written.
+    timeout_ms : int
+        Bound of each flush and of a synchronous commit.
+    """
+
+    def __init__(self, changelog: Changelog, sink: Flushable, timeout_ms: int = 30000) -> None:
+        self.changelog = changelog
+        self._sink = sink
+        self._timeout_ms = timeout_ms
+
+    def save(self, items: Sequence[tuple[str, Snapshottable]]) -> dict[str, SnapshotRef]:
+        """Steps 1-2: flush the sink, then write and flush one snapshot per ``(key, state)``.
+
+        Each saved state is marked clean. Returns where each snapshot landed.
+
+        Raises
+        ------
+        streamgmm.service.kafka_io.DeliveryError
+            When a flush fails; nothing may be committed then.
+        """
+        self._sink.flush(timeout=self._timeout_ms / 1000)
+        if not items:
+            return {}
+        refs = self.changelog.write(
+            [PendingSnapshot(key, st.to_state(), st.partition, st.next_offset) for key, st in items]
+        )
+        for _key, st in items:
+            st.dirty = False
+        return refs
+
+    def commit(
+        self,
+        store: KeyStates,
+        consumer: KafkaConsumer,
+        positions: Mapping[TopicPartition, int],
+        *,
+        partitions: Collection[int] | None = None,
+        sync: bool = True,
+    ) -> None:
+        """Steps 1-3: save the store's dirty keys, then commit ``positions``.
+
+        Parameters
+        ----------
+        store
+            The key store; its dirty keys (of ``partitions`` only, when given) are saved and
+            it learns where their snapshots are.
+        consumer
+            The group consumer that commits.
+        positions
+            Next offset to process per input partition.
+        partitions
+            Input partitions whose keys to save (a revoke saves only the revoked ones).
+        sync
+            Commit synchronously (waits up to ``timeout_ms``); False fires ``commit_async``,
+            the only commit a rebalance listener may make (see :mod:`.kafka_io`).
+        """
+        store.remember(self.save(store.dirty(partitions)))
+        if sync:
+            commit_offsets(consumer, positions, self._timeout_ms)
+        else:
+            commit_offsets_async(consumer, positions)
 
 
 def commit_offsets(

@@ -1,9 +1,18 @@
-"""Service settings: shipped defaults < config file < environment < CLI overrides.
+"""Service settings: defaults < config file < environment < command line.
 
-Every setting has one home in a TOML section (``[kafka] bootstrap_servers``), one
-environment variable (``STREAMGMM_KAFKA_BOOTSTRAP_SERVERS``) and one attribute of the flat,
-frozen :class:`Settings` (``settings.bootstrap_servers``). The table :data:`SPECS` is the
-single source of that mapping; ``streamgmm/service/default.toml`` documents each entry.
+Owns every setting: its TOML section and key (``[kafka] bootstrap_servers``), its environment
+variable (``STREAMGMM_KAFKA_BOOTSTRAP_SERVERS``), its attribute of the flat, frozen
+:class:`Settings` (``settings.bootstrap_servers``), its parser, default and meaning. The table
+:data:`SPECS` is the one home of all that; ``configs/default.toml`` and the settings table in
+docs/service.md are generated from it (:func:`default_config_text`, :func:`settings_table`) and
+a test holds them equal.
+
+The ``[detector]`` settings are not listed by hand: :func:`detector_specs` derives them from
+the constructors of :class:`~streamgmm.regime.RegimeDetector` and
+:class:`~streamgmm.regime.EventDetector` (names, type hints, defaults, and the numpydoc
+``Parameters`` section for their meaning), so a parameter added to a detector is a setting.
+Their values are checked by the detector's own constructor; :attr:`Settings.detector` holds
+only the parameters that were set, and the detector's defaults apply to the others.
 
 Validation happens once, in :func:`load_settings`. A bad value raises :class:`ConfigError`
 whose message is one line naming the setting, where it came from and the value, so the CLI
@@ -13,26 +22,37 @@ can print it and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
 import re
+import textwrap
 import tomllib
-from collections.abc import Callable, Mapping
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "COMPRESSION_TYPES",
+    "EMIT_POLICIES",
     "ENV_PREFIX",
+    "OUT_OF_ORDER",
     "SECURITY_KEYS",
     "SPECS",
     "ConfigError",
     "Settings",
     "add_cli_overrides",
+    "all_specs",
     "default_config_text",
+    "detector_class",
+    "detector_kwargs",
+    "detector_specs",
     "kafka_client_kwargs",
     "load_settings",
     "overrides_from_args",
+    "settings_table",
 ]
 
 ENV_PREFIX = "STREAMGMM_"
@@ -60,6 +80,10 @@ _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: Batch codecs kafka-python produces with the codec packages the core install brings.
 COMPRESSION_TYPES = ("gzip", "lz4", "zstd", "snappy")
+#: Values of ``[output] emit_policy`` (see :func:`streamgmm.service.apply.should_emit`).
+EMIT_POLICIES = ("every_tick", "on_change", "every_n")
+#: Values of ``[input] out_of_order``.
+OUT_OF_ORDER = ("reject", "skip")
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -73,7 +97,7 @@ class _Invalid(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    """Validated service settings (flat; see ``default.toml`` for each one's meaning).
+    """Validated service settings (flat; :data:`SPECS` says what each one means).
 
     Topic names are already derived: ``output_topic``, ``dlq_topic`` and ``changelog_topic``
     are never empty.
@@ -122,13 +146,11 @@ class Settings:
     metrics_host: str
     metrics_port: int
     max_metric_keys: int
-    # [detector]
-    n_regimes: int
-    halflife: float | None  # None: stepwise learning-rate schedule
-    warmup: int
-    seed: int | None  # None: unseeded
     # [logging]
     log_level: str
+    # [detector]: only the parameters that were set (by name), typed and checked by the
+    # detector; its own defaults apply to the others (see detector_kwargs)
+    detector: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 # --------------------------------------------------------------------------- value parsers
@@ -172,31 +194,9 @@ def _positive_float(raw: object) -> float:
     return value
 
 
-def _halflife(raw: object) -> float | None:
-    expected = "expected a finite number > 0, or 0 for the stepwise schedule"
-    if isinstance(raw, str) and raw.strip().lower() in ("", "none"):
-        return None
-    if isinstance(raw, bool):
-        raise _Invalid(expected)
-    try:
-        value = float(raw.strip()) if isinstance(raw, str) else float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise _Invalid(expected) from None
-    if value == 0.0:
-        return None
-    if not (value > 0.0 and value < float("inf")):
-        raise _Invalid(expected)
-    return value
-
-
 def _compression(raw: object) -> str | None:
     text = _choice("none", *COMPRESSION_TYPES)(raw.strip().lower() if isinstance(raw, str) else raw)
     return None if text == "none" else text
-
-
-def _seed(raw: object) -> int | None:
-    value = _int(lo=-1, hi=2**32 - 1)(raw)
-    return None if value == -1 else value
 
 
 def _bool(raw: object) -> bool:
@@ -342,6 +342,8 @@ class _Spec:
     key: str
     attr: str
     parse: Callable[[object], object]
+    default: object  # as a config file writes it (TOML types)
+    doc: str  # what the setting means
 
     @property
     def name(self) -> str:
@@ -352,67 +354,423 @@ class _Spec:
         return f"{ENV_PREFIX}{self.section.upper()}_{self.key.upper()}"
 
 
+_SECURITY_DOCS = {
+    "security_protocol": "One of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL.",
+    "sasl_mechanism": "One of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, GSSAPI, OAUTHBEARER (with a "
+    "SASL_* protocol).",
+    "sasl_plain_username": "Username for PLAIN and SCRAM.",
+    "sasl_plain_password": "Password for PLAIN and SCRAM; prefer the environment variable "
+    "STREAMGMM_SECURITY_SASL_PLAIN_PASSWORD to writing it here. Errors never print it.",
+    "sasl_kerberos_service_name": "Kerberos service name, for GSSAPI.",
+    "sasl_kerberos_domain_name": "Kerberos domain name, for GSSAPI (empty: the broker's host "
+    "name).",
+    "ssl_cafile": "PEM file of the CA certificates that sign the broker certificates.",
+    "ssl_certfile": "PEM file of the client certificate, for mutual TLS.",
+    "ssl_keyfile": "PEM file of the client private key, for mutual TLS.",
+    "ssl_password": "Password of ssl_keyfile, if it is encrypted. Errors never print it.",
+    "ssl_crlfile": "PEM file of certificate revocation lists.",
+    "ssl_check_hostname": "Check that the broker certificate matches its host name.",
+}
+
+#: What a section is about, where its settings need it (under its header in default.toml).
+SECTION_DOCS: dict[str, str] = {
+    "security": "Passed unchanged to every kafka-python client (consumer, producer, admin). "
+    "Empty = not set.",
+    "detector": "The per-key detector: the parameters of streamgmm.RegimeDetector (market ticks) "
+    "and streamgmm.EventDetector (event ticks), with their defaults. Checked by the detector "
+    'itself when the service starts. For a parameter that may be None, "" (or "none") means '
+    "None.",
+    "logging": "Log lines on stderr.",
+}
+
 SPECS: tuple[_Spec, ...] = (
-    _Spec("kafka", "bootstrap_servers", "bootstrap_servers", _servers),
-    _Spec("kafka", "api_version", "api_version", _api_version),
-    _Spec("kafka", "client_id", "client_id", _nonempty_string),
-    _Spec("kafka", "group_id", "group_id", _topic(optional=False)),
-    _Spec("kafka", "session_timeout_ms", "session_timeout_ms", _int(1000, 3_600_000)),
-    _Spec("kafka", "heartbeat_interval_ms", "heartbeat_interval_ms", _int(100, 3_600_000)),
-    _Spec("kafka", "max_poll_records", "max_poll_records", _int(1, 1_000_000)),
-    _Spec("kafka", "max_poll_interval_ms", "max_poll_interval_ms", _int(1000)),
-    _Spec("kafka", "auto_offset_reset", "auto_offset_reset", _choice("earliest", "latest")),
+    _Spec("kafka", "bootstrap_servers", "bootstrap_servers", _servers, "localhost:9092",
+          "Comma-separated host:port list (a TOML array of strings is accepted too)."),
+    _Spec("kafka", "api_version", "api_version", _api_version, "2.5",
+          'Kafka protocol version the client assumes, "X.Y" or "X.Y.Z", or "auto" to let '
+          "kafka-python probe the broker. Default 2.5: probing has been seen to stall "
+          "consumer-group joins for over a minute on some Kafka-compatible brokers (the "
+          "embedded tansu broker among them), while 2.5 joins in seconds. Every Apache Kafka "
+          "broker from 2.5 up, 4.x included, speaks these request versions."),
+    _Spec("kafka", "client_id", "client_id", _nonempty_string, "streamgmm",
+          "Client id sent to the broker; shows up in broker logs and quotas."),
+    _Spec("kafka", "group_id", "group_id", _topic(optional=False), "streamgmm",
+          "Consumer group. Run N instances with the same group_id to split the partitions "
+          "between them."),
+    _Spec("kafka", "session_timeout_ms", "session_timeout_ms", _int(1000, 3_600_000), 10000,
+          "Milliseconds without a heartbeat before the group evicts a member. A group's first "
+          "join waits about half of this, so lower it in tests (for example 6000 with a 500 ms "
+          "heartbeat)."),
+    _Spec("kafka", "heartbeat_interval_ms", "heartbeat_interval_ms", _int(100, 3_600_000), 3000,
+          "Milliseconds between heartbeats; must be lower than session_timeout_ms."),
+    _Spec("kafka", "max_poll_records", "max_poll_records", _int(1, 1_000_000), 500,
+          "Largest number of records one poll returns; one poll is one processing batch."),
+    _Spec("kafka", "max_poll_interval_ms", "max_poll_interval_ms", _int(1000), 300000,
+          "Milliseconds allowed between polls before the member is considered dead."),
+    _Spec("kafka", "auto_offset_reset", "auto_offset_reset", _choice("earliest", "latest"),
+          "earliest",
+          'Where to start a partition that has no committed offset: "earliest" or "latest".'),
     # kafka-python's consumer needs fetch_max_wait_ms (500) < this < connections_max_idle_ms.
-    _Spec("kafka", "request_timeout_ms", "request_timeout_ms", _int(1000, 539_999)),
-    _Spec("kafka", "retry_backoff_ms", "retry_backoff_ms", _int(0)),
-    _Spec("kafka", "reconnect_backoff_max_ms", "reconnect_backoff_max_ms", _int(1)),
-    *(_Spec("security", key, f"security.{key}", _security_value(key)) for key in SECURITY_KEYS),
-    _Spec("topics", "input", "input_topic", _topic(optional=False)),
-    _Spec("topics", "output", "output_topic", _topic(optional=True)),
-    _Spec("topics", "dlq", "dlq_topic", _topic(optional=True)),
-    _Spec("topics", "changelog", "changelog_topic", _topic(optional=True)),
-    _Spec("topics", "create_missing", "create_topics", _bool),
-    _Spec("topics", "replication_factor", "topic_replication_factor", _int(1, 32)),
-    _Spec("input", "tick_kind", "tick_kind", _choice("market", "event")),
-    _Spec("input", "event_fields", "event_fields", _field_list),
-    _Spec("input", "key_field", "key_field", _optional_field_name),
-    _Spec("input", "out_of_order", "out_of_order", _choice("reject", "skip")),
-    _Spec("input", "max_record_bytes", "max_record_bytes", _int(64, 100 * 1024 * 1024)),
-    _Spec("output", "emit_policy", "emit_policy", _choice("every_tick", "on_change", "every_n")),
-    _Spec("output", "emit_every_n", "emit_every_n", _int(1)),
-    _Spec("output", "producer_process", "producer_process", _bool),
-    _Spec("output", "compression_type", "compression_type", _compression),
-    _Spec("checkpoint", "every_records", "checkpoint_every_records", _int(1)),
-    _Spec("checkpoint", "every_seconds", "checkpoint_every_seconds", _positive_float),
-    _Spec("state", "max_keys_in_memory", "max_keys_in_memory", _int(1)),
-    _Spec("metrics", "enabled", "metrics_enabled", _bool),
-    _Spec("metrics", "host", "metrics_host", _nonempty_string),
-    _Spec("metrics", "port", "metrics_port", _int(0, 65535)),
-    _Spec("metrics", "max_keys", "max_metric_keys", _int(0)),
-    _Spec("detector", "n_regimes", "n_regimes", _int(2, 16)),
-    _Spec("detector", "halflife", "halflife", _halflife),
-    _Spec("detector", "warmup", "warmup", _int(1)),
-    _Spec("detector", "seed", "seed", _seed),
-    _Spec("logging", "level", "log_level", _choice(*_LOG_LEVELS, upper=True)),
-)
+    _Spec("kafka", "request_timeout_ms", "request_timeout_ms", _int(1000, 539_999), 30000,
+          "Milliseconds the client waits for a broker response."),
+    _Spec("kafka", "retry_backoff_ms", "retry_backoff_ms", _int(0), 100,
+          "Milliseconds to wait before retrying a failed request."),
+    _Spec("kafka", "reconnect_backoff_max_ms", "reconnect_backoff_max_ms", _int(1), 10000,
+          "Upper bound, in milliseconds, of the exponential reconnect backoff while a broker "
+          "is down."),
+    *(
+        _Spec("security", key, f"security.{key}", _security_value(key),
+              {"security_protocol": "PLAINTEXT", "ssl_check_hostname": True}.get(key, ""),
+              _SECURITY_DOCS[key])
+        for key in SECURITY_KEYS
+    ),
+    _Spec("topics", "input", "input_topic", _topic(optional=False), "ticks",
+          "Topic of incoming ticks."),
+    _Spec("topics", "output", "output_topic", _topic(optional=True), "",
+          'Topic of regime records. Empty -> "<input>.regimes".'),
+    _Spec("topics", "dlq", "dlq_topic", _topic(optional=True), "",
+          "Dead-letter topic for records that cannot be decoded or validated. Empty -> "
+          '"<input>.dlq".'),
+    _Spec("topics", "changelog", "changelog_topic", _topic(optional=True), "",
+          'Compacted topic of per-key model snapshots. Empty -> "<group_id>.changelog".'),
+    _Spec("topics", "create_missing", "create_topics", _bool, True,
+          "Create missing output, dead-letter and changelog topics at start (the changelog "
+          "compacted)."),
+    _Spec("topics", "replication_factor", "topic_replication_factor", _int(1, 32), 1,
+          "Replication factor for topics the service creates. Use 3 on a production cluster."),
+    _Spec("input", "tick_kind", "tick_kind", _choice("market", "event"), "market",
+          '"market": {"symbol", "ts", "price", "volume"?} ticks fed to a RegimeDetector. '
+          '"event": {"ts", <event_fields>...} ticks fed to an EventDetector.'),
+    _Spec("input", "event_fields", "event_fields", _field_list, [],
+          'Numeric fields read from event ticks (tick_kind = "event"); required then, ignored '
+          "otherwise."),
+    _Spec("input", "key_field", "key_field", _optional_field_name, "",
+          "Empty -> the instrument key is the Kafka record key. Otherwise the key is read from "
+          'this JSON field of the value (for example "symbol"), and the record key is ignored.'),
+    _Spec("input", "out_of_order", "out_of_order", _choice(*OUT_OF_ORDER), "reject",
+          "What to do with a tick whose ts is earlier than the last ts applied to its key: "
+          '"reject" sends it to the dead-letter topic (reason out_of_order); "skip" drops it, '
+          "counted."),
+    _Spec("input", "max_record_bytes", "max_record_bytes", _int(64, 100 * 1024 * 1024), 65536,
+          "Records whose value is larger than this many bytes go to the dead-letter topic "
+          "unparsed."),
+    _Spec("output", "emit_policy", "emit_policy", _choice(*EMIT_POLICIES),
+          "every_tick",
+          'When to emit a regime record: "every_tick", "on_change" (the key\'s first tick, then '
+          "each tick whose regime differs from the previous tick's), or \"every_n\" (each tick "
+          "whose n_samples_seen is a multiple of emit_every_n)."),
+    _Spec("output", "emit_every_n", "emit_every_n", _int(1), 10,
+          'N for emit_policy = "every_n".'),
+    _Spec("output", "producer_process", "producer_process", _bool, True,
+          "Produce output and dead-letter records from a child process (true), so that "
+          "kafka-python's producer runs on another core instead of sharing the service's "
+          "interpreter lock; about 1.8x the throughput on 2 cores "
+          "(benchmarks/bench_service.py). false keeps one process, for platforms that restrict "
+          "subprocesses. Snapshots are always written from the service process."),
+    _Spec("output", "compression_type", "compression_type", _compression, "none",
+          "Codec of output and dead-letter batches: none, gzip, lz4, zstd or snappy. Input "
+          "topics in any of these are read whatever this says; changelog snapshots stay "
+          "uncompressed."),
+    _Spec("checkpoint", "every_records", "checkpoint_every_records", _int(1), 10000,
+          "Checkpoint (flush outputs, write dirty snapshots to the changelog, commit offsets) "
+          "after this many processed records, or after every_seconds, whichever comes first."),
+    _Spec("checkpoint", "every_seconds", "checkpoint_every_seconds", _positive_float, 30.0,
+          "Seconds between checkpoints at most (see every_records). Also on revoke and on "
+          "shutdown."),
+    _Spec("state", "max_keys_in_memory", "max_keys_in_memory", _int(1), 100000,
+          "Most per-key models held in memory; the least recently used key beyond this is "
+          "checkpointed and evicted, and restored from the changelog when it shows up again."),
+    _Spec("metrics", "enabled", "metrics_enabled", _bool, True,
+          "Serve Prometheus metrics over HTTP."),
+    _Spec("metrics", "host", "metrics_host", _nonempty_string, "127.0.0.1",
+          "Address to bind. 127.0.0.1 keeps metrics local; use 0.0.0.0 inside a container."),
+    _Spec("metrics", "port", "metrics_port", _int(0, 65535), 9464,
+          "Port to bind; 0 picks a free port (logged at start)."),
+    _Spec("metrics", "max_keys", "max_metric_keys", _int(0), 1000,
+          "Most keys exported with per-key series; further keys are not exported until a "
+          "partition revoke or an eviction frees a slot."),
+    _Spec("logging", "level", "log_level", _choice(*_LOG_LEVELS, upper=True), "INFO",
+          "One of DEBUG, INFO, WARNING, ERROR."),
+)  # fmt: skip
 _BY_NAME = {spec.name: spec for spec in SPECS}
 _BY_ATTR = {spec.attr: spec for spec in SPECS}
 _BY_ENV = {spec.env: spec for spec in SPECS}
-_SECTIONS = frozenset(spec.section for spec in SPECS)
+_SECTIONS = frozenset(spec.section for spec in SPECS) | {"detector"}
+#: Section order of configs/default.toml and the docs table.
+_SECTION_ORDER = (
+    "kafka", "security", "topics", "input", "output", "checkpoint", "state", "metrics",
+    "detector", "logging",
+)  # fmt: skip
 
 
-# --------------------------------------------------------------------------- loading
+# --------------------------------------------------------------------------- [detector]
+# Derived from the detector classes: the first class that has a parameter gives its type,
+# default and meaning. Detector parameters that other settings supply, and the settings'
+# names for parameters a class names differently:
+_DETECTOR_CLASSES = ("RegimeDetector", "EventDetector")
+_SET_ELSEWHERE = frozenset({"fields"})  # [input] event_fields
+_SETTING_NAME = {"n_components": "n_regimes"}  # EventDetector's name -> the setting's
+#: Values that meant None before the [detector] section was derived; still read that way.
+_LEGACY_NONE: dict[str, object] = {"halflife": 0.0, "seed": -1}
+
+
+def _detector_classes() -> dict[str, type]:
+    from streamgmm import regime
+
+    return {name: getattr(regime, name) for name in _DETECTOR_CLASSES}
+
+
+def detector_class(tick_kind: str) -> type:
+    """The detector class ``[input] tick_kind`` selects."""
+    return _detector_classes()["EventDetector" if tick_kind == "event" else "RegimeDetector"]
+
+
+_RST_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
+
+
+def _numpydoc_parameters(doc: str | None) -> dict[str, str]:
+    """Parameter name -> description, from a numpydoc ``Parameters`` section.
+
+    Handles ``name`` / ``name : type`` headings, several comma-separated names sharing one
+    description, and reStructuredText roles and literals (written as Markdown code).
+    """
+    lines = inspect.cleandoc(doc or "").splitlines()
+    try:
+        start = next(
+            i + 2
+            for i, line in enumerate(lines[:-1])
+            if line.strip() == "Parameters" and set(lines[i + 1].strip()) == {"-"}
+        )
+    except StopIteration:
+        return {}
+    found: dict[str, str] = {}
+    names: list[str] = []
+    for i, line in enumerate(lines[start:], start):
+        if i + 1 < len(lines) and line.strip() and set(lines[i + 1].strip()) == {"-"}:
+            break  # the next section's heading
+        if line and not line[0].isspace():
+            names = [n.strip() for n in line.split(":", 1)[0].split(",") if n.strip()]
+            for name in names:
+                found[name] = ""
+        elif line.strip():
+            for name in names:
+                found[name] = f"{found[name]} {line.strip()}".strip()
+    return {
+        name: _RST_ROLE.sub(lambda m: "`" + m.group(1).rsplit(".", 1)[-1] + "`", text).replace(
+            "``", "`"
+        )
+        for name, text in found.items()
+    }
+
+
+def _number(raw: object) -> float:
+    if isinstance(raw, bool):
+        raise _Invalid("expected a number, not a boolean")
+    try:
+        return float(raw.strip()) if isinstance(raw, str) else float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise _Invalid("expected a number") from None
+
+
+def _hint_parser(hint: object, where: str) -> Callable[[object], object]:
+    """The parser of a setting whose detector parameter has type hint ``hint``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        optional = type(None) in args
+        parsers = [_hint_parser(arg, where) for arg in args if arg is not type(None)]
+
+        def parse_union(raw: object) -> object:
+            if optional and (
+                raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none"))
+            ):
+                return None
+            reasons = []
+            for parse in parsers:
+                try:
+                    return parse(raw)
+                except _Invalid as exc:
+                    reasons.append(str(exc).removeprefix("expected "))
+            raise _Invalid(
+                "expected " + " or ".join(reasons + (['"" for None'] if optional else []))
+            )
+
+        return parse_union
+    if origin is Literal:
+        return _choice(*(str(arg) for arg in args))
+    if hint is bool:
+        return _bool
+    if hint is int:
+        return _int()
+    if hint is float:
+        return _number
+    if hint is str:
+        return _string
+    if origin in (Sequence, list, tuple, typing.Sequence) and args[:1] == (str,):
+        return _string_list
+    raise TypeError(
+        f"{where} has type {hint!r}, which settings cannot hold yet: teach "
+        "streamgmm.service.config._hint_parser to read it"
+    )
+
+
+def _toml_default(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, tuple | list):
+        return list(value)
+    return value
+
+
+@functools.cache
+def detector_specs() -> tuple[_Spec, ...]:
+    """The ``[detector]`` settings, derived from the detector classes' constructors.
+
+    Imports :mod:`streamgmm.regime` (numba, river): called only when a ``[detector]`` setting
+    is given, and to write the defaults and the docs.
+    """
+    classes = _detector_classes()
+    specs: dict[str, _Spec] = {}
+    owners: dict[str, list[str]] = {}
+    for cls_name, cls in classes.items():
+        hints = typing.get_type_hints(cls.__init__)  # type: ignore[misc]
+        docs = _numpydoc_parameters(cls.__doc__)
+        for name, param in inspect.signature(cls).parameters.items():
+            if name in _SET_ELSEWHERE:
+                continue
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            key = _SETTING_NAME.get(name, name)
+            owners.setdefault(key, []).append(cls_name)
+            if key in specs:
+                continue
+            where = f"{cls_name}.__init__ parameter {name!r}"
+            if param.default is param.empty:
+                raise TypeError(f"{where} has no default, so the service cannot leave it unset")
+            parse = _hint_parser(hints[name], where)
+            if key in _LEGACY_NONE:
+                parse = _with_legacy_none(parse, _LEGACY_NONE[key])
+            specs[key] = _Spec(
+                "detector", key, f"detector.{key}", parse, _toml_default(param.default),
+                docs.get(name) or f"See {cls_name}.",
+            )  # fmt: skip
+    for key, spec in specs.items():
+        notes = []
+        if key in _LEGACY_NONE:
+            notes.append(f"{_toml_value(_LEGACY_NONE[key])} also means None.")
+        if len(owners[key]) < len(classes):
+            kind = "Market" if owners[key] == ["RegimeDetector"] else "Event"
+            notes.append(f"{kind} ticks only.")
+        if notes:
+            doc = spec.doc if spec.doc.endswith(".") else spec.doc + "."
+            specs[key] = _Spec(
+                spec.section, key, spec.attr, spec.parse, spec.default, " ".join([doc, *notes])
+            )
+    return tuple(specs.values())
+
+
+def _with_legacy_none(
+    parse: Callable[[object], object], legacy: object
+) -> Callable[[object], object]:
+    def parse_legacy(raw: object) -> object:
+        value = parse(raw)
+        return None if value == legacy and not isinstance(value, bool) else value
+
+    return parse_legacy
+
+
+def all_specs() -> tuple[_Spec, ...]:
+    """Every setting, ``[detector]`` included, in the order of configs/default.toml."""
+    everything = SPECS + detector_specs()
+    return tuple(
+        spec for section in _SECTION_ORDER for spec in everything if spec.section == section
+    )
+
+
+@functools.cache
+def _parameters(tick_kind: str) -> Mapping[str, inspect.Parameter]:
+    return inspect.signature(detector_class(tick_kind)).parameters
+
+
+def detector_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of the detector class ``settings.tick_kind`` selects.
+
+    The ``[detector]`` parameters that were set and that this class takes, under its own names,
+    plus ``fields`` (``[input] event_fields``) for event ticks. Parameters left unset take the
+    class's defaults.
+    """
+    accepted = _parameters(settings.tick_kind)
+    to_param = {setting: param for param, setting in _SETTING_NAME.items() if param in accepted}
+    kwargs = {
+        to_param.get(key, key): value
+        for key, value in settings.detector.items()
+        if to_param.get(key, key) in accepted
+    }
+    if "fields" in accepted:
+        kwargs["fields"] = list(settings.event_fields)
+    return kwargs
+
+
+# --------------------------------------------------------------------------- the defaults
+
+_CONFIG_HEADER = """\
+# streamgmm service — default configuration.
+#
+# Every setting, at its default, with what it means. Generated from the code
+# (streamgmm.service.config.default_config_text); tests/test_config.py holds this file equal.
+# A config file may set any subset of these keys. Precedence, lowest to highest:
+#   1. these defaults;
+#   2. the file given with `streamgmm run --config FILE` (only the keys it sets);
+#   3. environment variables STREAMGMM_<SECTION>_<KEY>, e.g. STREAMGMM_KAFKA_BOOTSTRAP_SERVERS,
+#      STREAMGMM_TOPICS_INPUT, STREAMGMM_DETECTOR_DT_UNIT, STREAMGMM_SECURITY_SASL_PLAIN_PASSWORD;
+#   4. command-line flags: --set SECTION.KEY=VALUE for any setting, and --bootstrap-servers,
+#      --input-topic, --output-topic, --group-id, --metrics-port, --metrics-host.
+# Every value is validated when the service starts; a bad value stops it with a one-line
+# message naming the setting and the value, and exit code 2.
+# An empty string means "not set" wherever a setting is optional.
+"""
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def _comment(text: str, width: int = 99) -> list[str]:
+    return textwrap.wrap(text, width - 2, initial_indent="# ", subsequent_indent="# ")
 
 
 def default_config_text() -> str:
-    """Return the text of the shipped default configuration (package data)."""
-    try:
-        return resources.files("streamgmm.service").joinpath("default.toml").read_text("utf-8")
-    except FileNotFoundError:
-        # Only a broken install gets here: the file is package data of streamgmm.service.
-        raise ConfigError(
-            "the shipped defaults streamgmm/service/default.toml are missing from the install"
-        ) from None
+    """Every setting at its default, with its meaning: the text of configs/default.toml."""
+    lines = [_CONFIG_HEADER.rstrip("\n")]
+    section = ""
+    for spec in all_specs():
+        if spec.section != section:
+            section = spec.section
+            lines += ["", f"[{section}]"]
+            if section in SECTION_DOCS:
+                lines += [*_comment(SECTION_DOCS[section]), "#"]
+        lines += [*_comment(spec.doc), f"{spec.key} = {_toml_value(spec.default)}"]
+    return "\n".join(lines) + "\n"
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table (docs/service.md holds exactly this)."""
+    rows = [
+        "| setting | environment variable | default | meaning |",
+        "|---------|----------------------|---------|---------|",
+    ]
+    for spec in all_specs():
+        doc = spec.doc.replace("|", "\\|")
+        rows.append(f"| `{spec.name}` | `{spec.env}` | `{_toml_value(spec.default)}` | {doc} |")
+    return "\n".join(rows) + "\n"
+
+
+# --------------------------------------------------------------------------- loading
 
 
 def _shown(spec: _Spec, raw: object) -> str:
@@ -431,10 +789,18 @@ def _flatten(document: Mapping[str, Any], source: str) -> dict[str, tuple[object
             raise ConfigError(f"setting {section} in {source} must be a [{section}] table")
         for key, raw in table.items():
             name = f"{section}.{key}"
-            if name not in _BY_NAME:
+            if _spec(name) is None:
                 raise ConfigError(f"unknown setting {name} in {source}")
             flat[name] = (raw, source)
     return flat
+
+
+def _spec(name: str) -> _Spec | None:
+    """The setting called ``section.key``; [detector] ones are derived on first use."""
+    spec = _BY_NAME.get(name)
+    if spec is None and name.startswith("detector."):
+        spec = next((s for s in detector_specs() if s.name == name), None)
+    return spec
 
 
 def _read_toml(text: str, source: str) -> dict[str, Any]:
@@ -472,7 +838,7 @@ def load_settings(
     ConfigError
         With a one-line message naming the setting, its source and the bad value.
     """
-    values = _flatten(_read_toml(default_config_text(), "the shipped defaults"), "defaults")
+    values = {spec.name: (spec.default, "defaults") for spec in SPECS}
     if config_file is not None:
         path = Path(config_file)
         try:
@@ -482,48 +848,58 @@ def load_settings(
         except UnicodeDecodeError:
             raise ConfigError(f"cannot read config file {str(path)!r}: not UTF-8") from None
         values.update(_flatten(_read_toml(text, f"config file {path}"), f"config file {path}"))
-    for var, text in (env or {}).items():
+    for var, raw in (env or {}).items():
         if not var.startswith(ENV_PREFIX):
             continue
         spec = _BY_ENV.get(var)
+        section, _, key = var[len(ENV_PREFIX) :].partition("_")
+        if spec is None and section == "DETECTOR":
+            spec = _spec(f"detector.{key.lower()}")
         if spec is None:
-            section = var[len(ENV_PREFIX) :].split("_", 1)[0].lower()
-            if section in _SECTIONS:
+            if section.lower() in _SECTIONS:
                 raise ConfigError(f"unknown setting in environment variable {var}")
             continue
-        values[spec.name] = (text, f"env {var}")
-    for key, raw in (overrides or {}).items():
-        if raw is None:
+        values[spec.name] = (raw, f"env {var}")
+    for key, value in (overrides or {}).items():
+        if value is None:
             continue
-        spec = _BY_ATTR.get(key) or _BY_NAME.get(key)
+        spec = _BY_ATTR.get(key) or _spec(key)
         if spec is None:
             raise ConfigError(f"unknown setting {key!r} in command-line overrides")
-        values[spec.name] = (raw, "command line")
+        values[spec.name] = (value, "command line")
 
     typed: dict[str, object] = {}
     security: dict[str, object] = {}
+    detector: dict[str, object] = {}
     sources: dict[str, str] = {}
-    for name, (raw, source) in values.items():
-        spec = _BY_NAME[name]
+    for name, (given, source) in values.items():
+        spec = _spec(name)
+        assert spec is not None
         try:
-            value = spec.parse(raw)
+            value = spec.parse(given)
         except _Invalid as exc:
             raise ConfigError(
-                f"invalid setting {name} = {_shown(spec, raw)} (from {source}): {exc}"
+                f"invalid setting {name} = {_shown(spec, given)} (from {source}): {exc}"
             ) from None
         sources[name] = source
         if spec.section == "security":
             # Empty strings mean "not set", so kafka-python keeps its own default.
             if value != "":
                 security[spec.key] = value
+        elif spec.section == "detector":
+            detector[spec.key] = value
         else:
             typed[spec.attr] = value
-    return _finish(typed, security, sources, values)
+    settings = _finish(typed, security, detector, sources, values)
+    if detector:
+        _check_detector(settings, sources, values)
+    return settings
 
 
 def _finish(
     typed: dict[str, object],
     security: dict[str, object],
+    detector: dict[str, object],
     sources: dict[str, str],
     values: Mapping[str, tuple[object, str]],
 ) -> Settings:
@@ -570,7 +946,42 @@ def _finish(
     for name, topic in names.items():
         if len(str(topic)) > 249:
             raise fail(name, f"the derived topic name {str(topic)[:40]}... is over 249 characters")
-    return Settings(security=security, **typed)  # type: ignore[arg-type]
+    return Settings(security=security, detector=detector, **typed)  # type: ignore[arg-type]
+
+
+def _check_detector(
+    settings: Settings, sources: Mapping[str, str], values: Mapping[str, tuple[object, str]]
+) -> None:
+    """Build the detector once with the [detector] settings given: its constructor checks them.
+
+    Its ``ValueError`` names a parameter; the ConfigError names that setting, its source and
+    value (or, if the message names no setting that was given, every one that was).
+    """
+    cls = detector_class(settings.tick_kind)
+    try:
+        cls(**detector_kwargs(settings))
+    except (ValueError, TypeError) as exc:
+        message = " ".join(str(exc).split())
+        given = sorted(settings.detector, key=len, reverse=True)
+        named = [k for k in given if re.search(rf"\b{re.escape(k)}\b", message)]
+        named += [
+            setting
+            for param, setting in _SETTING_NAME.items()
+            if setting in given and re.search(rf"\b{re.escape(param)}\b", message)
+        ]
+        if not named and len(given) == 1:
+            named = given  # the one setting given is the one at fault
+        if named:
+            name = f"detector.{named[0]}"
+            raw = values[name][0]
+            raise ConfigError(
+                f"invalid setting {name} = {raw!r} (from {sources[name]}): {message}"
+            ) from None
+        shown = ", ".join(
+            f"{name} = {values[name][0]!r} (from {sources[name]})"
+            for name in sorted(f"detector.{k}" for k in settings.detector)
+        )
+        raise ConfigError(f"invalid [detector] settings {shown}: {message}") from None
 
 
 def kafka_client_kwargs(settings: Settings) -> dict[str, Any]:
@@ -604,25 +1015,45 @@ _CLI_FLAGS: tuple[tuple[str, str, str, type], ...] = (
 )
 
 
-def add_cli_overrides(parser: argparse.ArgumentParser) -> None:
-    """Add ``--config`` and the setting-override flags to ``parser``.
+def add_cli_overrides(parser: argparse.ArgumentParser, kafka_flags: bool = True) -> None:
+    """Add ``--config``, ``--set SECTION.KEY=VALUE`` and the named override flags to ``parser``.
 
     Values stay strings here, so :func:`load_settings` validates them (and reports a bad
     ``--metrics-port`` as a ConfigError, exit code 2) exactly like file and env values.
+    ``kafka_flags=False`` leaves out the named Kafka and metrics flags (for ``replay``).
     """
     parser.add_argument(
         "--config",
         metavar="FILE",
         default=None,
-        help="TOML configuration file (overrides the shipped defaults)",
+        help="TOML configuration file (overrides the defaults)",
     )
-    for flag, dest, help_text, kind in _CLI_FLAGS:
+    parser.add_argument(
+        "--set",
+        dest="set_settings",
+        metavar="SECTION.KEY=VALUE",
+        action="append",
+        default=None,
+        help="set any setting, e.g. --set detector.dt_unit=60 (repeatable; highest precedence)",
+    )
+    for flag, dest, help_text, kind in _CLI_FLAGS if kafka_flags else ():
         parser.add_argument(flag, dest=dest, default=None, type=kind, help=help_text)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
-    """Return the overrides given on the command line (flags left out are omitted)."""
+    """Return the overrides given on the command line (flags left out are omitted).
+
+    Raises
+    ------
+    ConfigError
+        For a ``--set`` that is not ``SECTION.KEY=VALUE``.
+    """
     found: dict[str, object] = {}
+    for item in getattr(args, "set_settings", None) or ():
+        name, sep, value = item.partition("=")
+        if not sep or "." not in name:
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        found[name.strip()] = value
     for _flag, dest, _help, _kind in _CLI_FLAGS:
         value = getattr(args, dest, None)
         if value is not None:

@@ -1,4 +1,4 @@
-"""Kafka I/O for the service: the group consumer, the producer and the changelog reader.
+"""Kafka I/O for the service: the group consumer, the producer, the reader and topic creation.
 
 No model maths here; this module only moves bytes and records rebalance events.
 
@@ -36,9 +36,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaConnectionError, KafkaError
+from kafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +159,8 @@ def make_group_consumer(
     """Create a group consumer subscribed to ``topic`` with manual offset commits.
 
     ``consumer_kwargs`` carries tuning knobs (session_timeout_ms, heartbeat_interval_ms,
-    max_poll_records, auto_offset_reset, ...). Keys and values stay raw bytes; decoding is the
-    codec's job.
+    max_poll_records, auto_offset_reset, ...). Keys and values stay raw bytes; decoding is
+    :mod:`.decode`'s job.
     """
     consumer = KafkaConsumer(
         **client_kwargs,
@@ -177,6 +178,39 @@ def make_reader(client_kwargs: Mapping[str, Any], **consumer_kwargs: Any) -> Kaf
     return KafkaConsumer(
         **client_kwargs, group_id=None, enable_auto_commit=False, **consumer_kwargs
     )
+
+
+def create_topics(
+    client_kwargs: Mapping[str, object],
+    topics: Mapping[str, int] | Iterable[str],
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+    replication_factor: int = 1,
+) -> list[str]:
+    """Create missing topics through ``KafkaAdminClient``; return the names created.
+
+    Existing topics are left alone (``TopicAlreadyExistsError`` is expected, not an error), so
+    this is safe to call on every start.
+    """
+    wanted = dict(topics) if isinstance(topics, Mapping) else dict.fromkeys(topics, 1)
+    configs = configs or {}
+    admin = KafkaAdminClient(**client_kwargs)
+    created: list[str] = []
+    try:
+        for name, partitions in wanted.items():
+            new = NewTopic(
+                name=name,
+                num_partitions=int(partitions),
+                replication_factor=replication_factor,
+                topic_configs=dict(configs.get(name, {})),
+            )
+            try:
+                admin.create_topics([new])
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+    return created
 
 
 class Producer:

@@ -1,15 +1,15 @@
-"""The service: poll → decode → per-key pipeline → output record → produce, with checkpoints.
+"""The service: the poll loop, rebalances and the Kafka clients' lifecycle.
 
-The runner orchestrates; it holds no maths (the detectors do) and no wire formats (the codec
-does). One thread does all processing. Rebalance callbacks run while that thread is parked in
-``poll()`` (see :mod:`streamgmm.service.kafka_io`), so per-key state has a single writer.
+Owns the orchestration: poll a batch, decode it (:mod:`.decode`), hand each key's ticks to the
+per-key tick path (:mod:`.apply`, which encodes their output records with :mod:`.encode`),
+send records and dead letters to the sink (:mod:`.sink` or :class:`.kafka_io.Producer`), and
+checkpoint (:mod:`.checkpoint`) every ``[checkpoint] every_records`` records or
+``every_seconds``, on revoke and on shutdown. Per-key state lives in the key store
+(:mod:`.keystore`). The runner holds no maths (the detectors do), no wire formats and no
+per-key rules.
 
-Per-key state lives in one least-recently-used map capped at ``max_keys_in_memory``; each entry
-remembers its input partition, the first input offset not yet applied to it (``next_offset``)
-and the last applied ``ts``. A key beyond the cap is snapshotted to the changelog (after the
-producer is flushed, as at every checkpoint) and dropped; it is restored from the changelog when
-its next tick arrives. Keys restored after a rebalance are loaded the same lazy way, so a
-restore costs one scan of the changelog plus one fetch per key that actually shows up again.
+One thread does all processing. Rebalance callbacks run while that thread is parked in
+``poll()`` (see :mod:`.kafka_io`), so per-key state has a single writer.
 """
 
 from __future__ import annotations
@@ -19,41 +19,39 @@ import logging
 import signal
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from streamgmm.broker import create_topics
-from streamgmm.service import codec, records
-from streamgmm.service.checkpoint import (
-    Changelog,
-    ChangelogError,
-    PendingSnapshot,
-    SnapshotRef,
-    commit_offsets,
-    commit_offsets_async,
-)
+from streamgmm.service.apply import KeyRun, TickRules
+from streamgmm.service.checkpoint import Changelog, ChangelogError, Checkpointer
 from streamgmm.service.config import Settings, kafka_client_kwargs
+from streamgmm.service.decode import (
+    DeadLetter,
+    TickDecoder,
+    dead_letter_headers,
+    encode_key,
+    group_by_key,
+)
+from streamgmm.service.encode import build_output_record
 from streamgmm.service.kafka_io import (
     DeliveryError,
     Producer,
     RebalanceRecorder,
+    create_topics,
     ensure_reachable,
     make_group_consumer,
     make_reader,
 )
+from streamgmm.service.keystore import KeyStore
 from streamgmm.service.metrics import ServiceMetrics
-from streamgmm.service.pipelines import Pipeline, make_pipeline, restore_pipeline
 from streamgmm.service.sink import ProducerProcess
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
 #: Seconds between retries while the broker misbehaves: doubles from the first to the last.
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0
@@ -65,27 +63,6 @@ OutputObserver = Callable[[str, dict[str, Any]], None]
 #: measured on the embedded broker, linger 20 ms with 256 KiB batches moved ~1.8x more
 #: records/s, because the sender computes CRCs and builds requests per batch.
 OUTPUT_PRODUCER_CONFIG = {"linger_ms": 20, "batch_size": 256 * 1024}
-
-
-@dataclass
-class KeyState:
-    """In-memory state of one key: its detector plus the bookkeeping the protocol needs."""
-
-    pipeline: Pipeline
-    partition: int
-    next_offset: int
-    last_ts: float | None = None
-    last_regime: int | None = None
-    dirty: bool = False
-
-    def to_state(self) -> dict[str, Any]:
-        """Versioned JSON-safe state (the partition and offset travel in the snapshot)."""
-        return {
-            "version": STATE_VERSION,
-            "pipeline": self.pipeline.to_state(),
-            "last_ts": self.last_ts,
-            "last_regime": self.last_regime,
-        }
 
 
 class FatalServiceError(RuntimeError):
@@ -129,11 +106,12 @@ class ServiceRunner:
         self._sink: Producer | ProducerProcess | None = None  # outputs and dead letters
         self._reader: KafkaConsumer | None = None
         self._changelog: Changelog | None = None
-        self._decoder: codec.TickDecoder | None = None
+        self._checkpointer: Checkpointer | None = None
+        self._store: KeyStore | None = None  # per-key state; made with the changelog
+        self._decoder: TickDecoder | None = None
+        self._rules = TickRules.from_settings(settings)
         self._recorder: RebalanceRecorder | None = None
 
-        self._keys: OrderedDict[str, KeyState] = OrderedDict()
-        self._index: dict[str, SnapshotRef] = {}  # latest changelog snapshot per owned key
         self._owned: set[TopicPartition] = set()  # assigned and restored
         self._restoring: set[TopicPartition] = set()  # assigned, waiting for restore
         self._positions: dict[TopicPartition, int] = {}  # next offset to process
@@ -199,7 +177,7 @@ class ServiceRunner:
         if s.metrics_enabled:
             self.metrics_address = self.metrics.serve(s.metrics_host, s.metrics_port)
             log.info("metrics on http://%s:%d/metrics", *self.metrics_address)
-        self._decoder = codec.TickDecoder(s)
+        self._decoder = TickDecoder(s)
         backoff = BACKOFF_INITIAL
         while not self._stop.is_set():
             try:
@@ -252,7 +230,7 @@ class ServiceRunner:
         )
 
     def _open_writers(self) -> None:
-        """(Re)create the producer, the service's own topics and the changelog handle.
+        """(Re)create the producer, the service's own topics, the changelog and the key store.
 
         Called at start and after broker trouble: an idempotent producer whose broker lost
         its state (a restarted broker, say) keeps failing with the old producer id, and a
@@ -296,6 +274,9 @@ class ServiceRunner:
             self._n_input,
             timeout_ms=s.request_timeout_ms,
         )
+        self._checkpointer = Checkpointer(self._changelog, self._sink, s.request_timeout_ms)
+        # A fresh store: whatever the old one held is restored from the changelog (_rewind).
+        self._store = KeyStore(s, self._changelog, self._checkpointer.save, self._evicted)
 
     def _wait_for_input_topic(self) -> int:
         assert self._reader is not None
@@ -368,6 +349,8 @@ class ServiceRunner:
         self._maybe_checkpoint()
 
     def _publish_batch_metrics(self) -> None:
+        if self._store is not None:
+            self.metrics.set_active_keys(len(self._store))
         if self._key_outputs:
             self.metrics.observe_keys(self._key_outputs)
             self._key_outputs = {}
@@ -392,130 +375,55 @@ class ServiceRunner:
     def _process_batch(self, tp: TopicPartition, recs: list[Any]) -> None:
         """Handle one partition's records from one poll: outputs, dead letters or nothing.
 
-        Records are decoded in offset order, then each key's ticks go through its detector
-        in one ``learn_predict_many`` call per run of in-order ticks: a compiled run is several
-        times cheaper per tick than one call per tick, and per key the result is identical.
-        Output records keep their order per key (the output topic is keyed by instrument).
+        Records are decoded in offset order and grouped by key; each key's ticks then go
+        through the per-key tick path (:meth:`TickRules.apply`) together. Output records keep
+        their order per key (the output topic is keyed by instrument).
         """
-        assert self._decoder is not None
+        assert self._decoder is not None and self._store is not None
         started = time.perf_counter()
-        decode = self._decoder.decode
-        topic, partition = tp.topic, tp.partition
-        by_key: dict[str, list[tuple[codec.Tick, bytes]]] = {}
-        for rec in recs:
-            result = decode(rec.key, rec.value, topic, partition, rec.offset)
-            if type(result) is codec.DeadLetter:
-                self._dead_letter(result)
-                continue
-            tick: codec.Tick = result  # type: ignore[assignment]
-            group = by_key.get(tick.key)
-            if group is None:
-                by_key[tick.key] = [(tick, rec.value)]
-            else:
-                group.append((tick, rec.value))
+        decode, topic, partition = self._decoder.decode, tp.topic, tp.partition
+        by_key, dead = group_by_key(
+            (decode(rec.key, rec.value, topic, partition, rec.offset), rec.value) for rec in recs
+        )
+        for dl in dead:
+            self._dead_letter(dl)
         for key, group in by_key.items():
-            self._process_key(key, partition, group, started)
+            # Looked up per key, not per record: an eviction can only drop keys already
+            # applied in this poll (their snapshots carry their new state) or keys still to
+            # come (restored from the changelog when their turn comes).
+            state = self._store.get(key, partition)
+            self._emit(key, self._rules.apply(state, group), started)
 
-    def _process_key(
-        self,
-        key: str,
-        partition: int,
-        group: list[tuple[codec.Tick, bytes]],
-        started: float,
-    ) -> None:
-        """Apply one key's ticks from one poll, in offset order."""
-        # Looked up per key, not per record: an eviction can only drop keys already applied
-        # in this poll (their snapshots carry their new state) or keys still to come (restored
-        # from the changelog when their turn comes).
-        state = self._key_state(key, partition)
-        if state.partition != partition:
-            # One model's offset bookkeeping is per input partition: a key that arrives on two
-            # partitions (records keyed by something other than the instrument) would have
-            # records skipped silently, so they are dead-lettered instead.
-            detail = f"key {key!r} is on partition {state.partition}, not {partition}"
-            for tick, value in group:
-                self._dead_letter(
-                    codec.dead_letter_for(tick, "wrong_partition", detail, value=value)
-                )
-            return
-        pending: list[tuple[codec.Tick, bytes]] = []
-        last_ts = state.last_ts  # ts of the last tick applied or about to be applied
-        for tick, value in group:
-            if tick.offset < state.next_offset:
-                # Already inside the restored snapshot: applying it again would double-count.
-                continue
-            if records.is_out_of_order(last_ts, tick.ts):
-                # Decide against the ticks really applied: a pending tick the model rejects
-                # does not move the key's last ts.
-                self._apply(state, pending, started)
-                pending = []
-                last_ts = state.last_ts
-                if records.is_out_of_order(last_ts, tick.ts):
-                    self._reject_out_of_order(state, tick, value)
-                    continue
-            pending.append((tick, value))
-            last_ts = tick.ts
-        self._apply(state, pending, started)
-
-    def _reject_out_of_order(self, state: KeyState, tick: codec.Tick, value: bytes) -> None:
-        if self.settings.out_of_order == "reject":
-            self._dead_letter(
-                codec.dead_letter_for(
-                    tick, "out_of_order", f"ts {tick.ts!r} < last ts {state.last_ts!r}",
-                    value=value,
-                )
-            )  # fmt: skip
-        else:
+    def _emit(self, key: str, run: KeyRun, started: float) -> None:
+        """Send one key's records and dead letters; note its outputs for the metrics."""
+        assert self._sink is not None
+        for dl in run.dead_letters:
+            self._dead_letter(dl)
+        for _ in range(run.skipped):
             # Not a dead letter: nothing was sent there, and a DLQ alert must not fire.
             self.metrics.skipped("out_of_order")
-
-    def _apply(
-        self, state: KeyState, ticks: list[tuple[codec.Tick, bytes]], started: float
-    ) -> None:
-        """Run in-order ticks of one key through its detector; emit their output records."""
-        if not ticks:
+        if run.records:
+            send, topic, key_bytes = self._sink.send, self.settings.output_topic, encode_key(key)
+            for _offset, value in run.records:
+                send(topic, value=value, key=key_bytes)
+        outs = run.outputs
+        if not outs:
             return
-        assert self._sink is not None
-        s = self.settings
-        outs = state.pipeline.learn_predict_many([{"ts": t.ts, **t.fields} for t, _ in ticks])
-        applied: list[dict[str, Any]] = []
-        for (tick, value), out in zip(ticks, outs, strict=True):
-            if isinstance(out, ValueError):
-                # The detector refused a value the decoder accepted (e.g. beyond the
-                # mixture's ±1e100 range) and left its state unchanged; keep going.
-                self._dead_letter(
-                    codec.dead_letter_for(tick, "rejected_by_model", f"model: {out}", value=value)
-                )
-                continue
-            state.next_offset = tick.offset + 1
-            state.last_ts = tick.ts
-            if records.should_emit(s.emit_policy, s.emit_every_n, out, state.last_regime):
-                self._sink.send(
-                    s.output_topic,
-                    value=records.encode_output_record(tick, out),
-                    key=codec.encode_key(tick.key),
-                )
-            state.last_regime = int(out["regime"])
-            applied.append(out)
-            if self._observers:
-                record = records.build_output_record(tick, out)
-                for observer in self._observers:
-                    observer(tick.key, record)
-        if not applied:
-            return
-        state.dirty = True
-        self._since_checkpoint += len(applied)
-        key = ticks[0][0].key
+        self._since_checkpoint += len(outs)
+        self._batch_last_ts = run.ticks[-1].ts
         pending = self._key_outputs.get(key)
         if pending is None:
-            self._key_outputs[key] = applied
+            self._key_outputs[key] = outs
         else:
-            pending.extend(applied)
-        self._batch_last_ts = state.last_ts
+            pending.extend(outs)
         # Every tick of the run waited the same time since its poll returned.
         latency = time.perf_counter() - started
-        for _ in applied:
+        for _ in outs:
             self.metrics.observe_latency(latency)
+        for tick, out in zip(run.ticks, outs, strict=True) if self._observers else ():
+            record = build_output_record(tick, out)
+            for observer in self._observers:
+                observer(key, record)
 
     def _delivered(self, topic: str, n: int) -> None:
         # Counted when the broker acknowledges, not when handed over: the figure an operator
@@ -523,58 +431,20 @@ class ServiceRunner:
         if topic == self.settings.output_topic:
             self.metrics.produced(n)
 
-    def _dead_letter(self, dl: codec.DeadLetter) -> None:
+    def _dead_letter(self, dl: DeadLetter) -> None:
         assert self._sink is not None
         self._sink.send(
             self.settings.dlq_topic,
             value=dl.value,
             key=dl.key,
-            headers=codec.dead_letter_headers(dl),
+            headers=dead_letter_headers(dl),
         )
         self.metrics.dead_lettered(dl.reason)
 
-    def _key_state(self, key: str, partition: int) -> KeyState:
-        state = self._keys.get(key)
-        if state is not None:
-            self._keys.move_to_end(key)
-            return state
-        ref = self._index.get(key)
-        if ref is not None:
-            assert self._changelog is not None
-            snap = self._changelog.load(ref)
-            inner = snap.state
-            state = KeyState(
-                pipeline=restore_pipeline(self.settings, inner["pipeline"]),
-                partition=snap.partition,
-                next_offset=snap.next_offset,
-                last_ts=inner.get("last_ts"),
-                last_regime=inner.get("last_regime"),
-            )
-        else:
-            state = KeyState(
-                pipeline=make_pipeline(self.settings), partition=partition, next_offset=0
-            )
-        self._keys[key] = state
-        if len(self._keys) > self.settings.max_keys_in_memory:
-            self._evict()
-        self.metrics.set_active_keys(len(self._keys))
-        return state
-
-    def _evict(self) -> None:
-        """Snapshot and drop least-recently-used keys down to 90% of the cap."""
-        target = max(1, int(self.settings.max_keys_in_memory * 0.9))
-        victims: list[str] = []
-        for key in self._keys:
-            if len(self._keys) - len(victims) <= target:
-                break
-            victims.append(key)
-        # The key being processed right now is the most recent, so it is never a victim.
-        self._write_snapshots([(k, self._keys[k]) for k in victims if self._keys[k].dirty])
-        for key in victims:
-            del self._keys[key]
+    def _evicted(self, keys: list[str]) -> None:
+        for key in keys:
             self._key_outputs.pop(key, None)
-        self.metrics.forget_keys(victims)
-        log.debug("evicted %d key(s) to the changelog", len(victims))
+        self.metrics.forget_keys(keys)
 
     # ------------------------------------------------------------------ checkpoint
     def _maybe_checkpoint(self) -> None:
@@ -585,30 +455,13 @@ class ServiceRunner:
         if due:
             self._checkpoint()
 
-    def _write_snapshots(self, items: list[tuple[str, KeyState]]) -> None:
-        """Steps 1-2 of the protocol: flush outputs, then write and flush snapshots."""
-        assert self._sink is not None and self._changelog is not None
-        self._sink.flush(timeout=self.settings.request_timeout_ms / 1000)
-        if not items:
-            return
-        pending = [
-            PendingSnapshot(key, st.to_state(), st.partition, st.next_offset) for key, st in items
-        ]
-        refs = self._changelog.write(pending)
-        self._index.update(refs)
-        for _key, st in items:
-            st.dirty = False
-
-    def _checkpoint(self, sync_commit: bool = True) -> None:
+    def _checkpoint(self) -> None:
         """Flush, snapshot every dirty key, commit every processed partition."""
-        assert self._consumer is not None
+        assert self._consumer is not None and self._checkpointer is not None
+        assert self._store is not None
         started = time.perf_counter()
-        self._write_snapshots([(k, st) for k, st in self._keys.items() if st.dirty])
         positions = {tp: self._positions[tp] for tp in self._uncommitted if tp in self._owned}
-        if sync_commit:
-            commit_offsets(self._consumer, positions, self.settings.request_timeout_ms)
-        else:
-            commit_offsets_async(self._consumer, positions)
+        self._checkpointer.commit(self._store, self._consumer, positions)
         self._uncommitted.clear()
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
@@ -618,15 +471,15 @@ class ServiceRunner:
         """Rebalance hook (consumer IO thread, processing thread parked in poll)."""
         mine = revoked & self._owned
         if mine and not self._closing:
-            parts = {tp.partition for tp in mine}
+            assert self._checkpointer is not None and self._store is not None
+            assert self._consumer is not None
             try:
-                self._write_snapshots(
-                    [(k, st) for k, st in self._keys.items() if st.dirty and st.partition in parts]
-                )
-                assert self._consumer is not None
-                commit_offsets_async(
+                self._checkpointer.commit(
+                    self._store,
                     self._consumer,
                     {tp: self._positions[tp] for tp in mine & self._uncommitted},
+                    partitions={tp.partition for tp in mine},
+                    sync=False,
                 )
             except (KafkaError, DeliveryError, ChangelogError) as exc:
                 # The next owner restores the previous snapshots and replays from the previous
@@ -640,13 +493,9 @@ class ServiceRunner:
         self._drop(lost)
 
     def _drop(self, tps: set[TopicPartition]) -> None:
-        parts = {tp.partition for tp in tps}
-        gone = [k for k, st in self._keys.items() if st.partition in parts]
+        gone = self._store.drop({tp.partition for tp in tps}) if self._store is not None else []
         for key in gone:
-            del self._keys[key]
             self._key_outputs.pop(key, None)
-        for key in [k for k, ref in self._index.items() if ref.partition in parts]:
-            del self._index[key]
         for tp in tps:
             self._owned.discard(tp)
             self._restoring.discard(tp)
@@ -654,19 +503,19 @@ class ServiceRunner:
             self._uncommitted.discard(tp)
         self.metrics.forget_keys(gone)
         self.metrics.forget_partitions((tp.topic, tp.partition) for tp in tps)
-        self.metrics.set_active_keys(len(self._keys))
+        self.metrics.set_active_keys(len(self._store or ()))
 
     # ------------------------------------------------------------------ restore / rewind
     def _restore(self) -> None:
         """Index the changelog for partitions awaiting restore, seek, resume."""
-        assert self._consumer is not None and self._changelog is not None
+        assert self._consumer is not None and self._store is not None
         assignment = set(self._consumer.assignment())
         tps = self._restoring & assignment
         self._restoring &= assignment
         if not tps:
             return
         started = time.monotonic()
-        self._index.update(self._changelog.read_index({tp.partition for tp in tps}))
+        self._store.index({tp.partition for tp in tps})
         for tp in tps:
             committed = self._consumer.committed(tp, timeout_ms=self.settings.request_timeout_ms)
             if committed is not None:
@@ -693,8 +542,8 @@ class ServiceRunner:
         if self._consumer is None:
             return
         owned = set(self._owned) | set(self._restoring)
-        self._keys.clear()
-        self._index.clear()
+        if self._store is not None:
+            self._store.clear()
         self._positions.clear()
         self._uncommitted.clear()
         self._since_checkpoint = 0

@@ -441,7 +441,7 @@ class _ChildProducer:
     def _start(self, config: dict[str, Any]) -> bool:
         from kafka import KafkaProducer
 
-        from streamgmm.cli import configure_logging
+        from streamgmm.logs import configure_logging
 
         configure_logging(str(config.get("log_level", "INFO")), process="sink")
 

@@ -1,4 +1,8 @@
-"""Bytes in, bytes out: tick decoding and validation, dead letters, output and snapshot codecs.
+"""Decode: a Kafka record's bytes become a validated :class:`Tick` or a :class:`DeadLetter`.
+
+Owns the input format, the dead-letter reasons and headers, and the key encoding (instrument
+keys are UTF-8). The first step of the data path: decode -> apply (:mod:`.apply`) -> encode
+(:mod:`.encode`) -> sink (:mod:`.sink`).
 
 Input values are JSON objects. Market ticks look like
 ``{"symbol": "SPX", "ts": 1700000000.0, "price": 4500.25, "volume": 1200}`` and event ticks
@@ -9,15 +13,13 @@ offset is taken as UTC.
 A record that cannot be used becomes a :class:`DeadLetter` with one of the stable reasons in
 :data:`REASONS`; those strings are metric labels and dead-letter headers, so they never
 change meaning. Nothing here raises on bad input, whatever its bytes.
-
-Snapshots (changelog values) are versioned JSON and nothing else: :func:`decode_snapshot`
-refuses anything else, a pickle included, without executing it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
@@ -31,25 +33,21 @@ __all__ = [
     "HEADER_REASON",
     "HEADER_TOPIC",
     "REASONS",
-    "SNAPSHOT_FORMAT",
-    "SNAPSHOT_VERSION",
     "DeadLetter",
-    "Snapshot",
-    "SnapshotError",
     "Tick",
     "TickDecoder",
     "dead_letter_for",
     "dead_letter_headers",
     "decode_key",
-    "decode_snapshot",
     "encode_key",
-    "encode_output",
-    "encode_snapshot",
+    "group_by_key",
+    "non_finite_literal_detail",
+    "short_repr",
 ]
 
 #: Every reason a record can be dead-lettered for. ``out_of_order``, ``wrong_partition`` and
-#: ``rejected_by_model`` are decided by the runner, which knows each key's last timestamp,
-#: partition and model; the decoder produces all the others.
+#: ``rejected_by_model`` are decided by the per-key step (:mod:`streamgmm.service.apply`),
+#: which knows each key's last timestamp, partition and model; the decoder produces the others.
 REASONS: tuple[str, ...] = (
     "oversized",
     "invalid_json",
@@ -71,9 +69,6 @@ HEADER_TOPIC = "streamgmm.source.topic"
 HEADER_PARTITION = "streamgmm.source.partition"
 HEADER_OFFSET = "streamgmm.source.offset"
 _MAX_DETAIL_CHARS = 300
-
-SNAPSHOT_FORMAT = "streamgmm.snapshot"
-SNAPSHOT_VERSION = 1
 
 
 class Tick(NamedTuple):
@@ -106,20 +101,6 @@ class DeadLetter:
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """One changelog value: a key's JSON-safe state and its partition's next offset."""
-
-    key: str
-    state: dict[str, Any]
-    partition: int
-    next_offset: int
-
-
-class SnapshotError(ValueError):
-    """A changelog value is not a streamgmm snapshot this version can read."""
-
-
 class _Reject(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -127,16 +108,22 @@ class _Reject(Exception):
         self.detail = detail
 
 
+def non_finite_literal_detail(name: str) -> str:
+    """The dead letter's detail for the first ``NaN``, ``Infinity`` or ``-Infinity`` in a value."""
+    return f"non-finite literal {name} in JSON"
+
+
 def _reject_constant(name: str) -> float:
     # Python's json accepts the non-standard NaN / Infinity / -Infinity literals by default.
-    raise _Reject("non_finite", f"non-finite literal {name} in JSON")
+    raise _Reject("non_finite", non_finite_literal_detail(name))
 
 
 # One decoder for every record: json.loads(..., parse_constant=...) builds a new one per call.
 _JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-def _short(value: object) -> str:
+def short_repr(value: object) -> str:
+    """``repr(value)``, cut to 60 characters for messages."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -148,13 +135,15 @@ def _number(obj: dict[str, Any], name: str) -> float:
         return raw
     # bool is an int subclass in Python, but true is not a price; strings are not numbers.
     if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise _Reject("wrong_type", f"field {name!r} must be a number, got {_short(raw)}")
+        raise _Reject("wrong_type", f"field {name!r} must be a number, got {short_repr(raw)}")
     try:
         value = float(raw)
     except OverflowError:
-        raise _Reject("non_finite", f"field {name!r} overflows a float: {_short(raw)}") from None
+        raise _Reject(
+            "non_finite", f"field {name!r} overflows a float: {short_repr(raw)}"
+        ) from None
     if not math.isfinite(value):
-        raise _Reject("non_finite", f"field {name!r} is not finite: {_short(raw)}")
+        raise _Reject("non_finite", f"field {name!r} is not finite: {short_repr(raw)}")
     return value
 
 
@@ -167,7 +156,7 @@ def _timestamp(obj: dict[str, Any]) -> float:
             moment = datetime.fromisoformat(raw.strip())
         except ValueError:
             raise _Reject(
-                "wrong_type", f"field 'ts' must be epoch seconds or ISO-8601, got {_short(raw)}"
+                "wrong_type", f"field 'ts' must be epoch seconds or ISO-8601, got {short_repr(raw)}"
             ) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
@@ -196,6 +185,24 @@ class TickDecoder:
         """Return the tick, or a dead letter naming why the record cannot be used."""
         try:
             obj = self._parse(value)
+        except _Reject as exc:
+            return DeadLetter(key, value, exc.reason, exc.detail, topic, partition, offset)
+        return self.decode_parsed(key, obj, topic, partition, offset, value)
+
+    def decode_parsed(
+        self,
+        key: bytes | None,
+        obj: dict[str, Any],
+        topic: str,
+        partition: int,
+        offset: int,
+        value: bytes | None = None,
+    ) -> Tick | DeadLetter:
+        """:meth:`decode` for a value already parsed from JSON into ``obj``.
+
+        ``value`` is the record's bytes when known; a dead letter carries it (else None).
+        """
+        try:
             tick_key = self._key(key, obj)
             ts = _timestamp(obj)
             fields = self._fields(obj)
@@ -229,7 +236,7 @@ class TickDecoder:
                 raise _Reject("missing_field", f"missing key field {self.key_field!r}")
             text = obj[self.key_field]
             if not isinstance(text, str):
-                detail = f"key field {self.key_field!r} must be a string, got {_short(text)}"
+                detail = f"key field {self.key_field!r} must be a string, got {short_repr(text)}"
                 raise _Reject("wrong_type", detail)
         else:
             if not key:
@@ -239,7 +246,7 @@ class TickDecoder:
             except UnicodeDecodeError:
                 raise _Reject("wrong_type", "record key is not UTF-8") from None
         if not text.strip():
-            raise _Reject("empty_key", f"key is empty or blank: {_short(text)}")
+            raise _Reject("empty_key", f"key is empty or blank: {short_repr(text)}")
         return text
 
     def _fields(self, obj: dict[str, Any]) -> dict[str, float]:
@@ -254,13 +261,13 @@ class TickDecoder:
             raise _Reject("missing_field", "missing field 'price'")
         price = _number(obj, "price")
         if price <= 0.0:
-            raise _Reject("non_positive_price", f"price must be > 0, got {_short(price)}")
+            raise _Reject("non_positive_price", f"price must be > 0, got {short_repr(price)}")
         # volume is optional; JSON null counts as absent.
         if obj.get("volume") is None:
             return {"price": price}
         volume = _number(obj, "volume")
         if volume < 0.0:
-            raise _Reject("negative_volume", f"volume must be >= 0, got {_short(volume)}")
+            raise _Reject("negative_volume", f"volume must be >= 0, got {short_repr(volume)}")
         return {"price": price, "volume": volume}
 
 
@@ -311,24 +318,28 @@ def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
     ]
 
 
-_OUTPUT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-# The C encoder json.dumps builds internally, with the same arguments. json.dumps constructs a
-# JSONEncoder and re-derives these on every call, a sizeable share of the cost of one output
-# record; building only the C encoder per call keeps a fresh circular-reference table.
-_c_make_encoder: Any = json.encoder.c_make_encoder  # type: ignore[attr-defined]
-_encode_str = json.encoder.encode_basestring
+def group_by_key(
+    decoded: Iterable[tuple[Tick | DeadLetter, bytes | None]],
+) -> tuple[dict[str, list[tuple[Tick, bytes | None]]], list[DeadLetter]]:
+    """Group decoded records of one partition, in offset order, by key.
 
-
-def encode_output(record: dict[str, Any]) -> bytes:
-    """Compact UTF-8 JSON for an output record; non-finite floats are refused, not emitted."""
-    if _c_make_encoder is None or type(record) is not dict:
-        return _OUTPUT_JSON.encode(record).encode("utf-8")
-    # Arguments: markers, default, string encoder, indent, key and item separators,
-    # sort_keys, skipkeys, allow_nan.
-    encoder = _c_make_encoder(
-        {}, _OUTPUT_JSON.default, _encode_str, None, ":", ",", False, False, False
-    )
-    return "".join(encoder(record, 0)).encode("utf-8")
+    ``decoded`` holds each record's :meth:`TickDecoder.decode` result with its value bytes.
+    Returns the ticks per key with their bytes (for a later dead letter), in offset order,
+    and the dead letters.
+    """
+    by_key: dict[str, list[tuple[Tick, bytes | None]]] = {}
+    dead: list[DeadLetter] = []
+    for result, value in decoded:
+        if type(result) is DeadLetter:
+            dead.append(result)
+            continue
+        tick: Tick = result  # type: ignore[assignment]
+        group = by_key.get(tick.key)
+        if group is None:
+            by_key[tick.key] = [(tick, value)]
+        else:
+            group.append((tick, value))
+    return by_key, dead
 
 
 def encode_key(key: str) -> bytes:
@@ -339,80 +350,3 @@ def encode_key(key: str) -> bytes:
 def decode_key(b: bytes) -> str:
     """Instrument key from Kafka key bytes (UTF-8)."""
     return bytes(b).decode("utf-8")
-
-
-def encode_snapshot(key: str, state: dict[str, Any], partition: int, next_offset: int) -> bytes:
-    """Serialise a key's state as a versioned JSON changelog value.
-
-    Raises
-    ------
-    SnapshotError
-        If ``state`` is not JSON-safe (for example it holds NaN or a NumPy array).
-    """
-    document = {
-        "format": SNAPSHOT_FORMAT,
-        "version": SNAPSHOT_VERSION,
-        "key": key,
-        "partition": int(partition),
-        "next_offset": int(next_offset),
-        "state": state,
-    }
-    try:
-        text = json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise SnapshotError(f"state of key {key!r} is not JSON-safe: {exc}") from None
-    return text.encode("utf-8")
-
-
-def decode_snapshot(value: bytes | None) -> Snapshot:
-    """Parse a changelog value written by :func:`encode_snapshot`.
-
-    Only JSON is ever parsed; nothing in the payload is executed or imported.
-
-    Raises
-    ------
-    SnapshotError
-        If the value is missing, not UTF-8 JSON, not a streamgmm snapshot, of another
-        version, or malformed.
-    """
-    if value is None:
-        raise SnapshotError("not a streamgmm snapshot: the changelog record has no value")
-    data = bytes(value)
-    if data[:1] == b"\x80":
-        raise SnapshotError(
-            "not a streamgmm snapshot: the value looks like a Python pickle (first byte 0x80); "
-            "pickles are never loaded, snapshots are versioned JSON"
-        )
-    try:
-        document = _JSON_DECODER.decode(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise SnapshotError(
-            f"not a streamgmm snapshot: the value is not UTF-8 JSON (starts {data[:16]!r})"
-        ) from None
-    except (json.JSONDecodeError, RecursionError, _Reject) as exc:
-        raise SnapshotError(f"not a streamgmm snapshot: invalid JSON ({exc})") from None
-    if not isinstance(document, dict) or document.get("format") != SNAPSHOT_FORMAT:
-        raise SnapshotError(
-            f"not a streamgmm snapshot: expected a JSON object with format {SNAPSHOT_FORMAT!r}"
-        )
-    version = document.get("version")
-    if version != SNAPSHOT_VERSION or isinstance(version, bool):
-        raise SnapshotError(
-            f"unsupported snapshot version {_short(version)}; this streamgmm reads version "
-            f"{SNAPSHOT_VERSION}"
-        )
-    key, state = document.get("key"), document.get("state")
-    partition, next_offset = document.get("partition"), document.get("next_offset")
-    if not isinstance(key, str) or not key:
-        raise SnapshotError(
-            f"malformed snapshot: key must be a non-empty string, got {_short(key)}"
-        )
-    if not isinstance(state, dict):
-        raise SnapshotError(f"malformed snapshot of key {key!r}: state must be an object")
-    for name, number in (("partition", partition), ("next_offset", next_offset)):
-        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
-            raise SnapshotError(
-                f"malformed snapshot of key {key!r}: {name} must be an integer >= 0, "
-                f"got {_short(number)}"
-            )
-    return Snapshot(key, state, partition, next_offset)  # type: ignore[arg-type]

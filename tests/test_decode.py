@@ -1,30 +1,25 @@
-"""Tick decoding and validation, dead letters, output and snapshot codecs."""
+"""Tick decoding and validation, dead letters and the key codec."""
 
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamgmm.service.codec import (
+from streamgmm.service.config import Settings, load_settings
+from streamgmm.service.decode import (
     REASONS,
     DeadLetter,
-    SnapshotError,
     Tick,
     TickDecoder,
     dead_letter_for,
     dead_letter_headers,
     decode_key,
-    decode_snapshot,
     encode_key,
-    encode_output,
-    encode_snapshot,
 )
-from streamgmm.service.config import Settings, load_settings
 
 # 2024-01-02T03:04:05Z: 19723 days from 1970-01-01 to 2024-01-01, one more day, 03:04:05.
 JAN2_030405 = 19724 * 86400 + 3 * 3600 + 4 * 60 + 5
@@ -235,86 +230,6 @@ def test_dead_letter_for_runner_rejections() -> None:
         dead_letter_for(raw, "because", "d")
 
 
-def test_output_and_key_codecs() -> None:
-    record = {"key": "SPX", "probabilities": {"0": 0.25, "1": 0.75}, "drift_detected": False}
-    data = encode_output(record)
-    assert data == b'{"key":"SPX","probabilities":{"0":0.25,"1":0.75},"drift_detected":false}'
-    assert encode_output({"key": "Zürich"}) == '{"key":"Zürich"}'.encode()
-    with pytest.raises(ValueError):
-        encode_output({"log_likelihood": float("nan")})
+def test_key_codec() -> None:
     assert encode_key("Zürich") == "Zürich".encode()
     assert decode_key("Zürich".encode()) == "Zürich"
-
-
-def test_snapshot_round_trip() -> None:
-    state = {"version": 1, "weights": [0.5, 0.5], "nested": {"a": [1, 2, {"b": None}]}}
-    snap = decode_snapshot(encode_snapshot("SPX", state, 3, 1234))
-    assert (snap.key, snap.state, snap.partition, snap.next_offset) == ("SPX", state, 3, 1234)
-
-
-_EXECUTED: list[str] = []
-
-
-def _side_effect() -> str:
-    _EXECUTED.append("pickle payload was executed")
-    return "pwned"
-
-
-class _Evil:
-    def __reduce__(self) -> tuple[object, tuple[()]]:
-        return (_side_effect, ())
-
-
-@pytest.mark.parametrize("protocol", [0, pickle.HIGHEST_PROTOCOL])
-def test_pickle_payloads_are_rejected_without_executing_them(protocol: int) -> None:
-    payload = pickle.dumps({"key": "SPX", "state": _Evil()}, protocol=protocol)
-    with pytest.raises(SnapshotError, match="not a streamgmm snapshot"):
-        decode_snapshot(payload)
-    assert _EXECUTED == []
-    if protocol >= 2:
-        with pytest.raises(SnapshotError, match="pickle"):
-            decode_snapshot(payload)
-
-
-@pytest.mark.parametrize(
-    ("value", "message"),
-    [
-        (None, "has no value"),
-        (b"\xff\x00", "not UTF-8"),
-        (b"{broken", "invalid JSON"),
-        (b"[1]", "format"),
-        (b'{"format":"other","version":1}', "format"),
-        (b'{"format":"streamgmm.snapshot","version":2,"key":"A","state":{}}', "version 2"),
-        (
-            b'{"format":"streamgmm.snapshot","version":1,"key":"A","state":{},'
-            b'"partition":0,"next_offset":NaN}',
-            "invalid JSON",
-        ),
-        (
-            b'{"format":"streamgmm.snapshot","version":1,"key":"A","state":[],'
-            b'"partition":0,"next_offset":1}',
-            "state must be an object",
-        ),
-        (
-            b'{"format":"streamgmm.snapshot","version":1,"key":"A","state":{},'
-            b'"partition":-1,"next_offset":1}',
-            "partition must be an integer",
-        ),
-        (
-            b'{"format":"streamgmm.snapshot","version":1,"key":"","state":{},'
-            b'"partition":0,"next_offset":1}',
-            "key must be a non-empty string",
-        ),
-        (b"[" * 100_000, "invalid JSON"),
-    ],
-)
-def test_decode_snapshot_refuses_anything_not_ours(value: bytes | None, message: str) -> None:
-    with pytest.raises(SnapshotError, match=message):
-        decode_snapshot(value)
-
-
-def test_encode_snapshot_refuses_state_that_is_not_json_safe() -> None:
-    with pytest.raises(SnapshotError, match="not JSON-safe"):
-        encode_snapshot("SPX", {"x": float("nan")}, 0, 1)
-    with pytest.raises(SnapshotError, match="not JSON-safe"):
-        encode_snapshot("SPX", {"x": {1, 2}}, 0, 1)

@@ -1,0 +1,287 @@
+"""Apply: one key's run of decoded ticks goes through its detector, under the per-key rules.
+
+Owns the per-key tick path, the one the service (:mod:`.runner`) and ``streamgmm replay`` both
+call, so for the same ticks they hold the same models and write the same records:
+
+- the key's detector (:func:`make_pipeline`, :func:`restore_pipeline`) and its bookkeeping
+  (:class:`KeyState`: partition, next offset, last ts, last regime);
+- the rules, in :meth:`TickRules.apply`: a key stays on one input partition
+  (``wrong_partition``); ticks already inside a restored snapshot are skipped (redelivered
+  duplicates); a tick earlier than the key's last applied one is out of order (dead-lettered
+  or skipped, ``[input] out_of_order``); a tick the model refuses is dead-lettered
+  (``rejected_by_model``) and leaves the model unchanged; the emit policy
+  (``[output] emit_policy``) picks which output records are written;
+- batching: each run of in-order ticks goes through ``learn_predict_many`` in one call, which
+  is several times cheaper per tick than one call per tick and gives the same outputs.
+
+Data path: decode (:mod:`.decode`) -> apply -> encode (:mod:`.encode`) -> sink (:mod:`.sink`).
+No I/O here: the caller sends what :meth:`TickRules.apply` returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from streamgmm.service.config import (
+    EMIT_POLICIES,
+    OUT_OF_ORDER,
+    Settings,
+    detector_class,
+    detector_kwargs,
+)
+from streamgmm.service.decode import DeadLetter, Tick, dead_letter_for
+from streamgmm.service.encode import encode_output_record
+
+__all__ = [
+    "STATE_VERSION",
+    "KeyRun",
+    "KeyState",
+    "Pipeline",
+    "TickRules",
+    "is_out_of_order",
+    "make_pipeline",
+    "restore_pipeline",
+    "should_emit",
+]
+
+#: Version of :meth:`KeyState.to_state`'s dict (inside each changelog snapshot).
+STATE_VERSION = 1
+
+
+class Pipeline(Protocol):
+    """What the tick path needs from a per-key detector."""
+
+    def learn_predict_one(self, tick: dict[str, float]) -> dict[str, Any]: ...
+
+    def learn_predict_many(
+        self, ticks: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any] | ValueError]: ...
+
+    def to_state(self) -> dict[str, Any]: ...
+
+
+def make_pipeline(settings: Settings) -> Pipeline:
+    """A fresh detector for one key: RegimeDetector (market ticks) or EventDetector (events).
+
+    Parameters
+    ----------
+    settings : Settings
+        Uses ``tick_kind``, ``event_fields`` and the ``[detector]`` settings that were given
+        (:func:`streamgmm.service.config.detector_kwargs`); the others keep the detector's
+        defaults.
+    """
+    cls = detector_class(settings.tick_kind)
+    return cls(**detector_kwargs(settings))  # type: ignore[no-any-return]
+
+
+def restore_pipeline(settings: Settings, state: dict[str, Any]) -> Pipeline:
+    """Rebuild a detector from its ``to_state()`` dict (never from pickle)."""
+    return detector_class(settings.tick_kind).from_state(state)  # type: ignore[attr-defined, no-any-return]
+
+
+@dataclass
+class KeyState:
+    """One key's detector plus the bookkeeping the tick rules and the checkpoint need.
+
+    ``next_offset`` is the first input offset not yet applied to the detector, ``last_ts`` and
+    ``last_regime`` those of the last applied tick; ``dirty`` is set when a tick was applied
+    since the key's last snapshot.
+    """
+
+    pipeline: Pipeline
+    partition: int
+    next_offset: int = 0
+    last_ts: float | None = None
+    last_regime: int | None = None
+    dirty: bool = False
+
+    def to_state(self) -> dict[str, Any]:
+        """Versioned JSON-safe state (the partition and offset travel in the snapshot)."""
+        return {
+            "version": STATE_VERSION,
+            "pipeline": self.pipeline.to_state(),
+            "last_ts": self.last_ts,
+            "last_regime": self.last_regime,
+        }
+
+    @classmethod
+    def from_state(
+        cls, settings: Settings, state: Mapping[str, Any], partition: int, next_offset: int
+    ) -> KeyState:
+        """Rebuild from :meth:`to_state` and the snapshot's partition and next offset."""
+        return cls(
+            pipeline=restore_pipeline(settings, state["pipeline"]),
+            partition=partition,
+            next_offset=next_offset,
+            last_ts=state.get("last_ts"),
+            last_regime=state.get("last_regime"),
+        )
+
+
+@dataclass
+class KeyRun:
+    """What one key's run of ticks produced, in tick order.
+
+    Attributes
+    ----------
+    ticks, outputs
+        Every tick the detector learnt from, and its output.
+    records
+        The output records to write, as ``(source offset, JSON bytes)``.
+    dead_letters
+        Ticks refused by the per-key rules (``wrong_partition``, ``out_of_order``,
+        ``rejected_by_model``).
+    skipped
+        Out-of-order ticks dropped without a dead letter (``out_of_order = "skip"``).
+    """
+
+    ticks: list[Tick] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    records: list[tuple[int, bytes]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    skipped: int = 0
+
+
+def should_emit(
+    policy: str, every_n: int, out: Mapping[str, Any], previous_regime: int | None
+) -> bool:
+    """Whether to emit the record for this tick under ``[output] emit_policy``.
+
+    Parameters
+    ----------
+    policy
+        ``"every_tick"``, ``"on_change"`` or ``"every_n"``.
+    every_n
+        N for ``"every_n"``: emit when the key's ``n_samples_seen`` is a multiple of N, which
+        survives restarts because ``n_samples_seen`` is part of the model state.
+    out
+        The pipeline's output for this tick.
+    previous_regime
+        Regime of the key's previous tick, or None for its first tick; ``"on_change"`` emits
+        when the regime differs from it (so the first tick of a key is always emitted).
+    """
+    if policy == "every_tick":
+        return True
+    if policy == "every_n":
+        return int(out["n_samples_seen"]) % every_n == 0
+    if policy == "on_change":
+        return previous_regime is None or int(out["regime"]) != previous_regime
+    raise ValueError(f"emit policy must be every_tick, on_change or every_n, got {policy!r}")
+
+
+def is_out_of_order(last_ts: float | None, ts: float) -> bool:
+    """True when a tick is earlier than the last one applied to its key.
+
+    Equal timestamps are in order: several trades can share a second.
+    """
+    return last_ts is not None and ts < last_ts
+
+
+class TickRules:
+    """The per-key tick path: ordering, duplicates, model rejections, emit policy, batching.
+
+    Parameters
+    ----------
+    out_of_order
+        ``"reject"`` (dead letter) or ``"skip"`` (dropped, counted in :attr:`KeyRun.skipped`).
+    emit_policy, emit_every_n
+        As for :func:`should_emit`.
+    """
+
+    def __init__(self, out_of_order: str, emit_policy: str, emit_every_n: int) -> None:
+        if out_of_order not in OUT_OF_ORDER:
+            raise ValueError(f"out_of_order must be one of {OUT_OF_ORDER}, got {out_of_order!r}")
+        if emit_policy not in EMIT_POLICIES:
+            raise ValueError(f"emit policy must be one of {EMIT_POLICIES}, got {emit_policy!r}")
+        self.out_of_order = out_of_order
+        self.emit_policy = emit_policy
+        self.emit_every_n = emit_every_n
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TickRules:
+        """The rules ``[input] out_of_order`` and ``[output] emit_policy/emit_every_n`` set."""
+        return cls(settings.out_of_order, settings.emit_policy, settings.emit_every_n)
+
+    def apply(self, state: KeyState, ticks: Sequence[tuple[Tick, bytes | None]]) -> KeyRun:
+        """Run one key's ticks through its detector; return records and dead letters.
+
+        Parameters
+        ----------
+        state
+            The key's state; its detector learns and its bookkeeping moves on.
+        ticks
+            ``(tick, original value bytes)`` of one key from one input partition, in offset
+            order (the bytes go into dead letters).
+        """
+        run = KeyRun()
+        if not ticks:
+            return run
+        partition = ticks[0][0].partition
+        if state.partition != partition:
+            # One model's offset bookkeeping is per input partition: a key that arrives on two
+            # partitions (records keyed by something other than the instrument) would have
+            # records skipped silently, so they are dead-lettered instead.
+            detail = f"key {ticks[0][0].key!r} is on partition {state.partition}, not {partition}"
+            run.dead_letters.extend(
+                dead_letter_for(tick, "wrong_partition", detail, value=value)
+                for tick, value in ticks
+            )
+            return run
+        pending: list[tuple[Tick, bytes | None]] = []
+        last_ts = state.last_ts  # ts of the last tick applied or about to be applied
+        for tick, value in ticks:
+            if tick.offset < state.next_offset:
+                # Already inside the restored snapshot: applying it again would double-count.
+                continue
+            if last_ts is not None and tick.ts < last_ts:  # is_out_of_order, inlined
+                # Decide against the ticks really applied: a pending tick the model rejects
+                # does not move the key's last ts.
+                self._learn(state, pending, run)
+                pending = []
+                last_ts = state.last_ts
+                if is_out_of_order(last_ts, tick.ts):
+                    self._out_of_order(state, tick, value, run)
+                    continue
+            pending.append((tick, value))
+            last_ts = tick.ts
+        self._learn(state, pending, run)
+        return run
+
+    def _out_of_order(self, state: KeyState, tick: Tick, value: bytes | None, run: KeyRun) -> None:
+        if self.out_of_order == "skip":
+            run.skipped += 1
+            return
+        detail = f"ts {tick.ts!r} is before the key's last ts {state.last_ts!r}"
+        run.dead_letters.append(dead_letter_for(tick, "out_of_order", detail, value=value))
+
+    def _learn(self, state: KeyState, ticks: list[tuple[Tick, bytes | None]], run: KeyRun) -> None:
+        """In-order ticks through the detector in one call; record what they produced."""
+        if not ticks:
+            return
+        outs = state.pipeline.learn_predict_many([{"ts": t.ts, **t.fields} for t, _ in ticks])
+        policy, every_n = self.emit_policy, self.emit_every_n
+        every_tick = policy == "every_tick"  # the default, decided here once per run
+        applied, outputs, records = run.ticks, run.outputs, run.records
+        n_before = len(applied)
+        last_regime = state.last_regime
+        for (tick, value), out in zip(ticks, outs, strict=True):
+            if isinstance(out, ValueError):
+                # The detector refused a value the decoder accepted (e.g. beyond the
+                # mixture's ±1e100 range) and left its state unchanged; keep going.
+                run.dead_letters.append(
+                    dead_letter_for(tick, "rejected_by_model", f"model: {out}", value=value)
+                )
+                continue
+            if every_tick or should_emit(policy, every_n, out, last_regime):
+                records.append((tick.offset, encode_output_record(tick, out)))
+            last_regime = int(out["regime"])
+            applied.append(tick)
+            outputs.append(out)
+        state.last_regime = last_regime
+        if len(applied) > n_before:
+            tick = applied[-1]
+            state.next_offset = tick.offset + 1
+            state.last_ts = tick.ts
+            state.dirty = True

@@ -1,0 +1,147 @@
+"""The output record: one schema (streamgmm.output), two encoders held byte-equal."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamgmm.output import (
+    OUTPUT_FIELDS,
+    OUTPUT_KEYS,
+    RECORD_FIELDS,
+    RECORD_KEYS,
+    SOURCE_FIELDS,
+    fields_table,
+    make_output,
+)
+from streamgmm.service.decode import Tick
+from streamgmm.service.encode import (
+    ENCODER_SOURCE,
+    build_output_record,
+    encode_output,
+    encode_output_record,
+)
+
+
+def test_the_schema_is_the_one_list_of_fields() -> None:
+    assert RECORD_FIELDS == SOURCE_FIELDS + OUTPUT_FIELDS
+    assert tuple(f.name for f in RECORD_FIELDS) == RECORD_KEYS
+    assert len(set(RECORD_KEYS)) == len(RECORD_KEYS)
+    # The source fields are read from the decoded tick.
+    assert {f.name for f in SOURCE_FIELDS} <= set(Tick._fields)
+    out = make_output(1, {0: 0.25, 1: 0.75}, {0: 0.5, 1: 0.5}, -1.5, 0.25, True, 7, True)
+    assert tuple(out) == OUTPUT_KEYS
+    # The fast encoder is generated from the schema: every field, in order, and nothing else.
+    positions = [ENCODER_SOURCE.index(f'"{name}":') for name in RECORD_KEYS]
+    assert positions == sorted(positions)
+    assert ENCODER_SOURCE.count('":') == len(RECORD_KEYS)
+    # The docs table lists every field.
+    table = fields_table()
+    assert all(f"| `{name}` |" in table for name in RECORD_KEYS)
+
+
+def test_a_record_carries_the_warm_flag() -> None:
+    tick = Tick("SPX", 1.5, {"price": 2.0}, "ticks", 3, 77)
+    cold = make_output(0, {0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.5}, 0.0, 0.0, False, 1, False)
+    assert json.loads(encode_output_record(tick, cold))["warm"] is False
+    assert build_output_record(tick, {**cold, "warm": True})["warm"] is True
+
+
+def _numpy_output() -> dict[str, Any]:
+    """A detector output with numpy scalars and a non-finite value in it."""
+    return {
+        "regime": np.int64(1),
+        "probabilities": {np.int64(0): np.float64(0.25), 1: 0.75},
+        "raw_probabilities": {0: 0.5, 1: 0.5},
+        "log_likelihood": float("-inf"),
+        "drift_score": np.float64(1.25),
+        "drift_detected": np.bool_(True),
+        "n_samples_seen": np.int64(9),
+        "warm": True,
+    }
+
+
+def test_build_output_record_is_plain_json_safe_and_round_trips() -> None:
+    tick = Tick("SPX", 1.5, {"price": 2.0}, "ticks", 3, 77)
+    out = _numpy_output()
+    record = build_output_record(tick, out)
+    assert tuple(record) == RECORD_KEYS
+    assert record["probabilities"] == {"0": 0.25, "1": 0.75}
+    assert record["log_likelihood"] is None  # JSON has no -inf
+    assert type(record["regime"]) is int
+    assert type(record["drift_detected"]) is bool
+    assert type(record["drift_score"]) is float
+    assert (record["topic"], record["partition"], record["offset"]) == ("ticks", 3, 77)
+    assert json.loads(encode_output(record)) == record
+
+
+def test_encode_output_record_equals_the_generic_encoder_on_the_same_record() -> None:
+    tick = Tick("SPX", 1.5, {"price": 2.0}, "ticks", 3, 77)
+    out = _numpy_output()
+    assert encode_output_record(tick, out) == encode_output(build_output_record(tick, out))
+
+
+_floats = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=0.0, max_value=1.0).map(np.float64),
+    st.integers(-(2**40), 2**40),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.text(min_size=1, max_size=20),
+    topic=st.text(min_size=1, max_size=10),
+    ts=st.floats(allow_nan=False, allow_infinity=False),
+    partition=st.integers(0, 1000),
+    offset=st.integers(0, 2**62),
+    regime=st.integers(0, 15),
+    probabilities=st.lists(_floats, min_size=1, max_size=16),
+    raw=st.lists(_floats, min_size=1, max_size=16),
+    log_likelihood=_floats,
+    drift_score=_floats,
+    drift_detected=st.booleans(),
+    n_samples_seen=st.integers(0, 2**62),
+    warm=st.booleans(),
+)
+def test_encode_output_record_matches_json_dumps_byte_for_byte(
+    key: str,
+    topic: str,
+    ts: float,
+    partition: int,
+    offset: int,
+    regime: int,
+    probabilities: list[Any],
+    raw: list[Any],
+    log_likelihood: Any,
+    drift_score: Any,
+    drift_detected: bool,
+    n_samples_seen: int,
+    warm: bool,
+) -> None:
+    tick = Tick(key, ts, {"price": 1.0}, topic, partition, offset)
+    out = make_output(
+        regime,
+        dict(enumerate(probabilities)),
+        dict(enumerate(raw)),
+        log_likelihood,
+        drift_score,
+        drift_detected,
+        n_samples_seen,
+        warm,
+    )
+    assert encode_output_record(tick, out) == encode_output(build_output_record(tick, out))
+
+
+def test_generic_encoder_writes_compact_json_and_refuses_non_finite() -> None:
+    record = {"key": "SPX", "probabilities": {"0": 0.25, "1": 0.75}, "drift_detected": False}
+    data = encode_output(record)
+    assert data == b'{"key":"SPX","probabilities":{"0":0.25,"1":0.75},"drift_detected":false}'
+    assert encode_output({"key": "Zürich"}) == '{"key":"Zürich"}'.encode()
+    with pytest.raises(ValueError):
+        encode_output({"log_likelihood": float("nan")})
