@@ -16,8 +16,7 @@ from collections.abc import Sequence
 
 from streamgmm import __version__
 from streamgmm.logs import configure_logging
-
-EXIT_CONFIG_ERROR = 2
+from streamgmm.service.config import EXIT_CONFIG_ERROR
 
 _DELEGATED = {
     "replay": ("streamgmm.replay", "per-key pipeline over a CSV/Parquet of ticks, no Kafka"),

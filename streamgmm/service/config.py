@@ -38,6 +38,8 @@ __all__ = [
     "COMPRESSION_TYPES",
     "EMIT_POLICIES",
     "ENV_PREFIX",
+    "EXIT_CONFIG_ERROR",
+    "ON_BAD_SNAPSHOT",
     "OUT_OF_ORDER",
     "SECURITY_KEYS",
     "SPECS",
@@ -56,6 +58,9 @@ __all__ = [
 ]
 
 ENV_PREFIX = "STREAMGMM_"
+#: Exit code of ``streamgmm run`` for a bad setting (also one found only at start, such as a
+#: metrics port in use).
+EXIT_CONFIG_ERROR = 2
 
 #: kafka-python options accepted in ``[security]``; all three client kinds take each of them.
 SECURITY_KEYS: tuple[str, ...] = (
@@ -84,6 +89,8 @@ COMPRESSION_TYPES = ("gzip", "lz4", "zstd", "snappy")
 EMIT_POLICIES = ("every_tick", "on_change", "every_n")
 #: Values of ``[input] out_of_order``.
 OUT_OF_ORDER = ("reject", "skip")
+#: Values of ``[checkpoint] on_bad_snapshot``.
+ON_BAD_SNAPSHOT = ("reset_key", "fail")
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -131,6 +138,8 @@ class Settings:
     key_field: str | None
     out_of_order: str
     max_record_bytes: int
+    max_key_bytes: int
+    max_ts_jump_seconds: float
     # [output]
     emit_policy: str
     emit_every_n: int
@@ -139,6 +148,7 @@ class Settings:
     # [checkpoint]
     checkpoint_every_records: int
     checkpoint_every_seconds: float
+    on_bad_snapshot: str
     # [state]
     max_keys_in_memory: int
     # [metrics]
@@ -452,8 +462,21 @@ SPECS: tuple[_Spec, ...] = (
           '"reject" sends it to the dead-letter topic (reason out_of_order); "skip" drops it, '
           "counted."),
     _Spec("input", "max_record_bytes", "max_record_bytes", _int(64, 100 * 1024 * 1024), 65536,
-          "Records whose value is larger than this many bytes go to the dead-letter topic "
-          "unparsed."),
+          "Records whose value (the record's value bytes only; keys are bounded by "
+          "max_key_bytes) is larger than this many bytes go to the dead-letter topic unparsed "
+          "(reason oversized)."),
+    _Spec("input", "max_key_bytes", "max_key_bytes", _int(1, 65536), 1024,
+          "Records whose Kafka key, or whose key_field value in UTF-8, is longer than this "
+          "many bytes go to the dead-letter topic (reason oversized_key). The key travels in "
+          "every output record, snapshot and metric label, so it is kept short."),
+    _Spec("input", "max_ts_jump_seconds", "max_ts_jump_seconds", _positive_float, 604800.0,
+          "A tick whose ts is more than this many seconds ahead of both its key's last "
+          "applied ts and the wall clock goes to the dead-letter topic (reason ts_jump), so "
+          "that one outrageous timestamp cannot make every later tick of its key out of "
+          "order. A key's first tick is measured against the wall clock alone. Ticks up to "
+          "the wall clock are never refused, whatever gap precedes them (a long trading halt "
+          "is fine); streams dated in the future must move in steps of at most this much. "
+          "Default 7 days."),
     _Spec("output", "emit_policy", "emit_policy", _choice(*EMIT_POLICIES),
           "every_tick",
           'When to emit a regime record: "every_tick", "on_change" (the key\'s first tick, then '
@@ -477,6 +500,13 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("checkpoint", "every_seconds", "checkpoint_every_seconds", _positive_float, 30.0,
           "Seconds between checkpoints at most (see every_records). Also on revoke and on "
           "shutdown."),
+    _Spec("checkpoint", "on_bad_snapshot", "on_bad_snapshot", _choice(*ON_BAD_SNAPSHOT),
+          "reset_key",
+          "What to do with a changelog snapshot that cannot be restored (not a streamgmm "
+          "snapshot, another version, or a state that fails validation): \"reset_key\" starts "
+          "that key afresh, sends the snapshot to the dead-letter topic (reason bad_snapshot) "
+          "and counts it; \"fail\" stops the service with exit code 1 and one log line naming "
+          "the changelog record, the key and the reason."),
     _Spec("state", "max_keys_in_memory", "max_keys_in_memory", _int(1), 100000,
           "Most per-key models held in memory; the least recently used key beyond this is "
           "checkpointed and evicted, and restored from the changelog when it shows up again."),
