@@ -19,6 +19,7 @@ from streamgmm.service.decode import (
     dead_letter_headers,
     decode_key,
     encode_key,
+    refused_copy,
 )
 
 # 2024-01-02T03:04:05Z: 19723 days from 1970-01-01 to 2024-01-01, one more day, 03:04:05.
@@ -113,6 +114,10 @@ def test_event_ticks_read_the_configured_fields() -> None:
         (b'{"ts":1,"price":1e999}', b"A", "non_finite"),
         (b'{"ts":1,"price":1,"volume":NaN}', b"A", "non_finite"),
         (b'{"ts":1,"price":' + b"9" * 400 + b"}", b"A", "non_finite"),
+        # Past Python's 4,300-digit limit int() raises ValueError (once a crash loop).
+        (b'{"ts":1,"price":' + b"9" * 4301 + b"}", b"A", "invalid_json"),
+        (b'{"ts":1,"price":1,"note":-' + b"1" * 5000 + b"}", b"A", "invalid_json"),
+        (b'{"ts":1,"price":1,"note":[' + b"7" * 4400 + b"]}", b"A", "invalid_json"),
         (b'{"ts":1,"price":1,"note":NaN}', b"A", "non_finite"),
         (b'{"ts":1,"price":0}', b"A", "non_positive_price"),
         (b'{"ts":1,"price":-3.5}', b"A", "non_positive_price"),
@@ -121,6 +126,9 @@ def test_event_ticks_read_the_configured_fields() -> None:
         (b'{"ts":1,"price":1}', b"", "empty_key"),
         (b'{"ts":1,"price":1}', b"  ", "empty_key"),
         (b'{"ts":1,"price":1}', b"\xff", "wrong_type"),
+        (b'{"ts":1,"price":1}', b"K" * 1025, "oversized_key"),
+        # The key is checked before the value is even looked at.
+        (b"[" * 10, b"K" * 5000, "oversized_key"),
     ],
 )
 def test_rejections_have_stable_reasons(
@@ -139,6 +147,30 @@ def test_empty_key_field_value_is_empty_key() -> None:
     assert reason(b'{"symbol":"","ts":1,"price":1}', INPUT_KEY_FIELD="symbol") == "empty_key"
     assert reason(b'{"symbol":7,"ts":1,"price":1}', INPUT_KEY_FIELD="symbol") == "wrong_type"
     assert reason(b'{"ts":1,"price":1}', INPUT_KEY_FIELD="symbol") == "missing_field"
+
+
+def test_key_size_limit_is_inclusive_counts_utf8_bytes_and_covers_key_fields() -> None:
+    value = b'{"ts":1,"price":1}'
+    assert isinstance(decode(value, b"K" * 1024), Tick)  # the default limit, 1024 bytes
+    assert isinstance(decode(value, b"K" * 10, INPUT_MAX_KEY_BYTES="10"), Tick)
+    assert reason(value, b"K" * 11, INPUT_MAX_KEY_BYTES="10") == "oversized_key"
+    # With key_field, the field's UTF-8 bytes count (4 characters, 8 bytes)...
+    field = '{"symbol":"ÄÖÜß","ts":1,"price":1}'.encode()
+    assert isinstance(decode(field, None, INPUT_KEY_FIELD="symbol", INPUT_MAX_KEY_BYTES="8"), Tick)
+    dl = decode(field, None, INPUT_KEY_FIELD="symbol", INPUT_MAX_KEY_BYTES="7")
+    assert isinstance(dl, DeadLetter)
+    assert dl.reason == "oversized_key"
+    assert "8 bytes" in dl.detail
+    # ...and so does the ignored record key, which a dead letter would carry.
+    assert reason(field, b"x" * 9, INPUT_KEY_FIELD="symbol", INPUT_MAX_KEY_BYTES="8") == (
+        "oversized_key"
+    )
+
+
+def test_key_field_with_a_lone_surrogate_is_rejected() -> None:
+    # JSON can escape half a UTF-16 pair; such a key could never be written out as UTF-8.
+    value = b'{"symbol":"A\\ud800","ts":1,"price":1}'
+    assert reason(value, None, INPUT_KEY_FIELD="symbol") == "wrong_type"
 
 
 def test_size_is_checked_before_parsing() -> None:
@@ -233,3 +265,38 @@ def test_dead_letter_for_runner_rejections() -> None:
 def test_key_codec() -> None:
     assert encode_key("Zürich") == "Zürich".encode()
     assert decode_key("Zürich".encode()) == "Zürich"
+
+
+def test_refused_dead_letter_keeps_its_headers_and_is_cut_to_fit() -> None:
+    dl = DeadLetter(b"K" * 5000, b"v" * 2_000_000, "oversized", "big", "ticks", 2, 41)
+    key, value, headers = refused_copy(
+        dl.key, dl.value, dead_letter_headers(dl), "MessageSizeTooLargeError: too big"
+    )
+    assert key == b"K" * 1024 and value == b"v" * 65536
+    named = dict(headers)
+    assert named["streamgmm.reason"] == b"oversized"
+    assert (named["streamgmm.source.topic"], named["streamgmm.source.offset"]) == (b"ticks", b"41")
+    assert named["streamgmm.truncated"] == b"true"
+    assert named["streamgmm.original.key_bytes"] == b"5000"
+    assert named["streamgmm.original.value_bytes"] == b"2000000"
+    assert named["streamgmm.refused"].startswith(b"MessageSizeTooLargeError")
+    # A copy refused again is copied afresh, not with its copy headers twice.
+    again = refused_copy(key, value, headers, "again")[2]
+    assert len(again) == len(headers)
+    assert dict(again)["streamgmm.original.value_bytes"] == b"65536"
+
+
+def test_refused_output_record_becomes_an_unproducible_dead_letter() -> None:
+    output = json.dumps({"key": "K", "topic": "ticks", "partition": 1, "offset": 7}).encode()
+    key, value, headers = refused_copy(b"K", output, None, "InvalidRecordError")
+    named = dict(headers)
+    assert (key, value) == (b"K", output)
+    assert named["streamgmm.reason"] == b"unproducible"
+    assert b"InvalidRecordError" in named["streamgmm.detail"]
+    assert named["streamgmm.source.topic"] == b"ticks"
+    assert (named["streamgmm.source.partition"], named["streamgmm.source.offset"]) == (b"1", b"7")
+    assert named["streamgmm.truncated"] == b"false"
+    # Not JSON, or cut: the source is unknown, the copy is still made.
+    named = dict(refused_copy(None, b"[" * 10, None, "x")[2])
+    assert named["streamgmm.source.partition"] == b"-1"
+    assert named["streamgmm.original.key_bytes"] == b"-1"

@@ -69,6 +69,42 @@ def test_pickle_payloads_are_rejected_without_executing_them(protocol: int) -> N
             "key must be a non-empty string",
         ),
         (b"[" * 100_000, "invalid JSON"),
+        # An integer literal beyond Python's 4,300-digit limit is a ValueError, not a crash.
+        (
+            b'{"format":"streamgmm.snapshot","version":1,"key":"A","state":{},'
+            b'"partition":0,"next_offset":' + b"9" * 4301 + b"}",
+            "invalid JSON",
+        ),
+        (
+            b'{"format":"streamgmm.snapshot","version":1,"key":"A","state":{},'
+            b'"partition":0,"next_offset":' + b"1" + b"0" * 19 + b"}",
+            "next_offset must be an integer from 0 to",
+        ),
+        (
+            b'{"format":"streamgmm.snapshot","version":1,"key":"A","state":{},'
+            b'"partition":2147483648,"next_offset":0}',
+            "partition must be an integer from 0 to",
+        ),
+        (
+            b'{"format":"streamgmm.snapshot","version":1,"key":"A","state":{},'
+            b'"partition":0.0,"next_offset":0}',
+            "partition must be an integer",
+        ),
+        (
+            b'{"format":"streamgmm.snapshot","version":1,"key":"A","state":{},'
+            b'"partition":0,"next_offset":true}',
+            "next_offset must be an integer",
+        ),
+        (
+            b'{"format":"streamgmm.snapshot","version":1,"key":"A","state":{},'
+            b'"partition":0,"next_offset":0,"extra":1}',
+            "unknown field",
+        ),
+        (
+            b'{"format":"streamgmm.snapshot","version":1,"key":7,"state":{},'
+            b'"partition":0,"next_offset":0}',
+            "key must be a non-empty string",
+        ),
     ],
 )
 def test_decode_snapshot_refuses_anything_not_ours(value: bytes | None, message: str) -> None:

@@ -28,11 +28,17 @@ from streamgmm.service.config import Settings
 
 __all__ = [
     "HEADER_DETAIL",
+    "HEADER_KEY_BYTES",
     "HEADER_OFFSET",
     "HEADER_PARTITION",
     "HEADER_REASON",
+    "HEADER_REFUSED",
     "HEADER_TOPIC",
+    "HEADER_TRUNCATED",
+    "HEADER_VALUE_BYTES",
     "REASONS",
+    "TRUNCATED_KEY_BYTES",
+    "TRUNCATED_VALUE_BYTES",
     "DeadLetter",
     "Tick",
     "TickDecoder",
@@ -42,14 +48,19 @@ __all__ = [
     "encode_key",
     "group_by_key",
     "non_finite_literal_detail",
+    "refused_copy",
     "short_repr",
 ]
 
-#: Every reason a record can be dead-lettered for. ``out_of_order``, ``wrong_partition`` and
-#: ``rejected_by_model`` are decided by the per-key step (:mod:`streamgmm.service.apply`),
-#: which knows each key's last timestamp, partition and model; the decoder produces the others.
+#: Every reason a record can be dead-lettered for. ``out_of_order``, ``ts_jump``,
+#: ``wrong_partition`` and ``rejected_by_model`` are decided by the per-key step
+#: (:mod:`streamgmm.service.apply`), which knows each key's last timestamp, partition and model;
+#: ``bad_snapshot`` is a changelog snapshot that could not be restored
+#: (``[checkpoint] on_bad_snapshot = "reset_key"``); ``unproducible`` is an output record the
+#: broker refused for good (:func:`refused_copy`); the decoder produces the others.
 REASONS: tuple[str, ...] = (
     "oversized",
+    "oversized_key",
     "invalid_json",
     "not_an_object",
     "missing_field",
@@ -61,6 +72,9 @@ REASONS: tuple[str, ...] = (
     "rejected_by_model",
     "empty_key",
     "out_of_order",
+    "ts_jump",
+    "bad_snapshot",
+    "unproducible",
 )
 
 HEADER_REASON = "streamgmm.reason"
@@ -68,7 +82,16 @@ HEADER_DETAIL = "streamgmm.detail"
 HEADER_TOPIC = "streamgmm.source.topic"
 HEADER_PARTITION = "streamgmm.source.partition"
 HEADER_OFFSET = "streamgmm.source.offset"
+#: Headers of a copy made because the broker refused a record (:func:`refused_copy`).
+HEADER_TRUNCATED = "streamgmm.truncated"
+HEADER_KEY_BYTES = "streamgmm.original.key_bytes"
+HEADER_VALUE_BYTES = "streamgmm.original.value_bytes"
+HEADER_REFUSED = "streamgmm.refused"
+#: Most key and value bytes a refused record's copy keeps: far below any broker's size limit.
+TRUNCATED_KEY_BYTES = 1024
+TRUNCATED_VALUE_BYTES = 65536
 _MAX_DETAIL_CHARS = 300
+_COPY_HEADERS = frozenset({HEADER_TRUNCATED, HEADER_KEY_BYTES, HEADER_VALUE_BYTES, HEADER_REFUSED})
 
 
 class Tick(NamedTuple):
@@ -170,7 +193,8 @@ class TickDecoder:
     Parameters
     ----------
     settings
-        Uses ``tick_kind``, ``event_fields``, ``key_field`` and ``max_record_bytes``.
+        Uses ``tick_kind``, ``event_fields``, ``key_field``, ``max_record_bytes`` and
+        ``max_key_bytes``.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -178,12 +202,17 @@ class TickDecoder:
         self.event_fields = tuple(settings.event_fields)
         self.key_field = settings.key_field
         self.max_record_bytes = settings.max_record_bytes
+        self.max_key_bytes = settings.max_key_bytes
 
     def decode(
         self, key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int
     ) -> Tick | DeadLetter:
         """Return the tick, or a dead letter naming why the record cannot be used."""
         try:
+            # The record key first, whether or not it is the instrument key: it travels in
+            # the dead letter, and a record must stay small enough to be dead-lettered.
+            if key is not None and len(key) > self.max_key_bytes:
+                raise _Reject("oversized_key", self._key_size_detail(len(key)))
             obj = self._parse(value)
         except _Reject as exc:
             return DeadLetter(key, value, exc.reason, exc.detail, topic, partition, offset)
@@ -224,6 +253,10 @@ class TickDecoder:
             raise _Reject("invalid_json", f"value is not UTF-8: {exc.reason}") from None
         except json.JSONDecodeError as exc:
             raise _Reject("invalid_json", f"invalid JSON: {exc}") from None
+        except ValueError as exc:
+            # Valid JSON Python will not read, e.g. an integer literal of more than 4,300
+            # digits (sys.get_int_max_str_digits()).
+            raise _Reject("invalid_json", f"JSON this decoder cannot read: {exc}") from None
         except RecursionError:
             raise _Reject("invalid_json", "JSON nested too deeply") from None
         if not isinstance(obj, dict):
@@ -238,9 +271,19 @@ class TickDecoder:
             if not isinstance(text, str):
                 detail = f"key field {self.key_field!r} must be a string, got {short_repr(text)}"
                 raise _Reject("wrong_type", detail)
+            try:
+                size = len(text.encode("utf-8"))
+            except UnicodeEncodeError:
+                # JSON's \ud800 escapes give lone surrogates, which no output can carry.
+                detail = f"key field {self.key_field!r} is not valid Unicode: {short_repr(text)}"
+                raise _Reject("wrong_type", detail) from None
+            if size > self.max_key_bytes:
+                raise _Reject("oversized_key", self._key_size_detail(size))
         else:
             if not key:
                 raise _Reject("empty_key", "record has no key")
+            if len(key) > self.max_key_bytes:
+                raise _Reject("oversized_key", self._key_size_detail(len(key)))
             try:
                 text = bytes(key).decode("utf-8")
             except UnicodeDecodeError:
@@ -248,6 +291,9 @@ class TickDecoder:
         if not text.strip():
             raise _Reject("empty_key", f"key is empty or blank: {short_repr(text)}")
         return text
+
+    def _key_size_detail(self, size: int) -> str:
+        return f"key is {size} bytes, limit is {self.max_key_bytes} ([input] max_key_bytes)"
 
     def _fields(self, obj: dict[str, Any]) -> dict[str, float]:
         if self.tick_kind == "event":
@@ -316,6 +362,74 @@ def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
         (HEADER_PARTITION, str(dl.partition).encode("ascii")),
         (HEADER_OFFSET, str(dl.offset).encode("ascii")),
     ]
+
+
+def refused_copy(
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]] | None,
+    error: str,
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """A dead letter that fits, for a record the broker refused for good.
+
+    The sinks (:mod:`streamgmm.service.kafka_io`, :mod:`streamgmm.service.sink`) send this
+    copy to the dead-letter topic when a record is too large to produce or the broker calls it
+    invalid, instead of retrying a record no retry can deliver.
+
+    Parameters
+    ----------
+    key, value, headers
+        The refused record. A dead letter keeps its reason and source headers; any other
+        record (an output record) becomes a dead letter with reason ``unproducible`` and the
+        source topic, partition and offset its JSON value names.
+    error
+        What the producer or the broker said.
+
+    Returns
+    -------
+    tuple
+        ``(key, value, headers)`` of the copy: at most :data:`TRUNCATED_KEY_BYTES` of the key
+        and :data:`TRUNCATED_VALUE_BYTES` of the value, with headers saying whether it was
+        truncated (``streamgmm.truncated``: ``true`` or ``false``), the original sizes
+        (``streamgmm.original.key_bytes`` / ``value_bytes``, -1 for none) and the error
+        (``streamgmm.refused``).
+    """
+    kept = [(name, v) for name, v in headers or () if name not in _COPY_HEADERS]
+    if not any(name == HEADER_REASON for name, _v in kept):
+        topic, partition, offset = _source_of(value)
+        kept = dead_letter_headers(
+            DeadLetter(None, None, "unproducible", f"refused: {error}", topic, partition, offset)
+        )
+    key_size = -1 if key is None else len(key)
+    value_size = -1 if value is None else len(value)
+    truncated = key_size > TRUNCATED_KEY_BYTES or value_size > TRUNCATED_VALUE_BYTES
+    return (
+        None if key is None else bytes(key[:TRUNCATED_KEY_BYTES]),
+        None if value is None else bytes(value[:TRUNCATED_VALUE_BYTES]),
+        [
+            *kept,
+            (HEADER_TRUNCATED, b"true" if truncated else b"false"),
+            (HEADER_KEY_BYTES, str(key_size).encode("ascii")),
+            (HEADER_VALUE_BYTES, str(value_size).encode("ascii")),
+            (HEADER_REFUSED, error[:_MAX_DETAIL_CHARS].encode("utf-8", "replace")),
+        ],
+    )
+
+
+def _source_of(value: bytes | None) -> tuple[str, int, int]:
+    """The source topic, partition and offset an output record names (see streamgmm.output)."""
+    try:
+        obj = json.loads(value) if value is not None else None
+    except (ValueError, RecursionError):
+        obj = None
+    if not isinstance(obj, dict):
+        return "", -1, -1
+    topic, partition, offset = obj.get("topic"), obj.get("partition"), obj.get("offset")
+    return (
+        topic if isinstance(topic, str) else "",
+        partition if type(partition) is int else -1,
+        offset if type(offset) is int else -1,
+    )
 
 
 def group_by_key(

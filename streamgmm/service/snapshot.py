@@ -47,6 +47,9 @@ def _reject_constant(name: str) -> float:
 
 
 _JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_FIELDS = ("format", "version", "key", "partition", "next_offset", "state")
+#: Kafka partitions are int32 and offsets int64.
+_BOUNDS = {"partition": 2**31 - 1, "next_offset": 2**63 - 1}
 
 
 def encode_snapshot(key: str, state: dict[str, Any], partition: int, next_offset: int) -> bytes:
@@ -77,11 +80,14 @@ def decode_snapshot(value: bytes | None) -> Snapshot:
 
     Only JSON is ever parsed; nothing in the payload is executed or imported.
 
+    Checks the envelope only (fields, their types and bounds); the state inside is checked
+    by the detector's ``from_state`` when the key is restored.
+
     Raises
     ------
     SnapshotError
         If the value is missing, not UTF-8 JSON, not a streamgmm snapshot, of another
-        version, or malformed.
+        version, or malformed (a field missing, unknown, of the wrong type or out of bounds).
     """
     if value is None:
         raise SnapshotError("not a streamgmm snapshot: the changelog record has no value")
@@ -109,6 +115,10 @@ def decode_snapshot(value: bytes | None) -> Snapshot:
             f"unsupported snapshot version {short_repr(version)}; this streamgmm reads version "
             f"{SNAPSHOT_VERSION}"
         )
+    unknown = [name for name in document if name not in _FIELDS]
+    if unknown:
+        shown = ", ".join(short_repr(name) for name in unknown[:5])
+        raise SnapshotError(f"malformed snapshot: unknown field(s) {shown}")
     key, state = document.get("key"), document.get("state")
     partition, next_offset = document.get("partition"), document.get("next_offset")
     if not isinstance(key, str) or not key:
@@ -116,11 +126,18 @@ def decode_snapshot(value: bytes | None) -> Snapshot:
             f"malformed snapshot: key must be a non-empty string, got {short_repr(key)}"
         )
     if not isinstance(state, dict):
-        raise SnapshotError(f"malformed snapshot of key {key!r}: state must be an object")
+        raise SnapshotError(
+            f"malformed snapshot of key {short_repr(key)}: state must be an object, got "
+            f"{short_repr(state)}"
+        )
     for name, number in (("partition", partition), ("next_offset", next_offset)):
-        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, int)
+            or not 0 <= number <= _BOUNDS[name]
+        ):
             raise SnapshotError(
-                f"malformed snapshot of key {key!r}: {name} must be an integer >= 0, "
-                f"got {short_repr(number)}"
+                f"malformed snapshot of key {short_repr(key)}: {name} must be an integer from 0 "
+                f"to {_BOUNDS[name]}, got {short_repr(number)}"
             )
     return Snapshot(key, state, partition, next_offset)  # type: ignore[arg-type]
