@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamgmm.output import make_output
 from streamgmm.service.apply import KeyState, TickRules, is_out_of_order, should_emit
@@ -113,3 +115,103 @@ def test_skip_redelivered_wrong_partition_and_emit_policy() -> None:
     assert moved.ticks == moved.outputs == [] and state.next_offset == 5
     with pytest.raises(ValueError, match="emit policy"):
         TickRules("reject", "sometimes", 1)
+
+
+def test_one_outrageous_ts_is_dead_lettered_and_does_not_lock_the_key() -> None:
+    state = KeyState(Recording(), partition=0)
+    rules = TickRules("reject", "every_tick", 1, max_ts_jump=10.0, clock=lambda: 0.0)
+    run = rules.apply(state, ticks((1, 50), (1e18, 60), (5, 70), (15, 80), (16, 90), (26, 95)))
+    # Only 1e18 is refused: 26 is exactly 10 s after 16, the limit itself.
+    assert [t.ts for t in run.ticks] == [1, 5, 15, 16, 26]
+    assert [(d.reason, d.offset) for d in run.dead_letters] == [("ts_jump", 1)]
+    assert "1e+18" in run.dead_letters[0].detail
+    assert run.dead_letters[0].value == b"1e+18,60"
+    more = rules.apply(state, ticks((36.5, 50), (30, 60), first=6))
+    assert [(d.reason, d.offset) for d in more.dead_letters] == [("ts_jump", 6)]
+    assert [t.ts for t in more.ticks] == [30]
+
+
+def test_first_tick_is_measured_against_the_clock_and_past_gaps_are_fine() -> None:
+    future = TickRules("reject", "every_tick", 1, max_ts_jump=100.0, clock=lambda: 1000.0)
+    state = KeyState(Recording(), partition=0)
+    run = future.apply(state, ticks((1101, 50), (1100, 60), (1150, 70)))
+    assert [d.reason for d in run.dead_letters] == ["ts_jump"]
+    assert "first tick" in run.dead_letters[0].detail
+    assert [t.ts for t in run.ticks] == [1100, 1150]
+    # A gap of any length is fine up to the clock: a trading halt of years loses nothing.
+    state = KeyState(Recording(), partition=0, last_ts=1.0)
+    run = future.apply(state, ticks((900, 50), (1000, 60), (1099, 70)))
+    assert run.dead_letters == [] and [t.ts for t in run.ticks] == [900, 1000, 1099]
+
+
+def test_a_jump_is_judged_against_the_ticks_the_model_applied() -> None:
+    rules = TickRules("reject", "every_tick", 1, max_ts_jump=10.0, clock=lambda: 0.0)
+    state = KeyState(Recording(), partition=0)
+    # The model refuses ts 9 (price 13), so 15 is 14 s after the last applied tick: a jump.
+    run = rules.apply(state, ticks((1, 50), (9, 13), (15, 60)))
+    assert [(d.reason, d.offset) for d in run.dead_letters] == [
+        ("rejected_by_model", 1),
+        ("ts_jump", 2),
+    ]
+    state = KeyState(Recording(), partition=0)
+    run = rules.apply(state, ticks((1, 50), (9, 14), (15, 60)))
+    assert run.dead_letters == [] and state.last_ts == 15
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(-3, 12), st.sampled_from([13.0, 50.0, 150.0])),
+        max_size=40,
+    ),
+    cut=st.integers(1, 7),
+)
+def test_batching_does_not_change_what_the_rules_decide(
+    steps: list[tuple[int, float]], cut: int
+) -> None:
+    """One call over all ticks decides exactly as calls over chunks of ``cut`` ticks.
+
+    Timestamps move by -3 to 12 s from 15 s on; the clock says 20 s and jumps beyond 7 s
+    are refused, and the model refuses price 13, so ordering, jumps and refusals mix.
+    """
+    rules = TickRules("reject", "every_tick", 1, max_ts_jump=7.0, clock=lambda: 20.0)
+    rows, ts = [], 15
+    for step, price in steps:
+        ts += step
+        rows.append((ts, price))
+    sent = ticks(*rows)
+    whole = KeyState(Recording(), partition=0)
+    one = rules.apply(whole, sent)
+    parts = KeyState(Recording(), partition=0)
+    chunked = [rules.apply(parts, sent[i : i + cut]) for i in range(0, len(sent), cut)]
+    assert [t.offset for t in one.ticks] == [t.offset for r in chunked for t in r.ticks]
+    assert [(d.reason, d.offset) for d in one.dead_letters] == [
+        (d.reason, d.offset) for r in chunked for d in r.dead_letters
+    ]
+    assert (whole.last_ts, whole.next_offset) == (parts.last_ts, parts.next_offset)
+
+
+def test_key_state_round_trip_and_refusals() -> None:
+    from streamgmm.service.apply import make_pipeline
+    from streamgmm.service.config import load_settings
+
+    settings_ = load_settings(None, {}, {})
+    state = KeyState(make_pipeline(settings_), partition=1, last_ts=5.0, last_regime=1)
+    saved = state.to_state()
+    again = KeyState.from_state(settings_, saved, 1, 7)
+    assert (again.last_ts, again.last_regime, again.next_offset) == (5.0, 1, 7)
+    for change, message in [
+        ({"version": 2}, "version must be 1"),
+        ({"version": True}, "version must be 1"),
+        ({"last_ts": "nan"}, "last_ts must be a number"),
+        ({"last_ts": 1e400}, "last_ts"),
+        ({"last_regime": -1}, "last_regime must be in"),
+        ({"last_regime": 1.0}, "last_regime must be an integer"),
+        ({"pipeline": []}, "pipeline must be an object"),
+        ({"extra": 1}, "unknown field"),
+        ({"pipeline": {**saved["pipeline"], "version": 1}}, "version"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            KeyState.from_state(settings_, {**saved, **change}, 1, 7)
+    with pytest.raises(ValueError, match="lacks 'last_ts'"):
+        KeyState.from_state(settings_, {k: v for k, v in saved.items() if k != "last_ts"}, 1, 7)

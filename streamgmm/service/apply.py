@@ -8,9 +8,12 @@ call, so for the same ticks they hold the same models and write the same records
 - the rules, in :meth:`TickRules.apply`: a key stays on one input partition
   (``wrong_partition``); ticks already inside a restored snapshot are skipped (redelivered
   duplicates); a tick earlier than the key's last applied one is out of order (dead-lettered
-  or skipped, ``[input] out_of_order``); a tick the model refuses is dead-lettered
-  (``rejected_by_model``) and leaves the model unchanged; the emit policy
-  (``[output] emit_policy``) picks which output records are written;
+  or skipped, ``[input] out_of_order``); a tick more than ``[input] max_ts_jump_seconds``
+  ahead of both the key's last applied tick and the wall clock is dead-lettered
+  (``ts_jump``), so one outrageous timestamp cannot put every later tick out of order; a
+  tick the model refuses is dead-lettered (``rejected_by_model``) and leaves the model
+  unchanged; the emit policy (``[output] emit_policy``) picks which output records are
+  written;
 - batching: each run of in-order ticks goes through ``learn_predict_many`` in one call, which
   is several times cheaper per tick than one call per tick and gives the same outputs.
 
@@ -20,10 +23,13 @@ No I/O here: the caller sends what :meth:`TickRules.apply` returns.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from streamgmm import _validate
 from streamgmm.service.config import (
     EMIT_POLICIES,
     OUT_OF_ORDER,
@@ -110,13 +116,33 @@ class KeyState:
     def from_state(
         cls, settings: Settings, state: Mapping[str, Any], partition: int, next_offset: int
     ) -> KeyState:
-        """Rebuild from :meth:`to_state` and the snapshot's partition and next offset."""
+        """Rebuild from :meth:`to_state` and the snapshot's partition and next offset.
+
+        Raises
+        ------
+        ValueError
+            If the state is not one :meth:`to_state` writes: another version, a field missing
+            or unknown, a value of the wrong type or out of range (checked here), or a
+            detector state its ``from_state`` refuses. Nothing is built before the checks.
+        """
+        _validate.fields("state", state, ("version", "pipeline", "last_ts", "last_regime"))
+        version = state["version"]
+        if isinstance(version, bool) or version != STATE_VERSION:
+            raise ValueError(
+                f"state.version must be {STATE_VERSION}, got {_validate._show(version)}"
+            )
+        last_ts = _validate.optional_number("state.last_ts", state["last_ts"])
+        last_regime = state["last_regime"]
+        if last_regime is not None:
+            last_regime = _validate.integer("state.last_regime", last_regime, hi=2**31 - 1)
+        if not isinstance(state["pipeline"], Mapping):
+            raise ValueError("state.pipeline must be an object")
         return cls(
-            pipeline=restore_pipeline(settings, state["pipeline"]),
+            pipeline=restore_pipeline(settings, dict(state["pipeline"])),
             partition=partition,
             next_offset=next_offset,
-            last_ts=state.get("last_ts"),
-            last_regime=state.get("last_regime"),
+            last_ts=last_ts,
+            last_regime=last_regime,
         )
 
 
@@ -188,21 +214,49 @@ class TickRules:
         ``"reject"`` (dead letter) or ``"skip"`` (dropped, counted in :attr:`KeyRun.skipped`).
     emit_policy, emit_every_n
         As for :func:`should_emit`.
+    max_ts_jump
+        Seconds a tick's ts may be ahead of the later of its key's last applied ts and the
+        wall clock (a key's first tick: of the wall clock); a tick further ahead is
+        dead-lettered as ``ts_jump``. ``math.inf`` turns the check off.
+    clock
+        The wall clock, epoch seconds; read once per :meth:`apply`.
     """
 
-    def __init__(self, out_of_order: str, emit_policy: str, emit_every_n: int) -> None:
+    def __init__(
+        self,
+        out_of_order: str,
+        emit_policy: str,
+        emit_every_n: int,
+        *,
+        max_ts_jump: float = math.inf,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if out_of_order not in OUT_OF_ORDER:
             raise ValueError(f"out_of_order must be one of {OUT_OF_ORDER}, got {out_of_order!r}")
         if emit_policy not in EMIT_POLICIES:
             raise ValueError(f"emit policy must be one of {EMIT_POLICIES}, got {emit_policy!r}")
+        if not max_ts_jump > 0.0:
+            raise ValueError(f"max_ts_jump must be > 0, got {max_ts_jump!r}")
         self.out_of_order = out_of_order
         self.emit_policy = emit_policy
         self.emit_every_n = emit_every_n
+        self.max_ts_jump = float(max_ts_jump)
+        self.clock = clock
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TickRules:
-        """The rules ``[input] out_of_order`` and ``[output] emit_policy/emit_every_n`` set."""
-        return cls(settings.out_of_order, settings.emit_policy, settings.emit_every_n)
+        """The rules ``[input] out_of_order``, ``max_ts_jump_seconds`` and
+        ``[output] emit_policy/emit_every_n`` set."""
+        return cls(
+            settings.out_of_order,
+            settings.emit_policy,
+            settings.emit_every_n,
+            max_ts_jump=settings.max_ts_jump_seconds,
+        )
+
+    def _jump_limit(self, last_ts: float | None, now: float) -> float:
+        """Latest ts a tick may have after a key's applied ``last_ts``, at wall time ``now``."""
+        return now + self.max_ts_jump if last_ts is None else max(now, last_ts) + self.max_ts_jump
 
     def apply(self, state: KeyState, ticks: Sequence[tuple[Tick, bytes | None]]) -> KeyRun:
         """Run one key's ticks through its detector; return records and dead letters.
@@ -231,23 +285,46 @@ class TickRules:
             return run
         pending: list[tuple[Tick, bytes | None]] = []
         last_ts = state.last_ts  # ts of the last tick applied or about to be applied
+        now = self.clock()
+        # Ticks up to here are no jump. Taken from the key's applied last ts, it is a lower
+        # bound while ticks are pending (the model may refuse some), exact once none is.
+        jump_limit = self._jump_limit(state.last_ts, now)
         for tick, value in ticks:
             if tick.offset < state.next_offset:
                 # Already inside the restored snapshot: applying it again would double-count.
                 continue
-            if last_ts is not None and tick.ts < last_ts:  # is_out_of_order, inlined
-                # Decide against the ticks really applied: a pending tick the model rejects
-                # does not move the key's last ts.
-                self._learn(state, pending, run)
-                pending = []
-                last_ts = state.last_ts
-                if is_out_of_order(last_ts, tick.ts):
+            ts = tick.ts
+            if (last_ts is not None and ts < last_ts) or ts > jump_limit:
+                # Out of order or a jump, perhaps: decide against the ticks really applied,
+                # as a pending tick the model rejects does not move the key's last ts.
+                if pending:
+                    self._learn(state, pending, run)
+                    pending = []
+                    last_ts = state.last_ts
+                    jump_limit = self._jump_limit(last_ts, now)
+                if is_out_of_order(last_ts, ts):
                     self._out_of_order(state, tick, value, run)
                     continue
+                if ts > jump_limit:
+                    self._ts_jump(state, tick, value, now, run)
+                    continue
             pending.append((tick, value))
-            last_ts = tick.ts
+            last_ts = ts
         self._learn(state, pending, run)
         return run
+
+    def _ts_jump(
+        self, state: KeyState, tick: Tick, value: bytes | None, now: float, run: KeyRun
+    ) -> None:
+        limit = f"more than max_ts_jump_seconds={self.max_ts_jump:g} ahead of"
+        if state.last_ts is None:
+            detail = f"ts {tick.ts!r} of the key's first tick is {limit} the clock ({now:.0f})"
+        else:
+            detail = (
+                f"ts {tick.ts!r} is {limit} the key's last ts {state.last_ts!r} and the clock "
+                f"({now:.0f})"
+            )
+        run.dead_letters.append(dead_letter_for(tick, "ts_jump", detail, value=value))
 
     def _out_of_order(self, state: KeyState, tick: Tick, value: bytes | None, run: KeyRun) -> None:
         if self.out_of_order == "skip":
