@@ -19,7 +19,8 @@ import pytest
 from conftest import KafkaTools
 
 from streamgmm.broker import EmbeddedBroker
-from streamgmm.service.kafka_io import DeliveryError
+from streamgmm.service.decode import DeadLetter, dead_letter_headers
+from streamgmm.service.kafka_io import DeliveryError, Producer, RecordRefused
 from streamgmm.service.sink import ProducerProcess
 
 pytestmark = pytest.mark.integration
@@ -187,3 +188,85 @@ def test_an_unanswered_flush_gives_the_child_up(
         with contextlib.suppress(ProcessLookupError):
             os.kill(sink.pid, signal.SIGCONT)
         sink.close(timeout=1)
+
+
+class Refusals:
+    """Thread-safe tally of the ``on_refused`` callbacks, as ``"topic:outcome"``."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, topic: str, outcome: str) -> None:
+        with self._lock:
+            self.counts[f"{topic}:{outcome}"] += 1
+
+
+@pytest.mark.parametrize("in_process", [False, True], ids=["producer_process", "in_process"])
+def test_records_refused_for_good_are_dead_lettered_as_copies_that_fit(
+    broker: EmbeddedBroker, kafka_tools: KafkaTools, unique: str, in_process: bool
+) -> None:
+    """A record over the 1 MiB ``max_request_size`` is no broker trouble: its copy, cut to fit,
+    goes to the dead-letter topic, the flush succeeds and later records go out as usual.
+
+    (tansu refuses no record, so the client's own size check does the refusing here; a
+    broker's refusal takes the same path, through the record's error callback.)
+    """
+    out, dlq = f"{unique}-out", f"{unique}-dlq"
+    broker.create_topics({out: 1, dlq: 1})
+    acks, refusals = Acks(), Refusals()
+    big = b'{"key":"K","topic":"in","partition":3,"offset":77,"pad":"' + b"x" * 1_100_000 + b'"}'
+    dead = DeadLetter(b"k" * 600_000, b"v" * 600_000, "oversized", "big", "in", 1, 9)
+    sink: Producer | ProducerProcess
+    if in_process:
+        sink = Producer(
+            broker.client_kwargs(), acks, dead_letter_topic=dlq, on_refused=refusals, linger_ms=5
+        )
+    else:
+        sink = ProducerProcess(
+            broker.client_kwargs(), {"linger_ms": 5}, on_delivered=acks, dead_letter_topic=dlq,
+            on_refused=refusals,
+        )  # fmt: skip
+    try:
+        sink.send(out, value=b"before", key=b"K")
+        sink.send(out, value=big, key=b"K")
+        sink.send(dlq, value=dead.value, key=dead.key, headers=dead_letter_headers(dead))
+        sink.send(out, value=b"after", key=b"K")
+        sink.flush(timeout=30)
+        sink.send(out, value=b"later", key=b"K")
+        sink.flush(timeout=30)
+        # Told before the flush returns, as the acknowledgements are.
+        assert refusals.counts == {f"{out}:dead_lettered": 1, f"{dlq}:dead_lettered": 1}
+        assert acks.counts[out] == 3
+    finally:
+        sink.close(timeout=10)
+    got = kafka_tools.read_all(out, expect=3)
+    assert [r.value for r in got] == [b"before", b"after", b"later"]
+    copies = kafka_tools.read_all(dlq, expect=2)
+    assert len(copies) == 2, copies
+    by_reason = {r.headers["streamgmm.reason"]: r for r in copies}
+    output = by_reason[b"unproducible"]
+    assert output.key == b"K" and output.value == big[:65536]
+    assert output.headers["streamgmm.truncated"] == b"true"
+    assert output.headers["streamgmm.original.value_bytes"] == str(len(big)).encode()
+    assert output.headers["streamgmm.source.topic"] == b"in"
+    assert output.headers["streamgmm.source.partition"] == b"3"
+    assert output.headers["streamgmm.source.offset"] == b"77"
+    assert output.headers["streamgmm.refused"].startswith(b"MessageSizeTooLargeError")
+    letter = by_reason[b"oversized"]
+    assert letter.key == b"k" * 1024 and letter.value == b"v" * 65536
+    assert letter.headers["streamgmm.original.key_bytes"] == b"600000"
+    assert letter.headers["streamgmm.source.offset"] == b"9"
+    assert letter.headers["streamgmm.detail"] == b"big"
+
+
+def test_a_refused_snapshot_is_never_copied(broker: EmbeddedBroker, unique: str) -> None:
+    topic = f"{unique}-changelog"
+    broker.create_topics({topic: 1})
+    producer = Producer(broker.client_kwargs(), dead_letter_topic=f"{unique}-dlq")
+    try:
+        producer.send(topic, value=b"x" * 2_000_000, key=b"K", divert=False)
+        with pytest.raises(RecordRefused, match="MessageSizeTooLargeError"):
+            producer.flush(timeout=10)
+    finally:
+        producer.close(timeout=5)

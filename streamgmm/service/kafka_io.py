@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,15 +40,43 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    InvalidRecordError,
+    InvalidTimestampError,
+    KafkaConnectionError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    TopicAlreadyExistsError,
+)
+
+from streamgmm.service.decode import HEADER_REFUSED, refused_copy
 
 log = logging.getLogger(__name__)
 
 PartitionHook = Callable[[set[TopicPartition]], None]
 
+#: Errors about one record that no retry can cure: too large for the client's
+#: ``max_request_size`` or the broker's limit, or refused by the broker's record validation.
+#: Anything else (a broker away, a timeout, a leader moving) is transient.
+PERMANENT_RECORD_ERRORS: tuple[type[KafkaError], ...] = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    InvalidRecordError,
+    InvalidTimestampError,
+)
+
+#: ``on_refused(topic, outcome)``: a record of ``topic`` was refused for good, and its copy
+#: went to the dead-letter topic (``"dead_lettered"``) or was refused too (``"lost"``).
+RefusedCallback = Callable[[str, str], None]
+
 
 class DeliveryError(RuntimeError):
     """At least one produced record was not acknowledged by the broker."""
+
+
+class RecordRefused(DeliveryError):
+    """The broker refused a record for good, and it may not be dead-lettered (a snapshot)."""
 
 
 @dataclass
@@ -219,22 +248,73 @@ class Producer:
     The producer's own retries cover short broker hiccups; a failure that survives them is
     reported by :meth:`flush` as :class:`DeliveryError`, and the runner rewinds to its last
     checkpoint rather than commit past a record that never arrived.
+
+    A record refused for good (:data:`PERMANENT_RECORD_ERRORS`: too large, invalid) is no
+    broker trouble, and retrying it would stall its partition forever. With
+    ``dead_letter_topic`` set, :meth:`flush` sends a copy that fits instead
+    (:func:`~streamgmm.service.decode.refused_copy`: truncated, with headers saying so, the
+    original sizes and the source coordinates) and waits for it; a copy refused again is
+    logged and counted as lost. Records sent with ``divert=False`` (snapshots) are never
+    copied: their refusal raises :class:`RecordRefused`.
+
+    Parameters
+    ----------
+    client_kwargs
+        kafka-python client arguments.
+    on_delivered
+        ``on_delivered(topic, n)``: ``n`` more records of ``topic`` were acknowledged.
+    dead_letter_topic
+        Where copies of refused records go; None: refusals are failures like any other.
+    on_refused
+        ``on_refused(topic, outcome)`` per refused record (see :data:`RefusedCallback`).
+    producer_kwargs
+        Further ``KafkaProducer`` arguments.
     """
 
     def __init__(
         self,
         client_kwargs: Mapping[str, Any],
         on_delivered: Callable[[str, int], None] | None = None,
+        *,
+        dead_letter_topic: str | None = None,
+        on_refused: RefusedCallback | None = None,
         **producer_kwargs: Any,
     ) -> None:
         self._producer = KafkaProducer(**client_kwargs, **producer_kwargs)
         self._lock = threading.Lock()
         self._failures: list[BaseException] = []
+        self._refused: list[tuple[str, bytes | None, bytes | None, Any, BaseException]] = []
         self._on_delivered = on_delivered
+        self._dead_letter_topic = dead_letter_topic
+        self._on_refused = on_refused
+
+    @property
+    def failed(self) -> bool:
+        """Whether a record failed since the last :meth:`flush` (it will raise)."""
+        return bool(self._failures)
 
     def _record_failure(self, exc: BaseException) -> None:
         with self._lock:
             self._failures.append(exc)
+
+    def _record_error(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Any,
+        divert: bool,
+        exc: BaseException,
+    ) -> None:
+        # Runs on the caller's thread for the client's own size check, on kafka-python's
+        # sender thread for the broker's answers.
+        with self._lock:
+            if not isinstance(exc, PERMANENT_RECORD_ERRORS):
+                self._failures.append(exc)
+            elif not divert or self._dead_letter_topic is None:
+                self._failures.append(RecordRefused(f"{type(exc).__name__}: {exc}"))
+            else:
+                self._refused.append((topic, key, value, headers, exc))
 
     def send(
         self,
@@ -243,12 +323,24 @@ class Producer:
         key: bytes | None = None,
         headers: list[tuple[str, bytes]] | None = None,
         partition: int | None = None,
+        divert: bool = True,
     ) -> Any:
-        """Queue one record; returns kafka-python's future (its value holds the offset)."""
-        future = self._producer.send(
-            topic, value=value, key=key, headers=headers, partition=partition
-        )
-        future.add_errback(self._record_failure)
+        """Queue one record; returns kafka-python's future (its value holds the offset).
+
+        A record refused at once (too large for ``max_request_size``) returns None; it is
+        handled at the next :meth:`flush`, as if the broker had refused it.
+        """
+        try:
+            future = self._producer.send(
+                topic, value=value, key=key, headers=headers, partition=partition
+            )
+        except PERMANENT_RECORD_ERRORS as exc:
+            self._record_error(topic, key, value, headers, divert, exc)
+            return None
+        if self._dead_letter_topic is None and divert:
+            future.add_errback(self._record_failure)
+        else:
+            future.add_errback(self._record_error, topic, key, value, headers, divert)
         if self._on_delivered is not None:
             future.add_callback(self._delivered, topic)
         return future
@@ -265,17 +357,82 @@ class Producer:
         """
 
     def flush(self, timeout: float | None = None) -> None:
-        """Block until queued records are acknowledged; raise if any delivery failed."""
+        """Block until queued records are acknowledged; raise if any delivery failed.
+
+        Copies of records refused for good go to the dead-letter topic first, within the
+        same ``timeout`` (see the class notes).
+
+        Raises
+        ------
+        RecordRefused
+            A record sent with ``divert=False`` was refused for good.
+        DeliveryError
+            Any other failure (the caller rewinds and produces again).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._flush_client(timeout)
+        # Round 1 copies the refused records, round 2 notes copies refused in turn as lost.
+        for _round in range(2):
+            with self._lock:
+                refused, self._refused = self._refused, []
+            if not refused:
+                break
+            self._divert(refused)
+            left = None if deadline is None else max(0.5, deadline - time.monotonic())
+            self._flush_client(left)
+        with self._lock:
+            failures, self._failures = self._failures, []
+        if failures:
+            refusals = [exc for exc in failures if isinstance(exc, RecordRefused)]
+            first = refusals[0] if refusals else failures[0]
+            raise (RecordRefused if refusals else DeliveryError)(
+                f"{len(failures)} record(s) were not delivered; first error: {first}"
+            )
+
+    def _flush_client(self, timeout: float | None) -> None:
         try:
             self._producer.flush(timeout=timeout)
         except KafkaError as exc:
             raise DeliveryError(f"producer flush failed: {exc}") from exc
-        with self._lock:
-            failures, self._failures = self._failures, []
-        if failures:
-            raise DeliveryError(
-                f"{len(failures)} record(s) were not delivered; first error: {failures[0]}"
+
+    def _divert(
+        self, refused: list[tuple[str, bytes | None, bytes | None, Any, BaseException]]
+    ) -> None:
+        """Send a copy that fits of each refused record to the dead-letter topic."""
+        assert self._dead_letter_topic is not None
+        originals = []
+        for record in refused:
+            topic, _key, _value, headers, exc = record
+            if any(name == HEADER_REFUSED for name, _v in headers or ()):
+                # Already a copy, refused in turn: copying it again could go on forever.
+                log.error(
+                    "a refused record's copy to %s was refused too (%s: %s); it is lost",
+                    topic,
+                    type(exc).__name__,
+                    exc,
+                )
+                if self._on_refused is not None:
+                    self._on_refused(topic, "lost")
+            else:
+                originals.append(record)
+        if not originals:
+            return
+        first = originals[0]
+        log.warning(
+            "%d record(s) refused for good (first, to %s: %s: %s); copies that fit go to %s",
+            len(originals),
+            first[0],
+            type(first[4]).__name__,
+            first[4],
+            self._dead_letter_topic,
+        )
+        for topic, key, value, headers, exc in originals:
+            copy_key, copy_value, copy_headers = refused_copy(
+                key, value, headers, f"{type(exc).__name__}: {exc}"
             )
+            self.send(self._dead_letter_topic, copy_value, copy_key, copy_headers)
+            if self._on_refused is not None:
+                self._on_refused(topic, "dead_lettered")
 
     def partitions_for(self, topic: str) -> set[int]:
         """Partition numbers of ``topic`` (blocks for metadata)."""

@@ -28,12 +28,17 @@ Child to parent:
 
 - ``P`` progress: (i32 topic number, u64 records acknowledged so far) pairs, at most every
   50 ms while records are being acknowledged, and always just before an ``A``.
+- ``D`` refused (JSON): ``{"topic": number, "outcome": "dead_lettered" | "lost"}``, one per
+  record the broker refused for good (see below), before the ``A`` of the flush that
+  handled it.
 - ``A`` answer (JSON): ``{"error": null}`` or ``{"error": "what failed"}``.
 
 Once a record fails, the child stops sending until the next flush, which reports every record
 since then as not delivered: the service answers a failed flush by rewinding to its last
 checkpoint and producing all of them again, while sending on to a broker that is away would
-cost up to ``max_block_ms`` per record.
+cost up to ``max_block_ms`` per record. A record refused for good (too large, invalid) is no
+such failure: the child's producer is a :class:`~streamgmm.service.kafka_io.Producer` with
+the dead-letter topic of the configuration, which sends a copy that fits there instead.
 
 The child ignores SIGINT and SIGTERM: the service decides when it stops, so a Ctrl-C aimed
 at the process group cannot drop records the service still has to flush. It exits after
@@ -57,7 +62,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 
-from streamgmm.service.kafka_io import DeliveryError
+from streamgmm.service.kafka_io import DeliveryError, Producer, RefusedCallback
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +135,11 @@ class ProducerProcess:
     on_delivered : callable or None
         ``on_delivered(topic, n)``: ``n`` more records of ``topic`` were acknowledged by the
         broker. Called from a reader thread.
+    dead_letter_topic : str or None
+        Where the child sends a copy that fits of each record refused for good (see
+        :class:`~streamgmm.service.kafka_io.Producer`).
+    on_refused : callable or None
+        ``on_refused(topic, outcome)`` per refused record, from a reader thread.
     start_timeout : float
         Seconds to wait for the child to start and create its producer.
     write_timeout : float
@@ -158,8 +168,12 @@ class ProducerProcess:
         on_delivered: DeliveredCallback | None = None,
         start_timeout: float = 30.0,
         write_timeout: float = 60.0,
+        *,
+        dead_letter_topic: str | None = None,
+        on_refused: RefusedCallback | None = None,
     ) -> None:
         self._on_delivered = on_delivered
+        self._on_refused = on_refused
         self._write_timeout = write_timeout
         self._topics: dict[str, int] = {}
         self._topic_names: list[str] = []
@@ -173,6 +187,7 @@ class ProducerProcess:
         config = {
             "client": dict(client_kwargs),
             "producer": dict(producer_kwargs),
+            "dead_letter_topic": dead_letter_topic,
             "log_level": logging.getLevelName(logging.getLogger("streamgmm").getEffectiveLevel()),
         }
         try:
@@ -204,6 +219,10 @@ class ProducerProcess:
         try:
             self._write(b"C", payload)
             self._await_answer(start_timeout, "start")
+            if dead_letter_topic is not None:
+                # Numbered first: the child may send copies there before the service does.
+                with self._lock:
+                    self._announce(dead_letter_topic)
         except DeliveryError:
             self._kill()
             raise
@@ -372,6 +391,10 @@ class ProducerProcess:
             kind, payload = frame
             if kind == b"P":
                 self._progress(payload)
+            elif kind == b"D":
+                refused = json.loads(payload)
+                if self._on_refused is not None:
+                    self._on_refused(self._topic_names[refused["topic"]], refused["outcome"])
             elif kind == b"A":
                 self._answers.put(json.loads(payload))
 
@@ -404,11 +427,12 @@ class _ChildProducer:
         self._out_lock = threading.Lock()
         self._frames: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue(_CHILD_QUEUE_BATCHES)
         self._topics: list[str] = []
+        self._numbers: dict[str, int] = {}
         self._acked: list[int] = []
         self._reported: list[int] = []
-        self._failures: list[BaseException] = []
+        self._failures: list[BaseException] = []  # raised by send() itself
         self._dropped = 0  # records not even sent, after a failure, until the next flush
-        self._producer: Any = None
+        self._producer: Producer | None = None
         self._done = threading.Event()
 
     def run(self) -> int:
@@ -429,6 +453,7 @@ class _ChildProducer:
             if kind == b"R":
                 self._send_batch(payload)
             elif kind == b"T":
+                self._numbers[payload.decode("utf-8")] = len(self._topics)
                 self._topics.append(payload.decode("utf-8"))
                 self._acked.append(0)
                 self._reported.append(0)
@@ -439,8 +464,6 @@ class _ChildProducer:
                 return 0
 
     def _start(self, config: dict[str, Any]) -> bool:
-        from kafka import KafkaProducer
-
         from streamgmm.logs import configure_logging
 
         configure_logging(str(config.get("log_level", "INFO")), process="sink")
@@ -449,7 +472,13 @@ class _ChildProducer:
         if isinstance(client.get("api_version"), list):
             client["api_version"] = tuple(client["api_version"])
         try:
-            self._producer = KafkaProducer(**client, **config["producer"])
+            self._producer = Producer(
+                client,
+                self._acknowledged,
+                dead_letter_topic=config.get("dead_letter_topic"),
+                on_refused=self._refused,
+                **config["producer"],
+            )
         except Exception as exc:
             self._answer(f"cannot create the output producer: {type(exc).__name__}: {exc}")
             return False
@@ -465,7 +494,8 @@ class _ChildProducer:
 
     def _send_batch(self, payload: bytes) -> None:
         (n,) = _U32.unpack_from(payload, 0)
-        if self._failures:
+        assert self._producer is not None
+        if self._failures or self._producer.failed:
             # A delivery already failed, so the service will rewind at its next flush and
             # produce everything since its last checkpoint again. Sending more now would
             # only block for max_block_ms per record while the broker is away.
@@ -490,19 +520,24 @@ class _ChildProducer:
                 headers = [(name, text.encode("latin-1")) for name, text in pairs]
                 at += headers_len
             try:
-                future = send(topics[number], value=value, key=key, headers=headers)
+                # A record refused for good is copied at the next flush, not raised here.
+                send(topics[number], value, key, headers)
             except Exception as exc:  # e.g. a buffer that stayed full for max_block_ms
                 self._failures.append(exc)
                 self._dropped += n - i // 4 - 1
                 return
-            future.add_callback(self._acknowledged, number)
-            future.add_errback(self._failures.append)
 
-    def _acknowledged(self, number: int, _metadata: Any) -> None:
+    def _acknowledged(self, topic: str, n: int) -> None:
         # Callbacks run on the producer's one sender thread: a single writer per counter.
-        self._acked[number] += 1
+        self._acked[self._numbers[topic]] += n
+
+    def _refused(self, topic: str, outcome: str) -> None:
+        payload = json.dumps({"topic": self._numbers[topic], "outcome": outcome}).encode()
+        with self._out_lock:
+            self._emit(b"D", payload)
 
     def _flush(self, timeout: float) -> str | None:
+        assert self._producer is not None
         try:
             self._producer.flush(timeout=timeout)
         except Exception as exc:
@@ -517,6 +552,7 @@ class _ChildProducer:
         return None
 
     def _finish(self, timeout: float, answer: bool) -> None:
+        assert self._producer is not None
         error = self._flush(timeout)
         try:
             self._producer.close(timeout=timeout)
