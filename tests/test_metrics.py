@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -11,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import streamgmm
-from streamgmm.service.metrics import ServiceMetrics
+from streamgmm.service.metrics import KEY_LABEL_BYTES, ServiceMetrics, key_label
 
 
 @pytest.fixture
@@ -218,6 +220,8 @@ def test_alert_rules_use_only_exported_metrics() -> None:
     metrics.set_active_keys(1)
     metrics.rebalance("assigned")
     metrics.observe_key("K", out(-1.0, True, 0.5))
+    metrics.snapshot_rejected()
+    metrics.refused("lost")
     exported = {sample.name for family in metrics.registry.collect() for sample in family.samples}
     path = Path(__file__).resolve().parents[1] / "deploy" / "alerts.yml"
     rules = [
@@ -284,3 +288,55 @@ def test_observe_keys_in_batches_equals_one_output_at_a_time() -> None:
         name == "streamgmm_key_drift_events_total" and v > 5 for (name, _), v in expected.items()
     )
     assert samples(many) == expected
+
+
+def test_long_keys_are_cut_with_a_stable_hash(served: tuple[ServiceMetrics, str]) -> None:
+    metrics, url = served
+    # Two 10 kB keys that differ only at the end.
+    first, second = "A" * 10_000 + "1", "A" * 10_000 + "2"
+    metrics.observe_keys({first: [out(-1.0, False, 0.5)], second: [out(-2.0, False, 0.5)]})
+    labels = {dict(labels).get("key") for _name, labels in scrape(url)} - {None}
+    assert labels == {key_label(first), key_label(second)}
+    assert all(len(label.encode()) <= KEY_LABEL_BYTES for label in labels)
+    assert key_label(first) != key_label(second) and key_label(first).startswith("AAAA")
+    # The same key gives the same label in every process (BLAKE2b, not hash()).
+    digest = hashlib.blake2b(first.encode(), digest_size=8).hexdigest()
+    assert key_label(first).endswith("~" + digest)
+    cut = key_label("é" * 200)  # 400 bytes: cut between characters, never inside one
+    assert len(cut.encode()) <= KEY_LABEL_BYTES and cut.startswith("é" * 55)
+    assert key_label("K" * KEY_LABEL_BYTES) == "K" * KEY_LABEL_BYTES
+    # Forgetting a key removes its cut series too.
+    metrics.forget_keys([first, second])
+    assert {dict(labels).get("key") for _name, labels in scrape(url)} == {None}
+
+
+def test_uncommitted_seconds_grow_until_a_commit() -> None:
+    metrics = ServiceMetrics()
+
+    def age() -> float | None:
+        return metrics.registry.get_sample_value("streamgmm_uncommitted_seconds")
+
+    assert age() == 0.0
+    metrics.consumed(0)
+    assert age() == 0.0
+    metrics.consumed(5)
+    first = age()
+    time.sleep(0.05)
+    metrics.consumed(5)  # later records do not restart the clock: the oldest one counts
+    assert age() >= first + 0.05
+    metrics.committed()
+    assert age() == 0.0
+
+
+def test_bad_snapshots_and_refused_records_are_counted(
+    served: tuple[ServiceMetrics, str],
+) -> None:
+    metrics, url = served
+    metrics.snapshot_rejected()
+    metrics.refused("dead_lettered")
+    metrics.refused("dead_lettered")
+    metrics.refused("lost")
+    s = scrape(url)
+    assert s[("streamgmm_snapshots_rejected_total", ())] == 1
+    assert s[("streamgmm_records_refused_total", (("outcome", "dead_lettered"),))] == 2
+    assert s[("streamgmm_records_refused_total", (("outcome", "lost"),))] == 1

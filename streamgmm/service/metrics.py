@@ -3,7 +3,13 @@
 All series carry the ``streamgmm_`` prefix and base units (seconds). Per-key series are
 capped at ``max_keys`` keys: a key seen when the cap is reached is not exported until
 :meth:`ServiceMetrics.forget_keys` (called on partition revoke and on eviction) frees a
-slot, so a flood of new instruments cannot blow up the scrape size.
+slot, so a flood of new instruments cannot blow up the scrape size. The ``key`` label is
+capped in bytes too (:func:`key_label`): a key longer than :data:`KEY_LABEL_BYTES` is cut and
+ends in a stable hash of the whole key, so two long keys never share a series.
+
+``streamgmm_uncommitted_seconds`` makes a stall visible: it is the age of the oldest record
+consumed since the last committed checkpoint, and grows while records are consumed and
+nothing commits (deploy/alerts.yml alerts on it).
 
 The registry also carries prometheus-client's process, platform and GC collectors and
 ``streamgmm_build_info`` (version, python). No ``*_created`` series are exported: they would
@@ -13,9 +19,11 @@ double every counter and histogram, per key too.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import platform
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -34,11 +42,38 @@ from prometheus_client import (
 
 from streamgmm import __version__
 
-__all__ = ["KEY_MEAN_SPAN", "ServiceMetrics"]
+__all__ = ["KEY_LABEL_BYTES", "KEY_MEAN_SPAN", "ServiceMetrics", "key_label"]
 
 #: Span, in ticks, of the exponentially weighted mean log-likelihood exported per key.
 KEY_MEAN_SPAN = 100
 _KEY_MEAN_WEIGHT = 2.0 / (KEY_MEAN_SPAN + 1)
+#: Most UTF-8 bytes of a ``key`` label; longer keys are cut and end in a hash (key_label).
+KEY_LABEL_BYTES = 128
+_HASH_CHARS = 16  # hex digits of the hash suffix: 64 bits
+
+
+def key_label(key: str) -> str:
+    """The ``key`` label of an instrument key: the key itself, at most :data:`KEY_LABEL_BYTES`.
+
+    A longer key keeps its first bytes (whole characters) and ends in ``~`` and 16 hex digits
+    of its BLAKE2b hash, the same in every process and run, so its series stay the same
+    series and two long keys with the same start do not collide.
+
+    Examples
+    --------
+    >>> key_label("SPX")
+    'SPX'
+    >>> label = key_label("K" * 1000)
+    >>> len(label.encode()), label[:4], label[-17:-16]
+    (128, 'KKKK', '~')
+    """
+    data = key.encode("utf-8", "surrogatepass")
+    if len(data) <= KEY_LABEL_BYTES:
+        return key
+    digest = hashlib.blake2b(data, digest_size=_HASH_CHARS // 2).hexdigest()
+    head = data[: KEY_LABEL_BYTES - _HASH_CHARS - 1].decode("utf-8", "ignore")
+    return f"{head}~{digest}"
+
 
 # Buckets fit per-tick processing (tens of microseconds up) and checkpoints (up to minutes).
 _LATENCY_BUCKETS = (
@@ -50,9 +85,10 @@ _CHECKPOINT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 class _KeyState:
     # Label children are cached: looking them up by label on every tick costs more than
     # setting them.
-    __slots__ = ("drift", "drift_child", "events_child", "mean", "mean_child", "probs")
+    __slots__ = ("drift", "drift_child", "events_child", "label", "mean", "mean_child", "probs")
 
-    def __init__(self, mean_child: Any, drift_child: Any, events_child: Any) -> None:
+    def __init__(self, label: str, mean_child: Any, drift_child: Any, events_child: Any) -> None:
+        self.label = label
         self.mean: float | None = None
         self.drift = False
         self.mean_child = mean_child
@@ -89,6 +125,29 @@ class ServiceMetrics:
         )
         self._consumed = Counter(
             "streamgmm_records_consumed", "Records consumed from the input topic.", registry=reg
+        )
+        # Monotonic time of the first record consumed since the last committed checkpoint.
+        self._uncommitted_since: float | None = None
+        Gauge(
+            "streamgmm_uncommitted_seconds",
+            "Seconds since the oldest record consumed after the last committed checkpoint "
+            "(0 when every consumed record is committed); grows while records are consumed "
+            "and nothing commits.",
+            registry=reg,
+        ).set_function(self._uncommitted_age)
+        self._snapshots_rejected = Counter(
+            "streamgmm_snapshots_rejected",
+            "Changelog snapshots that could not be restored ([checkpoint] on_bad_snapshot = "
+            "reset_key): each key started afresh and the snapshot went to the dead-letter topic.",
+            registry=reg,
+        )
+        self._refused = Counter(
+            "streamgmm_records_refused",
+            "Output and dead-letter records the broker refused for good (too large, invalid), "
+            "by outcome: dead_lettered (a copy that fits went to the dead-letter topic) or lost "
+            "(that copy was refused too).",
+            ["outcome"],
+            registry=reg,
         )
         self._produced = Counter(
             "streamgmm_records_produced", "Records produced to the output topic.", registry=reg
@@ -170,8 +229,26 @@ class ServiceMetrics:
 
     # ------------------------------------------------------------------ service-wide
     def consumed(self, n: int = 1) -> None:
-        """Count ``n`` records consumed."""
+        """Count ``n`` records consumed (uncommitted until :meth:`committed`)."""
         self._consumed.inc(n)
+        if n and self._uncommitted_since is None:
+            self._uncommitted_since = time.monotonic()
+
+    def committed(self) -> None:
+        """A checkpoint committed every record consumed so far."""
+        self._uncommitted_since = None
+
+    def _uncommitted_age(self) -> float:
+        since = self._uncommitted_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def snapshot_rejected(self) -> None:
+        """Count one changelog snapshot that could not be restored (its key started afresh)."""
+        self._snapshots_rejected.inc()
+
+    def refused(self, outcome: str) -> None:
+        """Count one record the broker refused for good (``dead_lettered`` or ``lost``)."""
+        self._refused.labels(outcome=outcome).inc()
 
     def produced(self, n: int = 1) -> None:
         """Count ``n`` output records produced."""
@@ -233,10 +310,12 @@ class ServiceMetrics:
                 if state is None:
                     if len(self._keys) >= self.max_keys:
                         continue
+                    label = key_label(key)
                     state = self._keys[key] = _KeyState(
-                        self._key_mean.labels(key=key),
-                        self._key_drift.labels(key=key),
-                        self._key_drift_events.labels(key=key),
+                        label,
+                        self._key_mean.labels(key=label),
+                        self._key_drift.labels(key=label),
+                        self._key_drift_events.labels(key=label),
                     )
                     self._exported.set(len(self._keys))
                 self._observe(key, state, outs)
@@ -268,7 +347,7 @@ class ServiceMetrics:
                 label = str(regime)
                 entry = state.probs[regime] = (
                     label,
-                    self._key_prob.labels(key=key, regime=label),
+                    self._key_prob.labels(key=state.label, regime=label),
                 )
             entry[1].set(float(p))
 
@@ -281,10 +360,10 @@ class ServiceMetrics:
                     continue
                 for metric in (self._key_mean, self._key_drift, self._key_drift_events):
                     with contextlib.suppress(KeyError):
-                        metric.remove(key)
+                        metric.remove(state.label)
                 for label, _child in state.probs.values():
                     with contextlib.suppress(KeyError):
-                        self._key_prob.remove(key, label)
+                        self._key_prob.remove(state.label, label)
             self._exported.set(len(self._keys))
 
     # ------------------------------------------------------------------ HTTP
