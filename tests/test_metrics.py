@@ -220,7 +220,7 @@ def test_alert_rules_use_only_exported_metrics() -> None:
     metrics.set_active_keys(1)
     metrics.rebalance("assigned")
     metrics.observe_key("K", out(-1.0, True, 0.5))
-    metrics.snapshot_rejected()
+    metrics.key_reset()
     metrics.refused("lost")
     exported = {sample.name for family in metrics.registry.collect() for sample in family.samples}
     path = Path(__file__).resolve().parents[1] / "deploy" / "alerts.yml"
@@ -328,15 +328,15 @@ def test_uncommitted_seconds_grow_until_a_commit() -> None:
     assert age() == 0.0
 
 
-def test_bad_snapshots_and_refused_records_are_counted(
+def test_key_resets_and_refused_records_are_counted(
     served: tuple[ServiceMetrics, str],
 ) -> None:
     metrics, url = served
-    metrics.snapshot_rejected()
+    metrics.key_reset()
     metrics.refused("dead_lettered")
     metrics.refused("dead_lettered")
     metrics.refused("lost")
     s = scrape(url)
-    assert s[("streamgmm_snapshots_rejected_total", ())] == 1
+    assert s[("streamgmm_keys_reset_total", ())] == 1
     assert s[("streamgmm_records_refused_total", (("outcome", "dead_lettered"),))] == 2
     assert s[("streamgmm_records_refused_total", (("outcome", "lost"),))] == 1

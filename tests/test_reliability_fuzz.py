@@ -2,10 +2,11 @@
 
 One service process runs for the whole module. Each hypothesis example produces one batch of
 a few hundred records to its input topic: hypothesis-generated bad records (random bytes,
-deeply nested JSON, huge strings, wrong types, NaN / ±inf / overflowing numbers, zero,
-negative and extreme prices, empty, blank and non-UTF-8 keys, oversized records) interleaved
-with valid ticks (some on hypothesis-generated unicode keys). Then it waits until every record
-is accounted for, and checks:
+deeply nested JSON, huge strings, wrong types, NaN / ±inf / overflowing numbers, integer
+literals past Python's 4,300-digit limit, zero, negative and extreme prices, empty, blank,
+non-UTF-8 and over-long keys, outrageous timestamps, oversized records) interleaved with valid
+ticks (some on hypothesis-generated unicode keys). Then it waits until every record is
+accounted for, and checks:
 
 - the service is still running (it never crashes);
 - every bad record is in the dead-letter topic exactly as sent (key and value bytes), with a
@@ -14,6 +15,12 @@ is accounted for, and checks:
 - every valid record interleaved with them has its output record;
 - records the decoder cannot judge on its own (finite but extreme prices, which the model may
   refuse) end up in exactly one of the two topics.
+
+A second test sends the shapes that used to stop a partition for good, once each: a value of
+1,048,400 bytes and keys of 600 kB and 1 MB (their dead-letter copies exceed the producer's
+1 MiB limit, so they arrive truncated, with headers saying so), a value one byte under
+``max_record_bytes``, a 4,301-digit integer, JSON nested 65,000 deep and a tick dated 1e18;
+valid ticks of the same keys and partitions after them must still get their outputs.
 
 At the end the metrics endpoint must agree with the topics, and SIGTERM must give exit 0.
 Examples are few (10) and derandomized (each round trip through Kafka costs seconds, and CI must be
@@ -26,7 +33,7 @@ import json
 import math
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +57,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PARTITIONS = 3
 MAX_RECORD_BYTES = 65536
+MAX_KEY_BYTES = 1024  # the default
 VALID_KEYS = ["K0", "K1", "K2", "K3", "K4"]
 ANY_REASON = frozenset(decode.REASONS)
+
+
+class Raw(str):
+    """JSON text that a template puts into a record as it is (a literal json.dumps cannot write)."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +152,9 @@ def bad_record(draw: st.DrawFn) -> tuple[str, bytes | None, Any, frozenset[str]]
                 "key",
                 "oversized",
                 "missing",
+                "huge_int",
+                "long_key",
+                "ts_jump",
             ]
         )
     )
@@ -211,6 +226,26 @@ def bad_record(draw: st.DrawFn) -> tuple[str, bytes | None, Any, frozenset[str]]
     if kind == "oversized":
         n = draw(st.integers(MAX_RECORD_BYTES + 1, 3 * MAX_RECORD_BYTES))
         return kind, key, {"pad": "p" * n}, frozenset({"oversized"})
+    if kind == "huge_int":
+        # int() refuses more than 4,300 digits with a ValueError (once a crash loop).
+        field = draw(st.sampled_from(["price", "ts", "volume", "note"]))
+        digits = draw(st.integers(4301, 6000))
+        return (
+            kind,
+            key,
+            {field: Raw(draw(st.sampled_from(["", "-"])) + "7" * digits)},
+            (frozenset({"invalid_json"})),
+        )
+    if kind == "long_key":
+        long_key = draw(st.sampled_from(["K", "é", "😀"])) * draw(st.integers(400, 3000))
+        long = long_key.encode()
+        if len(long) <= MAX_KEY_BYTES:
+            long += b"K" * (MAX_KEY_BYTES + 1 - len(long))
+        return kind, long, {}, frozenset({"oversized_key"})
+    if kind == "ts_jump":
+        # Far beyond the wall clock and the key's last ts: dead-lettered, the key not locked.
+        ts = draw(st.sampled_from([1e18, 1.7e308, 4e9, 2e11]))
+        return kind, key, {"ts": ts}, frozenset({"ts_jump"})
     # missing: drop a required field
     field = draw(st.sampled_from(["price", "ts"]))
     return kind, key, {"-": field}, frozenset({"missing_field"})
@@ -226,7 +261,9 @@ def _render(key: bytes | None, template: dict[str, Any]) -> bytes:
     for field, value in template.items():
         if field == "-":
             continue
-        if value in ("NaN", "Infinity", "-Infinity", "1e400", "-1e400") and field != "pad":
+        if isinstance(value, Raw) or (
+            value in ("NaN", "Infinity", "-Infinity", "1e400", "-1e400") and field != "pad"
+        ):
             literals[field] = value
             value = f"@@{field}@@"
         tick[field] = value
@@ -375,6 +412,87 @@ def test_bad_records_go_to_dlq_valid_ones_are_processed(env: Env, cases: list[Ca
         assert rec.headers[decode.HEADER_TOPIC].decode() == env.topic
         assert rec.headers[decode.HEADER_DETAIL]  # a human-readable explanation
         assert rec.value == case.value and rec.key == case.key, where
+
+
+def _key_on(partition: int) -> bytes:
+    """A key (HOST if it fits) whose records go to ``partition``."""
+    return next(
+        key
+        for key in (b"HOST", *(f"HOST{i}".encode() for i in range(100)))
+        if _partition(key) == partition
+    )
+
+
+def _padded_tick(key: str, size: int) -> bytes:
+    """A valid tick of ``key`` padded to exactly ``size`` bytes."""
+    tick = {**CLOCK.tick(key, 0.0), "pad": ""}
+    tick["pad"] = "p" * (size - len(json.dumps(tick).encode()))
+    value = json.dumps(tick).encode()
+    assert len(value) == size
+    return value
+
+
+def test_shapes_that_stalled_a_partition_each_get_a_dead_letter(env: Env) -> None:
+    """Each shape once, followed by valid ticks of its key and partition: nothing stalls."""
+    host = b"HOST"
+    valid = lambda key: json.dumps(CLOCK.tick(key.decode(), 0.001)).encode()  # noqa: E731
+    huge_key, long_key = b"H" * 1_048_500, b"L" * 600_000
+    shapes: list[tuple[bytes, Callable[[], bytes], str, bool]] = [
+        # (key, its value (made in turn: timestamps rise), what must become of it, whether its
+        # dead letter is cut to fit)
+        (host, lambda: _padded_tick("HOST", 1_048_400), "oversized", True),
+        (host, lambda: _padded_tick("HOST", MAX_RECORD_BYTES - 1), "output", False),
+        (host, lambda: _render(host, {"price": Raw("9" * 4301)}), "invalid_json", False),
+        (host, lambda: b"[" * 65_000, "invalid_json", False),
+        (host, lambda: _render(host, {"ts": 1e18}), "ts_jump", False),
+        (long_key, lambda: valid(b"L"), "oversized_key", False),
+        (huge_key, lambda: valid(b"H"), "oversized_key", True),
+    ]
+    records: list[tuple[bytes | None, bytes | None, int]] = []
+    expect: list[tuple[str, bool]] = []
+    for key, make, what, cut in shapes:
+        records.append((key, make(), _partition(key)))
+        expect.append((what, cut))
+        after = _key_on(_partition(key))
+        for _ in range(2):  # then valid ticks on the same partition (of the same key): go on
+            records.append((after, valid(after), _partition(key)))
+            expect.append(("output", False))
+    sent = produce(env.bootstrap, env.topic, records)
+    placed = [(s.partition, s.offset) for s in sent]
+    env.sent.extend(
+        (Case(k, v, p, "output" if w == "output" else "dlq"), s.partition, s.offset)
+        for (k, v, p), (w, _c), s in zip(records, expect, sent, strict=True)
+    )
+
+    def accounted() -> bool:
+        assert env.svc.alive, f"service died:\n{env.svc.tail()}"
+        env.outputs.poll(0.1)
+        env.dlq.poll(0.1)
+        outs, dls = _index(env.outputs, False), _index(env.dlq, True)
+        return all(po in outs or po in dls for po in placed)
+
+    wait_until(accounted, 180, "every hostile record in the output or dead-letter topic", 0.2)
+    outs, dls = _index(env.outputs, False), _index(env.dlq, True)
+    for (key, value, _p), (what, cut), where in zip(records, expect, placed, strict=True):
+        assert key is not None and value is not None
+        label = f"{what} record key={key[:20]!r}... value={value[:40]!r}... at {where}"
+        if what == "output":
+            assert where in outs and where not in dls, label
+            continue
+        assert where in dls and where not in outs and len(dls[where]) == 1, label
+        rec = dls[where][0]
+        assert rec.headers[decode.HEADER_REASON].decode() == what, label
+        if not cut:
+            assert (rec.key, rec.value) == (key, value), label
+            continue
+        # Too large to dead-letter whole: the first bytes, and headers that say so.
+        assert rec.key == key[: decode.TRUNCATED_KEY_BYTES], label
+        assert rec.value == value[: decode.TRUNCATED_VALUE_BYTES], label
+        assert rec.headers[decode.HEADER_TRUNCATED] == b"true", label
+        assert rec.headers[decode.HEADER_KEY_BYTES] == str(len(key)).encode(), label
+        assert rec.headers[decode.HEADER_VALUE_BYTES] == str(len(value)).encode(), label
+        assert rec.headers[decode.HEADER_REFUSED].startswith(b"MessageSizeTooLargeError"), label
+        assert rec.headers[decode.HEADER_TOPIC].decode() == env.topic, label
 
 
 def test_metrics_agree_and_service_stops_cleanly(env: Env) -> None:

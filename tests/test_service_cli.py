@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -48,6 +49,27 @@ def test_bad_setting_is_one_line_and_exit_2(
     assert len(lines) == 1, result.stderr
     assert names in lines[0]
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("trouble", ["host", "port in use"])
+def test_unusable_metrics_address_is_one_line_and_exit_2(trouble: str) -> None:
+    """Found only when the service binds it, but a bad setting all the same: no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = (
+            ["--metrics-host", "no-such-host.invalid", "--metrics-port", "0"]
+            if trouble == "host"
+            else ["--metrics-host", "127.0.0.1", "--metrics-port", str(port)]
+        )
+        # No broker is needed: the metrics server starts first.
+        result = _run(["run", "--bootstrap-servers", "127.0.0.1:1", *args])
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "configuration error" in lines[0] and "[metrics] host and port" in lines[0]
+    assert ("no-such-host.invalid" if trouble == "host" else f":{port}") in lines[0]
 
 
 def test_bad_config_file_value(tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ See docs/operations.md for the guarantees the protocol gives.
 Restore (:class:`Changelog`): read the changelog to its end, keep the last snapshot per key
 whose source partition is assigned here, seek each partition to its committed offset, and skip
 every record whose offset is below its key's snapshot ``next_offset`` (that tick is already
-inside the snapshot).
+inside the snapshot). A changelog record that is not a snapshot this version can read is
+reported as a :class:`BadSnapshot`, never executed or guessed at; what then happens to its key
+is the key store's decision (``[checkpoint] on_bad_snapshot``, :mod:`.keystore`).
 
 The changelog is co-partitioned with the input when the partition counts match (snapshot of a
 key from input partition p goes to changelog partition p), so an instance restoring partition p
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,7 +41,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from streamgmm.service.decode import decode_key, encode_key
-from streamgmm.service.kafka_io import Producer
+from streamgmm.service.kafka_io import Producer, RecordRefused
 from streamgmm.service.snapshot import Snapshot, SnapshotError, decode_snapshot, encode_snapshot
 
 log = logging.getLogger(__name__)
@@ -61,16 +63,53 @@ class SnapshotRef:
 
 @dataclass(frozen=True)
 class PendingSnapshot:
-    """A snapshot to write: the key's JSON-safe state and the input position it reflects."""
+    """A snapshot to write: the changelog value and the input position it reflects."""
 
     key: str
-    state: dict[str, Any]
+    value: bytes  # encode_snapshot(key, state, partition, next_offset)
     partition: int
     next_offset: int
 
 
 class ChangelogError(RuntimeError):
     """The changelog holds a record that is not a streamgmm snapshot (not retryable)."""
+
+
+@dataclass(frozen=True)
+class BadSnapshot:
+    """A changelog record that cannot be restored: where it is, its bytes and why.
+
+    ``key`` and ``value`` are the record's own bytes (the key names the instrument whose
+    snapshot it claims to be); ``partition`` and ``offset`` are its changelog coordinates.
+    """
+
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+
+    @property
+    def instrument(self) -> str | None:
+        """The instrument key the record is keyed by, or None if its key is not UTF-8."""
+        return _text_key(self.key)
+
+    def describe(self) -> str:
+        """One line naming the record, its key and the reason."""
+        key = "none" if self.key is None else repr(bytes(self.key[:80]).decode("utf-8", "replace"))
+        return (
+            f"changelog record {self.topic}[{self.partition}]@{self.offset} (key {key}) "
+            f"rejected: {self.reason}"
+        )
+
+
+class BadSnapshotError(ChangelogError):
+    """A snapshot that was indexed could not be loaded; :attr:`bad` says which and why."""
+
+    def __init__(self, bad: BadSnapshot) -> None:
+        super().__init__(bad.describe())
+        self.bad = bad
 
 
 class ChangelogUnavailable(KafkaError):
@@ -129,17 +168,25 @@ class Changelog:
         """
         futures = []
         for snap in snapshots:
-            value = encode_snapshot(snap.key, snap.state, snap.partition, snap.next_offset)
             future = self._producer.send(
                 self.topic,
-                value=value,
+                value=snap.value,
                 key=encode_key(snap.key),
                 partition=self._target_partition(snap.partition),
+                divert=False,
             )
             futures.append((snap, future))
         if not futures:
             return {}
-        self._producer.flush(timeout=self._timeout_ms / 1000)
+        try:
+            self._producer.flush(timeout=self._timeout_ms / 1000)
+        except RecordRefused as exc:
+            # A key's state is only as large as the detector settings make it: a refusal
+            # here is a configuration to fix, and retrying would stall for ever.
+            raise ChangelogError(
+                f"the broker refused a snapshot for good: {exc}; a snapshot must fit the "
+                "producer's max_request_size and the changelog topic's max.message.bytes"
+            ) from exc
         refs: dict[str, SnapshotRef] = {}
         for snap, future in futures:
             meta = future.get(timeout=0)
@@ -149,21 +196,34 @@ class Changelog:
         return refs
 
     # ------------------------------------------------------------------ restore
-    def read_index(self, input_partitions: Iterable[int]) -> dict[str, SnapshotRef]:
+    def read_index(
+        self, input_partitions: Iterable[int]
+    ) -> tuple[dict[str, SnapshotRef], list[BadSnapshot]]:
         """Read the changelog to its end; last snapshot per key of the given partitions wins.
 
         Only references are kept; :meth:`load` fetches a state when its key is first needed,
         which keeps restore memory independent of the number of keys.
+
+        Returns
+        -------
+        index : dict
+            Key -> where its latest snapshot is.
+        bad : list of BadSnapshot
+            Records that are not snapshots this version reads (anything
+            :func:`~streamgmm.service.snapshot.decode_snapshot` refuses, or a snapshot whose
+            key is not its record's key), each the latest record of its key: a later good
+            snapshot or tombstone of the key supersedes it. Their keys are not in ``index``.
         """
         wanted = set(input_partitions)
         if not wanted:
-            return {}
+            return {}, []
         cl_parts = sorted(wanted) if self.copartitioned else self._partitions
         tps = [TopicPartition(self.topic, p) for p in cl_parts]
         self._reader.assign(tps)
         self._reader.seek_to_beginning(*tps)
         end = self._reader.end_offsets(tps, timeout_ms=self._timeout_ms)
         index: dict[str, SnapshotRef] = {}
+        bad: dict[bytes | None, BadSnapshot] = {}  # by record key: the latest record wins
         remaining = {tp for tp in tps if end[tp] > 0}
         started = time.monotonic()
         last_progress = started
@@ -180,10 +240,19 @@ class Changelog:
             for tp, records in batch.items():
                 for rec in records:
                     n_read += 1
+                    key = _text_key(rec.key)
+                    bad.pop(rec.key, None)
                     if rec.value is None:  # tombstone: the key was deleted
-                        index.pop(decode_key(rec.key), None)
+                        if key is not None:
+                            index.pop(key, None)
                         continue
-                    snap = self._decode(rec.value, tp, rec.offset)
+                    try:
+                        snap = self._decode(rec.key, rec.value, tp, rec.offset)
+                    except BadSnapshotError as exc:
+                        if key is not None:
+                            index.pop(key, None)
+                        bad[rec.key] = exc.bad
+                        continue
                     if snap.partition in wanted:
                         index[snap.key] = SnapshotRef(
                             snap.key, snap.partition, snap.next_offset, tp.partition, rec.offset
@@ -203,10 +272,18 @@ class Changelog:
             len(index),
             sorted(wanted),
         )
-        return index
+        return index, list(bad.values())
 
-    def load(self, ref: SnapshotRef) -> Snapshot:
-        """Fetch the snapshot ``ref`` points at."""
+    def load(self, ref: SnapshotRef) -> tuple[Snapshot, bytes]:
+        """Fetch the snapshot ``ref`` points at; return it with the record's value bytes.
+
+        Raises
+        ------
+        BadSnapshotError
+            If the record is not a snapshot this version reads.
+        ChangelogUnavailable
+            If it could not be read in time (retryable).
+        """
         tp = TopicPartition(self.topic, ref.changelog_partition)
         self._reader.assign([tp])
         self._reader.seek(tp, ref.changelog_offset)
@@ -215,22 +292,39 @@ class Changelog:
             batch = self._reader.poll(timeout_ms=1000, max_records=1)
             for rec in batch.get(tp, ()):
                 if rec.offset == ref.changelog_offset:
-                    return self._decode(rec.value, tp, rec.offset)
+                    return self._decode(rec.key, rec.value, tp, rec.offset), rec.value
                 break
         raise ChangelogUnavailable(
             f"snapshot of key {ref.key!r} at {self.topic}[{ref.changelog_partition}]"
             f"@{ref.changelog_offset} could not be read within {RESTORE_STALL_SECONDS:.0f}s"
         )
 
-    def _decode(self, value: bytes | None, tp: TopicPartition, offset: int) -> Snapshot:
+    def _decode(
+        self, key: bytes | None, value: bytes | None, tp: TopicPartition, offset: int
+    ) -> Snapshot:
+        # Refuse to guess: a changelog record that is not ours (a pickle, say) is reported
+        # with where it is, and nothing in it is executed.
         try:
-            return decode_snapshot(value)  # type: ignore[arg-type]
+            snap = decode_snapshot(value)
         except SnapshotError as exc:
-            # Refuse to guess: a changelog record that is not ours (a pickle, say) stops the
-            # restore with a message that says where it is, and nothing in it is executed.
-            raise ChangelogError(
-                f"changelog record {tp.topic}[{tp.partition}]@{offset} rejected: {exc}"
-            ) from exc
+            raise BadSnapshotError(
+                BadSnapshot(key, value, tp.topic, tp.partition, offset, str(exc))
+            ) from None
+        if key is None or _text_key(key) != snap.key:
+            # A record keyed A claiming to be B's state must not replace B's.
+            reason = f"the snapshot is of key {snap.key!r}, not of its record's key"
+            raise BadSnapshotError(BadSnapshot(key, value, tp.topic, tp.partition, offset, reason))
+        return snap
+
+
+def _text_key(key: bytes | None) -> str | None:
+    """The instrument key of a changelog record, or None if its key is not UTF-8."""
+    if key is None:
+        return None
+    try:
+        return decode_key(key)
+    except UnicodeDecodeError:
+        return None
 
 
 class Snapshottable(Protocol):
@@ -251,6 +345,13 @@ class KeyStates(Protocol):
     ) -> Sequence[tuple[str, Snapshottable]]: ...
 
     def remember(self, refs: Mapping[str, SnapshotRef]) -> None: ...
+
+    def reset(self, key: str, reason: str) -> Snapshottable: ...
+
+
+#: ``reset(key, reason)``: the key's state cannot be written (``reason``); returns the state to
+#: write instead (a fresh model), or raises :class:`ChangelogError`.
+Reset = Callable[[str, str], Snapshottable]
 
 
 class Flushable(Protocol):
@@ -277,23 +378,40 @@ class Checkpointer:
         self._sink = sink
         self._timeout_ms = timeout_ms
 
-    def save(self, items: Sequence[tuple[str, Snapshottable]]) -> dict[str, SnapshotRef]:
+    def save(
+        self, items: Sequence[tuple[str, Snapshottable]], reset: Reset | None = None
+    ) -> dict[str, SnapshotRef]:
         """Steps 1-2: flush the sink, then write and flush one snapshot per ``(key, state)``.
 
         Each saved state is marked clean. Returns where each snapshot landed.
+
+        A state that cannot be written (not JSON-safe: a model that holds an infinity) would
+        fail every checkpoint from then on; ``reset(key, reason)`` decides instead
+        (``[checkpoint] on_bad_snapshot``, :meth:`KeyStore.reset
+        <streamgmm.service.keystore.KeyStore.reset>`) and returns the state to write.
 
         Raises
         ------
         streamgmm.service.kafka_io.DeliveryError
             When a flush fails; nothing may be committed then.
+        ChangelogError
+            When a state cannot be written and ``reset`` is None or refuses.
         """
         self._sink.flush(timeout=self._timeout_ms / 1000)
         if not items:
             return {}
-        refs = self.changelog.write(
-            [PendingSnapshot(key, st.to_state(), st.partition, st.next_offset) for key, st in items]
-        )
-        for _key, st in items:
+        pending: list[tuple[Snapshottable, PendingSnapshot]] = []
+        for key, st in items:
+            try:
+                value = encode_snapshot(key, st.to_state(), st.partition, st.next_offset)
+            except SnapshotError as exc:
+                if reset is None:
+                    raise ChangelogError(str(exc)) from exc
+                st = reset(key, str(exc))
+                value = encode_snapshot(key, st.to_state(), st.partition, st.next_offset)
+            pending.append((st, PendingSnapshot(key, value, st.partition, st.next_offset)))
+        refs = self.changelog.write([snap for _st, snap in pending])
+        for st, _snap in pending:
             st.dirty = False
         return refs
 
@@ -323,7 +441,7 @@ class Checkpointer:
             Commit synchronously (waits up to ``timeout_ms``); False fires ``commit_async``,
             the only commit a rebalance listener may make (see :mod:`.kafka_io`).
         """
-        store.remember(self.save(store.dirty(partitions)))
+        store.remember(self.save(store.dirty(partitions), store.reset))
         if sync:
             commit_offsets(consumer, positions, self._timeout_ms)
         else:

@@ -9,6 +9,14 @@ next tick arrives. Keys of newly assigned partitions are loaded the same lazy wa
 costs one scan of the changelog (:meth:`KeyStore.index`) plus one fetch per key that actually
 shows up again.
 
+A snapshot that cannot be restored (a changelog record that is not a snapshot this version
+reads, or a state its detector's ``from_state`` refuses), and a state that cannot be written
+(not JSON-safe), take the one path ``[checkpoint] on_bad_snapshot`` sets: ``"reset_key"``
+starts the key afresh and tells ``on_reset`` (the runner counts it and dead-letters the refused
+record, reason ``bad_snapshot``); ``"fail"`` raises
+:class:`~streamgmm.service.checkpoint.ChangelogError`, which stops the service with one line
+naming the record (or the key) and the reason.
+
 Single writer: the runner's processing thread, or a rebalance hook while that thread is parked
 in ``poll()`` (see :mod:`.kafka_io`).
 """
@@ -20,15 +28,29 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from streamgmm.service.apply import KeyState, make_pipeline
-from streamgmm.service.checkpoint import Changelog, SnapshotRef
+from streamgmm.service.checkpoint import (
+    BadSnapshot,
+    BadSnapshotError,
+    Changelog,
+    ChangelogError,
+    SnapshotRef,
+)
 from streamgmm.service.config import Settings
 
 log = logging.getLogger(__name__)
 
 __all__ = ["KeyStore"]
 
-#: Writes snapshots of ``(key, state)`` items and returns where they landed.
-SaveSnapshots = Callable[[Sequence[tuple[str, KeyState]]], Mapping[str, SnapshotRef]]
+_FAIL_NOTE = '([checkpoint] on_bad_snapshot = "fail"; "reset_key" would start the key afresh)'
+
+#: Writes snapshots of ``(key, state)`` items and returns where they landed; the second
+#: argument is :meth:`KeyStore.reset`, for a state that cannot be written.
+SaveSnapshots = Callable[
+    [Sequence[tuple[str, KeyState]], Callable[[str, str], KeyState]], Mapping[str, SnapshotRef]
+]
+#: ``on_reset(key, bad)``: the key started afresh; ``bad`` is the changelog record that could
+#: not be restored, or None when the key's state could not be written.
+ResetCallback = Callable[[str, BadSnapshot | None], None]
 
 
 class KeyStore:
@@ -46,6 +68,10 @@ class KeyStore:
     on_evict : callable or None
         Told the keys of each eviction, after they are gone (the runner forgets their
         metrics).
+    on_reset : callable or None
+        Told each key that started afresh, with ``on_bad_snapshot = "reset_key"``, and the
+        changelog record that could not be restored if there is one (the runner counts it and
+        dead-letters the record).
     """
 
     def __init__(
@@ -54,11 +80,13 @@ class KeyStore:
         changelog: Changelog,
         save: SaveSnapshots,
         on_evict: Callable[[list[str]], None] | None = None,
+        on_reset: ResetCallback | None = None,
     ) -> None:
         self._settings = settings
         self._changelog = changelog
         self._save = save
         self._on_evict = on_evict
+        self._on_reset = on_reset
         self._keys: OrderedDict[str, KeyState] = OrderedDict()
         self._index: dict[str, SnapshotRef] = {}  # latest changelog snapshot per owned key
 
@@ -75,17 +103,85 @@ class KeyStore:
             self._keys.move_to_end(key)
             return state
         ref = self._index.get(key)
-        if ref is not None:
-            snap = self._changelog.load(ref)
-            state = KeyState.from_state(
-                self._settings, snap.state, partition=snap.partition, next_offset=snap.next_offset
-            )
-        else:
+        state = None if ref is None else self._restore(ref)
+        if state is None:
+            # No snapshot, or one that cannot be restored (forgotten, so that an eviction
+            # before the key's next snapshot does not meet it again).
+            self._index.pop(key, None)
             state = KeyState(make_pipeline(self._settings), partition=partition)
         self._keys[key] = state
         if len(self._keys) > self._settings.max_keys_in_memory:
             self._evict()
         return state
+
+    def _restore(self, ref: SnapshotRef) -> KeyState | None:
+        """The key's state from its snapshot, or None when the key is to start afresh."""
+        try:
+            snap, value = self._changelog.load(ref)
+        except BadSnapshotError as exc:
+            self._bad(exc.bad)
+            return None
+        try:
+            return KeyState.from_state(
+                self._settings, snap.state, partition=snap.partition, next_offset=snap.next_offset
+            )
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+            # from_state refuses bad states with ValueError; the others would be its bugs,
+            # which must not stop the partition either.
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            if not isinstance(exc, ValueError):
+                reason = f"{type(exc).__name__}: {reason}"
+            self._bad(
+                BadSnapshot(
+                    ref.key.encode("utf-8"),
+                    value,
+                    self._changelog.topic,
+                    ref.changelog_partition,
+                    ref.changelog_offset,
+                    f"state refused: {reason}",
+                )
+            )
+            return None
+
+    def _bad(self, bad: BadSnapshot) -> None:
+        """Follow ``[checkpoint] on_bad_snapshot`` for one snapshot that cannot be restored."""
+        if self._settings.on_bad_snapshot == "fail":
+            raise ChangelogError(f"{bad.describe()} {_FAIL_NOTE}")
+        log.warning("%s; the key starts afresh", bad.describe())
+        if self._on_reset is not None:
+            self._on_reset(bad.instrument or "", bad)
+
+    def reset(self, key: str, reason: str) -> KeyState:
+        """Follow ``[checkpoint] on_bad_snapshot`` for a key whose state cannot be written.
+
+        With ``"reset_key"`` the key's model starts afresh (its offset bookkeeping and last
+        ts stay, so no tick is applied twice or out of order) and the fresh state, which
+        :meth:`Checkpointer.save <streamgmm.service.checkpoint.Checkpointer.save>` writes
+        instead, is returned. With ``"fail"``, :class:`ChangelogError`.
+        """
+        if self._settings.on_bad_snapshot == "fail":
+            raise ChangelogError(
+                f"the state of key {key!r} cannot be written to the changelog: {reason} "
+                f"{_FAIL_NOTE}"
+            )
+        log.error(
+            "the state of key %r cannot be written to the changelog: %s; the key starts afresh",
+            key,
+            reason,
+        )
+        old = self._keys.get(key)
+        fresh = KeyState(
+            make_pipeline(self._settings),
+            partition=old.partition if old is not None else 0,
+            next_offset=old.next_offset if old is not None else 0,
+            last_ts=old.last_ts if old is not None else None,
+            dirty=True,
+        )
+        if old is not None:
+            self._keys[key] = fresh
+        if self._on_reset is not None:
+            self._on_reset(key, None)
+        return fresh
 
     def _evict(self) -> None:
         """Snapshot and drop least-recently-used keys down to 90% of the cap."""
@@ -96,7 +192,9 @@ class KeyStore:
                 break
             victims.append(key)
         # The key just added is the most recent, so it is never a victim.
-        self.remember(self._save([(k, self._keys[k]) for k in victims if self._keys[k].dirty]))
+        self.remember(
+            self._save([(k, self._keys[k]) for k in victims if self._keys[k].dirty], self.reset)
+        )
         for key in victims:
             del self._keys[key]
         log.debug("evicted %d key(s) to the changelog", len(victims))
@@ -116,8 +214,17 @@ class KeyStore:
         self._index.update(refs)
 
     def index(self, partitions: Collection[int]) -> None:
-        """Read the changelog's latest snapshot of every key of newly assigned ``partitions``."""
-        self._index.update(self._changelog.read_index(partitions))
+        """Read the changelog's latest snapshot of every key of newly assigned ``partitions``.
+
+        A record that is not a snapshot follows ``[checkpoint] on_bad_snapshot``; with
+        ``"reset_key"`` its key starts afresh.
+        """
+        index, bad = self._changelog.read_index(partitions)
+        for record in bad:
+            self._bad(record)
+            if record.instrument is not None:
+                self._index.pop(record.instrument, None)
+        self._index.update(index)
 
     def drop(self, partitions: Collection[int]) -> list[str]:
         """Forget the keys (in memory and indexed) of ``partitions``; return those in memory."""

@@ -135,10 +135,11 @@ class ServiceMetrics:
             "and nothing commits.",
             registry=reg,
         ).set_function(self._uncommitted_age)
-        self._snapshots_rejected = Counter(
-            "streamgmm_snapshots_rejected",
-            "Changelog snapshots that could not be restored ([checkpoint] on_bad_snapshot = "
-            "reset_key): each key started afresh and the snapshot went to the dead-letter topic.",
+        self._keys_reset = Counter(
+            "streamgmm_keys_reset",
+            "Keys whose model started afresh because their snapshot could not be restored "
+            "(dead-lettered, reason bad_snapshot) or could not be written ([checkpoint] "
+            "on_bad_snapshot = reset_key).",
             registry=reg,
         )
         self._refused = Counter(
@@ -242,9 +243,9 @@ class ServiceMetrics:
         since = self._uncommitted_since
         return 0.0 if since is None else time.monotonic() - since
 
-    def snapshot_rejected(self) -> None:
-        """Count one changelog snapshot that could not be restored (its key started afresh)."""
-        self._snapshots_rejected.inc()
+    def key_reset(self) -> None:
+        """Count one key whose model started afresh (its snapshot was refused)."""
+        self._keys_reset.inc()
 
     def refused(self, outcome: str) -> None:
         """Count one record the broker refused for good (``dead_lettered`` or ``lost``)."""

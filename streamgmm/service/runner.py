@@ -27,8 +27,13 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from streamgmm.service.apply import KeyRun, TickRules
-from streamgmm.service.checkpoint import Changelog, ChangelogError, Checkpointer
-from streamgmm.service.config import Settings, kafka_client_kwargs
+from streamgmm.service.checkpoint import BadSnapshot, Changelog, ChangelogError, Checkpointer
+from streamgmm.service.config import (
+    EXIT_CONFIG_ERROR,
+    ConfigError,
+    Settings,
+    kafka_client_kwargs,
+)
 from streamgmm.service.decode import (
     DeadLetter,
     TickDecoder,
@@ -139,7 +144,11 @@ class ServiceRunner:
             self._loop()
             self._shutdown()
             return 0
-        except FatalServiceError as exc:
+        except ConfigError as exc:
+            log.error("configuration error: %s", exc)
+            self._close_clients()
+            return EXIT_CONFIG_ERROR
+        except (FatalServiceError, ChangelogError) as exc:
             log.error("stopping: %s", exc)
             self._close_clients()
             return 1
@@ -175,7 +184,15 @@ class ServiceRunner:
     def _start(self) -> None:
         s = self.settings
         if s.metrics_enabled:
-            self.metrics_address = self.metrics.serve(s.metrics_host, s.metrics_port)
+            try:
+                self.metrics_address = self.metrics.serve(s.metrics_host, s.metrics_port)
+            except (OSError, ValueError, OverflowError) as exc:
+                # An unresolvable host or a port in use: the settings are wrong, and no retry
+                # will serve them.
+                raise ConfigError(
+                    f"cannot serve metrics on {s.metrics_host}:{s.metrics_port} ([metrics] host "
+                    f"and port): {' '.join(str(exc).split()) or type(exc).__name__}"
+                ) from None
             log.info("metrics on http://%s:%d/metrics", *self.metrics_address)
         self._decoder = TickDecoder(s)
         backoff = BACKOFF_INITIAL
@@ -251,10 +268,14 @@ class ServiceRunner:
                 client, producer_config, on_delivered=self._delivered,
                 # Longer than max_block_ms, which the child may spend on one record.
                 write_timeout=s.request_timeout_ms / 1000 + 30.0,
+                dead_letter_topic=s.dlq_topic, on_refused=self._refused,
             )  # fmt: skip
             self._producer = Producer(client, max_block_ms=s.request_timeout_ms)
         else:
-            self._producer = Producer(client, on_delivered=self._delivered, **producer_config)
+            self._producer = Producer(
+                client, on_delivered=self._delivered, dead_letter_topic=s.dlq_topic,
+                on_refused=self._refused, **producer_config,
+            )  # fmt: skip
             self._sink = self._producer
         if s.create_topics:
             n = self._n_input
@@ -276,7 +297,9 @@ class ServiceRunner:
         )
         self._checkpointer = Checkpointer(self._changelog, self._sink, s.request_timeout_ms)
         # A fresh store: whatever the old one held is restored from the changelog (_rewind).
-        self._store = KeyStore(s, self._changelog, self._checkpointer.save, self._evicted)
+        self._store = KeyStore(
+            s, self._changelog, self._checkpointer.save, self._evicted, self._key_reset
+        )
 
     def _wait_for_input_topic(self) -> int:
         assert self._reader is not None
@@ -431,6 +454,21 @@ class ServiceRunner:
         if topic == self.settings.output_topic:
             self.metrics.produced(n)
 
+    def _refused(self, topic: str, outcome: str) -> None:
+        # A record the broker refused for good (the sink logged it): an output record whose
+        # copy went to the dead-letter topic is a dead letter, not an output.
+        self.metrics.refused(outcome)
+        if topic == self.settings.output_topic and outcome == "dead_lettered":
+            self.metrics.dead_lettered("unproducible")
+
+    def _key_reset(self, _key: str, bad: BadSnapshot | None) -> None:
+        # [checkpoint] on_bad_snapshot = "reset_key": the key store started the key afresh
+        # (and logged why); the changelog record it could not restore is a dead letter.
+        self.metrics.key_reset()
+        if bad is not None:
+            where = (bad.topic, bad.partition, bad.offset)
+            self._dead_letter(DeadLetter(bad.key, bad.value, "bad_snapshot", bad.reason, *where))
+
     def _dead_letter(self, dl: DeadLetter) -> None:
         assert self._sink is not None
         self._sink.send(
@@ -465,6 +503,7 @@ class ServiceRunner:
         self._uncommitted.clear()
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
+        self.metrics.committed()
         self.metrics.observe_checkpoint(time.perf_counter() - started)
 
     def _on_revoke(self, revoked: set[TopicPartition]) -> None:
