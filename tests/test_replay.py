@@ -125,6 +125,27 @@ def test_replay_validates_like_the_service_and_writes_output_records(tmp_path: P
     assert "unlucky" in lines[5]["detail"]
 
 
+def test_replay_refuses_an_outrageous_ts_and_long_keys_like_the_service(tmp_path: Path) -> None:
+    # The per-key path is the service's: a tick dated 1e18 is dead-lettered (ts_jump) and its
+    # key goes on; a key over max_key_bytes is oversized_key; a 5,000-digit number in a CSV
+    # cell reads as a float (inf), so it is non_finite as the message produce sends says.
+    long = "K" * 1025
+    path = tmp_path / "hostile.csv"
+    path.write_text(
+        f"symbol,ts,price\nA,1,50\nA,1e18,60\nA,2,70\n{long},3,80\nA,4,{'9' * 5000}\nA,5,90\n"
+    )
+    dead = io.BytesIO()
+    records, summary = run(path, settings_with(), dead_letters=dead)
+    assert [r["offset"] for r in records] == [0, 2, 5]
+    assert summary.dead_letters == Counter(ts_jump=1, oversized_key=1, non_finite=1)
+    lines = [json.loads(line) for line in dead.getvalue().splitlines()]
+    assert [(d["row"], d["reason"]) for d in lines] == [
+        (1, "ts_jump"),
+        (3, "oversized_key"),
+        (4, "non_finite"),
+    ]
+
+
 def test_out_of_order_skip_drops_without_dead_letter(tmp_path: Path) -> None:
     path = tmp_path / "mixed.csv"
     path.write_text(MIXED_CSV)
