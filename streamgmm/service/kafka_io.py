@@ -287,6 +287,9 @@ class Producer:
         self._on_delivered = on_delivered
         self._dead_letter_topic = dead_letter_topic
         self._on_refused = on_refused
+        # One acknowledgement callback per topic, made once: kafka-python would build a
+        # partial per record for a callback with arguments.
+        self._ack_callbacks: dict[str, Callable[[Any], None]] = {}
 
     @property
     def failed(self) -> bool:
@@ -299,15 +302,12 @@ class Producer:
 
     def _record_error(
         self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Any,
-        divert: bool,
+        record: tuple[str, bytes | None, bytes | None, Any, bool],
         exc: BaseException,
     ) -> None:
         # Runs on the caller's thread for the client's own size check, on kafka-python's
         # sender thread for the broker's answers.
+        topic, key, value, headers, divert = record
         with self._lock:
             if not isinstance(exc, PERMANENT_RECORD_ERRORS):
                 self._failures.append(exc)
@@ -335,19 +335,27 @@ class Producer:
                 topic, value=value, key=key, headers=headers, partition=partition
             )
         except PERMANENT_RECORD_ERRORS as exc:
-            self._record_error(topic, key, value, headers, divert, exc)
+            self._record_error((topic, key, value, headers, divert), exc)
             return None
         if self._dead_letter_topic is None and divert:
             future.add_errback(self._record_failure)
         else:
-            future.add_errback(self._record_error, topic, key, value, headers, divert)
+            future.add_errback(self._record_error, (topic, key, value, headers, divert))
         if self._on_delivered is not None:
-            future.add_callback(self._delivered, topic)
+            callback = self._ack_callbacks.get(topic)
+            if callback is None:
+                callback = self._ack_callbacks[topic] = self._ack_callback(topic)
+            future.add_callback(callback)
         return future
 
-    def _delivered(self, topic: str, _metadata: Any) -> None:
-        assert self._on_delivered is not None
-        self._on_delivered(topic, 1)
+    def _ack_callback(self, topic: str) -> Callable[[Any], None]:
+        on_delivered = self._on_delivered
+        assert on_delivered is not None
+
+        def delivered(_metadata: Any) -> None:
+            on_delivered(topic, 1)
+
+        return delivered
 
     def send_pending(self) -> None:
         """Nothing to do: records go to kafka-python's accumulator as they are sent.
