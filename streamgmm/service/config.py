@@ -473,10 +473,10 @@ SPECS: tuple[_Spec, ...] = (
           "A tick whose ts is more than this many seconds ahead of both its key's last "
           "applied ts and the wall clock goes to the dead-letter topic (reason ts_jump), so "
           "that one outrageous timestamp cannot make every later tick of its key out of "
-          "order. A key's first tick is measured against the wall clock alone. Ticks up to "
-          "the wall clock are never refused, whatever gap precedes them (a long trading halt "
-          "is fine); streams dated in the future must move in steps of at most this much. "
-          "Default 7 days."),
+          "order. A key's first tick is measured against the wall clock alone. A tick no "
+          "further ahead of the wall clock is never refused, whatever gap precedes it (a long "
+          "trading halt, a backfill); a stream dated in the future must move in steps of at "
+          "most this much. Default 7 days."),
     _Spec("output", "emit_policy", "emit_policy", _choice(*EMIT_POLICIES),
           "every_tick",
           'When to emit a regime record: "every_tick", "on_change" (the key\'s first tick, then '
