@@ -179,6 +179,18 @@ class _Detector:
         """The output record of one row, through the schema's one constructor."""
         k = self._k
         p = _K.R_PROBS
+        if k == 2:
+            _, _, regime, warm, seen, ll, score, drift, p0, p1, r0, r1 = row
+            return make_output(
+                1 if regime else 0,
+                {0: p0, 1: p1},
+                {0: r0, 1: r1},
+                ll,
+                score,
+                drift != 0.0,
+                int(seen),
+                warm != 0.0,
+            )
         return make_output(
             int(row[_K.R_REGIME]),
             dict(enumerate(row[p : p + k])),
@@ -207,8 +219,10 @@ class _Detector:
             On a missing, non-numeric or non-finite field or a non-positive price, naming the
             field and the value; the state is left unchanged.
         """
-        self._one_data[0] = self._read(tick)
-        _K.regime_run(self._buf, self._one_data, self._one_row)
+        data = self._one_data
+        for j, value in enumerate(self._read(tick)):
+            data[0, j] = value
+        _K.regime_run(self._buf, data, self._one_row)
         row = self._one_row[0].tolist()
         if row[_ROW_STATUS] >= _K.S_BAD_TS:
             raise self._refusal(row, tick)
@@ -244,24 +258,8 @@ class _Detector:
         _K.regime_run(self._buf, data, rows)
         bad = _K.S_BAD_TS
         listed = rows.tolist()
-        if self._k == 2:
-            # The common case: the row unpacked in the comprehension, the record still built by
-            # the schema's one constructor.
-            outs = [
-                make_output(
-                    1 if regime else 0,
-                    {0: p0, 1: p1},
-                    {0: r0, 1: r1},
-                    ll,
-                    score,
-                    drift != 0.0,
-                    int(seen),
-                    warm != 0.0,
-                )
-                for _, _, regime, warm, seen, ll, score, drift, p0, p1, r0, r1 in listed
-            ]
-        else:
-            outs = [self._output(row) for row in listed]
+        output = self._output
+        outs = [output(row) for row in listed]
         for i, row, out in zip(used, listed, outs, strict=True):
             results[i] = self._refusal(row, ticks[i]) if row[0] >= bad else out
         return results
