@@ -331,6 +331,34 @@ class _Detector:
         return float(self._buf[L.MEAN_LL])
 
     @property
+    def stream_problem(self) -> str | None:
+        """Why this stream is not giving regimes, in one sentence, or None when it is.
+
+        ``"no scale: ..."`` when the warm-up has started over for lack of variation (a price
+        that does not move, an event field that stays constant) for four warm-ups' worth of
+        ticks; ``"mostly gaps: ..."`` when more than half of the ticks since the warm-up were
+        session gaps (so they were not evidence: set ``dt_unit`` or ``gap_units``). The service
+        logs it once per key and counts such keys in a metric.
+        """
+        buf = self._buf
+        seen = int(buf[L.N_SEEN])
+        warmup = int(buf[L.WARMUP])
+        if not self.warm:
+            if seen >= 4 * warmup:
+                return (
+                    f"no scale: {seen} ticks and the values never varied over a warm-up of "
+                    f"{warmup} (a constant price or field?); outputs stay warm=False"
+                )
+            return None
+        gaps, steps = int(buf[L.N_GAPS]), int(buf[L.N_STEPS])
+        if gaps > 100 and gaps > steps:
+            return (
+                f"mostly gaps: {gaps} of the ticks since the warm-up were session gaps and "
+                f"only {steps} were evidence; set dt_unit (seconds) or gap_units"
+            )
+        return None
+
+    @property
     def regime_order(self) -> list[int] | None:
         """``regime_order[r]`` is the model state shown as regime ``r``; None before warm-up."""
         if not self.warm:
