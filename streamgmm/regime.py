@@ -56,7 +56,7 @@ _BIG = 1e12
 _PRIOR_WEIGHT = 1e9
 _PRIOR_RATIO = 1e6
 
-_ROW_STATUS, _ROW_FIELD = _K.R_STATUS, _K.R_FIELD
+_ROW_STATUS, _ROW_FIELD = L.R_STATUS, L.R_FIELD
 
 
 class _Detector:
@@ -128,7 +128,7 @@ class _Detector:
         self._buf = buf
         self._k = k
         self._d = n_features
-        self._width = _K.row_width(k)
+        self._width = L.row_width(k)
         self._one_data = np.empty((1, 1 + self._value_columns()))
         self._one_row = np.empty((1, self._width))
 
@@ -157,15 +157,15 @@ class _Detector:
 
     def _refusal(self, row: list[float], tick: Mapping[str, Any]) -> ValueError:
         status = int(row[_ROW_STATUS])
-        if status == _K.S_BAD_TS:
+        if status == L.S_BAD_TS:
             return ValueError(f"tick field 'ts' must be finite, got {tick.get('ts')!r}")
-        if status == _K.S_BAD_VALUE:
+        if status == L.S_BAD_VALUE:
             name = self._value_names()[int(row[_ROW_FIELD])]
             return ValueError(
                 f"tick field {name!r} must be finite and within ±{_K.MAX_VALUE:g}, "
                 f"got {tick.get(name)!r}"
             )
-        if status == _K.S_BAD_PRICE:
+        if status == L.S_BAD_PRICE:
             return ValueError(f"tick field 'price' must be positive, got {tick.get('price')!r}")
         return ValueError(
             f"tick gives an unusable return (price {tick.get('price')!r}, ts {tick.get('ts')!r})"
@@ -178,7 +178,7 @@ class _Detector:
     def _output(self, row: list[float]) -> dict[str, Any]:
         """The output record of one row, through the schema's one constructor."""
         k = self._k
-        p = _K.R_PROBS
+        p = L.R_PROBS
         if k == 2:
             _, _, regime, warm, seen, ll, score, drift, p0, p1, r0, r1 = row
             return make_output(
@@ -192,14 +192,14 @@ class _Detector:
                 warm != 0.0,
             )
         return make_output(
-            int(row[_K.R_REGIME]),
+            int(row[L.R_REGIME]),
             dict(enumerate(row[p : p + k])),
             dict(enumerate(row[p + k : p + 2 * k])),
-            row[_K.R_LL],
-            row[_K.R_DRIFT_SCORE],
-            row[_K.R_DRIFT] != 0.0,
-            int(row[_K.R_SEEN]),
-            row[_K.R_WARM] != 0.0,
+            row[L.R_LL],
+            row[L.R_DRIFT_SCORE],
+            row[L.R_DRIFT] != 0.0,
+            int(row[L.R_SEEN]),
+            row[L.R_WARM] != 0.0,
         )
 
     # -- the per-tick call -----------------------------------------------------------------
@@ -224,7 +224,7 @@ class _Detector:
             data[0, j] = value
         _K.regime_run(self._buf, data, self._one_row)
         row = self._one_row[0].tolist()
-        if row[_ROW_STATUS] >= _K.S_BAD_TS:
+        if row[_ROW_STATUS] >= L.S_BAD_TS:
             raise self._refusal(row, tick)
         return self._output(row)
 
@@ -256,7 +256,7 @@ class _Detector:
         data = np.array(flat).reshape(len(used), -1)
         rows = np.empty((len(used), self._width))
         _K.regime_run(self._buf, data, rows)
-        bad = _K.S_BAD_TS
+        bad = L.S_BAD_TS
         listed = rows.tolist()
         output = self._output
         outs = [output(row) for row in listed]
@@ -275,9 +275,9 @@ class _Detector:
         row = np.empty((1, self._width))
         _K.regime_run(scratch, data, row)
         values = row[0].tolist()
-        if values[_ROW_STATUS] >= _K.S_BAD_TS:
+        if values[_ROW_STATUS] >= L.S_BAD_TS:
             raise self._refusal(values, tick)
-        return dict(enumerate(values[_K.R_PROBS : _K.R_PROBS + self._k]))
+        return dict(enumerate(values[L.R_PROBS : L.R_PROBS + self._k]))
 
     def predict_one(self, tick: Mapping[str, Any]) -> int:
         """Most probable regime for ``tick`` without changing any state (ties: the calmer)."""
