@@ -17,7 +17,8 @@ region for a model with ``K`` regimes, ``D`` features and a warm-up of ``U`` tic
 
 with ``S = 1 + D + D * D`` sufficient statistics per regime (occupancy, sum of x, sum of x xᵀ).
 The scratch region is working space of one step, never state: :func:`scratch_offsets` splits
-it.
+it. The output row each tick writes (``R_*`` slots, :func:`row_width`) and its status codes
+(``S_*``) are the rest of the contract between the compiled step and Python, and live here too.
 """
 
 from __future__ import annotations
