@@ -10,8 +10,8 @@ the kernels instead of compiling them for 30-60 s of CPU.
 The Docker image runs it at build time with ``NUMBA_CPU_NAME=generic``, so that the cached
 machine code targets no particular CPU and a container on another host still uses it; the same
 variable must then be set at run time, as the image does. Event streams
-(``tick_kind = "event"``) compile their own specialisation, per number of event fields, on
-first use.
+(``tick_kind = "event"``) run the same compiled step (its arguments have the same types
+whatever the number of fields), so they are covered too.
 """
 
 from __future__ import annotations

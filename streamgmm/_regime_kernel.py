@@ -105,10 +105,28 @@ from streamgmm._regime_layout import (
     PROFILE_ON,
     PROFILE_S,
     PROFILE_S2,
+    R_DRIFT,
+    R_DRIFT_SCORE,
+    R_FIELD,
+    R_LL,
+    R_PROBS,
+    R_REGIME,
+    R_SEEN,
+    R_STATUS,
+    R_WARM,
     REF_MEAN,
     REF_VAR,
     REF_WEIGHT,
     RUNNING,
+    S_BAD_PRICE,
+    S_BAD_RETURN,
+    S_BAD_TS,
+    S_BAD_VALUE,
+    S_COLD,
+    S_DUPLICATE,
+    S_FIRST,
+    S_OUT_OF_ORDER,
+    S_WARM,
     SC_AUX,
     SC_BACK,
     SC_LOGS,
@@ -129,43 +147,10 @@ from streamgmm._regime_layout import (
     scratch_offsets,
 )
 
-__all__ = [
-    "R_DRIFT",
-    "R_DRIFT_SCORE",
-    "R_FIELD",
-    "R_LL",
-    "R_PROBS",
-    "R_REGIME",
-    "R_SEEN",
-    "R_STATUS",
-    "R_WARM",
-    "regime_run",
-    "row_width",
-]
+__all__ = ["drift_run", "page_hinkley_run", "refresh", "regime_run"]
 
 _jit = _mix._jit
 _hot = _mix._hot
-
-# -- per-tick status, written to each output row --------------------------------------------
-#: An output row from the running model, or the repeated cold output during the warm-up.
-S_WARM, S_COLD = 0, 1
-#: The first tick of a price stream: it only sets the reference price.
-S_FIRST = 2
-#: Skipped ticks: the previous output repeats with drift_detected false.
-S_DUPLICATE, S_OUT_OF_ORDER = 3, 4
-#: Refused ticks (the state is unchanged): non-finite ts; a bad value (R_FIELD names which);
-#: a price that is not positive; a return too large to use.
-S_BAD_TS, S_BAD_VALUE, S_BAD_PRICE, S_BAD_RETURN = 5, 6, 7, 8
-
-# -- output row: status, field, regime, warm, n_samples_seen, log-likelihood, drift score,
-#    drift flag, then K filtered and K raw probabilities in regime order -----------------------
-R_STATUS, R_FIELD, R_REGIME, R_WARM, R_SEEN, R_LL, R_DRIFT_SCORE, R_DRIFT, R_PROBS = range(9)
-
-
-def row_width(n_regimes: int) -> int:
-    """Width of an output row for ``n_regimes`` regimes."""
-    return R_PROBS + 2 * n_regimes
-
 
 #: Returns in percent.
 RETURN_SCALE = 100.0

@@ -17,7 +17,8 @@ region for a model with ``K`` regimes, ``D`` features and a warm-up of ``U`` tic
 
 with ``S = 1 + D + D * D`` sufficient statistics per regime (occupancy, sum of x, sum of x xᵀ).
 The scratch region is working space of one step, never state: :func:`scratch_offsets` splits
-it.
+it. The output row each tick writes (``R_*`` slots, :func:`row_width`) and its status codes
+(``S_*``) are the rest of the contract between the compiled step and Python, and live here too.
 """
 
 from __future__ import annotations
@@ -62,6 +63,27 @@ PH_N, PH_MEAN, PH_RESET = 61, 62, 63
 #: definition) when 1, or on the reference (the input is already centred) when 0.
 PH_RUNNING = 64
 HEADER_SIZE = 72
+
+# -- per-tick status, written to each output row --------------------------------------------
+#: An output row from the running model, or the repeated cold output during the warm-up.
+S_WARM, S_COLD = 0, 1
+#: The first tick of a price stream: it only sets the reference price.
+S_FIRST = 2
+#: Skipped ticks: the previous output repeats with drift_detected false.
+S_DUPLICATE, S_OUT_OF_ORDER = 3, 4
+#: Refused ticks (the state is unchanged): non-finite ts; a bad value (R_FIELD names which);
+#: a price that is not positive; a return too large to use.
+S_BAD_TS, S_BAD_VALUE, S_BAD_PRICE, S_BAD_RETURN = 5, 6, 7, 8
+
+# -- output row: status, field, regime, warm, n_samples_seen, log-likelihood, drift score,
+#    drift flag, then K filtered and K raw probabilities in regime order -----------------------
+R_STATUS, R_FIELD, R_REGIME, R_WARM, R_SEEN, R_LL, R_DRIFT_SCORE, R_DRIFT, R_PROBS = range(9)
+
+
+def row_width(n_regimes: int) -> int:
+    """Width of an output row for ``n_regimes`` regimes."""
+    return R_PROBS + 2 * n_regimes
+
 
 #: Buckets of the intraday profile: half-hours of the UTC day.
 PROFILE_BUCKETS = 48

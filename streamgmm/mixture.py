@@ -378,15 +378,7 @@ class OnlineGaussianMixture(base.Clusterer):
             )
         model = cls(**params)
         model.n_unknown_keys_ = V.integer("state.n_unknown_keys", state["n_unknown_keys"])
-        running = (
-            "feature_names",
-            "n_samples_seen",
-            "n_reseeds",
-            "mass",
-            "means",
-            "scatter",
-            "ring",
-        )
+        running = _RUNNING_FIELDS
         if "warmup_buffer" in state:
             if any(key in state for key in running):
                 raise ValueError("state: a warm-up buffer and fitted statistics at once")
@@ -747,8 +739,8 @@ class _SingleGetter:
         return (x[self.name],)
 
 
-_STATE_OPTIONAL = (
-    "warmup_buffer",
+# A state holds either a warm-up buffer or these fitted fields.
+_RUNNING_FIELDS = (
     "feature_names",
     "n_samples_seen",
     "n_reseeds",
@@ -757,6 +749,7 @@ _STATE_OPTIONAL = (
     "scatter",
     "ring",
 )
+_STATE_OPTIONAL = ("warmup_buffer", *_RUNNING_FIELDS)
 _MAX_COUNT = {"n_components": MAX_COMPONENTS, "warmup": 1_000_000, "init_iter": 10_000}
 # Masses below the smallest normal float would make 1/mass infinite; statistics beyond this
 # bound would overflow when squared distances are formed.

@@ -56,7 +56,7 @@ _BIG = 1e12
 _PRIOR_WEIGHT = 1e9
 _PRIOR_RATIO = 1e6
 
-_ROW_STATUS, _ROW_FIELD = _K.R_STATUS, _K.R_FIELD
+_ROW_STATUS, _ROW_FIELD = L.R_STATUS, L.R_FIELD
 
 
 class _Detector:
@@ -128,7 +128,7 @@ class _Detector:
         self._buf = buf
         self._k = k
         self._d = n_features
-        self._width = _K.row_width(k)
+        self._width = L.row_width(k)
         self._one_data = np.empty((1, 1 + self._value_columns()))
         self._one_row = np.empty((1, self._width))
 
@@ -157,15 +157,15 @@ class _Detector:
 
     def _refusal(self, row: list[float], tick: Mapping[str, Any]) -> ValueError:
         status = int(row[_ROW_STATUS])
-        if status == _K.S_BAD_TS:
+        if status == L.S_BAD_TS:
             return ValueError(f"tick field 'ts' must be finite, got {tick.get('ts')!r}")
-        if status == _K.S_BAD_VALUE:
+        if status == L.S_BAD_VALUE:
             name = self._value_names()[int(row[_ROW_FIELD])]
             return ValueError(
                 f"tick field {name!r} must be finite and within ±{_K.MAX_VALUE:g}, "
                 f"got {tick.get(name)!r}"
             )
-        if status == _K.S_BAD_PRICE:
+        if status == L.S_BAD_PRICE:
             return ValueError(f"tick field 'price' must be positive, got {tick.get('price')!r}")
         return ValueError(
             f"tick gives an unusable return (price {tick.get('price')!r}, ts {tick.get('ts')!r})"
@@ -178,16 +178,28 @@ class _Detector:
     def _output(self, row: list[float]) -> dict[str, Any]:
         """The output record of one row, through the schema's one constructor."""
         k = self._k
-        p = _K.R_PROBS
+        p = L.R_PROBS
+        if k == 2:
+            _, _, regime, warm, seen, ll, score, drift, p0, p1, r0, r1 = row
+            return make_output(
+                1 if regime else 0,
+                {0: p0, 1: p1},
+                {0: r0, 1: r1},
+                ll,
+                score,
+                drift != 0.0,
+                int(seen),
+                warm != 0.0,
+            )
         return make_output(
-            int(row[_K.R_REGIME]),
+            int(row[L.R_REGIME]),
             dict(enumerate(row[p : p + k])),
             dict(enumerate(row[p + k : p + 2 * k])),
-            row[_K.R_LL],
-            row[_K.R_DRIFT_SCORE],
-            row[_K.R_DRIFT] != 0.0,
-            int(row[_K.R_SEEN]),
-            row[_K.R_WARM] != 0.0,
+            row[L.R_LL],
+            row[L.R_DRIFT_SCORE],
+            row[L.R_DRIFT] != 0.0,
+            int(row[L.R_SEEN]),
+            row[L.R_WARM] != 0.0,
         )
 
     # -- the per-tick call -----------------------------------------------------------------
@@ -207,10 +219,12 @@ class _Detector:
             On a missing, non-numeric or non-finite field or a non-positive price, naming the
             field and the value; the state is left unchanged.
         """
-        self._one_data[0] = self._read(tick)
-        _K.regime_run(self._buf, self._one_data, self._one_row)
+        data = self._one_data
+        for j, value in enumerate(self._read(tick)):
+            data[0, j] = value
+        _K.regime_run(self._buf, data, self._one_row)
         row = self._one_row[0].tolist()
-        if row[_ROW_STATUS] >= _K.S_BAD_TS:
+        if row[_ROW_STATUS] >= L.S_BAD_TS:
             raise self._refusal(row, tick)
         return self._output(row)
 
@@ -242,26 +256,10 @@ class _Detector:
         data = np.array(flat).reshape(len(used), -1)
         rows = np.empty((len(used), self._width))
         _K.regime_run(self._buf, data, rows)
-        bad = _K.S_BAD_TS
+        bad = L.S_BAD_TS
         listed = rows.tolist()
-        if self._k == 2:
-            # The common case: the row unpacked in the comprehension, the record still built by
-            # the schema's one constructor.
-            outs = [
-                make_output(
-                    1 if regime else 0,
-                    {0: p0, 1: p1},
-                    {0: r0, 1: r1},
-                    ll,
-                    score,
-                    drift != 0.0,
-                    int(seen),
-                    warm != 0.0,
-                )
-                for _, _, regime, warm, seen, ll, score, drift, p0, p1, r0, r1 in listed
-            ]
-        else:
-            outs = [self._output(row) for row in listed]
+        output = self._output
+        outs = [output(row) for row in listed]
         for i, row, out in zip(used, listed, outs, strict=True):
             results[i] = self._refusal(row, ticks[i]) if row[0] >= bad else out
         return results
@@ -277,9 +275,9 @@ class _Detector:
         row = np.empty((1, self._width))
         _K.regime_run(scratch, data, row)
         values = row[0].tolist()
-        if values[_ROW_STATUS] >= _K.S_BAD_TS:
+        if values[_ROW_STATUS] >= L.S_BAD_TS:
             raise self._refusal(values, tick)
-        return dict(enumerate(values[_K.R_PROBS : _K.R_PROBS + self._k]))
+        return dict(enumerate(values[L.R_PROBS : L.R_PROBS + self._k]))
 
     def predict_one(self, tick: Mapping[str, Any]) -> int:
         """Most probable regime for ``tick`` without changing any state (ties: the calmer)."""
@@ -331,6 +329,34 @@ class _Detector:
     def mean_log_likelihood(self) -> float:
         """EWMA of the log-likelihood (half-life ``drift_halflife`` ticks)."""
         return float(self._buf[L.MEAN_LL])
+
+    @property
+    def stream_problem(self) -> str | None:
+        """Why this stream is not giving regimes, in one sentence, or None when it is.
+
+        ``"no scale: ..."`` when the warm-up has started over for lack of variation (a price
+        that does not move, an event field that stays constant) for four warm-ups' worth of
+        ticks; ``"mostly gaps: ..."`` when more than half of the ticks since the warm-up were
+        session gaps (so they were not evidence: set ``dt_unit`` or ``gap_units``). The service
+        logs it once per key and counts such keys in a metric.
+        """
+        buf = self._buf
+        seen = int(buf[L.N_SEEN])
+        warmup = int(buf[L.WARMUP])
+        if not self.warm:
+            if seen >= 4 * warmup:
+                return (
+                    f"no scale: {seen} ticks and the values never varied over a warm-up of "
+                    f"{warmup} (a constant price or field?); outputs stay warm=False"
+                )
+            return None
+        gaps, steps = int(buf[L.N_GAPS]), int(buf[L.N_STEPS])
+        if gaps > 100 and gaps > steps:
+            return (
+                f"mostly gaps: {gaps} of the ticks since the warm-up were session gaps and "
+                f"only {steps} were evidence; set dt_unit (seconds) or gap_units"
+            )
+        return None
 
     @property
     def regime_order(self) -> list[int] | None:

@@ -247,13 +247,27 @@ def test_auto_time_unit_makes_the_spacing_irrelevant() -> None:
         assert (other == labels[-1]).mean() >= 0.99
 
 
-def test_a_constant_price_never_warms_up_and_never_breaks() -> None:
+def test_a_constant_price_never_warms_up_never_breaks_and_says_so() -> None:
     det = RegimeDetector()
     outs = det.learn_predict_many([{"ts": float(i), "price": 7.0} for i in range(500)])
     assert not any(o["warm"] for o in outs) and outs[-1]["n_samples_seen"] == 500
+    assert det.stream_problem is not None and det.stream_problem.startswith("no scale: 500")
     json.dumps(det.to_state(), allow_nan=False)
     more = det.learn_predict_many(switching_stream(8, n=200, t0=1000.0).ticks())
-    assert more[-1]["warm"]
+    assert more[-1]["warm"] and det.stream_problem is None
+
+
+def test_a_stream_of_gaps_says_so() -> None:
+    # Ticks whose spacing doubles: each is far beyond gap_units of the warm-up's median.
+    det = RegimeDetector(warmup=20)
+    rng = np.random.default_rng(1)
+    ts, ticks = 0.0, []
+    for i in range(400):
+        ts += 1.0 if i < 21 else 10.0 * (i - 19)
+        ticks.append({"ts": ts, "price": float(100 * np.exp(rng.normal(0, 0.01)))})
+    det.learn_predict_many(ticks)
+    assert det.warm and det.n_gaps > 300
+    assert det.stream_problem is not None and det.stream_problem.startswith("mostly gaps")
 
 
 @pytest.mark.parametrize(
