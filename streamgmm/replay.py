@@ -74,6 +74,10 @@ _PARQUET_SUFFIXES = (".parquet", ".pq")
 CHUNK_ROWS = 8192
 
 
+#: Keys whose stream problem the summary names, one line each; the rest are counted.
+_PROBLEMS_SHOWN = 20
+
+
 class ReplayError(Exception):
     """The input file cannot be replayed (unreadable, wrong format, missing columns)."""
 
@@ -88,6 +92,9 @@ class ReplaySummary:
     skipped_out_of_order: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
     keys: int = 0
+    #: Keys whose stream gave no regimes at the end of the file, with the detector's reason
+    #: (``stream_problem``; the service logs it per key when it begins).
+    stream_problems: dict[str, str] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- reading
@@ -352,6 +359,9 @@ def replay(
     finally:
         bar.close()
     summary.keys = len(run.states)
+    for key, state in run.states.items():
+        if (problem := state.pipeline.stream_problem) is not None:
+            summary.stream_problems[key] = problem
     return summary
 
 
@@ -556,6 +566,14 @@ def main(argv: list[str] | None = None) -> int:
         ),
         file=sys.stderr,
     )
+    problems = list(summary.stream_problems.items())
+    for key, problem in problems[:_PROBLEMS_SHOWN]:
+        print(f"streamgmm replay: key {key!r} gives no regimes: {problem}", file=sys.stderr)
+    if len(problems) > _PROBLEMS_SHOWN:
+        print(
+            f"streamgmm replay: {len(problems) - _PROBLEMS_SHOWN} more keys give no regimes",
+            file=sys.stderr,
+        )
     return 0
 
 

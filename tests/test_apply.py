@@ -32,6 +32,8 @@ def test_should_emit_and_ordering_rules() -> None:
 class Recording:
     """Stand-in detector: regime 1 above price 100, refuses price 13; records its calls."""
 
+    stream_problem: str | None = None
+
     def __init__(self) -> None:
         self.calls: list[list[float]] = []
         self.n = 0
@@ -215,3 +217,23 @@ def test_key_state_round_trip_and_refusals() -> None:
             KeyState.from_state(settings_, {**saved, **change}, 1, 7)
     with pytest.raises(ValueError, match="lacks 'last_ts'"):
         KeyState.from_state(settings_, {k: v for k, v in saved.items() if k != "last_ts"}, 1, 7)
+
+
+def test_a_stream_problem_is_reported_once_per_key_until_it_clears() -> None:
+    from streamgmm.regime import RegimeDetector
+    from streamgmm.service.apply import problem_kind
+
+    rules = TickRules("reject", "every_tick", 1)
+    state = KeyState(RegimeDetector(), partition=0)
+    flat = ticks(*((60.0 * i, 100.0) for i in range(150)))
+    assert rules.apply(state, flat).problem is None  # under four warm-ups: not yet a problem
+    more = ticks(*((60.0 * i, 100.0) for i in range(150, 300)), first=150)
+    problem = rules.apply(state, more).problem
+    assert problem is not None and problem.startswith("no scale: ")
+    assert (problem_kind(problem), state.problem) == ("no_scale", "no_scale")
+    still = ticks(*((60.0 * i, 100.0) for i in range(300, 400)), first=300)
+    assert rules.apply(state, still).problem is None  # reported once, not per run
+    # The price starts to move: the detector warms up and the problem clears.
+    moving = ticks(*((60.0 * i, 100.0 + (i % 7) * 0.1) for i in range(400, 500)), first=400)
+    run = rules.apply(state, moving)
+    assert run.outputs[-1]["warm"] and run.problem is None and state.problem is None

@@ -28,6 +28,8 @@ pytestmark = pytest.mark.integration
 class Poisoned:
     """A model whose state holds an infinity."""
 
+    stream_problem: str | None = None
+
     def learn_predict_one(self, tick: dict[str, float]) -> dict[str, Any]:
         raise AssertionError("not used")
 

@@ -44,6 +44,8 @@ A,7,80,
 class StepPipeline:
     """Stand-in model: regime 1 above price 100; refuses price 13 like a model would."""
 
+    stream_problem: str | None = None
+
     def __init__(self, settings: Settings) -> None:
         self.n = 0
 
@@ -259,6 +261,19 @@ def test_main_writes_json_lines_progress_and_summary(
     assert "30 records written" in err
     if importlib.util.find_spec("tqdm") is None:
         assert "replay: 30/30 rows (100%)" in err
+    assert "gives no regimes" not in err
+
+
+def test_main_names_keys_that_give_no_regimes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.csv"
+    rows = [f"FLAT,{60 * i},100,5\nOK,{60 * i},{100 + (i % 7) * 0.1},5\n" for i in range(300)]
+    path.write_text("symbol,ts,price,volume\n" + "".join(rows))
+    assert replay_mod.main([str(path), "--output", str(tmp_path / "out.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert "key 'FLAT' gives no regimes: no scale: 300 ticks" in err
+    assert "'OK'" not in err
 
 
 def test_main_exit_code_2_for_unusable_input(

@@ -182,3 +182,42 @@ def test_mixed_input(
     assert metrics["streamgmm_records_produced_total"] == 5000
     for reason, n in expected_reasons.items():
         assert metrics[f'streamgmm_records_dead_lettered_total{{reason="{reason}"}}'] == n
+
+
+def test_a_stream_that_gives_no_regimes_is_logged_once_and_counted(
+    broker: EmbeddedBroker, kafka_tools: KafkaTools, unique: str, tmp_path: Path
+) -> None:
+    """A price that never moves: one log line naming the key, one count, outputs warm=False."""
+    broker.create_topics({f"{unique}-in": 1})
+    good = make_ticks(["GOOD"], 400, seed=3)
+    flat = [{"symbol": "FLAT", "ts": t["ts"], "price": 100.0} for t in good]
+    records = [
+        (t["symbol"].encode(), json.dumps(t).encode(), 0)
+        for pair in zip(good, flat, strict=True)
+        for t in pair
+    ]
+    kafka_tools.send_all(f"{unique}-in", records)
+    metrics_port = free_port()
+    config = service_config(
+        broker,
+        unique,
+        tmp_path / "svc.toml",
+        **{"metrics.port": metrics_port},
+    )
+    log_path = tmp_path / "service.log"
+    proc = start_service(config, log_path)
+    try:
+        outputs = kafka_tools.read_all(f"{unique}-in.regimes", expect=800, timeout=120)
+        metrics = _scrape(metrics_port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    log = log_path.read_text()
+    assert code == 0, log[-3000:]
+    assert len(outputs) == 800
+    warm = {r.json()["key"]: r.json()["warm"] for r in outputs}
+    assert warm == {"GOOD": True, "FLAT": False}
+    lines = [line for line in log.splitlines() if "gives no regimes" in line]
+    assert len(lines) == 1, lines
+    assert "'FLAT'" in lines[0] and "no scale: " in lines[0]
+    assert metrics['streamgmm_stream_problems_total{kind="no_scale"}'] == 1

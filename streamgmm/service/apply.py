@@ -13,7 +13,8 @@ call, so for the same ticks they hold the same models and write the same records
   (``ts_jump``), so one outrageous timestamp cannot put every later tick out of order; a
   tick the model refuses is dead-lettered (``rejected_by_model``) and leaves the model
   unchanged; the emit policy (``[output] emit_policy``) picks which output records are
-  written;
+  written; a stream that gives no regimes (the detector's ``stream_problem``) is reported
+  once per key (:attr:`KeyRun.problem`) for the caller to log and count;
 - batching: each run of in-order ticks goes through ``learn_predict_many`` in one call, which
   is several times cheaper per tick than one call per tick and gives the same outputs.
 
@@ -48,6 +49,7 @@ __all__ = [
     "TickRules",
     "is_out_of_order",
     "make_pipeline",
+    "problem_kind",
     "restore_pipeline",
     "should_emit",
 ]
@@ -66,6 +68,23 @@ class Pipeline(Protocol):
     ) -> list[dict[str, Any] | ValueError]: ...
 
     def to_state(self) -> dict[str, Any]: ...
+
+    @property
+    def stream_problem(self) -> str | None:
+        """Why the stream gives no regimes, one sentence starting ``"<kind>: "``, or None."""
+        ...
+
+
+def problem_kind(problem: str) -> str:
+    """The kind of a detector's ``stream_problem`` as a metric label: ``"no scale: ..."`` is
+    ``no_scale``.
+
+    Examples
+    --------
+    >>> problem_kind("mostly gaps: 900 of the ticks since the warm-up were session gaps")
+    'mostly_gaps'
+    """
+    return problem.partition(":")[0].strip().replace(" ", "_")
 
 
 def make_pipeline(settings: Settings) -> Pipeline:
@@ -93,7 +112,9 @@ class KeyState:
 
     ``next_offset`` is the first input offset not yet applied to the detector, ``last_ts`` and
     ``last_regime`` those of the last applied tick; ``dirty`` is set when a tick was applied
-    since the key's last snapshot.
+    since the key's last snapshot. ``problem`` is the kind of the detector's stream problem
+    last reported (:attr:`KeyRun.problem`), kept in memory only: a restarted service reports
+    a key's problem once more.
     """
 
     pipeline: Pipeline
@@ -102,6 +123,7 @@ class KeyState:
     last_ts: float | None = None
     last_regime: int | None = None
     dirty: bool = False
+    problem: str | None = None
 
     def to_state(self) -> dict[str, Any]:
         """Versioned JSON-safe state (the partition and offset travel in the snapshot)."""
@@ -161,6 +183,10 @@ class KeyRun:
         ``rejected_by_model``).
     skipped
         Out-of-order ticks dropped without a dead letter (``out_of_order = "skip"``).
+    problem
+        The detector's ``stream_problem`` (why the stream gives no regimes: a price that never
+        moves, mostly session gaps) when it began with this run, else None; so it is reported
+        once per key and again only after it cleared or changed kind.
     """
 
     ticks: list[Tick] = field(default_factory=list)
@@ -168,6 +194,7 @@ class KeyRun:
     records: list[tuple[int, bytes]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     skipped: int = 0
+    problem: str | None = None
 
 
 def should_emit(
@@ -362,3 +389,8 @@ class TickRules:
             state.next_offset = tick.offset + 1
             state.last_ts = tick.ts
             state.dirty = True
+            problem = state.pipeline.stream_problem
+            kind = None if problem is None else problem_kind(problem)
+            if kind != state.problem:
+                state.problem = kind
+                run.problem = problem

@@ -150,6 +150,15 @@ class ServiceMetrics:
             ["outcome"],
             registry=reg,
         )
+        self._stream_problems = Counter(
+            "streamgmm_stream_problems",
+            "Keys whose stream gives no regimes, by kind: no_scale (the values never varied "
+            "over four warm-ups: a constant price or field) or mostly_gaps (most ticks were "
+            "session gaps: set detector.dt_unit or gap_units). Counted, and logged, once per "
+            "key when the problem begins.",
+            ["kind"],
+            registry=reg,
+        )
         self._produced = Counter(
             "streamgmm_records_produced", "Records produced to the output topic.", registry=reg
         )
@@ -250,6 +259,10 @@ class ServiceMetrics:
     def refused(self, outcome: str) -> None:
         """Count one record the broker refused for good (``dead_lettered`` or ``lost``)."""
         self._refused.labels(outcome=outcome).inc()
+
+    def stream_problem(self, kind: str) -> None:
+        """Count one key whose stream began to give no regimes, for ``kind``."""
+        self._stream_problems.labels(kind=kind).inc()
 
     def produced(self, n: int = 1) -> None:
         """Count ``n`` output records produced."""

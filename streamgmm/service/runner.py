@@ -26,7 +26,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from streamgmm.service.apply import KeyRun, TickRules
+from streamgmm.service.apply import KeyRun, TickRules, problem_kind
 from streamgmm.service.checkpoint import BadSnapshot, Changelog, ChangelogError, Checkpointer
 from streamgmm.service.config import (
     EXIT_CONFIG_ERROR,
@@ -425,6 +425,9 @@ class ServiceRunner:
         for _ in range(run.skipped):
             # Not a dead letter: nothing was sent there, and a DLQ alert must not fire.
             self.metrics.skipped("out_of_order")
+        if run.problem is not None:
+            log.warning("key %r gives no regimes: %s", key, run.problem)
+            self.metrics.stream_problem(problem_kind(run.problem))
         if run.records:
             send, topic, key_bytes = self._sink.send, self.settings.output_topic, encode_key(key)
             for _offset, value in run.records:
