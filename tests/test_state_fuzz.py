@@ -1,14 +1,15 @@
 """Hostile stored state: every ``from_state`` rejects cleanly or yields a model that works.
 
 Valid states of every component (the mixture, the regime and event detectors in and after
-their warm-up, the drift monitor) are mutated by hypothesis: numbers (NaN, infinities, huge,
-tiny, negative, 5e-324), types (text, booleans, null, lists, objects), deleted and unknown
-fields, and lists made longer or shorter. Each case must either raise ``ValueError`` or give a
-model whose state is strict JSON and whose next 100 outputs are finite; nothing else (another
-exception, a hang, a crash of the process) is allowed.
+their warm-up, the drift monitor, and the service's changelog snapshot of a key: envelope,
+bookkeeping and detector, read as the service reads it) are mutated by hypothesis: numbers
+(NaN, infinities, huge, tiny, negative, 5e-324), types (text, booleans, null, lists,
+objects), deleted and unknown fields, and lists made longer or shorter. Each case must either
+raise ``ValueError`` or give a model whose state is strict JSON and whose next 100 outputs are
+finite; nothing else (another exception, a hang, a crash of the process) is allowed.
 
-CI runs 5,000 cases per component (20,000 in all). ``STREAMGMM_FUZZ_CASES=250000 pytest -m
-long tests/test_state_fuzz.py`` runs the long campaign (1,000,000 cases).
+CI runs 5,000 cases per component (25,000 in all). ``STREAMGMM_FUZZ_CASES=250000 pytest -m
+long tests/test_state_fuzz.py`` runs the long campaign (1,250,000 cases).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from hypothesis import strategies as st
 from streamgmm import OnlineGaussianMixture
 from streamgmm.drift import LikelihoodDriftMonitor
 from streamgmm.regime import EventDetector, RegimeDetector
+from streamgmm.service.apply import KeyState, TickRules
+from streamgmm.service.config import load_settings
+from streamgmm.service.decode import Tick
+from streamgmm.service.snapshot import decode_snapshot, encode_snapshot
 from streamgmm.synthetic import switching_stream
 
 CI_CASES = int(os.environ.get("STREAMGMM_FUZZ_CI_CASES", "5000"))
@@ -78,11 +83,32 @@ def _drift_states() -> list[dict[str, Any]]:
     return [monitor.to_state()]
 
 
+SETTINGS = load_settings(None, {}, {})
+
+
+def _snapshot_states() -> list[dict[str, Any]]:
+    """Changelog values (decoded JSON) of a key in and after its warm-up, as the service
+    writes them."""
+    ticks = switching_stream(1, n=300).ticks()
+    out = []
+    for n in (20, 300):
+        state = KeyState(RegimeDetector(), partition=2)
+        rows = [
+            (Tick("K", float(t["ts"]), {"price": float(t["price"])}, "in", 2, i), None)
+            for i, t in enumerate(ticks[:n])
+        ]
+        TickRules("reject", "every_tick", 1).apply(state, rows)
+        value = encode_snapshot("K", state.to_state(), 2, state.next_offset)
+        out.append(json.loads(value))
+    return out
+
+
 STATES: dict[str, list[dict[str, Any]]] = {
     "regime": _regime_states(),
     "event": _event_states(),
     "mixture": _mixture_states(),
     "drift": _drift_states(),
+    "snapshot": _snapshot_states(),
 }
 
 
@@ -162,8 +188,38 @@ def _finite(value: Any) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
+def _exercise_snapshot(document: dict[str, Any]) -> None:
+    """The service's restore path: the changelog value's bytes, its envelope, the key's state;
+    then 100 ticks through the tick path."""
+    value = json.dumps(document).encode()  # NaN and Infinity literals included, as sent
+    try:
+        snap = decode_snapshot(value)
+        state = KeyState.from_state(SETTINGS, snap.state, snap.partition, snap.next_offset)
+    except ValueError:
+        return
+    rng = np.random.default_rng(3)
+    ts0 = max(state.last_ts or 0.0, 0.0) + 1.0
+    offset = min(state.next_offset, 2**62)
+    rows = [
+        (
+            Tick("K", ts0 + i, {"price": float(100 * math.exp(rng.normal(0, 0.01)))}, "in",
+                 state.partition, offset + i),
+            None,
+        )
+        for i in range(100)
+    ]  # fmt: skip
+    run = TickRules("reject", "every_tick", 1).apply(state, rows)
+    assert len(run.outputs) + len(run.dead_letters) == 100
+    for out in run.outputs:
+        assert _finite(out), out
+    encode_snapshot("K", state.to_state(), state.partition, state.next_offset)
+
+
 def _exercise(kind: str, state: dict[str, Any]) -> None:
     """from_state, then 100 steps; any ValueError from from_state is a clean rejection."""
+    if kind == "snapshot":
+        _exercise_snapshot(state)
+        return
     cls: Any = {
         "regime": RegimeDetector,
         "event": EventDetector,
