@@ -542,9 +542,13 @@ class OnlineGaussianMixture(base.Clusterer):
             # Decayed sums of n points carry total mass (1 - λ^n) / (1 - λ).
             lam = state[K.H_DECAY]
             # expm1 keeps precision for half-lives of many points; a half-life so long that
-            # λ rounds to 1 decays nothing, and n points carry mass n.
-            log_lam = math.log(lam)
-            total = math.expm1(n * log_lam) / math.expm1(log_lam) if log_lam < 0.0 else float(n)
+            # λ rounds to 1 decays nothing, and n points carry mass n; one so short (under
+            # 1e-3 samples) that λ underflows to 0 keeps only the last point, mass 1.
+            if lam <= 0.0:
+                total = 1.0
+            else:
+                log_lam = math.log(lam)
+                total = math.expm1(n * log_lam) / math.expm1(log_lam) if log_lam < 0.0 else float(n)
             r = K.regions(state)
             r["mass"] *= total
             r["scatter"] *= total

@@ -484,3 +484,16 @@ def test_combined_posterior_and_score_equal_the_separate_calls(fitted_3d):
     proba, score = fitted_3d.predict_proba_and_score_one(x)
     assert proba == fitted_3d.predict_proba_one(x)
     assert score == fitted_3d.score_one(x)
+
+
+@pytest.mark.parametrize("halflife", [2.2250738585e-313, 1e-5, 0.5])
+def test_a_half_life_under_one_sample_still_gives_finite_outputs(halflife: float) -> None:
+    """2 ** (-1 / halflife) underflows to 0 below about 1e-3 samples (found by the state fuzz:
+    the warm-up then took log(0))."""
+    model = OnlineGaussianMixture(2, halflife=halflife, warmup=20)
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        x = {"x": float(rng.normal()), "y": float(rng.normal(3))}
+        model.learn_one(x)
+        assert all(math.isfinite(p) for p in model.predict_proba_one(x).values())
+        assert math.isfinite(model.score_one(x))
