@@ -73,6 +73,8 @@ def replay_file(path: Path, out_path: Path) -> int:
 class FixedOutput:
     """Stand-in detector: one warm output, whatever the ticks (no model at all)."""
 
+    stream_problem = None
+
     OUT = make_output(
         1, {0: 0.2512345678901234, 1: 0.7487654321098766},
         {0: 0.4012345678901234, 1: 0.5987654321098766}, -1.2345678901234567,

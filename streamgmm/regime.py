@@ -22,6 +22,7 @@ every part before writing it back.
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -161,9 +162,14 @@ class _Detector:
             return ValueError(f"tick field 'ts' must be finite, got {tick.get('ts')!r}")
         if status == L.S_BAD_VALUE:
             name = self._value_names()[int(row[_ROW_FIELD])]
+            value = tick.get(name)
+            if isinstance(value, numbers.Real) and abs(value) <= _K.MAX_VALUE:
+                return ValueError(
+                    f"tick field {name!r} is {value!r}, too far from the warm-up's values to "
+                    f"use (standardised beyond ±{_K.MAX_VALUE:g})"
+                )
             return ValueError(
-                f"tick field {name!r} must be finite and within ±{_K.MAX_VALUE:g}, "
-                f"got {tick.get(name)!r}"
+                f"tick field {name!r} must be finite and within ±{_K.MAX_VALUE:g}, got {value!r}"
             )
         if status == L.S_BAD_PRICE:
             return ValueError(f"tick field 'price' must be positive, got {tick.get('price')!r}")

@@ -303,3 +303,26 @@ def test_a_single_regime_is_allowed() -> None:
     det = RegimeDetector(n_regimes=1)
     outs = det.learn_predict_many(switching_stream(9, n=200).ticks())
     assert outs[-1]["probabilities"] == {0: 1.0} and outs[-1]["regime"] == 0
+
+
+def test_an_event_value_standardised_beyond_range_is_refused_and_changes_nothing() -> None:
+    """A tiny stored scale (or a value very far from the warm-up's) would overflow the model:
+    the tick is refused naming the field, and the state stays as it was (state fuzz find)."""
+    rng = np.random.default_rng(0)
+    det = EventDetector(["a", "b"], warmup=20)
+    det.learn_predict_many(
+        [
+            {"ts": float(t), "a": float(rng.normal()), "b": float(rng.normal(5, 2))}
+            for t in range(60)
+        ]
+    )
+    state = det.to_state()
+    state["features"]["scale"][0] = 5e-324
+    hostile = EventDetector.from_state(state)
+    before = hostile.to_state()
+    with pytest.raises(ValueError, match=r"'a' is 0\.5, too far from the warm-up's values"):
+        hostile.learn_predict_one({"ts": 100.0, "a": 0.5, "b": 5.0})
+    [out] = hostile.learn_predict_many([{"ts": 100.0, "a": 0.5, "b": 5.0}])
+    assert isinstance(out, ValueError)
+    assert hostile.to_state() == before
+    json.dumps(before, allow_nan=False)
