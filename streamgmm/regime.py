@@ -22,7 +22,6 @@ every part before writing it back.
 from __future__ import annotations
 
 import inspect
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -163,7 +162,7 @@ class _Detector:
         if status == L.S_BAD_VALUE:
             name = self._value_names()[int(row[_ROW_FIELD])]
             value = tick.get(name)
-            if isinstance(value, numbers.Real) and abs(value) <= _K.MAX_VALUE:
+            if isinstance(value, int | float) and abs(value) <= _K.MAX_VALUE:
                 return ValueError(
                     f"tick field {name!r} is {value!r}, too far from the warm-up's values to "
                     f"use (standardised beyond ±{_K.MAX_VALUE:g})"
