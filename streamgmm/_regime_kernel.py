@@ -871,14 +871,15 @@ def _standardised_features(buf, lay, mix, mlay, ts, vals, row):
         return status, False, 0.0, 0.0
     if events:
         dt = ts - buf[LAST_TS] if buf[N_SEEN] > 0.0 else 0.0
-        for j in range(d):
-            z = (vals[j] - buf[lay[O_LOC] + j]) / buf[lay[O_SCALE] + j]
-            if not (math.isfinite(z) and abs(z) <= MAX_VALUE):
-                # Standardised beyond the mixture's range (a value very far from the warm-up's,
-                # or a tiny scale): refused like a bad value.
-                row[R_FIELD] = j
-                return S_BAD_VALUE, False, 0.0, 0.0
-            mix[mlay[_mix.L_X] + j] = z
+        if int(buf[PHASE]) == RUNNING:  # in the warm-up there is no scale yet
+            for j in range(d):
+                z = (vals[j] - buf[lay[O_LOC] + j]) / buf[lay[O_SCALE] + j]
+                if not (math.isfinite(z) and abs(z) <= MAX_VALUE):
+                    # Standardised beyond the mixture's range (a value very far from the
+                    # warm-up's, or a tiny scale): refused like a bad value.
+                    row[R_FIELD] = j
+                    return S_BAD_VALUE, False, 0.0, 0.0
+                mix[mlay[_mix.L_X] + j] = z
         return S_WARM, True, dt, 0.0
     dt = ts - buf[LAST_TS]
     log_return = RETURN_SCALE * math.log(vals[0] / buf[LAST_PRICE])

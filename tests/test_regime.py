@@ -310,13 +310,16 @@ def test_an_event_value_standardised_beyond_range_is_refused_and_changes_nothing
     the tick is refused naming the field, and the state stays as it was (state fuzz find)."""
     rng = np.random.default_rng(0)
     det = EventDetector(["a", "b"], warmup=20)
-    det.learn_predict_many(
+    outs = det.learn_predict_many(
         [
             {"ts": float(t), "a": float(rng.normal()), "b": float(rng.normal(5, 2))}
             for t in range(60)
         ]
     )
+    last = outs[-1]
+    assert all(isinstance(out, dict) for out in outs) and isinstance(last, dict) and last["warm"]
     state = det.to_state()
+    assert state["running"]
     state["features"]["scale"][0] = 5e-324
     hostile = EventDetector.from_state(state)
     before = hostile.to_state()
