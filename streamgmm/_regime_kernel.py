@@ -234,8 +234,12 @@ def _emission_logs(buf, lay, mix, mlay):
 
 @_hot
 def _step(buf):
-    """The step size gamma_t = max((t + t0)^-alpha, min_step) after t steps with evidence."""
-    return max((buf[N_STEPS] + buf[STEP_OFFSET]) ** (-buf[ALPHA]), buf[MIN_STEP])
+    """The step size gamma_t = max((t + t0)^-alpha, min_step) after t steps with evidence.
+
+    ``t + t0`` is taken as at least 1, so no step exceeds 1: with ``step_offset`` below 1 the
+    first step (t = 0) would be 0^-alpha, an infinity that made every output NaN.
+    """
+    return max(max(buf[N_STEPS] + buf[STEP_OFFSET], 1.0) ** (-buf[ALPHA]), buf[MIN_STEP])
 
 
 @_jit

@@ -517,7 +517,8 @@ class RegimeDetector(_Detector):
         evidence, in (0.5, 1]; smaller adapts faster.
     step_offset
         Offset ``t0`` of the online-EM step: early steps are ``(t0 + 1) ** -alpha`` rather
-        than 1, so the first ticks cannot overwrite the start.
+        than 1, so the first ticks cannot overwrite the start (``t + t0`` is taken as at least
+        1, so no step exceeds 1).
     halflife
         Smallest online-EM step, as a half-life in ticks: the memory of a long-running model
         (``None``: no floor, the model converges).
@@ -665,7 +666,8 @@ class EventDetector(_Detector):
         evidence, in (0.5, 1]; smaller adapts faster.
     step_offset
         Offset ``t0`` of the online-EM step: early steps are ``(t0 + 1) ** -alpha`` rather
-        than 1, so the first ticks cannot overwrite the start.
+        than 1, so the first ticks cannot overwrite the start (``t + t0`` is taken as at least
+        1, so no step exceeds 1).
     halflife
         Smallest online-EM step, as a half-life in ticks: the memory of a long-running model
         (``None``: no floor, the model converges).

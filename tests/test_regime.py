@@ -329,3 +329,23 @@ def test_an_event_value_standardised_beyond_range_is_refused_and_changes_nothing
     assert isinstance(out, ValueError)
     assert hostile.to_state() == before
     json.dumps(before, allow_nan=False)
+
+
+@pytest.mark.parametrize("step_offset", [0.0, 0.5])
+def test_a_step_offset_below_one_gives_finite_outputs(step_offset: float) -> None:
+    """The first online-EM step was 0 ** -alpha = inf with step_offset 0 when the warm-up's
+    first evidence came after its spacings set a shorter unit (found by the state fuzz)."""
+    rng = np.random.default_rng(3)
+    price, ticks = 100.0, []
+    for i in range(121):
+        price *= math.exp(rng.normal(0, 0.01))
+        ts = 86400.0 * i if i <= 20 else 86400.0 * 20 + (i - 20)
+        ticks.append({"ts": ts, "price": price})
+    det = RegimeDetector(step_offset=step_offset)
+    outs = det.learn_predict_many(ticks)
+    assert all(isinstance(out, dict) for out in outs)
+    assert outs[-1]["warm"]  # type: ignore[index]
+    for out in outs:
+        assert isinstance(out, dict) and math.isfinite(out["log_likelihood"])
+        assert all(math.isfinite(p) for p in out["probabilities"].values())
+    json.dumps(det.to_state(), allow_nan=False)
