@@ -58,6 +58,8 @@ from streamgmm import _validate as V
 __all__ = ["hmm_from_state", "hmm_to_state"]
 
 _FIELDS = ("filtered", "transition_stats", "emission_stats", "order")
+#: Largest magnitude of a stored emission statistic.
+_MAX_MOMENT = 1e200
 # Filtered probabilities are normalised by the step; a stored state may be off by rounding only.
 _SUM_TOLERANCE = 1e-9
 
@@ -96,7 +98,15 @@ def hmm_from_state(path: str, state: Any, buf: np.ndarray) -> None:
     if abs(filtered.sum() - 1.0) > _SUM_TOLERANCE:
         raise ValueError(f"{path}.filtered must sum to 1, got {filtered.sum()!r}")
     tstats = V.matrix(f"{path}.transition_stats", state["transition_stats"], (k, k, k), lo=0.0)
-    estats = V.matrix(f"{path}.emission_stats", state["emission_stats"], (k, k, s))
+    # Normalised moments of standardised values within ±MAX_ABS_VALUE: squares stay within
+    # its square, so nothing larger comes from a real stream.
+    estats = V.matrix(
+        f"{path}.emission_stats",
+        state["emission_stats"],
+        (k, k, s),
+        lo=-_MAX_MOMENT,
+        hi=_MAX_MOMENT,
+    )
     occupancy = estats[:, :, 0]
     if (occupancy < 0.0).any():
         raise ValueError(f"{path}.emission_stats occupancies must be non-negative")

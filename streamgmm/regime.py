@@ -451,6 +451,12 @@ class _Detector:
         if buf[L.LAST_WARM] and not self.warm:
             raise ValueError("state.last_output.warm is true but the model is not running")
         _K.refresh(buf)
+        # Statistics in range can still give an overflowing model (a second moment near the
+        # float limit divided by a small occupancy): refuse it rather than run it.
+        if not (np.isfinite(L.mixture(buf)).all() and np.isfinite(r["transitions"]).all()):
+            raise ValueError(
+                "state.hmm: the statistics give a non-finite model (a moment beyond range?)"
+            )
 
     @classmethod
     def _params_from_state(cls, state: Any) -> dict[str, Any]:

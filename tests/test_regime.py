@@ -349,3 +349,15 @@ def test_a_step_offset_below_one_gives_finite_outputs(step_offset: float) -> Non
         assert isinstance(out, dict) and math.isfinite(out["log_likelihood"])
         assert all(math.isfinite(p) for p in out["probabilities"].values())
     json.dumps(det.to_state(), allow_nan=False)
+
+
+@pytest.mark.parametrize("moment", [4.741789547888287e307, 1e201])
+def test_a_stored_moment_beyond_range_is_refused(moment: float) -> None:
+    """A second moment near the float limit passed the checks and gave a NaN drift score
+    (found by the million-case state fuzz); moments beyond 1e200 are refused now."""
+    det = RegimeDetector()
+    det.learn_predict_many(switching_stream(0, n=300).ticks())
+    state = det.to_state()
+    state["hmm"]["emission_stats"][0][1][2] = moment
+    with pytest.raises(ValueError, match="emission_stats"):
+        RegimeDetector.from_state(state)
