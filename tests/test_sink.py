@@ -141,7 +141,10 @@ def test_a_vanished_broker_fails_the_flush_promptly(unique: str) -> None:
         started = time.monotonic()
         for i in range(3000):
             sink.send(second, value=str(i).encode(), key=b"k")
-        with pytest.raises(DeliveryError, match=r"3000 record\(s\) were not delivered"):
+        # The count depends on how far the child got before the flush timed out (a loaded
+        # machine once gave "1 record(s)"); the runner rewinds on any DeliveryError, so what
+        # matters is that the flush fails, and promptly.
+        with pytest.raises(DeliveryError, match=r"\d+ record\(s\) were not delivered"):
             sink.flush(timeout=10)
         assert time.monotonic() - started < 30
     finally:
