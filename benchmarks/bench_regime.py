@@ -36,17 +36,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=40000)
     parser.add_argument("--run", type=int, default=17, help="ticks per learn_predict_many call")
+    parser.add_argument(
+        "--block-run", type=int, default=1024, help="ticks per learn_predict_block call"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
     warm = _ticks(2000, seed=1)
-    one_rates, many_rates = [], []
+    one_rates, many_rates, block_rates = [], [], []
     for repeat in range(args.repeats):
         ticks = [{**t, "ts": t["ts"] + 1.0e8} for t in _ticks(args.ticks, seed=2 + repeat)]
-        one, many = RegimeDetector(), RegimeDetector()
+        one, many, block = RegimeDetector(), RegimeDetector(), RegimeDetector()
         for tick in warm:
             one.learn_predict_one(tick)
         many.learn_predict_many(warm)
+        block.learn_predict_many(warm)
+        ts = np.array([t["ts"] for t in ticks])
+        prices = np.array([t["price"] for t in ticks])
         started = time.perf_counter()
         for tick in ticks:
             one.learn_predict_one(tick)
@@ -55,9 +61,16 @@ def main() -> None:
         for i in range(0, len(ticks), args.run):
             many.learn_predict_many(ticks[i : i + args.run])
         many_rates.append(len(ticks) / (time.perf_counter() - started))
-        assert one.to_state() == many.to_state()  # the same model either way
+        started = time.perf_counter()
+        for i in range(0, len(ticks), args.block_run):
+            block.learn_predict_block(
+                ts[i : i + args.block_run], {"price": prices[i : i + args.block_run]}
+            )
+        block_rates.append(len(ticks) / (time.perf_counter() - started))
+        assert one.to_state() == many.to_state() == block.to_state()  # the same model
 
     one_rate, many_rate = statistics.median(one_rates), statistics.median(many_rates)
+    block_rate = statistics.median(block_rates)
     print(
         f"RegimeDetector.learn_predict_one               : {one_rate:10.0f} ticks/s "
         f"({1e6 / one_rate:.1f} us/tick)"
@@ -67,6 +80,10 @@ def main() -> None:
         f"({1e6 / many_rate:.1f} us/tick)"
     )
     print(f"ratio                                          : {many_rate / one_rate:10.1f}")
+    print(
+        f"RegimeDetector.learn_predict_block (runs of {args.block_run}, columns in and out): "
+        f"{block_rate:10.0f} ticks/s ({1e6 / block_rate:.2f} us/tick)"
+    )
 
 
 if __name__ == "__main__":

@@ -20,9 +20,9 @@ decimal strings (``"0"``, ``"1"``, ...), since JSON object keys are strings.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "KINDS",
@@ -32,11 +32,15 @@ __all__ = [
     "RECORD_KEYS",
     "SOURCE_FIELDS",
     "Field",
+    "OutputBlock",
     "fields_table",
     "finite_or_none",
     "json_value",
     "make_output",
+    "make_output_columns",
+    "output_rows",
     "regime_probabilities",
+    "take_columns",
 ]
 
 #: JSON type of each kind of field, as the docs state it.
@@ -152,6 +156,86 @@ def make_output(
         "n_samples_seen": n_samples_seen,
         "warm": warm,
     }
+
+
+def make_output_columns(
+    regime: Sequence[int],
+    probabilities: Sequence[Sequence[float]],
+    raw_probabilities: Sequence[Sequence[float]],
+    log_likelihood: Sequence[float],
+    drift_score: Sequence[float],
+    drift_detected: Sequence[bool],
+    n_samples_seen: Sequence[int],
+    warm: Sequence[bool],
+) -> dict[str, Any]:
+    """Outputs of a run of ticks in column form: :data:`OUTPUT_KEYS`, a column per field.
+
+    Each column has one entry per tick, in tick order. A ``probabilities`` field is the
+    sequence of per-regime columns (regime ``r``'s column at index ``r``), so the record's
+    ``{"0": p0, "1": p1}`` of tick ``j`` is ``{r: column[j] for r, column in
+    enumerate(probabilities)}``. Values are taken as they are, as in :func:`make_output`, of
+    which this is the column form: :func:`output_rows` turns one into the other.
+
+    Examples
+    --------
+    >>> cols = make_output_columns(
+    ...     [0, 1], ([0.75, 0.25], [0.25, 0.75]), ([0.5, 0.5], [0.5, 0.5]),
+    ...     [-1.0, -2.0], [0.0, 0.1], [False, False], [300, 301], [True, True],
+    ... )  # fmt: skip
+    >>> output_rows(cols)[1] == make_output(
+    ...     1, {0: 0.25, 1: 0.75}, {0: 0.5, 1: 0.5}, -2.0, 0.1, False, 301, True
+    ... )
+    True
+    """
+    columns = (regime, probabilities, raw_probabilities, log_likelihood, drift_score,
+               drift_detected, n_samples_seen, warm)  # fmt: skip
+    return dict(zip(OUTPUT_KEYS, columns, strict=True))
+
+
+def output_rows(columns: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The per-tick outputs (:func:`make_output` dicts) of outputs in column form."""
+    n = len(columns["regime"])
+    per_field = []
+    for f in OUTPUT_FIELDS:
+        column = columns[f.name]
+        if f.kind == "probabilities":
+            column = (
+                [dict(enumerate(values)) for values in zip(*column, strict=True)]
+                if len(column)
+                else [{} for _ in range(n)]
+            )
+        per_field.append(column)
+    return [make_output(*row) for row in zip(*per_field, strict=True)]
+
+
+def take_columns(columns: Mapping[str, Any], positions: Sequence[int]) -> dict[str, Any]:
+    """Outputs in column form, of the ticks at ``positions`` only."""
+    taken: dict[str, Any] = {}
+    for f in OUTPUT_FIELDS:
+        column = columns[f.name]
+        if f.kind == "probabilities":
+            taken[f.name] = [[c[j] for j in positions] for c in column]
+        else:
+            taken[f.name] = [column[j] for j in positions]
+    return taken
+
+
+class OutputBlock(NamedTuple):
+    """What a detector's ``learn_predict_block`` returns for a run of ticks.
+
+    Attributes
+    ----------
+    applied
+        Positions (in the run) of the ticks the detector applied, in order.
+    columns
+        Their outputs in column form (:func:`make_output_columns`), one entry per applied tick.
+    refused
+        ``(position, ValueError)`` of each tick refused (it left the state unchanged).
+    """
+
+    applied: list[int]
+    columns: dict[str, Any]
+    refused: list[tuple[int, ValueError]]
 
 
 def finite_or_none(value: object) -> float | None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from streamgmm.output import output_rows
 from streamgmm.regime import OUTPUT_KEYS, EventDetector, RegimeDetector
 from streamgmm.synthetic import intraday_stream, switching_stream
 
@@ -108,6 +109,72 @@ def test_learn_predict_many_equals_learn_predict_one_to_the_bit() -> None:
     assert one.to_state() == many.to_state()
     assert sum(isinstance(o, ValueError) for o in got) > 20
     assert one.n_duplicates > 20 and one.n_out_of_order > 20
+
+
+def _by_block(det: Any, ticks: list[dict[str, float]], names: list[str], size: int) -> list[Any]:
+    """Outputs (dicts) and refusals of ``ticks`` through ``learn_predict_block``, in chunks."""
+    got: list[Any] = []
+    for start in range(0, len(ticks), size):
+        chunk = ticks[start : start + size]
+        block = det.learn_predict_block(
+            np.array([t["ts"] for t in chunk]), {m: np.array([t[m] for t in chunk]) for m in names}
+        )
+        results: list[Any] = [None] * len(chunk)
+        for i, out in zip(block.applied, output_rows(block.columns), strict=True):
+            results[i] = out
+        for i, error in block.refused:
+            results[i] = error
+        assert None not in results
+        got += results
+    return got
+
+
+def test_learn_predict_block_equals_learn_predict_many_to_the_bit() -> None:
+    # The block takes numbers only: the mix's ticks with float ts and price (NaN, inf,
+    # negative and huge prices, duplicates, out-of-order ticks and gaps among them).
+    ticks = [
+        {"ts": t["ts"], "price": t["price"]}
+        for t in mixed_ticks(2500, seed=11)
+        if type(t.get("ts")) is float and type(t.get("price")) is float
+    ]
+    many, blocks = RegimeDetector(), RegimeDetector()
+    expected: list[Any] = []
+    for start in range(0, len(ticks), 37):
+        expected += many.learn_predict_many(ticks[start : start + 37])
+    got = _by_block(blocks, ticks, ["price"], 37)
+    assert [repr(g) for g in got] == [repr(e) for e in expected]  # repr: floats to the bit
+    assert blocks.to_state() == many.to_state()
+    assert sum(isinstance(g, ValueError) for g in got) > 10
+
+
+def test_event_learn_predict_block_equals_learn_predict_many_to_the_bit() -> None:
+    rng = np.random.default_rng(3)
+    ticks = [
+        {
+            "ts": float(t),
+            "a": float(rng.normal(0, 1 + 4 * (t // 300 % 2))),
+            "b": float(rng.normal()),
+        }
+        for t in range(1500)
+    ]
+    ticks[700]["a"] = math.inf  # refused
+    many, blocks = EventDetector(["a", "b"]), EventDetector(["a", "b"])
+    expected: list[Any] = []
+    for start in range(0, len(ticks), 50):
+        expected += many.learn_predict_many(ticks[start : start + 50])
+    got = _by_block(blocks, ticks, ["a", "b"], 50)
+    assert [repr(g) for g in got] == [repr(e) for e in expected]
+    assert isinstance(got[700], ValueError) and "'a'" in str(got[700])
+    assert blocks.to_state() == many.to_state()
+
+
+def test_learn_predict_block_names_a_missing_or_misshapen_field() -> None:
+    det = RegimeDetector()
+    with pytest.raises(ValueError, match="'price' is missing"):
+        det.learn_predict_block(np.zeros(3), {"volume": np.ones(3)})
+    with pytest.raises(ValueError, match="'price' must have 3 values"):
+        det.learn_predict_block(np.zeros(3), {"price": np.ones(2)})
+    assert det.n_samples_seen == 0
 
 
 def test_skipped_ticks_repeat_the_last_output() -> None:
