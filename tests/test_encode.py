@@ -18,12 +18,16 @@ from streamgmm.output import (
     SOURCE_FIELDS,
     fields_table,
     make_output,
+    make_output_columns,
+    output_rows,
 )
 from streamgmm.service.decode import Tick
 from streamgmm.service.encode import (
+    COLUMNS_ENCODER_SOURCE,
     ENCODER_SOURCE,
     build_output_record,
     encode_output,
+    encode_output_columns,
     encode_output_record,
 )
 
@@ -145,3 +149,90 @@ def test_generic_encoder_writes_compact_json_and_refuses_non_finite() -> None:
     assert encode_output({"key": "Zürich"}) == '{"key":"Zürich"}'.encode()
     with pytest.raises(ValueError):
         encode_output({"log_likelihood": float("nan")})
+
+
+# --------------------------------------------------------------------------- column form
+
+_column_floats = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    # repr() and a column formatter part ways below 1e-4 ("1e-05"): many values there.
+    st.floats(min_value=-1e-3, max_value=1e-3),
+    st.floats(min_value=0.0, max_value=1.0),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n=st.integers(0, 12),
+    k=st.integers(0, 4),
+    key=st.text(min_size=1, max_size=12),
+    topic=st.text(min_size=1, max_size=8),
+    partition=st.integers(-1, 1000),
+    data=st.data(),
+)
+def test_encode_output_columns_matches_the_generic_encoder_record_by_record(
+    n: int, k: int, key: str, topic: str, partition: int, data: st.DataObject
+) -> None:
+    def floats() -> list[float]:
+        return data.draw(st.lists(_column_floats, min_size=n, max_size=n))
+
+    ts = data.draw(
+        st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=n, max_size=n)
+    )
+    offsets = data.draw(st.lists(st.integers(0, 2**62), min_size=n, max_size=n))
+    columns = make_output_columns(
+        data.draw(st.lists(st.integers(0, 15), min_size=n, max_size=n)),
+        [floats() for _ in range(k)],
+        [floats() for _ in range(k)],
+        floats(),
+        floats(),
+        data.draw(st.lists(st.booleans(), min_size=n, max_size=n)),
+        data.draw(st.lists(st.integers(0, 2**62), min_size=n, max_size=n)),
+        data.draw(st.lists(st.booleans(), min_size=n, max_size=n)),
+    )
+    # The source as a block holds it: one key, topic and partition; ts and offsets as arrays.
+    source = {
+        "key": key,
+        "ts": np.array(ts, dtype=np.float64),
+        "topic": topic,
+        "partition": partition,
+        "offset": np.array(offsets, dtype=np.int64),
+    }
+    got = encode_output_columns(source, columns)
+    outs = output_rows(columns)
+    want = [
+        encode_output(build_output_record(Tick(key, t, {}, topic, partition, o), out))
+        for t, o, out in zip(ts, offsets, outs, strict=True)
+    ]
+    assert got == want
+
+
+def test_number_columns_are_written_as_repr_writes_each_float() -> None:
+    rng = np.random.default_rng(5)
+    # Random bit patterns: every sign, exponent and mantissa, NaN and infinity among them.
+    bits = rng.integers(0, 2**64 - 1, 20_000, dtype=np.uint64, endpoint=True).view(np.float64)
+    values = np.concatenate(
+        [
+            bits,
+            10.0 ** rng.uniform(-30, 30, 20_000),
+            [0.0, -0.0, 1e-5, 1.5e-7, 1e-4, 9.999e-5, 1e16, 1e22, 5e-324, 1.7976931348623157e308],
+        ]
+    )
+    columns = make_output_columns(
+        [0] * values.size, [], [], values.tolist(), [0.0] * values.size,
+        [False] * values.size, [1] * values.size, [True] * values.size,
+    )  # fmt: skip
+    records = encode_output_columns(
+        {"key": "K", "ts": 0.0, "topic": "t", "partition": 0, "offset": 0}, columns
+    )
+    got = [json.loads(r)["log_likelihood"] for r in records]
+    texts = [r.split(b'"log_likelihood":')[1].split(b",")[0].decode() for r in records]
+    finite = np.isfinite(values)
+    assert texts == [repr(float(v)) if f else "null" for v, f in zip(values, finite, strict=True)]
+    assert [g for g, f in zip(got, finite, strict=True) if f] == values[finite].tolist()
+
+
+def test_the_columns_encoder_is_generated_from_the_schema() -> None:
+    positions = [COLUMNS_ENCODER_SOURCE.index(f'"{name}":') for name in RECORD_KEYS]
+    assert positions == sorted(positions)
+    assert COLUMNS_ENCODER_SOURCE.count('":{v') == len(RECORD_KEYS)

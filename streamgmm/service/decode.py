@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
+
+import numpy as np
 
 from streamgmm.service.config import Settings
 
@@ -41,6 +43,7 @@ __all__ = [
     "TRUNCATED_VALUE_BYTES",
     "DeadLetter",
     "Tick",
+    "TickBlock",
     "TickDecoder",
     "dead_letter_for",
     "dead_letter_headers",
@@ -109,6 +112,69 @@ class Tick(NamedTuple):
     topic: str
     partition: int
     offset: int
+
+
+@dataclass(frozen=True)
+class TickBlock:
+    """One key's run of decoded ticks from one topic and partition, as columns.
+
+    The column form of a list of :class:`Tick` (same attribute names): ``key``, ``topic`` and
+    ``partition`` are one value for the run; ``ts`` and ``offset`` are arrays, one entry per
+    tick in offset order; ``fields`` maps each field every tick of the run has to its array.
+    ``streamgmm replay`` decodes a file's rows straight into blocks, and the per-key tick
+    path (:mod:`.apply`) hands blocks to the detector and the encoder.
+    """
+
+    key: str
+    ts: np.ndarray
+    fields: dict[str, np.ndarray]
+    topic: str
+    partition: int
+    offset: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def tick(self, i: int) -> Tick:
+        """The ``i``-th tick, as the decoder would have made it."""
+        return Tick(
+            self.key,
+            float(self.ts[i]),
+            {name: float(column[i]) for name, column in self.fields.items()},
+            self.topic,
+            self.partition,
+            int(self.offset[i]),
+        )
+
+    def ticks(self) -> list[Tick]:
+        """Every tick of the run, in order."""
+        return [self.tick(i) for i in range(len(self))]
+
+    def take(self, rows: Sequence[int]) -> TickBlock:
+        """The ticks at positions ``rows``, as a block."""
+        index = np.asarray(rows, dtype=np.intp)
+        return TickBlock(
+            self.key,
+            self.ts[index],
+            {name: column[index] for name, column in self.fields.items()},
+            self.topic,
+            self.partition,
+            self.offset[index],
+        )
+
+    @classmethod
+    def of_ticks(cls, ticks: Sequence[Tick]) -> TickBlock:
+        """The block of a non-empty run of one key's ticks (the fields all of them have)."""
+        first = ticks[0]
+        names = [name for name in first.fields if all(name in t.fields for t in ticks)]
+        return cls(
+            first.key,
+            np.array([t.ts for t in ticks], dtype=np.float64),
+            {name: np.array([t.fields[name] for t in ticks], dtype=np.float64) for name in names},
+            first.topic,
+            first.partition,
+            np.array([t.offset for t in ticks], dtype=np.int64),
+        )
 
 
 @dataclass(frozen=True, slots=True)

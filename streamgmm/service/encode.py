@@ -9,14 +9,23 @@ in :mod:`streamgmm.output`; both encoders below are derived from its :data:`RECO
 - :func:`encode_output_record` writes the same bytes in one f-string, about a third faster,
   which matters at one call per tick. Its source is generated from the schema when this
   module is imported (kept in :data:`ENCODER_SOURCE`); a test holds it byte-equal to the
-  general path.
+  general path;
+- :func:`encode_output_columns` writes a run of records at once from columns (the source
+  fields of a :class:`~streamgmm.service.decode.TickBlock`, the detector's outputs in column
+  form): each field's values are turned into JSON text a column at a time, then each record
+  is one f-string. This is what the per-key tick path (:mod:`.apply`) uses; its source is
+  generated from the schema too (:data:`COLUMNS_ENCODER_SOURCE`) and a test holds it
+  byte-equal to the general path.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import numpy as np
+import orjson
 
 from streamgmm.output import (
     RECORD_FIELDS,
@@ -27,7 +36,14 @@ from streamgmm.output import (
 )
 from streamgmm.service.decode import Tick
 
-__all__ = ["ENCODER_SOURCE", "build_output_record", "encode_output", "encode_output_record"]
+__all__ = [
+    "COLUMNS_ENCODER_SOURCE",
+    "ENCODER_SOURCE",
+    "build_output_record",
+    "encode_output",
+    "encode_output_columns",
+    "encode_output_record",
+]
 
 _SOURCE_NAMES = frozenset(field.name for field in SOURCE_FIELDS)
 
@@ -145,3 +161,132 @@ def _compile_encoder() -> Callable[[Tick, Mapping[str, Any]], bytes]:
 
 
 encode_output_record = _compile_encoder()
+
+
+# --------------------------------------------------------------------------- columns
+# One writer per JSON kind again, now for a whole column: the JSON text of each value, as
+# json_value() and json.dumps would write it. A source field of a block can be one value for
+# every record (key, topic, partition): it is written once.
+
+
+_COLUMN_TYPES = (list, tuple, np.ndarray)
+#: Below this many values, a column of numbers is written value by value: a run of a few ticks
+#: (the service's usual poll holds a few per key) would spend more on NumPy's per-call costs.
+_SHORT = 48
+
+
+def _is_column(value: object) -> bool:
+    return isinstance(value, _COLUMN_TYPES)
+
+
+def _string_texts(value: Any, n: int) -> list[str]:
+    if not _is_column(value):
+        return [_json_string(str(value))] * n
+    return list(map(_json_string, map(str, value)))
+
+
+def _number_texts(value: Any, n: int) -> list[str]:
+    if not _is_column(value):
+        return [_json_number(value)] * n
+    if len(value) < _SHORT:
+        return [_json_number(v) for v in (value.tolist() if type(value) is np.ndarray else value)]
+    try:
+        array = np.ascontiguousarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        array = None
+    if array is None or array.shape != (len(value),):
+        return [_json_number(v) for v in value]
+    if not len(array):
+        return []
+    # orjson writes each float's shortest round-trip digits, as repr() does (and null for a
+    # non-finite one), a column at once. Its text differs from repr's only below 1e-4, where
+    # repr switches to an exponent with two digits ("1e-05", "1.5e-07"): those get repr().
+    texts = orjson.dumps(array, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
+    magnitude = np.abs(array)
+    small = np.flatnonzero((magnitude < 1e-4) & (magnitude > 0.0))
+    for i in small.tolist():
+        texts[i] = repr(float(array[i]))
+    return texts
+
+
+def _integer_texts(value: Any, n: int) -> list[str]:
+    if not _is_column(value):
+        return [str(int(value))] * n
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    return list(map(str, map(int, value)))
+
+
+def _boolean_texts(value: Any, n: int) -> list[str]:
+    if not _is_column(value):
+        return ["true" if value else "false"] * n
+    return ["true" if v else "false" for v in value]
+
+
+def _probabilities_texts(columns: Sequence[Any], n: int) -> list[str]:
+    """``{"0":p0,"1":p1,...}`` per record from the per-regime columns."""
+    texts = [_number_texts(column, n) for column in columns]
+    if len(texts) == 2:
+        return [f'{{"0":{a},"1":{b}}}' for a, b in zip(*texts, strict=True)]
+    if not texts:
+        return ["{}"] * n
+    prefixes = [f'"{r}":' for r in range(len(texts))]
+    return [
+        "{" + ",".join(map(str.__add__, prefixes, values)) + "}"
+        for values in zip(*texts, strict=True)
+    ]
+
+
+_COLUMN_WRITERS = {
+    "string": "_string_texts",
+    "number": "_number_texts",
+    "integer": "_integer_texts",
+    "boolean": "_boolean_texts",
+    "probabilities": "_probabilities_texts",
+}
+
+
+def _columns_encoder_source() -> str:
+    count = next(f.name for f in RECORD_FIELDS[len(SOURCE_FIELDS) :] if f.kind != "probabilities")
+    lines = [
+        "def encode_output_columns(source, columns):",
+        f'    n = len(columns["{count}"])',
+    ]
+    names, parts = [], []
+    for i, field in enumerate(RECORD_FIELDS):
+        value = (
+            f'source["{field.name}"]' if field.name in _SOURCE_NAMES else f'columns["{field.name}"]'
+        )
+        lines.append(f"    t{i} = {_COLUMN_WRITERS[field.kind]}({value}, n)")
+        names.append(f"t{i}")
+        parts.append(f'"{field.name}":{{v{i}}}')
+    template = "{{" + ",".join(parts) + "}}"
+    values = ", ".join(f"v{i}" for i in range(len(names)))
+    lines.append(
+        f"    return [f'{template}'.encode() for {values} in zip({', '.join(names)}, strict=True)]"
+    )
+    return "\n".join(lines) + "\n"
+
+
+#: Source of :func:`encode_output_columns`, generated from :data:`RECORD_FIELDS`.
+COLUMNS_ENCODER_SOURCE = _columns_encoder_source()
+
+
+def _compile_columns_encoder() -> Callable[[Mapping[str, Any], Mapping[str, Any]], list[bytes]]:
+    namespace: dict[str, Any] = {name: globals()[name] for name in _COLUMN_WRITERS.values()}
+    exec(compile(COLUMNS_ENCODER_SOURCE, f"<{__name__} columns encoder>", "exec"), namespace)
+    encoder: Callable[[Mapping[str, Any], Mapping[str, Any]], list[bytes]] = namespace[
+        "encode_output_columns"
+    ]
+    encoder.__doc__ = (
+        "A run of output records as UTF-8 JSON, one bytes object per record.\n\n"
+        "``source`` maps each source field (key, ts, topic, partition, offset) to one value for\n"
+        "every record or to a column (a list, tuple or NumPy array); ``columns`` holds the\n"
+        "detector's outputs in column form (:func:`streamgmm.output.make_output_columns`).\n"
+        "Record ``j`` is byte for byte ``encode_output(build_output_record(tick_j, out_j))``."
+    )
+    encoder.__module__ = __name__
+    return encoder
+
+
+encode_output_columns = _compile_columns_encoder()
