@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamgmm.output import make_output
-from streamgmm.service.apply import KeyState, TickRules, is_out_of_order, should_emit
-from streamgmm.service.decode import Tick
+from streamgmm.regime import RegimeDetector
+from streamgmm.service import apply as apply_mod
+from streamgmm.service.apply import KeyRun, KeyState, TickRules, is_out_of_order, should_emit
+from streamgmm.service.decode import Tick, TickBlock
 
 
 def test_should_emit_and_ordering_rules() -> None:
@@ -237,3 +240,123 @@ def test_a_stream_problem_is_reported_once_per_key_until_it_clears() -> None:
     moving = ticks(*((60.0 * i, 100.0 + (i % 7) * 0.1) for i in range(400, 500)), first=400)
     run = rules.apply(state, moving)
     assert run.outputs[-1]["warm"] and run.problem is None and state.problem is None
+
+
+# --------------------------------------------------------------------------- blocks
+
+DAY = 86400.0
+CLOCK = 1000 * DAY
+
+
+def _pipeline(kind: str) -> Any:
+    # Recording has no learn_predict_block (its outputs come through learn_predict_many) nor
+    # from_state; the real detector has both, and refuses a price <= 0 as the fake refuses 13.
+    return Recording() if kind == "recording" else RegimeDetector(warmup=20)
+
+
+def _run_view(run: KeyRun) -> Any:
+    return (
+        run.records,
+        [(d.reason, d.detail, d.offset, d.key) for d in run.dead_letters],
+        run.skipped,
+        run.applied,
+        [t.offset for t in run.ticks],
+        [repr(out) for out in run.outputs],
+        run.problem,
+    )
+
+
+def _state_view(state: KeyState) -> Any:
+    return (state.next_offset, state.last_ts, state.last_regime, state.dirty, state.problem,
+            state.pipeline.to_state())  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    kind=st.sampled_from(["recording", "regime"]),
+    policy=st.sampled_from(["every_tick", "on_change", "every_n"]),
+    # Steps between ticks: back (out of order), none (equal ts), on, and far ahead.
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from([-2 * DAY, 0.0, 1.0, DAY, 3 * DAY, 8 * DAY, 100 * DAY]),
+            st.sampled_from([50.0, 60.0, 150.0, 13.0, -1.0]),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    start=st.sampled_from([CLOCK - 500 * DAY, CLOCK - 3 * DAY, CLOCK + 5 * DAY]),
+    history=st.booleans(),
+    next_offset=st.sampled_from([0, 3]),
+)
+def test_a_block_gives_what_its_ticks_give_one_by_one(
+    kind: str,
+    policy: str,
+    steps: list[tuple[float, float]],
+    start: float,
+    history: bool,
+    next_offset: int,
+) -> None:
+    rules = TickRules("reject", policy, 3, max_ts_jump=7 * DAY, clock=lambda: CLOCK)
+    states = [KeyState(_pipeline(kind), partition=0) for _ in range(2)]
+    if history:  # a key that has seen ticks before
+        earlier = ticks(*((start - (30 - i) * DAY, 100.0 + i) for i in range(30)))
+        for state in states:
+            rules.apply(state, earlier)
+    ts, rows = start, []
+    for step, price in steps:
+        ts += step
+        rows.append((ts, price))
+    decoded = [tick for tick, _value in ticks(*rows, first=30)]
+    for state in states:
+        state.next_offset = max(state.next_offset, 30 + next_offset)
+    one_by_one = rules.apply(states[0], [(tick, None) for tick in decoded])
+    as_block = rules.apply_block(states[1], TickBlock.of_ticks(decoded))
+    assert _run_view(as_block) == _run_view(one_by_one)
+    assert _state_view(states[1]) == _state_view(states[0])
+
+
+def test_a_refused_tick_ahead_of_the_clock_sends_a_block_back_to_the_rules() -> None:
+    """Past the wall clock, a tick is no jump only within max_ts_jump of the last applied
+    tick; the block path assumed its predecessor was applied and must take it back when the
+    detector refused that one."""
+    rules = TickRules("reject", "every_tick", 1, max_ts_jump=7 * DAY, clock=lambda: CLOCK)
+    rows = [(CLOCK + i * DAY, 100.0 + i) for i in range(40)]
+    rows += [(CLOCK + 45 * DAY, -1.0), (CLOCK + 50 * DAY, 150.0), (CLOCK + 51 * DAY, 151.0)]
+    decoded = [tick for tick, _ in ticks(*rows)]
+    a, b = (KeyState(RegimeDetector(warmup=20), partition=0) for _ in range(2))
+    one_by_one = rules.apply(a, [(tick, None) for tick in decoded])
+    as_block = rules.apply_block(b, TickBlock.of_ticks(decoded))
+    # 45 days is 6 after day 39 (no jump) but refused; 50 and 51 are then 11 and 12 days
+    # after day 39, the last applied tick.
+    assert [(d.reason, d.offset) for d in one_by_one.dead_letters] == [
+        ("rejected_by_model", 40),
+        ("ts_jump", 41),
+        ("ts_jump", 42),
+    ]
+    assert _run_view(as_block) == _run_view(one_by_one)
+    assert _state_view(b) == _state_view(a)
+
+
+@pytest.mark.parametrize("policy", ["every_tick", "on_change", "every_n"])
+def test_long_runs_as_columns_and_short_runs_as_dicts_give_the_same(
+    policy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run goes through learn_predict_block or learn_predict_many by its length alone
+    (BLOCK_RUN): both ways, the same records, dead letters, outputs and state."""
+    rng = np.random.default_rng(8)
+    prices = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, 600) * np.repeat([1, 3, 1], 200)))
+    rows = [(float(i) * DAY, float(p)) for i, p in enumerate(prices)]
+    for i in (90, 250, 251, 400):
+        rows[i] = (rows[i][0], -1.0)  # refused by the model
+    views = []
+    for block_run in (1, 10**9):
+        monkeypatch.setattr(apply_mod, "BLOCK_RUN", block_run)
+        rules = TickRules("reject", policy, 4, max_ts_jump=7 * DAY, clock=lambda: CLOCK)
+        state = KeyState(RegimeDetector(warmup=20), partition=0)
+        runs = [
+            rules.apply(state, ticks(*rows[start : start + 97], first=start))
+            for start in range(0, len(rows), 97)
+        ]
+        views.append(([_run_view(run) for run in runs], _state_view(state)))
+    assert views[0] == views[1]
+    assert sum(len(view[1]) for view in views[0][0]) == 4  # the refusals are dead letters
