@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from streamgmm.output import make_output
+from streamgmm.output import OUTPUT_KEYS, OutputBlock, make_output, make_output_columns
 from streamgmm.replay import replay
 from streamgmm.service.config import Settings, load_settings
 
@@ -90,8 +90,25 @@ class FixedOutput:
     def learn_predict_many(self, ticks: list[dict[str, float]]) -> list[dict[str, Any]]:
         return [self.OUT] * len(ticks)
 
+    def learn_predict_block(self, ts: np.ndarray, fields: dict[str, np.ndarray]) -> OutputBlock:
+        n = len(ts)
+        out = self.OUT
+        columns = make_output_columns(
+            *(
+                [[p] * n for p in out[name].values()] if isinstance(out[name], dict)
+                else [out[name]] * n
+                for name in OUTPUT_KEYS
+            )
+        )  # fmt: skip
+        return OutputBlock(list(range(n)), columns, [])
+
     def to_state(self) -> dict[str, Any]:
         return {}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> FixedOutput:
+        # Restorable like a detector, so ticks past the wall clock take the same path.
+        return cls(load_settings())
 
 
 def replay_without_model(path: Path, out_path: Path) -> int:

@@ -10,7 +10,11 @@ records are the Kafka path's, apart from ``topic``, ``partition`` and ``offset``
 the file name, partition -1 and the 0-based row number.
 
 Rows are read in chunks of :data:`CHUNK_ROWS`; each chunk's ticks are grouped by key and each
-key's run goes through its detector in one call. Records are written in row order (sorted back
+key's run goes through its detector in one call. A CSV chunk is decoded a column at a time
+(:class:`_CsvColumns`): rows that are plain ticks go straight into one
+:class:`~streamgmm.service.decode.TickBlock` per key (:meth:`TickRules.apply_block
+<streamgmm.service.apply.TickRules.apply_block>`); any other row is decoded on its own, as
+above, so its dead letter is the decoder's. Records are written in row order (sorted back
 within each chunk), so the output's order is the input's, across keys too; dead letters too.
 
 CSV cells are text: an empty cell is an absent field, the ``symbol`` column (and
@@ -27,6 +31,7 @@ import csv
 import gc
 import itertools
 import json
+import math
 import os
 import sys
 import time
@@ -37,7 +42,9 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from streamgmm.service.apply import KeyState, Pipeline, TickRules
+import numpy as np
+
+from streamgmm.service.apply import KeyRun, KeyState, Pipeline, TickRules
 from streamgmm.service.config import (
     ConfigError,
     Settings,
@@ -48,6 +55,7 @@ from streamgmm.service.config import (
 from streamgmm.service.decode import (
     DeadLetter,
     Tick,
+    TickBlock,
     TickDecoder,
     encode_key,
     group_by_key,
@@ -113,22 +121,29 @@ def _cell(text: str) -> object:
         return text
 
 
+def _csv_readers(header: list[str], string_columns: frozenset[str]) -> list[tuple[str, bool]]:
+    """Per column, its name and whether its cells stay text (else: a number when one)."""
+    return [(name, name in string_columns) for name in header]
+
+
+def _row_dict(readers: list[tuple[str, bool]], cells: list[str]) -> dict[str, object]:
+    # zip() drops extra cells without a header and the missing cells of short rows; empty
+    # cells are absent fields.
+    return {
+        name: text if as_text else _cell(text)
+        for (name, as_text), text in zip(readers, cells)  # noqa: B905
+        if text
+    }
+
+
 def _csv_rows(path: Path, string_columns: frozenset[str]) -> Iterator[dict[str, object]]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
-        header = next(reader, [])
-        # Per column, how its cells are read: text as is, or a number when it reads as one.
-        readers = [(name, name in string_columns) for name in header]
+        readers = _csv_readers(next(reader, []), string_columns)
         for cells in reader:
             if not cells:
                 continue  # a blank line, as csv.DictReader skips it
-            # zip() drops extra cells without a header and the missing cells of short rows;
-            # empty cells are absent fields.
-            yield {
-                name: text if as_text else _cell(text)
-                for (name, as_text), text in zip(readers, cells)  # noqa: B905
-                if text
-            }
+            yield _row_dict(readers, cells)
 
 
 def _plain(value: object) -> object:
@@ -346,10 +361,20 @@ def replay(
     run = _Replay(settings, path.name, key_column, pipeline_factory, output, dead_letters, summary)
     bar = _Progress(count_rows(path) if progress else None, progress, progress_stream or sys.stderr)
     try:
-        rows = iter_rows(path, (key_column,))
-        while chunk := list(itertools.islice(rows, CHUNK_ROWS)):
-            run.chunk(chunk)
-            bar.update(len(chunk))
+        if _is_parquet(path):
+            rows = _parquet_rows(path)
+            while chunk := list(itertools.islice(rows, CHUNK_ROWS)):
+                run.chunk(chunk)
+                bar.update(len(chunk))
+        else:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                reader = csv.reader(handle)
+                run.start_csv(next(reader, []))
+                while lines := list(itertools.islice(reader, CHUNK_ROWS)):
+                    # Blank lines are skipped, as csv.DictReader skips them.
+                    cells = [row for row in lines if row]
+                    run.chunk_cells(cells)
+                    bar.update(len(cells))
     except UnicodeDecodeError as exc:
         raise ReplayError(
             f"{path} is not UTF-8 text ({exc.reason}); is it a Parquet file?"
@@ -386,34 +411,113 @@ class _Replay:
         self.dead_letters = dead_letters
         self.summary = summary
         self.decoder = TickDecoder(settings)
-        self.rules = TickRules.from_settings(settings)
+        self.rules = TickRules.from_settings(settings, keep_outputs=False)
         self.states: dict[str, KeyState] = {}
+        self.readers: list[tuple[str, bool]] = []
+        self.columns: _CsvColumns | None = None
 
     def chunk(self, rows: list[dict[str, object]]) -> None:
         """Decode, apply and write one chunk of rows (the first numbered ``summary.rows``)."""
-        summary = self.summary
-        first = summary.rows
-        summary.rows += len(rows)
+        first = self.summary.rows
+        self.summary.rows += len(rows)
         by_key, rejected = group_by_key(
             (self._decode(row, row_number), None) for row_number, row in enumerate(rows, first)
         )
+        runs = [self.rules.apply(self._state(key), group) for key, group in by_key.items()]
+        self._write(runs, rejected, lambda row_number: rows[row_number - first])
+
+    def start_csv(self, header: list[str]) -> None:
+        """Take a CSV file's header: how its cells are read, and whether chunks of its rows can
+        be decoded a column at a time (:meth:`chunk_cells`)."""
+        self.readers = _csv_readers(header, frozenset((self.key_column,)))
+        self.columns = _CsvColumns.of(header, self.key_column, self.settings)
+
+    def chunk_cells(self, cells: list[list[str]]) -> None:
+        """:meth:`chunk` for a chunk of CSV rows as read (lists of cells, no blank rows).
+
+        Rows that are plain ticks (every cell there, numbers where numbers go, nothing any
+        decoder check or size limit could refuse: :meth:`_CsvColumns.plain`) are decoded a
+        column at a time, straight into one :class:`TickBlock` per key; the others, one by
+        one, as :meth:`chunk` does. A key with ticks of both kinds in the chunk has them
+        merged back into row order and applied tick by tick.
+        """
+        first = self.summary.rows
+        self.summary.rows += len(cells)
+        readers = self.readers
+
+        def row(row_number: int) -> dict[str, object]:
+            return _row_dict(readers, cells[row_number - first])
+
+        plain = self.columns.plain(cells, self.decoder) if self.columns is not None else None
+        if plain is None:
+            by_key, rejected = group_by_key(
+                (self._decode(row(first + i), first + i), None) for i in range(len(cells))
+            )
+            runs = [self.rules.apply(self._state(key), group) for key, group in by_key.items()]
+            self._write(runs, rejected, row)
+            return
+        keys, ts, fields, others = plain
+        groups: dict[str, list[int]] = {}
+        taken = np.ones(len(cells), dtype=bool)
+        taken[others] = False
+        positions = np.flatnonzero(taken).tolist() if others else range(len(cells))
+        for i in positions:
+            group = groups.get(keys[i])
+            if group is None:
+                groups[keys[i]] = [i]
+            else:
+                group.append(i)
+        by_key, rejected = group_by_key(
+            (self._decode(row(first + i), first + i), None) for i in others
+        )
+        runs = []
+        topic = self.topic
+        for key, rows_of_key in groups.items():
+            index = np.array(rows_of_key, dtype=np.intp)
+            block = TickBlock(
+                key,
+                ts[index],
+                {name: column[index] for name, column in fields.items()},
+                topic,
+                PARTITION,
+                index.astype(np.int64) + first,
+            )
+            single = by_key.pop(key, None)
+            if single is None:
+                runs.append(self.rules.apply_block(self._state(key), block))
+            else:
+                merged = sorted([*((t, None) for t in block.ticks()), *single], key=_offset_of)
+                runs.append(self.rules.apply(self._state(key), merged))
+        runs += [self.rules.apply(self._state(key), group) for key, group in by_key.items()]
+        self._write(runs, rejected, row)
+
+    def _state(self, key: str) -> KeyState:
+        state = self.states.get(key)
+        if state is None:
+            state = self.states[key] = KeyState(self.pipeline_factory(self.settings), PARTITION)
+        return state
+
+    def _write(
+        self,
+        runs: list[KeyRun],
+        rejected: list[DeadLetter],
+        row: Callable[[int], dict[str, object]],
+    ) -> None:
+        """Write the chunk's records and dead letters, each in row order."""
+        summary = self.summary
         records: list[tuple[int, bytes]] = []
-        for key, group in by_key.items():
-            state = self.states.get(key)
-            if state is None:
-                state = self.states[key] = KeyState(self.pipeline_factory(self.settings), PARTITION)
-            run = self.rules.apply(state, group)
+        for run in runs:
             records += run.records
             rejected += run.dead_letters
-            summary.ticks += len(run.ticks)
+            summary.ticks += run.applied
             summary.skipped_out_of_order += run.skipped
         # Back to row order: keys were applied one after the other.
-        records.sort()
+        records.sort(key=_first)
         self.output.write(b"".join([value + b"\n" for _row, value in records]))
         summary.records += len(records)
         if rejected:
             rejected.sort(key=_row_of)
-            self._reject(rejected, rows, first)
+            self._reject(rejected, row)
 
     def _decode(self, row: dict[str, object], row_number: int) -> Tick | DeadLetter:
         """The row as the service decodes the message ``produce`` sends for it.
@@ -435,9 +539,7 @@ class _Replay:
             )
         return self.decoder.decode_parsed(key_bytes, row, self.topic, PARTITION, row_number)
 
-    def _reject(
-        self, rejected: list[DeadLetter], rows: list[dict[str, object]], first: int
-    ) -> None:
+    def _reject(self, rejected: list[DeadLetter], row: Callable[[int], dict[str, object]]) -> None:
         for dl in rejected:
             self.summary.dead_letters[dl.reason] += 1
         if self.dead_letters is None:
@@ -446,7 +548,7 @@ class _Replay:
         for dl in rejected:
             value = dl.value
             if value is None:
-                value = row_message(rows[dl.offset - first], self.key_column)[1]
+                value = row_message(row(dl.offset), self.key_column)[1]
             line = {
                 "row": dl.offset,
                 "reason": dl.reason,
@@ -456,6 +558,136 @@ class _Replay:
             }
             lines.append(json.dumps(line, ensure_ascii=False).encode("utf-8") + b"\n")
         self.dead_letters.write(b"".join(lines))
+
+
+@dataclass(frozen=True)
+class _CsvColumns:
+    """How chunks of a CSV file's rows are decoded a column at a time (:meth:`plain`).
+
+    Made for a header whose column names are distinct and include the key column, ``ts`` and
+    the tick's value fields (else None: every row goes the row-by-row way).
+    """
+
+    width: int
+    key: int
+    ts: int
+    #: The tick's fields: column, name, and the check beyond finiteness (``"positive"``,
+    #: ``"non_negative"`` or ``""``), as the decoder makes them.
+    values: tuple[tuple[int, str, str], ...]
+    #: Columns the tick does not read: only a non-finite number there matters.
+    others: tuple[int, ...]
+    #: Upper bound on the JSON message's bytes for the column names (see _as_parsed_json).
+    names_size: int
+
+    @classmethod
+    def of(cls, header: list[str], key_column: str, settings: Settings) -> _CsvColumns | None:
+        if len(set(header)) != len(header) or key_column not in header or "ts" not in header:
+            return None
+        if settings.tick_kind == "event":
+            wanted = [(name, "") for name in settings.event_fields]
+        else:
+            wanted = [("price", "positive")] + (
+                [("volume", "non_negative")] if "volume" in header else []
+            )
+        names = {name for name, _check in wanted}
+        if not names <= set(header) or key_column in names | {"ts"}:
+            return None
+        values = tuple((header.index(name), name, check) for name, check in wanted)
+        used = {header.index(key_column), header.index("ts"), *(i for i, _n, _c in values)}
+        return cls(
+            width=len(header),
+            key=header.index(key_column),
+            ts=header.index("ts"),
+            values=values,
+            others=tuple(i for i in range(len(header)) if i not in used),
+            names_size=2 + sum(_MAX_BYTES_PER_CHAR * len(name) + 4 for name in header),
+        )
+
+    def plain(
+        self, cells: list[list[str]], decoder: TickDecoder
+    ) -> tuple[list[str], np.ndarray, dict[str, np.ndarray], list[int]] | None:
+        """The chunk's keys, ts and tick fields as columns, and the rows not decoded so.
+
+        A row is decoded here only when the decoder would accept it as it stands and make
+        the same tick of it: every cell there; a key that is not blank and not over
+        ``max_key_bytes``; ``ts`` and the value fields numbers, finite, with price > 0 and
+        volume >= 0; no non-finite number in any other column; and a JSON message that cannot
+        be over ``max_record_bytes``. Those positions come back last (sorted), to be decoded
+        row by row, so their dead letters are the decoder's own.
+        """
+        n = len(cells)
+        width = self.width
+        bad = np.zeros(n, dtype=bool)
+        if not all(len(row) == width for row in cells):
+            short = [i for i, row in enumerate(cells) if len(row) != width]
+            bad[short] = True
+            blank = [""] * width
+            cells = [blank if len(row) != width else row for row in cells]
+        columns = list(zip(*cells, strict=True)) if cells else [() for _ in range(width)]
+        keys: list[str] = list(columns[self.key])
+        unusable = {
+            key
+            for key in set(keys)
+            if not key.strip() or len(key.encode("utf-8")) > decoder.max_key_bytes
+        }
+        if unusable:
+            bad |= np.fromiter((key in unusable for key in keys), dtype=bool, count=n)
+        ts = _numbers(columns[self.ts], bad)
+        bad |= ~np.isfinite(ts)
+        fields: dict[str, np.ndarray] = {}
+        for column, name, check in self.values:
+            values = _numbers(columns[column], bad)
+            bad |= ~np.isfinite(values)
+            if check == "positive":
+                bad |= ~(values > 0.0)
+            elif check == "non_negative":
+                bad |= ~(values >= 0.0)
+            fields[name] = values
+        for column in self.others:
+            # Only a number that is not finite matters here (nan, inf, 1e400, ...): the
+            # row-by-row decoder refuses it wherever it is.
+            texts = columns[column]
+            try:
+                bad |= ~np.isfinite(np.fromiter(map(float, texts), dtype=np.float64, count=n))
+            except ValueError:  # text among them, kept as text
+                for i, text in enumerate(texts):
+                    if _non_finite(text):
+                        bad[i] = True
+        bound = self.names_size + sum(
+            _MAX_BYTES_PER_CHAR * max(map(len, column), default=0) + _MAX_FLOAT_BYTES
+            for column in columns
+        )
+        if bound > decoder.max_record_bytes:
+            per_row = self.names_size + width * _MAX_FLOAT_BYTES
+            for i, row in enumerate(cells):
+                if per_row + _MAX_BYTES_PER_CHAR * sum(map(len, row)) > decoder.max_record_bytes:
+                    bad[i] = True
+        return keys, ts, fields, np.flatnonzero(bad).tolist()
+
+
+def _numbers(texts: tuple[str, ...], bad: np.ndarray) -> np.ndarray:
+    """The cells as floats (``float()``, as :func:`_cell` reads them); NaN, and ``bad``
+    marked, where a cell is not a number."""
+    try:
+        return np.fromiter(map(float, texts), dtype=np.float64, count=len(texts))
+    except ValueError:
+        pass
+    out = np.empty(len(texts))
+    for i, text in enumerate(texts):
+        try:
+            out[i] = float(text)
+        except ValueError:
+            out[i] = math.nan
+            bad[i] = True
+    return out
+
+
+def _non_finite(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False  # text, kept as text
+    return not math.isfinite(value)
 
 
 #: Most UTF-8 bytes json.dumps(ensure_ascii=False) writes for one character of a string
@@ -494,6 +726,14 @@ def _as_parsed_json(row: dict[str, object], limit: int) -> str | None:
 
 def _row_of(dl: DeadLetter) -> int:
     return dl.offset
+
+
+def _first(record: tuple[int, bytes]) -> int:
+    return record[0]
+
+
+def _offset_of(item: tuple[Tick, bytes | None]) -> int:
+    return item[0].offset
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -407,3 +407,101 @@ def test_a_row_decodes_as_the_message_produce_sends_for_it(
         assert dataclasses.replace(got, value=value) == want
     else:
         assert got == want
+
+
+_csv_cells = st.sampled_from(
+    ["A", "B", "", " ", "nan", "inf", "-Infinity", "NaN", "1", "1.5", "-3", "0", "1e400",
+     "1_000", " 7 ", "2024-01-02T03:04:05Z", "abc", "NASDAQ", "\u00e9", "x" * 40, "9" * 400]
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    header=st.sampled_from(
+        [
+            ["symbol", "ts", "price", "volume"],
+            ["ts", "price", "symbol"],
+            ["symbol", "ts", "price", "volume", "note"],
+            ["symbol", "ts", "price", "price"],  # a repeated name: the later cell wins
+            ["symbol", "ts", "b", "price"],
+        ]
+    ),
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["A", "B", "C"]),
+            st.integers(-2, 5),  # ts step: some back, some equal
+            st.floats(0.5, 200.0),
+            st.lists(_csv_cells, max_size=6),  # stray cells
+            st.integers(0, 9),  # which cell, if any, the stray ones replace or cut
+        ),
+        max_size=60,
+    ),
+    limits=st.sampled_from([(1_048_576, 1024), (110, 1024), (1_048_576, 2)]),
+    kind=st.sampled_from(["market", "event"]),
+)
+def test_csv_columns_decode_exactly_as_rows_one_by_one(
+    header: list[str],
+    rows: list[tuple[str, int, float, list[str], int]],
+    limits: tuple[int, int],
+    kind: str,
+) -> None:
+    """The column-at-a-time CSV decoding takes only rows it decodes as the row-by-row path
+    would: same records, dead letters (reasons, details, values) and summary on rows with
+    missing, extra, blank, non-numeric, non-finite, huge and misplaced cells."""
+    lines, ts = [",".join(header)], 100
+    for key, step, price, stray, where in rows:
+        ts += step
+        cells = [
+            key if name == "symbol" else str(ts) if name == "ts" else repr(price) for name in header
+        ]
+        if where < len(cells):
+            cells[where : where + 1] = stray[:1]  # replace a cell, or drop it
+        elif where == 8:
+            cells += stray  # extra cells
+        lines.append(",".join(cells))
+        if where == 9:
+            lines.append("")  # a blank line
+    text = "\n".join(lines) + "\n"
+    env = {"INPUT_MAX_RECORD_BYTES": str(limits[0]), "INPUT_MAX_KEY_BYTES": str(limits[1])}
+    env["INPUT_TICK_KIND"] = kind
+    if kind == "event":
+        env["INPUT_EVENT_FIELDS"] = "price,b" if "b" in header else "price"
+    settings_ = settings_with(**env)
+
+    def replayed() -> tuple[bytes, bytes, Any]:
+        path = Path(tmp) / "ticks.csv"
+        path.write_text(text)
+        out, dead = io.BytesIO(), io.BytesIO()
+        summary = replay(path, out, settings_, pipeline_factory=StepPipeline, dead_letters=dead)
+        return out.getvalue(), dead.getvalue(), summary
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        by_columns = replayed()
+        columns_of = replay_mod._CsvColumns.of
+        replay_mod._CsvColumns.of = lambda *args: None  # type: ignore[method-assign, assignment]
+        try:
+            by_rows = replayed()
+        finally:
+            replay_mod._CsvColumns.of = columns_of  # type: ignore[method-assign]
+    assert by_columns == by_rows
+
+
+def test_a_plain_csv_is_decoded_a_column_at_a_time(tmp_path: Path) -> None:
+    """The fast path is taken (the test above would pass if it never were)."""
+    path = tmp_path / "plain.csv"
+    path.write_text(
+        "symbol,ts,price,volume\n" + "".join(f"K{i % 3},{i},{100 + i},5\n" for i in range(30))
+    )
+    columns = replay_mod._CsvColumns.of(
+        ["symbol", "ts", "price", "volume"], "symbol", settings_with()
+    )
+    assert columns is not None
+    cells = [line.split(",") for line in path.read_text().splitlines()[1:]]
+    cells[4][2] = "-1"  # not a plain tick: left for the row-by-row decoder
+    keys, ts, fields, others = columns.plain(cells, TickDecoder(settings_with()))
+    assert others == [4]
+    assert keys[:3] == ["K0", "K1", "K2"] and ts[5] == 5.0 and fields["price"][7] == 107.0
+    records, summary = run(path, settings_with())
+    assert summary.records == 30 and [r["offset"] for r in records] == list(range(30))
