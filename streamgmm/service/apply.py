@@ -15,10 +15,9 @@ call, so for the same ticks they hold the same models and write the same records
   unchanged; the emit policy (``[output] emit_policy``) picks which output records are
   written; a stream that gives no regimes (the detector's ``stream_problem``) is reported
   once per key (:attr:`KeyRun.problem`) for the caller to log and count;
-- batching: each run of in-order ticks goes through the detector in one call, as columns
-  (``learn_predict_block``; a detector without it: ``learn_predict_many``), which is several
-  times cheaper per tick than one call per tick and gives the same outputs, and its records
-  are encoded a column at a time (:func:`.encode.encode_output_columns`).
+- batching: each run of in-order ticks goes through the detector in one call, which is
+  several times cheaper per tick than one call per tick and gives the same outputs (how,
+  below).
 
 Ticks arrive one by one (:meth:`TickRules.apply`, the service) or as a
 :class:`~.decode.TickBlock` (:meth:`TickRules.apply_block`, ``streamgmm replay``). A block
@@ -28,8 +27,7 @@ block takes :meth:`TickRules.apply`'s tick-by-tick loop. Either way a run of in-
 goes to the detector in one call (``_learn``): a long run as columns
 (``learn_predict_block``, records encoded a column at a time), a short one as dicts
 (``learn_predict_many``, a record at a time), whichever costs less (:data:`BLOCK_RUN`); the
-emit rule (:func:`should_emit`) and the
-key's bookkeeping are the same functions on both.
+emit rule (:func:`should_emit`) and the key's bookkeeping are the same functions on both.
 
 Data path: decode (:mod:`.decode`) -> apply -> encode (:mod:`.encode`) -> sink (:mod:`.sink`).
 No I/O here: the caller sends what :meth:`TickRules.apply` returns.
