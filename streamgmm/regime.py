@@ -43,7 +43,32 @@ __all__ = [
     "OUTPUT_KEYS",
     "EventDetector",
     "RegimeDetector",
+    "StreamProblem",
 ]
+
+
+class StreamProblem(str):
+    """Why a stream gives no regimes: the sentence itself, and its :attr:`kind`.
+
+    A ``str`` (``"no scale: 600 ticks and ..."``) that also carries ``kind``, the short label the
+    service counts it under (``no_scale``, ``mostly_gaps``), so nothing has to parse the
+    sentence for it.
+
+    Examples
+    --------
+    >>> problem = StreamProblem("mostly_gaps", "900 of the ticks were session gaps")
+    >>> problem
+    'mostly gaps: 900 of the ticks were session gaps'
+    >>> problem.kind
+    'mostly_gaps'
+    """
+
+    kind: str
+
+    def __new__(cls, kind: str, reason: str) -> StreamProblem:
+        problem = super().__new__(cls, f"{kind.replace('_', ' ')}: {reason}")
+        problem.kind = kind
+        return problem
 
 
 STATE_VERSION = 2
@@ -409,30 +434,33 @@ class _Detector:
         return float(self._buf[L.MEAN_LL])
 
     @property
-    def stream_problem(self) -> str | None:
+    def stream_problem(self) -> StreamProblem | None:
         """Why this stream is not giving regimes, in one sentence, or None when it is.
 
-        ``"no scale: ..."`` when the warm-up has started over for lack of variation (a price
-        that does not move, an event field that stays constant) for four warm-ups' worth of
-        ticks; ``"mostly gaps: ..."`` when more than half of the ticks since the warm-up were
-        session gaps (so they were not evidence: set ``dt_unit`` or ``gap_units``). The service
-        logs it once per key and counts such keys in a metric.
+        ``"no scale: ..."`` (kind ``no_scale``) when the warm-up has started over for lack of
+        variation (a price that does not move, an event field that stays constant) for four
+        warm-ups' worth of ticks; ``"mostly gaps: ..."`` (kind ``mostly_gaps``) when more than
+        half of the ticks since the warm-up were session gaps (so they were not evidence: set
+        ``dt_unit`` or ``gap_units``). The service logs it once per key and counts such keys in
+        a metric, by :attr:`StreamProblem.kind`.
         """
         buf = self._buf
         seen = int(buf[L.N_SEEN])
         warmup = int(buf[L.WARMUP])
         if not self.warm:
             if seen >= 4 * warmup:
-                return (
-                    f"no scale: {seen} ticks and the values never varied over a warm-up of "
-                    f"{warmup} (a constant price or field?); outputs stay warm=False"
+                return StreamProblem(
+                    "no_scale",
+                    f"{seen} ticks and the values never varied over a warm-up of {warmup} "
+                    "(a constant price or field?); outputs stay warm=False",
                 )
             return None
         gaps, steps = int(buf[L.N_GAPS]), int(buf[L.N_STEPS])
         if gaps > 100 and gaps > steps:
-            return (
-                f"mostly gaps: {gaps} of the ticks since the warm-up were session gaps and "
-                f"only {steps} were evidence; set dt_unit (seconds) or gap_units"
+            return StreamProblem(
+                "mostly_gaps",
+                f"{gaps} of the ticks since the warm-up were session gaps and only {steps} "
+                "were evidence; set dt_unit (seconds) or gap_units",
             )
         return None
 

@@ -223,9 +223,6 @@ def test_key_state_round_trip_and_refusals() -> None:
 
 
 def test_a_stream_problem_is_reported_once_per_key_until_it_clears() -> None:
-    from streamgmm.regime import RegimeDetector
-    from streamgmm.service.apply import problem_kind
-
     rules = TickRules("reject", "every_tick", 1)
     state = KeyState(RegimeDetector(), partition=0)
     flat = ticks(*((60.0 * i, 100.0) for i in range(150)))
@@ -233,7 +230,7 @@ def test_a_stream_problem_is_reported_once_per_key_until_it_clears() -> None:
     more = ticks(*((60.0 * i, 100.0) for i in range(150, 300)), first=150)
     problem = rules.apply(state, more).problem
     assert problem is not None and problem.startswith("no scale: ")
-    assert (problem_kind(problem), state.problem) == ("no_scale", "no_scale")
+    assert (problem.kind, state.problem) == ("no_scale", "no_scale")
     still = ticks(*((60.0 * i, 100.0) for i in range(300, 400)), first=300)
     assert rules.apply(state, still).problem is None  # reported once, not per run
     # The price starts to move: the detector warms up and the problem clears.

@@ -45,6 +45,7 @@ import numpy as np
 
 from streamgmm import _validate
 from streamgmm.output import SOURCE_FIELDS, OutputBlock, output_rows, take_columns
+from streamgmm.regime import StreamProblem
 from streamgmm.service.config import (
     EMIT_POLICIES,
     OUT_OF_ORDER,
@@ -64,7 +65,6 @@ __all__ = [
     "TickRules",
     "is_out_of_order",
     "make_pipeline",
-    "problem_kind",
     "restore_pipeline",
     "should_emit",
 ]
@@ -95,21 +95,9 @@ class Pipeline(Protocol):
     def to_state(self) -> dict[str, Any]: ...
 
     @property
-    def stream_problem(self) -> str | None:
-        """Why the stream gives no regimes, one sentence starting ``"<kind>: "``, or None."""
+    def stream_problem(self) -> StreamProblem | None:
+        """Why the stream gives no regimes (a sentence with its ``kind``), or None."""
         ...
-
-
-def problem_kind(problem: str) -> str:
-    """The kind of a detector's ``stream_problem`` as a metric label: ``"no scale: ..."`` is
-    ``no_scale``.
-
-    Examples
-    --------
-    >>> problem_kind("mostly gaps: 900 of the ticks since the warm-up were session gaps")
-    'mostly_gaps'
-    """
-    return problem.partition(":")[0].strip().replace(" ", "_")
 
 
 def make_pipeline(settings: Settings) -> Pipeline:
@@ -220,7 +208,7 @@ class KeyRun:
     records: list[tuple[int, bytes]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     skipped: int = 0
-    problem: str | None = None
+    problem: StreamProblem | None = None
     applied: int = 0
     ticks: list[Tick] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
@@ -556,7 +544,7 @@ class TickRules:
         state.last_ts = last_ts
         state.dirty = True
         problem = state.pipeline.stream_problem
-        kind = None if problem is None else problem_kind(problem)
+        kind = None if problem is None else problem.kind
         if kind != state.problem:
             state.problem = kind
             run.problem = problem

@@ -26,7 +26,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from streamgmm.service.apply import KeyRun, TickRules, problem_kind
+from streamgmm.service.apply import KeyRun, TickRules
 from streamgmm.service.checkpoint import BadSnapshot, Changelog, ChangelogError, Checkpointer
 from streamgmm.service.config import (
     EXIT_CONFIG_ERROR,
@@ -427,7 +427,7 @@ class ServiceRunner:
             self.metrics.skipped("out_of_order")
         if run.problem is not None:
             log.warning("key %r gives no regimes: %s", key, run.problem)
-            self.metrics.stream_problem(problem_kind(run.problem))
+            self.metrics.stream_problem(run.problem.kind)
         if run.records:
             send, topic, key_bytes = self._sink.send, self.settings.output_topic, encode_key(key)
             for _offset, value in run.records:
