@@ -651,7 +651,11 @@ class _CsvColumns:
                 bad |= ~np.isfinite(np.fromiter(map(float, texts), dtype=np.float64, count=n))
             except ValueError:  # text among them, kept as text
                 for i, text in enumerate(texts):
-                    if _non_finite(text):
+                    # A float() that is not finite needs nan or inf spelt out (an n), an
+                    # exponent or more than 308 digits; other text need not be tried.
+                    if (
+                        len(text) > 308 or "n" in text or "N" in text or "e" in text or "E" in text
+                    ) and _non_finite(text):
                         bad[i] = True
         bound = self.names_size + sum(
             _MAX_BYTES_PER_CHAR * max(map(len, column), default=0) + _MAX_FLOAT_BYTES
