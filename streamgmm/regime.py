@@ -340,14 +340,16 @@ class _Detector:
         refused: list[tuple[int, ValueError]] = []
         bad = L.S_BAD_TS
         if n and rows[:, _ROW_STATUS].max() >= bad:
-            index = [i for i, row in enumerate(listed) if row[_ROW_STATUS] < bad]
+            index = []
             for i, row in enumerate(listed):
-                if row[_ROW_STATUS] >= bad:
-                    tick = {
-                        "ts": float(ts[i]),
-                        **{m: float(data[i, j]) for j, m in enumerate(names, 1)},
-                    }
-                    refused.append((i, self._refusal(row, tick)))
+                if row[_ROW_STATUS] < bad:
+                    index.append(i)
+                    continue
+                tick = {
+                    "ts": float(ts[i]),
+                    **{m: float(data[i, j]) for j, m in enumerate(names, 1)},
+                }
+                refused.append((i, self._refusal(row, tick)))
             listed = [listed[i] for i in index]
         else:
             index = list(range(n))

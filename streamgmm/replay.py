@@ -441,22 +441,17 @@ class _Replay:
         one, as :meth:`chunk` does. A key with ticks of both kinds in the chunk has them
         merged back into row order and applied tick by tick.
         """
+        readers = self.readers
+        if self.columns is None:  # a header the column way cannot take: row by row
+            self.chunk([_row_dict(readers, row) for row in cells])
+            return
         first = self.summary.rows
         self.summary.rows += len(cells)
-        readers = self.readers
 
         def row(row_number: int) -> dict[str, object]:
             return _row_dict(readers, cells[row_number - first])
 
-        plain = self.columns.plain(cells, self.decoder) if self.columns is not None else None
-        if plain is None:
-            by_key, rejected = group_by_key(
-                (self._decode(row(first + i), first + i), None) for i in range(len(cells))
-            )
-            runs = [self.rules.apply(self._state(key), group) for key, group in by_key.items()]
-            self._write(runs, rejected, row)
-            return
-        keys, ts, fields, others = plain
+        keys, ts, fields, others = self.columns.plain(cells, self.decoder)
         groups: dict[str, list[int]] = {}
         taken = np.ones(len(cells), dtype=bool)
         taken[others] = False
@@ -605,7 +600,7 @@ class _CsvColumns:
 
     def plain(
         self, cells: list[list[str]], decoder: TickDecoder
-    ) -> tuple[list[str], np.ndarray, dict[str, np.ndarray], list[int]] | None:
+    ) -> tuple[list[str], np.ndarray, dict[str, np.ndarray], list[int]]:
         """The chunk's keys, ts and tick fields as columns, and the rows not decoded so.
 
         A row is decoded here only when the decoder would accept it as it stands and make
@@ -687,11 +682,9 @@ def _numbers(texts: tuple[str, ...], bad: np.ndarray) -> np.ndarray:
 
 
 def _non_finite(text: str) -> bool:
-    try:
-        value = float(text)
-    except ValueError:
-        return False  # text, kept as text
-    return not math.isfinite(value)
+    """Whether the cell reads (:func:`_cell`) as a number that is not finite."""
+    value = _cell(text)
+    return type(value) is float and not math.isfinite(value)
 
 
 #: Most UTF-8 bytes json.dumps(ensure_ascii=False) writes for one character of a string

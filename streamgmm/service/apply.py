@@ -391,13 +391,10 @@ class TickRules:
         ``learn_predict_many``, a dict per tick, which costs less for a few ticks than the
         columns' set-up (:data:`BLOCK_RUN`). The outputs are the same either way (tested).
         """
-        if len(ticks) < BLOCK_RUN:
+        learn_block = _block_learner(state.pipeline, len(ticks))
+        if learn_block is None:
             if ticks:
                 self._learn_ticks(state, run, ticks)
-            return
-        learn_block = getattr(state.pipeline, "learn_predict_block", None)
-        if learn_block is None:
-            self._learn_ticks(state, run, ticks)
             return
         decoded = [tick for tick, _value in ticks]
         block = TickBlock.of_ticks(decoded)
@@ -459,8 +456,8 @@ class TickRules:
 
     def _learn_whole_block(self, state: KeyState, run: KeyRun, block: TickBlock) -> None:
         """A block of in-order ticks through the detector in one call (as :meth:`_learn`)."""
-        learn_block = getattr(state.pipeline, "learn_predict_block", None)
-        if learn_block is None or len(block) < BLOCK_RUN:
+        learn_block = _block_learner(state.pipeline, len(block))
+        if learn_block is None:
             self._learn_ticks(state, run, [(tick, None) for tick in block.ticks()])
         else:
             self._learn_block(state, run, block, learn_block(block.ts, block.fields), None, None)
@@ -548,6 +545,14 @@ class TickRules:
         if kind != state.problem:
             state.problem = kind
             run.problem = problem
+
+
+def _block_learner(pipeline: Pipeline, n: int) -> Callable[..., OutputBlock] | None:
+    """The pipeline's ``learn_predict_block`` when a run of ``n`` ticks should go as columns
+    (:data:`BLOCK_RUN` or more, and the pipeline has it), else None: as dicts."""
+    if n < BLOCK_RUN:
+        return None
+    return getattr(pipeline, "learn_predict_block", None)
 
 
 def _rejected(tick: Tick, error: ValueError, value: bytes | None) -> DeadLetter:

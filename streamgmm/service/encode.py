@@ -188,16 +188,9 @@ def _string_texts(value: Any, n: int) -> list[str]:
 def _number_texts(value: Any, n: int) -> list[str]:
     if not _is_column(value):
         return [_json_number(value)] * n
-    if len(value) < _SHORT:
+    array = _float_array(value) if len(value) >= _SHORT else None
+    if array is None:
         return [_json_number(v) for v in (value.tolist() if type(value) is np.ndarray else value)]
-    try:
-        array = np.ascontiguousarray(value, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):
-        array = None
-    if array is None or array.shape != (len(value),):
-        return [_json_number(v) for v in value]
-    if not len(array):
-        return []
     # orjson writes each float's shortest round-trip digits, as repr() does (and null for a
     # non-finite one), a column at once. Its text differs from repr's only below 1e-4, where
     # repr switches to an exponent with two digits ("1e-05", "1.5e-07"): those get repr().
@@ -207,6 +200,15 @@ def _number_texts(value: Any, n: int) -> list[str]:
     for i in small.tolist():
         texts[i] = repr(float(array[i]))
     return texts
+
+
+def _float_array(value: Any) -> np.ndarray | None:
+    """The column as a flat float64 array, or None when it is not one of plain numbers."""
+    try:
+        array = np.ascontiguousarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return array if array.shape == (len(value),) else None
 
 
 def _integer_texts(value: Any, n: int) -> list[str]:
