@@ -761,56 +761,17 @@ class RegimeDetector(_Detector):
 class EventDetector(_Detector):
     """Regimes of numeric event streams; regime 0 has the smallest (standardised) variance.
 
+    The same model as :class:`RegimeDetector`, on the chosen fields as they are: its keyword
+    arguments from ``warmup`` to ``drift_halflife`` are :class:`RegimeDetector`'s model
+    settings, with the same defaults and meaning (documented there once; an event's feature
+    vector stands where a return does). A test holds the two signatures equal.
+
     Parameters
     ----------
     fields
         Numeric tick fields the model sees, as they are (at most 16).
     n_components
         Number of regimes (hidden states), at most 8.
-    warmup
-        Returns (events: feature vectors) buffered before the model starts; they set the time
-        unit and the scale. Outputs have ``warm=False`` until then.
-    alpha
-        Exponent of the online-EM step ``(t + step_offset) ** -alpha`` after ``t`` ticks with
-        evidence, in (0.5, 1]; smaller adapts faster.
-    step_offset
-        Offset ``t0`` of the online-EM step: early steps are ``(t0 + 1) ** -alpha`` rather
-        than 1, so the first ticks cannot overwrite the start (``t + t0`` is taken as at least
-        1, so no step exceeds 1).
-    halflife
-        Smallest online-EM step, as a half-life in ticks: the memory of a long-running model
-        (``None``: no floor, the model converges).
-    self_transition
-        Prior probability of staying in a regime from one tick to the next (the transition
-        matrix's diagonal).
-    transition_prior
-        Weight of that prior, in ticks.
-    variance_prior
-        Weight, in ticks, of the prior on the regime variances.
-    prior_low
-        Prior variance of the calmest regime, as a multiple of the pooled variance (regimes in
-        between interpolate geometrically); also where the model starts.
-    prior_high
-        Prior variance of the wildest regime, as a multiple of the pooled variance.
-    variance_floor
-        Covariance floor, relative to the pooled variance.
-    label_hysteresis
-        Relative margin by which the variance ranking of regimes must be inverted before the
-        labels change.
-    drift_threshold
-        Page-Hinkley threshold of the drift monitor, in reference standard deviations of
-        accumulated shortfall; an alarm fires above it.
-    drift_delta
-        Slack per tick of the drift monitor: a sustained shortfall smaller than this many
-        reference standard deviations is tolerated.
-    drift_clip
-        Largest surprise one tick contributes to drift, in reference standard deviations.
-    drift_reference_halflife
-        Half-life, in ticks, of the drift monitor's reference mean and variance.
-    drift_min_instances
-        Ticks after the warm-up (and after each alarm) before a drift alarm is possible.
-    drift_halflife
-        Half-life, in ticks, of ``mean_log_likelihood`` (dashboards).
 
     Examples
     --------

@@ -360,6 +360,30 @@ def test_constructor_validation(kwargs: dict[str, Any], message: str) -> None:
         RegimeDetector(**kwargs)
 
 
+def test_the_event_detector_takes_the_regime_detectors_model_settings() -> None:
+    """EventDetector's model settings are RegimeDetector's: the same names in the same order,
+    defaults and annotations, documented once (in RegimeDetector's docstring)."""
+    import inspect
+    import typing
+
+    from streamgmm.service.config import _numpydoc_parameters
+
+    regime = inspect.signature(RegimeDetector).parameters
+    event = inspect.signature(EventDetector).parameters
+    shared = [name for name in event if name not in ("fields", "n_components")]
+    assert shared == [name for name in regime if name in shared]
+    assert shared[0] == "warmup" and shared[-1] == "drift_halflife"
+    regime_hints = typing.get_type_hints(RegimeDetector.__init__)
+    event_hints = typing.get_type_hints(EventDetector.__init__)
+    for name in shared:
+        assert event[name].default == regime[name].default, name
+        assert event[name].kind == regime[name].kind == inspect.Parameter.KEYWORD_ONLY, name
+        assert event_hints[name] == regime_hints[name], name
+    documented = _numpydoc_parameters(RegimeDetector.__doc__)
+    assert all(documented.get(name) for name in shared)
+    assert set(_numpydoc_parameters(EventDetector.__doc__)) == {"fields", "n_components"}
+
+
 def test_event_detector_field_validation() -> None:
     for fields in ([], ["ts"], ["a", "a"], [""], "latency", [1]):
         with pytest.raises(ValueError, match="fields"):
