@@ -81,7 +81,10 @@ _BIG = 1e12
 _PRIOR_WEIGHT = 1e9
 _PRIOR_RATIO = 1e6
 
+# The kernel row's slots (named once, in the layout), bound here for the per-tick path.
 _ROW_STATUS, _ROW_FIELD = L.R_STATUS, L.R_FIELD
+_ROW_REGIME, _ROW_WARM, _ROW_SEEN = L.R_REGIME, L.R_WARM, L.R_SEEN
+_ROW_LL, _ROW_SCORE, _ROW_DRIFT, _ROW_PROBS = L.R_LL, L.R_DRIFT_SCORE, L.R_DRIFT, L.R_PROBS
 
 
 class _Detector:
@@ -207,29 +210,22 @@ class _Detector:
     # -- outputs ---------------------------------------------------------------------------
     def _output(self, row: list[float]) -> dict[str, Any]:
         """The output record of one row, through the schema's one constructor."""
-        k = self._k
-        p = L.R_PROBS
-        if k == 2:
-            _, _, regime, warm, seen, ll, score, drift, p0, p1, r0, r1 = row
-            return make_output(
-                1 if regime else 0,
-                {0: p0, 1: p1},
-                {0: r0, 1: r1},
-                ll,
-                score,
-                drift != 0.0,
-                int(seen),
-                warm != 0.0,
-            )
+        k, p = self._k, _ROW_PROBS
+        if k == 2:  # the usual case, without slicing
+            probabilities = {0: row[p], 1: row[p + 1]}
+            raw = {0: row[p + 2], 1: row[p + 3]}
+        else:
+            probabilities = dict(enumerate(row[p : p + k]))
+            raw = dict(enumerate(row[p + k : p + 2 * k]))
         return make_output(
-            int(row[L.R_REGIME]),
-            dict(enumerate(row[p : p + k])),
-            dict(enumerate(row[p + k : p + 2 * k])),
-            row[L.R_LL],
-            row[L.R_DRIFT_SCORE],
-            row[L.R_DRIFT] != 0.0,
-            int(row[L.R_SEEN]),
-            row[L.R_WARM] != 0.0,
+            int(row[_ROW_REGIME]),
+            probabilities,
+            raw,
+            row[_ROW_LL],
+            row[_ROW_SCORE],
+            row[_ROW_DRIFT] != 0.0,
+            int(row[_ROW_SEEN]),
+            row[_ROW_WARM] != 0.0,
         )
 
     # -- the per-tick call -----------------------------------------------------------------
@@ -291,7 +287,7 @@ class _Detector:
         output = self._output
         outs = [output(row) for row in listed]
         for i, row, out in zip(used, listed, outs, strict=True):
-            results[i] = self._refusal(row, ticks[i]) if row[0] >= bad else out
+            results[i] = self._refusal(row, ticks[i]) if row[_ROW_STATUS] >= bad else out
         return results
 
     def learn_predict_block(self, ts: np.ndarray, fields: Mapping[str, np.ndarray]) -> OutputBlock:
@@ -356,16 +352,16 @@ class _Detector:
         # Transposed in Python: cheaper than NumPy slicing for the few ticks of a poll, and
         # no dearer for a long run.
         cols = list(zip(*listed, strict=True)) if listed else [()] * self._width
-        k, p = self._k, L.R_PROBS
+        k, p = self._k, _ROW_PROBS
         columns = make_output_columns(
-            list(map(int, cols[L.R_REGIME])),
+            list(map(int, cols[_ROW_REGIME])),
             cols[p : p + k],
             cols[p + k : p + 2 * k],
-            cols[L.R_LL],
-            cols[L.R_DRIFT_SCORE],
-            [v != 0.0 for v in cols[L.R_DRIFT]],
-            list(map(int, cols[L.R_SEEN])),
-            [v != 0.0 for v in cols[L.R_WARM]],
+            cols[_ROW_LL],
+            cols[_ROW_SCORE],
+            [v != 0.0 for v in cols[_ROW_DRIFT]],
+            list(map(int, cols[_ROW_SEEN])),
+            [v != 0.0 for v in cols[_ROW_WARM]],
         )
         return OutputBlock(index, columns, refused)
 
@@ -382,7 +378,7 @@ class _Detector:
         values = row[0].tolist()
         if values[_ROW_STATUS] >= L.S_BAD_TS:
             raise self._refusal(values, tick)
-        return dict(enumerate(values[L.R_PROBS : L.R_PROBS + self._k]))
+        return dict(enumerate(values[_ROW_PROBS : _ROW_PROBS + self._k]))
 
     def predict_one(self, tick: Mapping[str, Any]) -> int:
         """Most probable regime for ``tick`` without changing any state (ties: the calmer)."""
