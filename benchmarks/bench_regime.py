@@ -3,6 +3,8 @@
 The service hands each key's ticks of one poll to ``learn_predict_many`` together; with 500
 records per poll over 30 keys that is about 17 ticks per call, the default ``--run`` here.
 Figures are medians of ``--repeats`` passes over warm detectors (compile and warm-up excluded).
+The last line is the floor of ``learn_predict_many``'s contract (tick dicts in, a dict with two
+probability dicts out per tick): its three unavoidable parts, each timed alone on the same ticks.
 
 Usage::
 
@@ -19,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from streamgmm import RegimeDetector
+from streamgmm import _regime_kernel as _K
+from streamgmm import _regime_layout as L
 
 DAY = 86400.0
 
@@ -44,6 +48,7 @@ def main() -> None:
 
     warm = _ticks(2000, seed=1)
     one_rates, many_rates, block_rates = [], [], []
+    floors: list[tuple[float, float, float]] = []
     for repeat in range(args.repeats):
         ticks = [{**t, "ts": t["ts"] + 1.0e8} for t in _ticks(args.ticks, seed=2 + repeat)]
         one, many, block = RegimeDetector(), RegimeDetector(), RegimeDetector()
@@ -68,6 +73,7 @@ def main() -> None:
             )
         block_rates.append(len(ticks) / (time.perf_counter() - started))
         assert one.to_state() == many.to_state() == block.to_state()  # the same model
+        floors.append(_floor(ticks, warm))
 
     one_rate, many_rate = statistics.median(one_rates), statistics.median(many_rates)
     block_rate = statistics.median(block_rates)
@@ -84,6 +90,35 @@ def main() -> None:
         f"RegimeDetector.learn_predict_block (runs of {args.block_run}, columns in and out): "
         f"{block_rate:10.0f} ticks/s ({1e6 / block_rate:.2f} us/tick)"
     )
+    read, step, build = (statistics.median(f[i] for f in floors) for i in range(3))
+    print(
+        f"learn_predict_many's floor, us/tick: reading the tick dicts {read:.2f} + the compiled "
+        f"step {step:.2f} + building the output dicts {build:.2f} = {read + step + build:.2f}"
+    )
+
+
+def _floor(ticks: list[dict[str, Any]], warm: list[dict[str, Any]]) -> tuple[float, float, float]:
+    """Seconds per tick of the three things learn_predict_many cannot skip, each alone: reading
+    each tick dict's fields, the compiled step over all ticks in one call, and the output dict
+    (one ``make_output`` with its two probability dicts) of each of the step's rows."""
+    det = RegimeDetector()
+    det.learn_predict_many(warm)
+    n = len(ticks)
+    started = time.perf_counter()
+    fields = [(t["ts"], t["price"], t.get("volume")) for t in ticks]
+    read = (time.perf_counter() - started) / n
+    data = np.array([f[:2] for f in fields])
+    rows = np.empty((n, L.row_width(2)))
+    started = time.perf_counter()
+    _K.regime_run(det._buf, data, rows)
+    step = (time.perf_counter() - started) / n
+    listed = rows.tolist()
+    output = det._output  # one make_output with its two probability dicts
+    started = time.perf_counter()
+    for row in listed:
+        output(row)
+    build = (time.perf_counter() - started) / n
+    return read * 1e6, step * 1e6, build * 1e6
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ __all__ = [
     "apply_rule",
     "best_ewma_rule",
     "cache_dir",
+    "cache_file",
     "detection_delay",
     "detector_labels",
     "ewma_rule_agreements",
@@ -368,6 +369,13 @@ def _cache_path(prices: pd.Series, directory: Path | None) -> Path:
     values = prices.to_numpy(dtype=np.float64)
     index = pd.DatetimeIndex(prices.index).as_unit("ns").asi8
     return (directory or cache_dir()) / f"{_data_key(values, index)}.npz"
+
+
+def cache_file(prices: pd.Series, kind: str) -> Path:
+    """Where to cache a computation ``kind`` on ``prices`` (keyed as the Hamilton fits are: the
+    data, the statsmodels version and the fit version)."""
+    path = _cache_path(prices, None)
+    return path.with_name(f"{kind}-{path.name}")
 
 
 def hamilton_reference(prices: pd.Series, *, directory: Path | None = None) -> HamiltonReference:
@@ -695,6 +703,7 @@ def ewma_rule_agreements(
     reference_labels: np.ndarray,
     *,
     warmup: int = 250,
+    mask: np.ndarray | None = None,
     halflives: Iterable[float] = _HALFLIVES,
     references: Iterable[str] = REFERENCES,
 ) -> list[tuple[EwmaRule, float]]:
@@ -702,7 +711,8 @@ def ewma_rule_agreements(
 
     The grid: the half-lives ``halflives`` times the references ``references``, with absolute
     thresholds 0.30-4.00 %/tick or multiples 0.50-3.00 of the reference scale, in steps of
-    0.02.
+    0.02. ``mask`` (a boolean per return), if given, says which returns are scored instead of
+    ``warmup``; the rules still see every return.
     """
     returns = log_returns(prices)
     reference_labels = np.asarray(reference_labels)
@@ -711,16 +721,25 @@ def ewma_rule_agreements(
             f"reference_labels has shape {reference_labels.shape}, the prices give "
             f"{returns.shape} returns"
         )
-    if not 0 <= warmup < returns.size:
-        raise ValueError(f"warmup must be in [0, {returns.size}), got {warmup!r}")
-    target = reference_labels[warmup:] == 1
+    if mask is None:
+        if not 0 <= warmup < returns.size:
+            raise ValueError(f"warmup must be in [0, {returns.size}), got {warmup!r}")
+        scored = np.arange(returns.size) >= warmup
+    else:
+        scored = np.asarray(mask, dtype=bool)
+        if scored.shape != returns.shape or not scored.any():
+            raise ValueError(
+                f"mask must be {returns.shape} booleans with at least one True, got shape "
+                f"{scored.shape}"
+            )
+    target = reference_labels[scored] == 1
     results: list[tuple[EwmaRule, float]] = []
     for h in halflives:
         vol = _ewma_vol(returns, float(h))
         for reference in references:
-            scale = _reference_scale(returns, vol, reference)[warmup:]
+            scale = _reference_scale(returns, vol, reference)[scored]
             grid = _ABSOLUTE_GRID if reference == "absolute" else _MULTIPLE_GRID
-            above = vol[None, warmup:] > grid[:, None] * scale[None, :]
+            above = vol[None, scored] > grid[:, None] * scale[None, :]
             scores = np.mean(above == target[None, :], axis=1)
             results.extend(
                 (EwmaRule(float(h), reference, float(t)), float(s))

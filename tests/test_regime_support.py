@@ -54,6 +54,14 @@ def test_ewma_rules_are_causal_and_the_best_rule_is_the_grid_maximum() -> None:
     scored = rs.ewma_rule_agreements(prices, truth, warmup=200)
     assert score == max(a for _, a in scored) > 0.85
     assert rs.agreement(rs.apply_rule(best, prices), truth, np.arange(truth.size) >= 200) == score
+    # A mask scores only its returns: the same as warmup for a prefix, and any other set too.
+    prefix = np.arange(truth.size) >= 200
+    assert rs.ewma_rule_agreements(prices, truth, mask=prefix) == scored
+    odd = np.arange(truth.size) % 2 == 1
+    masked = dict(rs.ewma_rule_agreements(prices, truth, mask=odd))
+    assert masked[best] == rs.agreement(rs.apply_rule(best, prices), truth, odd)
+    with pytest.raises(ValueError, match="mask"):
+        rs.ewma_rule_agreements(prices, truth, mask=np.zeros(truth.size, bool))
     absolute = rs.EwmaRule(halflife=5.0, reference="absolute", threshold=1.0)
     assert "%/tick" in absolute.describe() and "expanding_rms" in rule.describe()
 
