@@ -210,17 +210,26 @@ class _Detector:
     # -- outputs ---------------------------------------------------------------------------
     def _output(self, row: list[float]) -> dict[str, Any]:
         """The output record of one row, through the schema's one constructor."""
-        k, p = self._k, _ROW_PROBS
-        if k == 2:  # the usual case, without slicing
-            probabilities = {0: row[p], 1: row[p + 1]}
-            raw = {0: row[p + 2], 1: row[p + 3]}
-        else:
-            probabilities = dict(enumerate(row[p : p + k]))
-            raw = dict(enumerate(row[p + k : p + 2 * k]))
+        k = self._k
+        if k == 2:
+            # The usual case, unpacked by position (0.1 us a tick faster than by name): the
+            # layout's R_* order, which test_the_two_regime_row_unpacks_in_layout_order holds.
+            _, _, regime, warm, seen, ll, score, drift, p0, p1, r0, r1 = row
+            return make_output(
+                1 if regime else 0,
+                {0: p0, 1: p1},
+                {0: r0, 1: r1},
+                ll,
+                score,
+                drift != 0.0,
+                int(seen),
+                warm != 0.0,
+            )
+        p = _ROW_PROBS
         return make_output(
             int(row[_ROW_REGIME]),
-            probabilities,
-            raw,
+            dict(enumerate(row[p : p + k])),
+            dict(enumerate(row[p + k : p + 2 * k])),
             row[_ROW_LL],
             row[_ROW_SCORE],
             row[_ROW_DRIFT] != 0.0,
