@@ -81,10 +81,7 @@ _BIG = 1e12
 _PRIOR_WEIGHT = 1e9
 _PRIOR_RATIO = 1e6
 
-# The kernel row's slots (named once, in the layout), bound here for the per-tick path.
 _ROW_STATUS, _ROW_FIELD = L.R_STATUS, L.R_FIELD
-_ROW_REGIME, _ROW_WARM, _ROW_SEEN = L.R_REGIME, L.R_WARM, L.R_SEEN
-_ROW_LL, _ROW_SCORE, _ROW_DRIFT, _ROW_PROBS = L.R_LL, L.R_DRIFT_SCORE, L.R_DRIFT, L.R_PROBS
 
 
 class _Detector:
@@ -225,16 +222,16 @@ class _Detector:
                 int(seen),
                 warm != 0.0,
             )
-        p = _ROW_PROBS
+        p = L.R_PROBS
         return make_output(
-            int(row[_ROW_REGIME]),
+            int(row[L.R_REGIME]),
             dict(enumerate(row[p : p + k])),
             dict(enumerate(row[p + k : p + 2 * k])),
-            row[_ROW_LL],
-            row[_ROW_SCORE],
-            row[_ROW_DRIFT] != 0.0,
-            int(row[_ROW_SEEN]),
-            row[_ROW_WARM] != 0.0,
+            row[L.R_LL],
+            row[L.R_DRIFT_SCORE],
+            row[L.R_DRIFT] != 0.0,
+            int(row[L.R_SEEN]),
+            row[L.R_WARM] != 0.0,
         )
 
     # -- the per-tick call -----------------------------------------------------------------
@@ -361,16 +358,16 @@ class _Detector:
         # Transposed in Python: cheaper than NumPy slicing for the few ticks of a poll, and
         # no dearer for a long run.
         cols = list(zip(*listed, strict=True)) if listed else [()] * self._width
-        k, p = self._k, _ROW_PROBS
+        k, p = self._k, L.R_PROBS
         columns = make_output_columns(
-            list(map(int, cols[_ROW_REGIME])),
+            list(map(int, cols[L.R_REGIME])),
             cols[p : p + k],
             cols[p + k : p + 2 * k],
-            cols[_ROW_LL],
-            cols[_ROW_SCORE],
-            [v != 0.0 for v in cols[_ROW_DRIFT]],
-            list(map(int, cols[_ROW_SEEN])),
-            [v != 0.0 for v in cols[_ROW_WARM]],
+            cols[L.R_LL],
+            cols[L.R_DRIFT_SCORE],
+            [v != 0.0 for v in cols[L.R_DRIFT]],
+            list(map(int, cols[L.R_SEEN])),
+            [v != 0.0 for v in cols[L.R_WARM]],
         )
         return OutputBlock(index, columns, refused)
 
@@ -387,7 +384,7 @@ class _Detector:
         values = row[0].tolist()
         if values[_ROW_STATUS] >= L.S_BAD_TS:
             raise self._refusal(values, tick)
-        return dict(enumerate(values[_ROW_PROBS : _ROW_PROBS + self._k]))
+        return dict(enumerate(values[L.R_PROBS : L.R_PROBS + self._k]))
 
     def predict_one(self, tick: Mapping[str, Any]) -> int:
         """Most probable regime for ``tick`` without changing any state (ties: the calmer)."""
