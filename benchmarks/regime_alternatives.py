@@ -71,7 +71,7 @@ def history_em_labels(
     ``every`` ticks, five EM iterations (warm-started) fit a two-component Gaussian mixture to
     the histogram (decayed with ``halflife`` ticks; ``None``: all history), with the
     detector's variance prior (``prior`` times the pooled variance, ``prior_weight`` ticks).
-    Transitions: decayed expected counts from the filter, with the detector's prior.
+    Transitions: expected counts from the filter, accumulated, with the detector's prior.
     """
     n = returns.size
     x = returns / (np.sqrt(np.mean(returns[:warmup] ** 2)) or 1.0)
@@ -198,12 +198,8 @@ def _heavy(job: tuple[int, str]) -> dict[str, Any]:
 
 
 def _jump(seed: int) -> dict[str, Any]:
-    # As tests/test_regime_goals.py::test_variance_jumps: 300 ticks at 3x the turbulent variance.
-    s = syn.switching_stream(seed, n=3000)
-    rng = np.random.default_rng(1000 + seed)
-    jump = np.exp(np.cumsum(rng.standard_normal(300) * 2.0 * np.sqrt(3) / 100))
-    price = np.concatenate([s.price, s.price[-1] * jump])
-    return {"kind": "jump", "at": s.price.size, **trace(86400.0 * np.arange(price.size), price)}
+    ts, price, at = rs.beyond_turbulent_jump(seed)  # as tests/test_regime_goals.py
+    return {"kind": "jump", "at": at, **trace(ts, price)}
 
 
 def llr_cusum(args: argparse.Namespace) -> None:
@@ -218,8 +214,7 @@ def llr_cusum(args: argparse.Namespace) -> None:
             n = sum(int((alarms_of(t) & t["warm"]).sum()) for t in runs)
             rates[kind] = n / sum(int(t["warm"].sum()) for t in runs)
         for t in (t for t in traces if t["kind"] == "jump"):
-            hits = np.flatnonzero(alarms_of(t)[t["at"] - 1 :])
-            delays.append(int(hits[0]) if hits.size else None)
+            delays.append(rs.detection_delay(alarms_of(t), t["at"]))
         found = [d for d in delays if d is not None]
         print(
             f"{label:42s} false alarms t4 {rates['t4']:.1e} garch {rates['garch']:.1e}; "

@@ -61,6 +61,7 @@ __all__ = [
     "agreement",
     "apply_rule",
     "best_ewma_rule",
+    "beyond_turbulent_jump",
     "cache_dir",
     "cache_file",
     "detection_delay",
@@ -618,6 +619,18 @@ def false_alarm_rate(drift_detected: np.ndarray, warm_mask: np.ndarray) -> tuple
     n = int(warm.sum())
     alarms = int(np.sum(drift & warm))
     return alarms, n, (alarms / n if n else float("nan"))
+
+
+def beyond_turbulent_jump(seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(ts, price, at)``: a switching stream (regimes of 0.7 % and 2 % a day, 3,000 daily
+    ticks) followed by 300 ticks at 3x the turbulent regime's variance, from tick ``at``."""
+    from streamgmm.synthetic import switching_stream
+
+    s = switching_stream(seed, n=3000)
+    rng = np.random.default_rng(1000 + seed)
+    jump = np.exp(np.cumsum(rng.standard_normal(300) * 2.0 * np.sqrt(3) / 100))
+    price = np.concatenate([s.price, s.price[-1] * jump])
+    return 86400.0 * np.arange(price.size), price, s.price.size
 
 
 def detection_delay(drift_detected: np.ndarray, at: int) -> int | None:

@@ -152,12 +152,9 @@ def test_variance_jumps() -> None:
     turns turbulent (regime 1 for 10 ticks in a row) with a median delay <= 30 ticks."""
     delays = []
     for seed in range(20):
-        s = syn.switching_stream(seed, n=3000)
-        rng = np.random.default_rng(1000 + seed)
-        jump = np.exp(np.cumsum(rng.standard_normal(300) * 2.0 * np.sqrt(3) / 100))
-        price = np.concatenate([s.price, s.price[-1] * jump])
-        run = rs.run_detector(86400.0 * np.arange(price.size), price, RegimeDetector)
-        delays.append(rs.detection_delay(run.drift_detected, at=s.price.size))
+        ts, price, at = rs.beyond_turbulent_jump(seed)
+        run = rs.run_detector(ts, price, RegimeDetector)
+        delays.append(rs.detection_delay(run.drift_detected, at=at))
     found = [d for d in delays if d is not None]
     assert len(found) >= 18 and max(found) <= 250, delays
     assert np.median(found) <= 30, delays
