@@ -61,12 +61,6 @@ GOALS = {
 FRESH = rs.FRESH.real
 
 
-def _model(returns: np.ndarray) -> Any:
-    from statsmodels.tsa.regime_switching.markov_regression import MarkovRegression
-
-    return MarkovRegression(returns, k_regimes=2, switching_variance=True)
-
-
 def refit_labels(prices: Any) -> tuple[np.ndarray, np.ndarray]:
     """Per return, the yearly causal refit's label (0 calm, 1 turbulent), and the mask of the
     returns it labels (each calendar year with at least ``MIN_FIT`` returns before it)."""
@@ -82,13 +76,14 @@ def refit_labels(prices: Any) -> tuple[np.ndarray, np.ndarray]:
             first, last = int(rows[0]), int(rows[-1]) + 1
             if first < MIN_FIT:
                 continue
-            model = _model(returns[:first])
+            model = rs.hamilton_model(returns[:first])
             fits = []
             # statsmodels' default start, last year's optimum, then a random search: the best
             # that does not fail (a stretch of constant prices can break a fit).
-            for options in ({}, {"start_params": previous}, {"search_reps": 20, "rng": 0}):
-                if options.get("start_params", 0) is None:
-                    continue
+            starts: list[dict[str, Any]] = [{}, {"search_reps": 20, "rng": 0}]
+            if previous is not None:
+                starts.insert(1, {"start_params": previous})
+            for options in starts:
                 try:
                     fit = model.fit(disp=False, **options)
                 except (np.linalg.LinAlgError, ValueError, RuntimeError):
@@ -102,7 +97,7 @@ def refit_labels(prices: Any) -> tuple[np.ndarray, np.ndarray]:
             params = dict(zip(model.param_names, previous, strict=True))
             high = int(params["sigma2[1]"] > params["sigma2[0]"])
             filtered = np.asarray(
-                _model(returns[:last]).filter(previous).filtered_marginal_probabilities
+                rs.hamilton_model(returns[:last]).filter(previous).filtered_marginal_probabilities
             )[first:last]
             labels[first:last] = filtered[:, high] > filtered[:, 1 - high]
             scored[first:last] = True

@@ -69,6 +69,7 @@ __all__ = [
     "ewma_rule_agreements",
     "false_alarm_rate",
     "gap_flip_rates",
+    "hamilton_model",
     "hamilton_reference",
     "hamilton_references",
     "log_returns",
@@ -284,10 +285,16 @@ def _data_key(prices: np.ndarray, index: np.ndarray) -> str:
     return digest.hexdigest()[:32]
 
 
-def _fit_hamilton(returns: np.ndarray) -> HamiltonReference:
+def hamilton_model(returns: np.ndarray) -> Any:
+    """The reference's model on ``returns`` (unfitted): statsmodels' ``MarkovRegression`` with
+    two regimes and a variance per regime."""
     from statsmodels.tsa.regime_switching.markov_regression import MarkovRegression
 
-    model = MarkovRegression(returns, k_regimes=2, switching_variance=True)
+    return MarkovRegression(returns, k_regimes=2, switching_variance=True)
+
+
+def _fit_hamilton(returns: np.ndarray) -> HamiltonReference:
+    model = hamilton_model(returns)
 
     def fit(search_reps: int) -> Any:
         with warnings.catch_warnings():
