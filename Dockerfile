@@ -21,14 +21,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     STREAMGMM_METRICS_PORT=9464
 
 WORKDIR /src
-# 1. Dependencies, in their own layer: rebuilt only when pyproject.toml changes, not on every
-#    source edit.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
-    && pip install -r requirements.txt
+# 1. Dependencies, in their own layer: rebuilt only when the lock changes, not on every source
+#    edit. deploy/requirements.lock pins every core dependency with its hashes, so a rebuild
+#    installs the same releases (CI installs its core environment from the same file).
+COPY deploy/requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
 # 2. The package itself (no dependency resolution: they are all in the layer above).
-COPY README.md LICENSE ./
+COPY pyproject.toml README.md LICENSE ./
 COPY streamgmm ./streamgmm
 RUN pip install --no-deps . && rm -rf /src
 
