@@ -6,19 +6,15 @@ no dicts and no Python objects. Keeping the whole model in one contiguous buffer
 (:func:`learn_batch`) runs exactly the same :func:`_learn_point` as the per-tick path, so the two
 agree to the bit.
 
-Buffer layout (see :func:`layout`)::
+The buffer is declared by :data:`TABLE`: the shape, where each region starts, then the header
+slots. ``mass``, ``means`` and ``scatter`` are the decayed sufficient statistics of each
+component, kept in centred form (mean and scatter about the mean, never raw second moments).
+``factor`` and ``log_norm`` are derived from them after every update: the row-major lower
+Cholesky factor L of the floored covariance for "full", per-dimension standard deviations
+otherwise, and log N_k - log det L. The ring holds recent points and their log-likelihoods,
+used to reseed dead components.
 
-    header (16 slots) | mass (K) | means (K*D) | scatter (K*m) | factor (K*m) | log_norm (K) |
-    ring_x (R*D) | ring_score (R) | scratch_x (D) | scratch_p (K) | scratch_w (D)
-
-with m = D*D for "full" and m = D otherwise. ``mass``, ``means`` and ``scatter`` are the decayed
-sufficient statistics of each component, kept in centred form (mean and scatter about the mean,
-never raw second moments). ``factor`` and ``log_norm`` are derived from them after every update:
-the row-major lower Cholesky factor L of the floored covariance for "full", per-dimension standard
-deviations otherwise, and log N_k - log det L. The ring holds recent points and their
-log-likelihoods, used to reseed dead components.
-
-Hot helpers take the buffer and a layout tuple of integer offsets, never array views: numba passes
+Hot helpers take the buffer and its layout tuple (:func:`layout`), never array views: numba passes
 each array argument with reference-count traffic, which at D=2 costs more than the arithmetic.
 """
 
@@ -26,70 +22,65 @@ from __future__ import annotations
 
 import math
 
-import numba as nb
 import numpy as np
 
-FULL, DIAG, SPHERICAL = 0, 1, 2
-STEPWISE, DECAY = 0, 1
+from streamgmm._layout import Table, read_ints
+from streamgmm._numeric import LOG_2PI, MAX_ABS_VALUE, TINY, hot, jit
 
-# Header slots.
-H_K, H_D, H_COV, H_SCHEDULE, H_DECAY, H_ALPHA, H_REG, H_MIN_WEIGHT = 0, 1, 2, 3, 4, 5, 6, 7
-H_N_SEEN, H_N_RESEEDS, H_RING_SIZE, H_RING_POS, H_RING_FILL = 8, 9, 10, 11, 12
-HEADER_SIZE = 16
+FULL, DIAG, SPHERICAL = range(3)
+STEPWISE, DECAY = range(2)
+
+#: The table: the shape is K components, D features, a ring of R recent points, and M floats per
+#: component's scatter or factor (D * D for "full", D otherwise).
+TABLE = Table("n_components", "n_features", "ring_size", "stride")
+N_COMPONENTS, N_FEATURES, RING_SIZE, STRIDE = TABLE.shape
+#: FULL, DIAG or SPHERICAL (the kernels branch on it, so it is read with the shape).
+(COVARIANCE,) = TABLE.slots(1)
+# -- where each region starts: the decayed sufficient statistics, their factors, the ring of
+#    recent points and their log-likelihoods, and working space (the point, its
+#    responsibilities, a work vector) -----------------------------------------------------
+MASS = TABLE.region("mass", lambda k, d, r, m: k)
+MEANS = TABLE.region("means", lambda k, d, r, m: k * d)
+SCATTER = TABLE.region("scatter", lambda k, d, r, m: k * m)
+FACTOR = TABLE.region("factor", lambda k, d, r, m: k * m)
+LOG_NORM = TABLE.region("log_norm", lambda k, d, r, m: k)
+RING_X = TABLE.region("ring_x", lambda k, d, r, m: r * d)
+RING_SCORE = TABLE.region("ring_score", lambda k, d, r, m: r)
+X = TABLE.region("x", lambda k, d, r, m: d)
+P = TABLE.region("p", lambda k, d, r, m: k)
+W = TABLE.region("w", lambda k, d, r, m: d)
+END = TABLE.end()
+# -- header slots: settings, then the state's scalars ------------------------------------------
+SCHEDULE, DECAY_FACTOR, ALPHA, REG, MIN_WEIGHT = TABLE.slots(5)
+N_SEEN, N_RESEEDS, RING_POS, RING_FILL = TABLE.slots(4)
 
 # A floor relative to the largest variance keeps every covariance's condition number below ~1e9,
 # so its Cholesky factor exists in float64 even when features sit at 1e12 with 1e-12 spread.
 RELATIVE_FLOOR = 1e-9
-# Inputs beyond this magnitude could overflow squared distances; they are rejected as out of range.
-MAX_ABS_VALUE = 1e100
 # Squared Mahalanobis distances are capped so that log-densities stay finite.
 MAX_MAHALANOBIS = 1e300
 # Marks a ring entry already used for a reseed, so two dead components never share a seed point.
 USED_SCORE = 1e308
-LOG_2PI = math.log(2.0 * math.pi)
 # Cholesky retries, each with a tenfold larger diagonal shift. The first shift is at least 1e-9
 # of the largest variance, so 64 tries reach 1e55 times it: more than any finite indefiniteness
 # of a symmetric matrix needs. Only non-finite statistics exhaust them.
 MAX_SHIFT_TRIES = 64
-TINY = np.finfo(np.float64).tiny
 
-OK, NON_FINITE, OUT_OF_RANGE = 0, 1, 2
-
-# error_model="numpy": divisions are guarded explicitly, so numba's per-division zero checks (which
-# would raise ZeroDivisionError) only cost time on the hot path.
-_jit = nb.njit(cache=True, error_model="numpy")
-# Hot helpers are inlined at numba-IR level so the per-tick step compiles to one loop nest.
-_hot = nb.njit(cache=True, error_model="numpy", inline="always")
-
-# Positions in the layout tuple.
-L_K, L_D, L_COV, L_R, L_M = 0, 1, 2, 3, 4
-L_MASS, L_MEANS, L_SCATTER, L_FACTOR, L_LOG_NORM = 5, 6, 7, 8, 9
-L_RING_X, L_RING_SCORE, L_X, L_P, L_W, L_END = 10, 11, 12, 13, 14, 15
+OK, NON_FINITE, OUT_OF_RANGE = range(3)
 
 
-@_hot
-def offsets(n_components, n_features, cov_type, ring_size):
-    """(K, D, cov, R, m, start of each region..., total length) for a model of this shape."""
-    k, d = n_components, n_features
-    m = d * d if cov_type == FULL else d
-    mass = HEADER_SIZE
-    means = mass + k
-    scatter = means + k * d
-    factor = scatter + k * m
-    log_norm = factor + k * m
-    ring_x = log_norm + k
-    ring_score = ring_x + ring_size * d
-    x = ring_score + ring_size
-    p = x + d
-    w = p + k
-    end = w + d
-    return (k, d, cov_type, ring_size, m, mass, means, scatter, factor, log_norm, ring_x,
-            ring_score, x, p, w, end)  # fmt: skip
-
-
-@_hot
+@hot
 def layout(state):
-    return offsets(int(state[H_K]), int(state[H_D]), int(state[H_COV]), int(state[H_RING_SIZE]))
+    """The shape and where each region starts, as integers (the header's first slots)."""
+    return read_ints(state, END)
+
+
+def new_state(n_components: int, n_features: int, cov_type: int, ring_size: int) -> np.ndarray:
+    """A zeroed buffer with its shape, table of contents and covariance type written."""
+    stride = n_features * n_features if cov_type == FULL else n_features
+    state = TABLE.new(n_components, n_features, ring_size, stride)
+    state[COVARIANCE] = cov_type
+    return state
 
 
 # --------------------------------------------------------------------------------------------
@@ -97,16 +88,16 @@ def layout(state):
 # --------------------------------------------------------------------------------------------
 
 
-@_hot
-def _log_gauss_full(state, lay, k, ox):
+@hot
+def log_gauss_full(state, lay, k, ox):
     """log N_k - log det L_k - ½(D log 2π + |L⁻¹(x - μ_k)|²), by forward substitution.
 
     ``ox`` is where x starts in the buffer; the solve is written to the scratch vector.
     """
-    d = lay[L_D]
-    mean = lay[L_MEANS] + k * d
-    fac = lay[L_FACTOR] + k * lay[L_M]
-    work = lay[L_W]
+    d = lay[N_FEATURES]
+    mean = lay[MEANS] + k * d
+    fac = lay[FACTOR] + k * lay[STRIDE]
+    work = lay[W]
     maha = 0.0
     for i in range(d):
         s = state[ox + i] - state[mean + i]
@@ -117,24 +108,24 @@ def _log_gauss_full(state, lay, k, ox):
         state[work + i] = z
         maha += z * z
     maha = min(maha, MAX_MAHALANOBIS)
-    return state[lay[L_LOG_NORM] + k] - 0.5 * (d * LOG_2PI + maha)
+    return state[lay[LOG_NORM] + k] - 0.5 * (d * LOG_2PI + maha)
 
 
-@_hot
+@hot
 def _log_gauss_diag(state, lay, k, ox):
-    """As :func:`_log_gauss_full` with diagonal standard deviations ("diag" and "spherical")."""
-    d = lay[L_D]
-    mean = lay[L_MEANS] + k * d
-    std = lay[L_FACTOR] + k * d
+    """As :func:`log_gauss_full` with diagonal standard deviations ("diag" and "spherical")."""
+    d = lay[N_FEATURES]
+    mean = lay[MEANS] + k * d
+    std = lay[FACTOR] + k * d
     maha = 0.0
     for i in range(d):
         z = (state[ox + i] - state[mean + i]) / state[std + i]
         maha += z * z
     maha = min(maha, MAX_MAHALANOBIS)
-    return state[lay[L_LOG_NORM] + k] - 0.5 * (d * LOG_2PI + maha)
+    return state[lay[LOG_NORM] + k] - 0.5 * (d * LOG_2PI + maha)
 
 
-@_hot
+@hot
 def _cholesky_shifted(state, scatter, inv_mass, shift, d, out):
     """Lower factor of scatter * inv_mass + shift * I, written at ``out``; False if not SPD."""
     for i in range(d):
@@ -155,13 +146,13 @@ def _cholesky_shifted(state, scatter, inv_mass, shift, d, out):
     return True
 
 
-@_hot
+@hot
 def _factorise_full(state, lay, k, reg_covar):
     """Cholesky factor of the floored covariance of component k; returns det L."""
-    d = lay[L_D]
-    scatter = lay[L_SCATTER] + k * lay[L_M]
-    out = lay[L_FACTOR] + k * lay[L_M]
-    mass = state[lay[L_MASS] + k]
+    d = lay[N_FEATURES]
+    scatter = lay[SCATTER] + k * lay[STRIDE]
+    out = lay[FACTOR] + k * lay[STRIDE]
+    mass = state[lay[MASS] + k]
     inv_mass = 1.0 / mass if mass > 0.0 else 0.0
     largest = 0.0
     for i in range(d):
@@ -191,13 +182,13 @@ def _factorise_full(state, lay, k, reg_covar):
     return det_root
 
 
-@_hot
+@hot
 def _factorise_diag(state, lay, k, reg_covar):
     """Per-dimension standard deviations ("spherical" shares one variance); returns the product."""
-    d = lay[L_D]
-    scatter = lay[L_SCATTER] + k * d
-    out = lay[L_FACTOR] + k * d
-    mass = state[lay[L_MASS] + k]
+    d = lay[N_FEATURES]
+    scatter = lay[SCATTER] + k * d
+    out = lay[FACTOR] + k * d
+    mass = state[lay[MASS] + k]
     inv_mass = 1.0 / mass if mass > 0.0 else 0.0
     largest = 0.0
     total = 0.0
@@ -208,7 +199,7 @@ def _factorise_diag(state, lay, k, reg_covar):
     shift = reg_covar + RELATIVE_FLOOR * largest
     if not shift > 0.0:
         shift = TINY
-    spherical = lay[L_COV] == SPHERICAL
+    spherical = lay[COVARIANCE] == SPHERICAL
     det_root = 1.0
     for i in range(d):
         v = (total / d if spherical else state[scatter + i] * inv_mass) + shift
@@ -217,19 +208,19 @@ def _factorise_diag(state, lay, k, reg_covar):
     return det_root
 
 
-@_hot
-def _factorise(state, lay, k, reg_covar):
+@hot
+def factorise(state, lay, k, reg_covar):
     """Refresh component k's factor and log_norm[k] = log N_k - log det L_k.
 
     Folding the unnormalised log-weight into the determinant term costs one log per component
     per tick instead of two; transcendental calls matter at small D.
     """
-    if lay[L_COV] == FULL:
+    if lay[COVARIANCE] == FULL:
         det_root = _factorise_full(state, lay, k, reg_covar)
     else:
         det_root = _factorise_diag(state, lay, k, reg_covar)
-    mass = state[lay[L_MASS] + k]
-    slot = lay[L_LOG_NORM] + k
+    mass = state[lay[MASS] + k]
+    slot = lay[LOG_NORM] + k
     if not mass > 0.0:
         state[slot] = -np.inf
         return
@@ -238,21 +229,21 @@ def _factorise(state, lay, k, reg_covar):
         state[slot] = math.log(ratio)
         return
     # The product under- or overflowed (extreme scales): sum the logs instead.
-    d = lay[L_D]
-    stride = d + 1 if lay[L_COV] == FULL else 1
-    fac = lay[L_FACTOR] + k * lay[L_M]
+    d = lay[N_FEATURES]
+    stride = d + 1 if lay[COVARIANCE] == FULL else 1
+    fac = lay[FACTOR] + k * lay[STRIDE]
     log_det_root = 0.0
     for i in range(d):
         log_det_root += math.log(state[fac + i * stride])
     state[slot] = math.log(mass) - log_det_root
 
 
-@_jit
+@jit
 def refactorise_all(state):
     """Recompute every component's factor from its sufficient statistics (after a restore)."""
     lay = layout(state)
-    for k in range(lay[L_K]):
-        _factorise(state, lay, k, state[H_REG])
+    for k in range(lay[N_COMPONENTS]):
+        factorise(state, lay, k, state[REG])
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,7 +251,7 @@ def refactorise_all(state):
 # --------------------------------------------------------------------------------------------
 
 
-@_hot
+@hot
 def _normalise_log(state, start, n, best):
     """Turn n log-terms at ``start`` (maximum ``best``) into probabilities; returns log-sum-exp.
 
@@ -276,17 +267,17 @@ def _normalise_log(state, start, n, best):
     return best + math.log(acc)
 
 
-@_hot
+@hot
 def _posterior(state, lay, ox):
     """E-step for the point at ``ox``: p(k | x) into the scratch slots; returns log p(x)."""
-    k_total = lay[L_K]
-    p = lay[L_P]
+    k_total = lay[N_COMPONENTS]
+    p = lay[P]
     total = 0.0
     best = -np.inf
     for k in range(k_total):
-        total += state[lay[L_MASS] + k]
-        if lay[L_COV] == FULL:
-            lp = _log_gauss_full(state, lay, k, ox)
+        total += state[lay[MASS] + k]
+        if lay[COVARIANCE] == FULL:
+            lp = log_gauss_full(state, lay, k, ox)
         else:
             lp = _log_gauss_diag(state, lay, k, ox)
         state[p + k] = lp
@@ -294,7 +285,7 @@ def _posterior(state, lay, ox):
     return _normalise_log(state, p, k_total, best) - math.log(total)
 
 
-@_hot
+@hot
 def _check_values(state, start, n):
     """OK, or -(4 * (index + 1) + reason) so the caller can name the offending feature."""
     for i in range(n):
@@ -311,7 +302,7 @@ def _check_values(state, start, n):
 # --------------------------------------------------------------------------------------------
 
 
-@_hot
+@hot
 def _update(state, lay, k, ox, w, keep):
     """mass <- keep*mass + w; centred (West/Welford) update of mean and scatter.
 
@@ -319,22 +310,22 @@ def _update(state, lay, k, ox, w, keep):
     mean exactly, is symmetric positive semi-definite by construction, and never forms raw second
     moments.
     """
-    d = lay[L_D]
-    slot = lay[L_MASS] + k
+    d = lay[N_FEATURES]
+    slot = lay[MASS] + k
     new_mass = keep * state[slot] + w
     state[slot] = new_mass
     if not new_mass > 0.0:
         return
     frac = w / new_mass
-    mean = lay[L_MEANS] + k * d
-    delta = lay[L_W]
+    mean = lay[MEANS] + k * d
+    delta = lay[W]
     for i in range(d):
         diff = state[ox + i] - state[mean + i]
         state[delta + i] = diff
         state[mean + i] += frac * diff
     c = w * (1.0 - frac)
-    scatter = lay[L_SCATTER] + k * lay[L_M]
-    if lay[L_COV] == FULL:
+    scatter = lay[SCATTER] + k * lay[STRIDE]
+    if lay[COVARIANCE] == FULL:
         for i in range(d):
             for j in range(i + 1):
                 v = keep * state[scatter + i * d + j] + c * state[delta + i] * state[delta + j]
@@ -345,46 +336,46 @@ def _update(state, lay, k, ox, w, keep):
             state[scatter + i] = keep * state[scatter + i] + c * state[delta + i] ** 2
 
 
-@_hot
+@hot
 def _schedule(state):
     """(keep, step) for the next update: decayed sums, or Liang & Klein's stepwise η_t."""
-    if int(state[H_SCHEDULE]) == DECAY:
-        return state[H_DECAY], 1.0
-    alpha = state[H_ALPHA]
+    if int(state[SCHEDULE]) == DECAY:
+        return state[DECAY_FACTOR], 1.0
+    alpha = state[ALPHA]
     # alpha = 1 (a running average) is the default; a division is far cheaper than pow().
-    eta = 1.0 / (state[H_N_SEEN] + 2.0) if alpha == 1.0 else (state[H_N_SEEN] + 2.0) ** (-alpha)
+    eta = 1.0 / (state[N_SEEN] + 2.0) if alpha == 1.0 else (state[N_SEEN] + 2.0) ** (-alpha)
     return 1.0 - eta, eta
 
 
-@_hot
+@hot
 def _remember(state, lay, ox, score):
     """Write the point at ``ox`` and its log-likelihood into the ring of recent points."""
-    r = lay[L_R]
+    r = lay[RING_SIZE]
     if r == 0:
         return
-    d = lay[L_D]
-    pos = int(state[H_RING_POS])
+    d = lay[N_FEATURES]
+    pos = int(state[RING_POS])
     for i in range(d):
-        state[lay[L_RING_X] + pos * d + i] = state[ox + i]
-    state[lay[L_RING_SCORE] + pos] = score
-    state[H_RING_POS] = pos + 1 if pos + 1 < r else 0
-    state[H_RING_FILL] = min(state[H_RING_FILL] + 1.0, r)
+        state[lay[RING_X] + pos * d + i] = state[ox + i]
+    state[lay[RING_SCORE] + pos] = score
+    state[RING_POS] = pos + 1 if pos + 1 < r else 0
+    state[RING_FILL] = min(state[RING_FILL] + 1.0, r)
 
 
-@_hot
+@hot
 def _any_dead(state, lay):
     total = 0.0
-    for k in range(lay[L_K]):
-        total += state[lay[L_MASS] + k]
-    threshold = state[H_MIN_WEIGHT] * total
+    for k in range(lay[N_COMPONENTS]):
+        total += state[lay[MASS] + k]
+    threshold = state[MIN_WEIGHT] * total
     # An explicit loop: numba cannot compile any() over a generator.
-    for k in range(lay[L_K]):  # noqa: SIM110
-        if state[lay[L_MASS] + k] < threshold:
+    for k in range(lay[N_COMPONENTS]):  # noqa: SIM110
+        if state[lay[MASS] + k] < threshold:
             return True
     return False
 
 
-@_jit
+@jit
 def _reseed_dead(state):
     """Move each component whose weight fell below min_weight onto the worst-explained recent point.
 
@@ -392,16 +383,16 @@ def _reseed_dead(state):
     starts as a plausible cluster of typical spread rather than a spike.
     """
     lay = layout(state)
-    k_total, d, m = lay[L_K], lay[L_D], lay[L_M]
-    mass = state[lay[L_MASS] : lay[L_MEANS]]
-    means = state[lay[L_MEANS] : lay[L_SCATTER]]
-    scatter = state[lay[L_SCATTER] : lay[L_FACTOR]]
-    ring_x = state[lay[L_RING_X] : lay[L_RING_SCORE]]
-    ring_score = state[lay[L_RING_SCORE] : lay[L_X]]
-    fill = int(state[H_RING_FILL])
+    k_total, d, m = lay[N_COMPONENTS], lay[N_FEATURES], lay[STRIDE]
+    mass = state[lay[MASS] : lay[MASS + 1]]
+    means = state[lay[MEANS] : lay[MEANS + 1]]
+    scatter = state[lay[SCATTER] : lay[SCATTER + 1]]
+    ring_x = state[lay[RING_X] : lay[RING_X + 1]]
+    ring_score = state[lay[RING_SCORE] : lay[RING_SCORE + 1]]
+    fill = int(state[RING_FILL])
     if k_total < 2 or fill == 0:
         return
-    min_weight = state[H_MIN_WEIGHT]
+    min_weight = state[MIN_WEIGHT]
     for k in range(k_total):
         total = mass.sum()
         if not mass[k] < min_weight * total:
@@ -422,26 +413,26 @@ def _reseed_dead(state):
         means[k * d : (k + 1) * d] = ring_x[worst * d : (worst + 1) * d]
         mass[k] = new_mass
         ring_score[worst] = USED_SCORE
-        _factorise(state, lay, k, state[H_REG])
-        state[H_N_RESEEDS] += 1.0
+        factorise(state, lay, k, state[REG])
+        state[N_RESEEDS] += 1.0
 
 
-@_hot
+@hot
 def _learn_point(state, lay):
     """One online-EM step on the point in the scratch slots: E-step, centred M-step, refactorise,
     remember, reseed."""
-    ox = lay[L_X]
-    status = _check_values(state, ox, lay[L_D])
+    ox = lay[X]
+    status = _check_values(state, ox, lay[N_FEATURES])
     if status != OK:
         return status
     score = _posterior(state, lay, ox)
     keep, step = _schedule(state)
-    reg = state[H_REG]
-    for k in range(lay[L_K]):
-        _update(state, lay, k, ox, step * state[lay[L_P] + k], keep)
-        _factorise(state, lay, k, reg)
+    reg = state[REG]
+    for k in range(lay[N_COMPONENTS]):
+        _update(state, lay, k, ox, step * state[lay[P] + k], keep)
+        factorise(state, lay, k, reg)
     _remember(state, lay, ox, score)
-    state[H_N_SEEN] += 1.0
+    state[N_SEEN] += 1.0
     if _any_dead(state, lay):
         _reseed_dead(state)
     return OK
@@ -453,13 +444,13 @@ def _learn_point(state, lay):
 # --------------------------------------------------------------------------------------------
 
 
-@_jit
+@jit
 def _component_covariance(state, lay, k):
     """The floored covariance of component k as a dense (D, D) matrix."""
-    d = lay[L_D]
-    fac = lay[L_FACTOR] + k * lay[L_M]
+    d = lay[N_FEATURES]
+    fac = lay[FACTOR] + k * lay[STRIDE]
     cov = np.zeros((d, d))
-    if lay[L_COV] == FULL:
+    if lay[COVARIANCE] == FULL:
         for i in range(d):
             for j in range(i + 1):
                 s = 0.0
@@ -473,7 +464,7 @@ def _component_covariance(state, lay, k):
     return cov
 
 
-@_jit
+@jit
 def _solve_lower(lower, b):
     n = b.shape[0]
     z = np.empty(n)
@@ -485,7 +476,7 @@ def _solve_lower(lower, b):
     return z
 
 
-@_jit
+@jit
 def _solve_upper_t(lower, b):
     """Solve Lᵀ y = b."""
     n = b.shape[0]
@@ -498,12 +489,12 @@ def _solve_upper_t(lower, b):
     return y
 
 
-@_jit
+@jit
 def _marginal(state, lay, k, x, observed):
     """For component k: log N(x_o | μ_o, Σ_oo), the conditional mean x̂ (observed coordinates kept)
     and the conditional covariance of the missing coordinates (zero rows/cols for observed ones)."""
-    d = lay[L_D]
-    mu = state[lay[L_MEANS] + k * d : lay[L_MEANS] + (k + 1) * d]
+    d = lay[N_FEATURES]
+    mu = state[lay[MEANS] + k * d : lay[MEANS] + (k + 1) * d]
     cov = _component_covariance(state, lay, k)
     obs = np.flatnonzero(observed)
     mis = np.flatnonzero(~observed)
@@ -552,18 +543,18 @@ def _marginal(state, lay, k, x, observed):
     return log_density, x_hat, cond
 
 
-@_jit
+@jit
 def posterior_partial(state, x, observed, proba):
     """p(k | x_o) into proba for a point with missing coordinates; returns log p(x_o)."""
     lay = layout(state)
-    k_total = lay[L_K]
+    k_total = lay[N_COMPONENTS]
     total = 0.0
     for k in range(k_total):
-        total += state[lay[L_MASS] + k]
+        total += state[lay[MASS] + k]
     log_total = math.log(total)
     best = -np.inf
     for k in range(k_total):
-        mass = state[lay[L_MASS] + k]
+        mass = state[lay[MASS] + k]
         log_w = math.log(mass) - log_total if mass > 0.0 else -np.inf
         log_density, _, _ = _marginal(state, lay, k, x, observed)
         proba[k] = log_w + log_density
@@ -576,7 +567,7 @@ def posterior_partial(state, x, observed, proba):
     return best + math.log(acc)
 
 
-@_jit
+@jit
 def learn_partial(state, x, observed):
     """EM step for a point with missing coordinates (Ghahramani & Jordan, 1994).
 
@@ -586,7 +577,7 @@ def learn_partial(state, x, observed):
     given, and missing ones move only as far as the observed ones inform them.
     """
     lay = layout(state)
-    k_total, d, m = lay[L_K], lay[L_D], lay[L_M]
+    k_total, d, m = lay[N_COMPONENTS], lay[N_FEATURES], lay[STRIDE]
     x_obs = x[observed]
     for i in range(x_obs.shape[0]):
         if not math.isfinite(x_obs[i]):
@@ -600,21 +591,21 @@ def learn_partial(state, x, observed):
     conds = np.empty((k_total, d, d))
     for k in range(k_total):
         _, x_hats[k], conds[k] = _marginal(state, lay, k, x, observed)
-    ox = lay[L_X]
+    ox = lay[X]
     for k in range(k_total):
         w = step * resp[k]
         state[ox : ox + d] = x_hats[k]
         _update(state, lay, k, ox, w, keep)
         # The expected scatter of imputed coordinates adds w * Cov[x_m | x_o, k].
-        scatter = lay[L_SCATTER] + k * m
-        if lay[L_COV] == FULL:
+        scatter = lay[SCATTER] + k * m
+        if lay[COVARIANCE] == FULL:
             state[scatter : scatter + m] += w * conds[k].ravel()
         else:
             for i in range(d):
                 state[scatter + i] += w * conds[k, i, i]
     for k in range(k_total):
-        _factorise(state, lay, k, state[H_REG])
-    state[H_N_SEEN] += 1.0
+        factorise(state, lay, k, state[REG])
+    state[N_SEEN] += 1.0
     if _any_dead(state, lay):
         _reseed_dead(state)
     return OK
@@ -625,21 +616,21 @@ def learn_partial(state, x, observed):
 # --------------------------------------------------------------------------------------------
 
 
-@_jit
+@jit
 def learn_tuple(state, values):
     """Per-tick entry point: ``values`` is a tuple of floats in feature order."""
     lay = layout(state)
-    ox = lay[L_X]
+    ox = lay[X]
     for i in range(len(values)):
         state[ox + i] = values[i]
     return _learn_point(state, lay)
 
 
-@_jit
+@jit
 def learn_batch(state, data):
     """Learn rows in order with the per-tick step; returns OK or the first bad row's status."""
     lay = layout(state)
-    ox = lay[L_X]
+    ox = lay[X]
     for i in range(data.shape[0]):
         for j in range(data.shape[1]):
             state[ox + j] = data[i, j]
@@ -649,22 +640,22 @@ def learn_batch(state, data):
     return OK
 
 
-@_jit
+@jit
 def posterior_batch(state, data, out):
     """out[i, k] = p(k | x_i); returns the per-row log-likelihoods. Leaves statistics untouched."""
     lay = layout(state)
-    ox, p = lay[L_X], lay[L_P]
+    ox, p = lay[X], lay[P]
     scores = np.empty(data.shape[0])
     for i in range(data.shape[0]):
         for j in range(data.shape[1]):
             state[ox + j] = data[i, j]
         scores[i] = _posterior(state, lay, ox)
-        for k in range(lay[L_K]):
+        for k in range(lay[N_COMPONENTS]):
             out[i, k] = state[p + k]
     return scores
 
 
-@_jit
+@jit
 def posterior_tuple(state, values, out):
     """out[k] = p(k | x) for a tuple of floats in feature order; returns (status, log p(x)).
 
@@ -672,36 +663,36 @@ def posterior_tuple(state, values, out):
     the caller need not build and scan an array first.
     """
     lay = layout(state)
-    ox, p = lay[L_X], lay[L_P]
+    ox, p = lay[X], lay[P]
     for i in range(len(values)):
         state[ox + i] = values[i]
-    status = _check_values(state, ox, lay[L_D])
+    status = _check_values(state, ox, lay[N_FEATURES])
     if status != OK:
         return status, 0.0
     score = _posterior(state, lay, ox)
-    for k in range(lay[L_K]):
+    for k in range(lay[N_COMPONENTS]):
         out[k] = state[p + k]
     return OK, score
 
 
-@_jit
+@jit
 def posterior_one(state, x, out):
     """out[k] = p(k | x); returns log p(x)."""
     lay = layout(state)
-    ox, p = lay[L_X], lay[L_P]
+    ox, p = lay[X], lay[P]
     for j in range(x.shape[0]):
         state[ox + j] = x[j]
     score = _posterior(state, lay, ox)
-    for k in range(lay[L_K]):
+    for k in range(lay[N_COMPONENTS]):
         out[k] = state[p + k]
     return score
 
 
-@_jit
+@jit
 def remember(state, x, score):
     """Put x with its log-likelihood into the ring of recent points (used after warm-up)."""
     lay = layout(state)
-    ox = lay[L_X]
+    ox = lay[X]
     for j in range(x.shape[0]):
         state[ox + j] = x[j]
     _remember(state, lay, ox, score)
@@ -712,7 +703,7 @@ def remember(state, x, score):
 # --------------------------------------------------------------------------------------------
 
 
-@_jit
+@jit
 def batch_em(state, data, labels, n_iter):
     """Hard-assignment M-step from ``labels``, then ``n_iter`` EM rounds; returns mean log-lik.
 
@@ -720,10 +711,10 @@ def batch_em(state, data, labels, n_iter):
     covariance (before the floor). The caller rescales mass and scatter for its schedule.
     """
     lay = layout(state)
-    k_total, d, m = lay[L_K], lay[L_D], lay[L_M]
+    k_total, d, m = lay[N_COMPONENTS], lay[N_FEATURES], lay[STRIDE]
     n = data.shape[0]
-    full = lay[L_COV] == FULL
-    ox, p = lay[L_X], lay[L_P]
+    full = lay[COVARIANCE] == FULL
+    ox, p = lay[X], lay[P]
     resp = np.zeros((n, k_total))
     for i in range(n):
         resp[i, labels[i]] = 1.0
@@ -751,10 +742,10 @@ def batch_em(state, data, labels, n_iter):
                             s[a * d + b] += r * da * (data[i, b] - mu[b])
                     else:
                         s[a] += r * da * da
-            state[lay[L_MASS] + k] = nk / n
-            state[lay[L_MEANS] + k * d : lay[L_MEANS] + (k + 1) * d] = mu
-            state[lay[L_SCATTER] + k * m : lay[L_SCATTER] + (k + 1) * m] = s / n
-            _factorise(state, lay, k, state[H_REG])
+            state[lay[MASS] + k] = nk / n
+            state[lay[MEANS] + k * d : lay[MEANS] + (k + 1) * d] = mu
+            state[lay[SCATTER] + k * m : lay[SCATTER] + (k + 1) * m] = s / n
+            factorise(state, lay, k, state[REG])
         if it == n_iter:
             break
         total = 0.0
@@ -768,10 +759,6 @@ def batch_em(state, data, labels, n_iter):
     return mean_ll
 
 
-_REGION_NAMES = ("mass", "means", "scatter", "factor", "log_norm", "ring_x", "ring_score")
-
-
 def regions(state: np.ndarray) -> dict[str, np.ndarray]:
-    """Named flat views of the statistics regions, for Python-side reading and restoring."""
-    bounds = layout(state)[L_MASS : L_END + 1]
-    return {name: state[bounds[i] : bounds[i + 1]] for i, name in enumerate(_REGION_NAMES)}
+    """Named flat views of the regions, for Python-side reading and restoring."""
+    return TABLE.views(state)

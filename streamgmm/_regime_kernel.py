@@ -32,9 +32,13 @@ import math
 
 import numpy as np
 
-from streamgmm import _kernels as _mix
+from streamgmm import _kernels as mx
+from streamgmm._numeric import LOG_2PI, MAX_ABS_VALUE, TINY, hot, jit
 from streamgmm._regime_layout import (
     ALPHA,
+    AUX,
+    BACK,
+    BUCKETS,
     DRIFT_CLIP,
     DRIFT_DECAY,
     DRIFT_DELTA,
@@ -43,50 +47,45 @@ from streamgmm._regime_layout import (
     DRIFT_SEEN,
     DRIFT_THRESHOLD,
     DT_UNIT,
+    EMISSION_STATS,
+    EMISSIONS,
     EVENTS,
     EXCESS,
     EXPECTED_SQ,
+    FILTERED,
     GAP_UNITS,
     HYSTERESIS,
     KIND,
     LAST_DRIFT,
     LAST_LL,
+    LAST_P,
     LAST_PRICE,
-    LAST_REGIME,
+    LAST_RAW,
     LAST_TS,
     LAST_WARM,
+    LOC,
+    LOG_MASS,
+    LOGS,
     MEAN_DECAY,
     MEAN_LL,
     MEAN_LL_WEIGHT,
+    MEASURE,
     MIN_DT_UNITS,
     MIN_STEP,
     N_BUFFERED,
     N_DRIFTS,
     N_DUPLICATES,
+    N_FEATURES,
     N_GAPS,
     N_LABEL_CHANGES,
     N_OUT_OF_ORDER,
+    N_REGIMES,
     N_SEEN,
+    N_STATS,
     N_STEPS,
-    O_D,
-    O_END,
-    O_ESTATS,
-    O_FILTERED,
-    O_K,
-    O_LAST_P,
-    O_LAST_RAW,
-    O_LOC,
-    O_MIX,
-    O_ORDER,
-    O_PREDICTED,
-    O_PROFILE,
-    O_S,
-    O_SCALE,
-    O_SCRATCH,
-    O_TRANSITIONS,
-    O_TSTATS,
-    O_U,
-    O_WARM,
+    NEW_EMISSION_STATS,
+    NEW_TRANSITION_STATS,
+    ORDER,
     PH_MEAN,
     PH_MIN,
     PH_N,
@@ -94,6 +93,9 @@ from streamgmm._regime_layout import (
     PH_RUNNING,
     PH_SUM,
     PHASE,
+    POOL_COV,
+    POOL_MEAN,
+    PREDICTED,
     PRIOR_HIGH,
     PRIOR_LOW,
     PROFILE,
@@ -114,6 +116,7 @@ from streamgmm._regime_layout import (
     R_SEEN,
     R_STATUS,
     R_WARM,
+    RAW,
     REF_MEAN,
     REF_VAR,
     REF_WEIGHT,
@@ -127,35 +130,25 @@ from streamgmm._regime_layout import (
     S_FIRST,
     S_OUT_OF_ORDER,
     S_WARM,
-    SC_AUX,
-    SC_BACK,
-    SC_LOGS,
-    SC_MEASURE,
-    SC_NEW_E,
-    SC_NEW_T,
-    SC_POOL_COV,
-    SC_POOL_MEAN,
-    SC_RAW,
+    SCALE,
     SELF_TRANSITION,
     STEP_OFFSET,
     TRANSITION_PRIOR,
+    TRANSITION_STATS,
+    TRANSITIONS,
     UNIT,
     VARIANCE_FLOOR,
     VARIANCE_PRIOR,
     WARMING,
+    WARMUP,
+    WARMUP_BUFFER,
     layout,
-    scratch_offsets,
 )
 
 __all__ = ["drift_run", "page_hinkley_run", "refresh", "regime_run"]
 
-_jit = _mix._jit
-_hot = _mix._hot
-
 #: Returns in percent.
 RETURN_SCALE = 100.0
-#: Feature values beyond this magnitude are refused (squared distances could overflow).
-MAX_VALUE = _mix.MAX_ABS_VALUE
 _DAY_SECONDS = 86400.0
 #: Drift inputs are clamped to this magnitude (far beyond any surprise that is not absurd).
 EXCESS_BOUND = 1e12
@@ -164,8 +157,6 @@ EXCESS_BOUND = 1e12
 DRIFT_PRIOR_WEIGHT = 50.0
 #: Warm-up values whose standard deviation is below this fraction of their mean are constant.
 CONSTANT_RELATIVE = 1e-9
-_LOG_2PI = _mix.LOG_2PI
-_TINY = 1e-300
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,7 +164,7 @@ _TINY = 1e-300
 # --------------------------------------------------------------------------------------------
 
 
-@_hot
+@hot
 def _classify(buf, ts):
     """S_FIRST, S_DUPLICATE, S_OUT_OF_ORDER or S_WARM (in order) for a finite ``ts``."""
     if buf[N_SEEN] == 0.0:
@@ -186,7 +177,7 @@ def _classify(buf, ts):
     return S_WARM
 
 
-@_hot
+@hot
 def _scaled_return(buf, dt_seconds, log_return):
     """(x, gap) for a return over ``dt_seconds`` once the time unit is known.
 
@@ -209,22 +200,20 @@ def _scaled_return(buf, dt_seconds, log_return):
 # --------------------------------------------------------------------------------------------
 
 
-@_hot
+@hot
 def _emission_logs(buf, lay, mix, mlay):
     """log g_k(x) for the standardised point in the mixture's x slots, into the logs scratch
-    (and log N_k into the measure scratch, which _relabel only uses later); returns the
-    maximum.
+    (and log N_k into the log-mass scratch); returns the maximum.
 
     ``_log_gauss_full`` folds log N_k into its value; the emission density is without it.
     """
-    k_total = lay[O_K]
-    sc = scratch_offsets(k_total, lay[O_D])
-    logs = lay[O_SCRATCH] + sc[SC_LOGS]
-    log_mass = lay[O_SCRATCH] + sc[SC_MEASURE]
+    k_total = lay[N_REGIMES]
+    logs = lay[LOGS]
+    log_mass = lay[LOG_MASS]
     best = -np.inf
     for k in range(k_total):
-        lp = _mix._log_gauss_full(mix, mlay, k, mlay[_mix.L_X])
-        lm = math.log(mix[mlay[_mix.L_MASS] + k])
+        lp = mx.log_gauss_full(mix, mlay, k, mlay[mx.X])
+        lm = math.log(mix[mlay[mx.MASS] + k])
         buf[log_mass + k] = lm
         lg = lp - lm
         buf[logs + k] = lg
@@ -232,7 +221,7 @@ def _emission_logs(buf, lay, mix, mlay):
     return best
 
 
-@_hot
+@hot
 def _step(buf):
     """The step size gamma_t = max((t + t0)^-alpha, min_step) after t steps with evidence.
 
@@ -242,7 +231,7 @@ def _step(buf):
     return max(max(buf[N_STEPS] + buf[STEP_OFFSET], 1.0) ** (-buf[ALPHA]), buf[MIN_STEP])
 
 
-@_jit
+@jit
 def refresh(buf):
     """Recompute the derived parameters (transitions, emission model) from the statistics.
 
@@ -250,20 +239,19 @@ def refresh(buf):
     M-step's output, so they are never read from stored state.
     """
     lay = layout(buf)
-    mix = buf[lay[O_MIX] : lay[O_END]]
-    mlay = _mix.layout(mix)
+    mix = buf[lay[EMISSIONS] : lay[EMISSIONS + 1]]
     if int(buf[PHASE]) == RUNNING:
-        _maximise(buf, lay, mix, mlay, _step(buf))
+        _maximise(buf, mix, _step(buf))
 
 
-@_hot
+@hot
 def _factorise_all(mix, mlay):
     """Every regime's Cholesky factor and log-normaliser, by the mixture's own code."""
-    for a in range(mlay[_mix.L_K]):
-        _mix._factorise(mix, mlay, a, mix[_mix.H_REG])
+    for a in range(mlay[mx.N_COMPONENTS]):
+        mx.factorise(mix, mlay, a, mix[mx.REG])
 
 
-@_hot
+@hot
 def _prior_multiplier(buf, a, k_total):
     """c_a: prior_low for the calmest regime, prior_high for the wildest, geometric between."""
     if k_total == 1:
@@ -276,8 +264,8 @@ def _prior_multiplier(buf, a, k_total):
     return low * (high / low) ** (a / (k_total - 1))
 
 
-@_jit
-def _maximise(buf, lay, mix, mlay, step):
+@jit
+def _maximise(buf, mix, step):
     """MAP M-step from the expected sufficient statistics.
 
     Transitions: a Dirichlet prior centred on the fixed matrix (``self_transition`` on the
@@ -289,13 +277,14 @@ def _maximise(buf, lay, mix, mlay, step):
     centred scatter = mass x covariance), factorised by the mixture's own code with the floor
     ``variance_floor`` x the pooled mean variance.
     """
-    k_total, d, s = lay[O_K], lay[O_D], lay[O_S]
-    filtered, tstats, estats = lay[O_FILTERED], lay[O_TSTATS], lay[O_ESTATS]
-    trans = lay[O_TRANSITIONS]
-    sc = scratch_offsets(k_total, d)
-    aux = lay[O_SCRATCH] + sc[SC_AUX]
-    pool_mean = lay[O_SCRATCH] + sc[SC_POOL_MEAN]
-    pool_cov = lay[O_SCRATCH] + sc[SC_POOL_COV]
+    lay = layout(buf)
+    mlay = mx.layout(mix)
+    k_total, d, s = lay[N_REGIMES], lay[N_FEATURES], lay[N_STATS]
+    filtered, tstats, estats = lay[FILTERED], lay[TRANSITION_STATS], lay[EMISSION_STATS]
+    trans = lay[TRANSITIONS]
+    aux = lay[AUX]
+    pool_mean = lay[POOL_MEAN]
+    pool_cov = lay[POOL_COV]
     stay = buf[SELF_TRANSITION]
     leave = (1.0 - stay) / (k_total - 1) if k_total > 1 else 0.0
     t_weight = buf[TRANSITION_PRIOR] * step
@@ -315,7 +304,7 @@ def _maximise(buf, lay, mix, mlay, step):
                 buf[trans + a * k_total + b] = stay if a == b else leave
     # Expected statistics per regime: occupancy into mass, sum of x into means and sum of x xᵀ
     # into scatter, for now; and their pooled sums.
-    mass0, means0, scatter0 = mlay[_mix.L_MASS], mlay[_mix.L_MEANS], mlay[_mix.L_SCATTER]
+    mass0, means0, scatter0 = mlay[mx.MASS], mlay[mx.MEANS], mlay[mx.SCATTER]
     for i in range(d):
         buf[pool_mean + i] = 0.0
     for i in range(d * d):
@@ -344,17 +333,17 @@ def _maximise(buf, lay, mix, mlay, step):
         for j in range(d):
             buf[pool_cov + i * d + j] -= buf[pool_mean + i] * buf[pool_mean + j]
         pooled_var += buf[pool_cov + i * d + i]
-    pooled_var = max(pooled_var / d, _TINY)
+    pooled_var = max(pooled_var / d, TINY)
     v_weight = buf[VARIANCE_PRIOR] * step
     for a in range(k_total):
         occ = mix[mass0 + a]
         c = _prior_multiplier(buf, a, k_total)
-        live = occ > _TINY
+        live = occ > TINY
         for i in range(d):
             sx = mix[means0 + a * d + i]
             mix[means0 + a * d + i] = sx / occ if live else buf[pool_mean + i]
-        denominator = max(occ + v_weight, _TINY)
-        weight = occ if live else _TINY
+        denominator = max(occ + v_weight, TINY)
+        weight = occ if live else TINY
         for i in range(d):
             for j in range(d):
                 own = 0.0
@@ -367,27 +356,28 @@ def _maximise(buf, lay, mix, mlay, step):
                     cov = c * buf[pool_cov + i * d + j]
                 mix[scatter0 + a * d * d + i * d + j] = weight * cov
         mix[mass0 + a] = weight
-    mix[_mix.H_REG] = buf[VARIANCE_FLOOR] * pooled_var
+    mix[mx.REG] = buf[VARIANCE_FLOOR] * pooled_var
     _factorise_all(mix, mlay)
 
 
-@_jit
-def _hmm_step(buf, lay, mix, mlay, evidence):
+@jit
+def _hmm_step(buf, mix, evidence):
     """One tick of online EM for the HMM on the point in the mixture's x slots.
 
     Returns log p(x | past) for the standardised point, or NaN without evidence. Without
     ``evidence`` (a session gap) the filter only moves one step through the transition matrix,
     and the auxiliary statistics follow the hidden state without a new term.
     """
-    k_total, d, s = lay[O_K], lay[O_D], lay[O_S]
-    filtered, predicted = lay[O_FILTERED], lay[O_PREDICTED]
-    trans, tstats, estats = lay[O_TRANSITIONS], lay[O_TSTATS], lay[O_ESTATS]
-    sc = scratch_offsets(k_total, d)
-    back = lay[O_SCRATCH] + sc[SC_BACK]
-    new_t = lay[O_SCRATCH] + sc[SC_NEW_T]
-    new_e = lay[O_SCRATCH] + sc[SC_NEW_E]
-    logs = lay[O_SCRATCH] + sc[SC_LOGS]
-    log_mass = lay[O_SCRATCH] + sc[SC_MEASURE]  # log N_k, from _emission_logs
+    lay = layout(buf)
+    mlay = mx.layout(mix)
+    k_total, d, s = lay[N_REGIMES], lay[N_FEATURES], lay[N_STATS]
+    filtered, predicted = lay[FILTERED], lay[PREDICTED]
+    trans, tstats, estats = lay[TRANSITIONS], lay[TRANSITION_STATS], lay[EMISSION_STATS]
+    back = lay[BACK]
+    new_t = lay[NEW_TRANSITION_STATS]
+    new_e = lay[NEW_EMISSION_STATS]
+    logs = lay[LOGS]
+    log_mass = lay[LOG_MASS]  # log N_k, from _emission_logs
     for k in range(k_total):
         acc = 0.0
         for i in range(k_total):
@@ -406,7 +396,7 @@ def _hmm_step(buf, lay, mix, mlay, evidence):
         best = _emission_logs(buf, lay, mix, mlay)
         # One exponential per regime serves the filter, the raw posterior and the score: the
         # raw scratch holds g_k(x) / g_max until it is normalised.
-        raw = lay[O_SCRATCH] + sc[SC_RAW]
+        raw = lay[RAW]
         total = 0.0
         for k in range(k_total):
             e = math.exp(buf[logs + k] - best)
@@ -422,10 +412,10 @@ def _hmm_step(buf, lay, mix, mlay, evidence):
                 e = buf[raw + k]
                 post = buf[predicted + k] * e / total
                 buf[filtered + k] = post
-                log_det = buf[log_mass + k] - mix[mlay[_mix.L_LOG_NORM] + k]
-                excess += post * (buf[logs + k] + log_det + 0.5 * d * (_LOG_2PI + 1.0))
+                log_det = buf[log_mass + k] - mix[mlay[mx.LOG_NORM] + k]
+                excess += post * (buf[logs + k] + log_det + 0.5 * d * (LOG_2PI + 1.0))
                 # The tick's own posterior with the occupancies as weights (raw probabilities).
-                v = mix[mlay[_mix.L_MASS] + k] * e
+                v = mix[mlay[mx.MASS] + k] * e
                 buf[raw + k] = v
                 norm += v
             buf[EXCESS] = excess
@@ -435,8 +425,8 @@ def _hmm_step(buf, lay, mix, mlay, evidence):
             if d == 1:
                 sq = 0.0
                 for k in range(k_total):
-                    f = mix[mlay[_mix.L_FACTOR] + k]
-                    m = mix[mlay[_mix.L_MEANS] + k]
+                    f = mix[mlay[mx.FACTOR] + k]
+                    m = mix[mlay[mx.MEANS] + k]
                     sq += buf[predicted + k] * (f * f + m * m)
                 buf[EXPECTED_SQ] = sq
             score = best + math.log(total)
@@ -449,7 +439,7 @@ def _hmm_step(buf, lay, mix, mlay, evidence):
             buf[filtered + k] = buf[predicted + k]
     # Cappé's recursion: rho'(k) = sum_i r(i|k) [(1 - gamma) rho(i) + gamma s(i, k, x)].
     keep = 1.0 - gamma
-    x = mlay[_mix.L_X]
+    x = mlay[mx.X]
     n_t = k_total * k_total
     n_e = k_total * s
     for k in range(k_total):
@@ -478,28 +468,28 @@ def _hmm_step(buf, lay, mix, mlay, evidence):
         buf[estats + j] = buf[new_e + j]
     # The M-step runs on every tick, so the parameters are always a function of the statistics
     # and the step count (which is what from_state recomputes them from).
-    _maximise(buf, lay, mix, mlay, step)
+    _maximise(buf, mix, step)
     return score
 
 
-@_jit
+@jit
 def _initialise(buf, lay, mix, mlay):
     """Variance-ordered start: every regime at the standardised origin, regime ``a`` with
     covariance ``c_a`` I and weight 1/K, the fixed transition matrix, uniform beliefs, and the
     auxiliary statistics these parameters would give (so the first M-step keeps them)."""
-    k_total, d, s = lay[O_K], lay[O_D], lay[O_S]
+    k_total, d, s = lay[N_REGIMES], lay[N_FEATURES], lay[N_STATS]
     filtered, trans, tstats, estats = (
-        lay[O_FILTERED],
-        lay[O_TRANSITIONS],
-        lay[O_TSTATS],
-        lay[O_ESTATS],
+        lay[FILTERED],
+        lay[TRANSITIONS],
+        lay[TRANSITION_STATS],
+        lay[EMISSION_STATS],
     )
     stay = buf[SELF_TRANSITION]
     leave = (1.0 - stay) / (k_total - 1) if k_total > 1 else 0.0
     w = 1.0 / k_total
     for a in range(k_total):
         buf[filtered + a] = w
-        buf[lay[O_ORDER] + a] = a
+        buf[lay[ORDER] + a] = a
         for b in range(k_total):
             buf[trans + a * k_total + b] = stay if a == b else leave
     for k in range(k_total):
@@ -513,14 +503,14 @@ def _initialise(buf, lay, mix, mlay):
                 buf[base + 1 + i] = 0.0
                 for j in range(d):
                     buf[base + 1 + d + i * d + j] = w * c if i == j else 0.0
-    mix[_mix.H_REG] = buf[VARIANCE_FLOOR]
+    mix[mx.REG] = buf[VARIANCE_FLOOR]
     for a in range(k_total):
-        mix[mlay[_mix.L_MASS] + a] = w
+        mix[mlay[mx.MASS] + a] = w
         c = _prior_multiplier(buf, a, k_total)
         for i in range(d):
-            mix[mlay[_mix.L_MEANS] + a * d + i] = 0.0
+            mix[mlay[mx.MEANS] + a * d + i] = 0.0
             for j in range(d):
-                mix[mlay[_mix.L_SCATTER] + a * d * d + i * d + j] = w * c if i == j else 0.0
+                mix[mlay[mx.SCATTER] + a * d * d + i * d + j] = w * c if i == j else 0.0
     _factorise_all(mix, mlay)
     buf[N_STEPS] = 0.0
 
@@ -530,7 +520,7 @@ def _initialise(buf, lay, mix, mlay):
 # --------------------------------------------------------------------------------------------
 
 
-@_hot
+@hot
 def _relabel(buf, lay, mix, mlay):
     """Rank regimes by emission variance (the covariance trace), with hysteresis.
 
@@ -538,14 +528,14 @@ def _relabel(buf, lay, mix, mlay):
     adjacent pair is inverted by more than ``label_hysteresis`` (relative); ties keep the state
     index order. Returns True if the order changed.
     """
-    k_total, d = lay[O_K], lay[O_D]
-    order = lay[O_ORDER]
-    measure = lay[O_SCRATCH] + scratch_offsets(k_total, d)[SC_MEASURE]
+    k_total, d = lay[N_REGIMES], lay[N_FEATURES]
+    order = lay[ORDER]
+    measure = lay[MEASURE]
     for a in range(k_total):
         tr = 0.0
         for i in range(d):
-            tr += mix[mlay[_mix.L_SCATTER] + a * d * d + i * d + i]
-        buf[measure + a] = tr / mix[mlay[_mix.L_MASS] + a]
+            tr += mix[mlay[mx.SCATTER] + a * d * d + i * d + i]
+        buf[measure + a] = tr / mix[mlay[mx.MASS] + a]
     margin = 1.0 + buf[HYSTERESIS]
     violated = False
     for r in range(k_total - 1):
@@ -580,7 +570,7 @@ def _relabel(buf, lay, mix, mlay):
 PH_ALPHA = 1.0 - 1e-4
 
 
-@_hot
+@hot
 def _page_hinkley(buf, x):
     """Page-Hinkley (mode "up") on ``x``; returns True on an alarm.
 
@@ -614,7 +604,7 @@ def _page_hinkley(buf, x):
     return False
 
 
-@_hot
+@hot
 def _drift_update(buf, excess, dims):
     """The drift monitor: the standardised shortfall of the regime-conditional log-likelihood,
     fed to Page-Hinkley. Returns True on an alarm.
@@ -631,7 +621,7 @@ def _drift_update(buf, excess, dims):
         buf[REF_WEIGHT] = DRIFT_PRIOR_WEIGHT
     # An absurd tick (a return 1e50 sd out) would overflow the reference's variance.
     excess = min(max(excess, -EXCESS_BOUND), EXCESS_BOUND)
-    sd = math.sqrt(max(buf[REF_VAR], _TINY))
+    sd = math.sqrt(max(buf[REF_VAR], TINY))
     z = (buf[REF_MEAN] - excess) / sd
     clip = buf[DRIFT_CLIP]
     z = min(max(z, -clip), clip)
@@ -645,14 +635,14 @@ def _drift_update(buf, excess, dims):
     return _page_hinkley(buf, z)
 
 
-@_jit
+@jit
 def page_hinkley_run(buf, xs, alarms):
     """Page-Hinkley alone over ``xs`` (the tests hold it equal to river's)."""
     for i in range(xs.shape[0]):
         alarms[i] = _page_hinkley(buf, xs[i])
 
 
-@_hot
+@hot
 def _mean_ll_update(buf, value):
     """Bias-corrected EWMA of the log-likelihood (half-life ``drift_halflife`` ticks)."""
     weight = buf[MEAN_DECAY] * buf[MEAN_LL_WEIGHT] + 1.0
@@ -660,7 +650,7 @@ def _mean_ll_update(buf, value):
     buf[MEAN_LL_WEIGHT] = weight
 
 
-@_jit
+@jit
 def drift_run(buf, log_likelihood, expected, alarms, scores):
     """The drift monitor alone (:class:`streamgmm.drift.LikelihoodDriftMonitor`): one update
     per value, with excess ``log_likelihood - expected``."""
@@ -675,12 +665,12 @@ def drift_run(buf, log_likelihood, expected, alarms, scores):
 # --------------------------------------------------------------------------------------------
 
 
-@_jit
+@jit
 def _warm_values(buf, lay, i, out):
     """Feature vector of warm-up entry ``i`` (raw, before standardisation) into ``out``;
     returns False for a session gap."""
-    d = lay[O_D]
-    entry = lay[O_WARM] + i * (1 + d)
+    d = lay[N_FEATURES]
+    entry = lay[WARMUP_BUFFER] + i * (1 + d)
     if int(buf[KIND]) == EVENTS:
         for j in range(d):
             out[j] = buf[entry + 1 + j]
@@ -690,15 +680,15 @@ def _warm_values(buf, lay, i, out):
     return not gap
 
 
-@_jit
+@jit
 def _start(buf, lay, mix, mlay):
     """End of the warm-up: fix the time unit and the scale, initialise, replay the buffer.
 
     Returns False (and empties the buffer, so the warm-up starts over) when the buffered
     values do not vary: a scale cannot be set from a constant stream.
     """
-    d, u = lay[O_D], lay[O_U]
-    loc, scale = lay[O_LOC], lay[O_SCALE]
+    d, u = lay[N_FEATURES], lay[WARMUP]
+    loc, scale = lay[LOC], lay[SCALE]
     events = int(buf[KIND]) == EVENTS
     if not events:
         if buf[DT_UNIT] > 0.0:
@@ -706,7 +696,7 @@ def _start(buf, lay, mix, mlay):
         else:
             spacings = np.empty(u)
             for i in range(u):
-                spacings[i] = buf[lay[O_WARM] + i * (1 + d)]
+                spacings[i] = buf[lay[WARMUP_BUFFER] + i * (1 + d)]
             buf[UNIT] = np.median(spacings)
     values = np.empty(d)
     n = 0
@@ -747,8 +737,8 @@ def _start(buf, lay, mix, mlay):
     for i in range(u):
         evidence = _warm_values(buf, lay, i, values)
         for j in range(d):
-            mix[mlay[_mix.L_X] + j] = (values[j] - buf[loc + j]) / buf[scale + j]
-        score = _hmm_step(buf, lay, mix, mlay, evidence)
+            mix[mlay[mx.X] + j] = (values[j] - buf[loc + j]) / buf[scale + j]
+        score = _hmm_step(buf, mix, evidence)
         if evidence:
             buf[LAST_LL] = score
     _relabel(buf, lay, mix, mlay)
@@ -771,14 +761,14 @@ PROFILE_GATE = 4.0
 _DAY = _DAY_SECONDS
 
 
-@_hot
+@hot
 def _bucket(ts):
     """Half-hour of the UTC day that ``ts`` falls in."""
     seconds = ts - math.floor(ts / _DAY) * _DAY
     return min(int(seconds / (_DAY / PROFILE_BUCKETS)), PROFILE_BUCKETS - 1)
 
 
-@_hot
+@hot
 def _profile_multiplier(buf, lay, ts):
     """Variance multiplier of ``ts``'s half-hour: its mean of ``z`` over the overall mean, with
     PROFILE_PRIOR pseudo-ticks at 1, while the gate is open; else 1.
@@ -788,7 +778,7 @@ def _profile_multiplier(buf, lay, ts):
     """
     if buf[PROFILE] == 0.0 or buf[PROFILE_ON] == 0.0 or buf[PROFILE_N] <= 0.0:
         return 1.0
-    entry = lay[O_PROFILE] + 2 * _bucket(ts)
+    entry = lay[BUCKETS] + 2 * _bucket(ts)
     mean = buf[PROFILE_S] / buf[PROFILE_N]
     if not mean > 0.0:
         return 1.0
@@ -796,7 +786,7 @@ def _profile_multiplier(buf, lay, ts):
     return own / mean
 
 
-@_jit
+@jit
 def _profile_new_day(buf, lay, day):
     """Once per UTC day: decay every sum by the days elapsed (half-life ``profile_halflife``),
     then re-test whether the buckets differ beyond noise.
@@ -812,7 +802,7 @@ def _profile_new_day(buf, lay, day):
     buf[PROFILE_S2] *= f
     buf[PROFILE_N] *= f
     for b in range(PROFILE_BUCKETS):
-        e = lay[O_PROFILE] + 2 * b
+        e = lay[BUCKETS] + 2 * b
         buf[e] *= f
         buf[e + 1] *= f
     n = buf[PROFILE_N]
@@ -827,7 +817,7 @@ def _profile_new_day(buf, lay, day):
     q = 0.0
     seen = 0
     for b in range(PROFILE_BUCKETS):
-        e = lay[O_PROFILE] + 2 * b
+        e = lay[BUCKETS] + 2 * b
         nb = buf[e + 1]
         if nb >= 1.0:
             seen += 1
@@ -837,14 +827,14 @@ def _profile_new_day(buf, lay, day):
     buf[PROFILE_ON] = 1.0 if open_gate else 0.0
 
 
-@_hot
+@hot
 def _profile_update(buf, lay, ts, z):
     """Add a tick's ``z`` to its bucket and to the totals; a new UTC day decays and re-tests
     first (sums decay by whole days, so ticks of one day weigh the same)."""
     day = math.floor(ts / _DAY)
     if day != buf[PROFILE_DAY]:
         _profile_new_day(buf, lay, day)
-    entry = lay[O_PROFILE] + 2 * _bucket(ts)
+    entry = lay[BUCKETS] + 2 * _bucket(ts)
     buf[entry] += z
     buf[entry + 1] += 1.0
     buf[PROFILE_S] += z
@@ -852,20 +842,20 @@ def _profile_update(buf, lay, ts, z):
     buf[PROFILE_N] += 1.0
 
 
-@_hot
+@hot
 def _standardised_features(buf, lay, mix, mlay, ts, vals, row):
     """Check the tick and write its standardised features into the mixture's x slots.
 
     Returns (status, evidence, dt_seconds, log_return); the status is S_WARM for a tick to
     apply. Nothing of the state changes here (PROFILE_M is scratch of one tick).
     """
-    d = lay[O_D]
+    d = lay[N_FEATURES]
     events = int(buf[KIND]) == EVENTS
     if not math.isfinite(ts):
         return S_BAD_TS, False, 0.0, 0.0
     for j in range(vals.shape[0]):
         v = vals[j]
-        if not (math.isfinite(v) and abs(v) <= MAX_VALUE):
+        if not (math.isfinite(v) and abs(v) <= MAX_ABS_VALUE):
             row[R_FIELD] = j
             return S_BAD_VALUE, False, 0.0, 0.0
     if not events and not vals[0] > 0.0:
@@ -877,17 +867,17 @@ def _standardised_features(buf, lay, mix, mlay, ts, vals, row):
         dt = ts - buf[LAST_TS] if buf[N_SEEN] > 0.0 else 0.0
         if int(buf[PHASE]) == RUNNING:  # in the warm-up there is no scale yet
             for j in range(d):
-                z = (vals[j] - buf[lay[O_LOC] + j]) / buf[lay[O_SCALE] + j]
-                if not (math.isfinite(z) and abs(z) <= MAX_VALUE):
+                z = (vals[j] - buf[lay[LOC] + j]) / buf[lay[SCALE] + j]
+                if not (math.isfinite(z) and abs(z) <= MAX_ABS_VALUE):
                     # Standardised beyond the mixture's range (a value very far from the
                     # warm-up's, or a tiny scale): refused like a bad value.
                     row[R_FIELD] = j
                     return S_BAD_VALUE, False, 0.0, 0.0
-                mix[mlay[_mix.L_X] + j] = z
+                mix[mlay[mx.X] + j] = z
         return S_WARM, True, dt, 0.0
     dt = ts - buf[LAST_TS]
     log_return = RETURN_SCALE * math.log(vals[0] / buf[LAST_PRICE])
-    if not (math.isfinite(log_return) and abs(log_return) <= MAX_VALUE):
+    if not (math.isfinite(log_return) and abs(log_return) <= MAX_ABS_VALUE):
         return S_BAD_RETURN, False, 0.0, 0.0
     evidence = True
     if int(buf[PHASE]) == RUNNING:
@@ -895,17 +885,17 @@ def _standardised_features(buf, lay, mix, mlay, ts, vals, row):
         evidence = not gap
         m = _profile_multiplier(buf, lay, ts) if evidence else 1.0
         buf[PROFILE_M] = m
-        z = (x / math.sqrt(m) - buf[lay[O_LOC]]) / buf[lay[O_SCALE]]
-        if not (math.isfinite(z) and abs(z) <= MAX_VALUE):
+        z = (x / math.sqrt(m) - buf[lay[LOC]]) / buf[lay[SCALE]]
+        if not (math.isfinite(z) and abs(z) <= MAX_ABS_VALUE):
             return S_BAD_RETURN, False, 0.0, 0.0
-        mix[mlay[_mix.L_X]] = z
+        mix[mlay[mx.X]] = z
     return S_WARM, evidence, dt, log_return
 
 
-@_hot
+@hot
 def _write_output(buf, lay, row, status, warm):
     """The output row from the remembered probabilities and the last values."""
-    k_total = lay[O_K]
+    k_total = lay[N_REGIMES]
     row[R_STATUS] = status
     row[R_WARM] = warm
     row[R_SEEN] = buf[N_SEEN]
@@ -914,41 +904,42 @@ def _write_output(buf, lay, row, status, warm):
     row[R_DRIFT] = buf[LAST_DRIFT]
     best = 0
     for r in range(k_total):
-        p = buf[lay[O_LAST_P] + r]
+        p = buf[lay[LAST_P] + r]
         row[R_PROBS + r] = p
-        row[R_PROBS + k_total + r] = buf[lay[O_LAST_RAW] + r]
-        if p > buf[lay[O_LAST_P] + best]:
+        row[R_PROBS + k_total + r] = buf[lay[LAST_RAW] + r]
+        if p > buf[lay[LAST_P] + best]:
             best = r
     row[R_REGIME] = best
-    buf[LAST_REGIME] = best
 
 
-@_hot
+@hot
 def _log_scale(buf, lay):
     """Sum of log scales: turns a standardised log-density into one in the input's units."""
     acc = 0.0
-    for j in range(lay[O_D]):
-        acc += math.log(buf[lay[O_SCALE] + j])
+    for j in range(lay[N_FEATURES]):
+        acc += math.log(buf[lay[SCALE] + j])
     return acc
 
 
-@_hot
+@hot
 def _remember_outputs(buf, lay, with_raw):
     """Store the filtered and (for a tick with evidence) raw probabilities in regime order."""
-    k_total = lay[O_K]
-    order = lay[O_ORDER]
-    raw = lay[O_SCRATCH] + scratch_offsets(k_total, lay[O_D])[SC_RAW]
+    k_total = lay[N_REGIMES]
+    order = lay[ORDER]
+    raw = lay[RAW]
     for r in range(k_total):
         state = int(buf[order + r])
-        buf[lay[O_LAST_P] + r] = buf[lay[O_FILTERED] + state]
+        buf[lay[LAST_P] + r] = buf[lay[FILTERED] + state]
         if with_raw:
-            buf[lay[O_LAST_RAW] + r] = buf[raw + state]
+            buf[lay[LAST_RAW] + r] = buf[raw + state]
 
 
-@_jit
-def _apply(buf, lay, mix, mlay, ts, vals, row):
+@jit
+def _apply(buf, mix, ts, vals, row):
     """Predict, then learn, one tick; writes its output row and returns its status."""
-    d = lay[O_D]
+    lay = layout(buf)
+    mlay = mx.layout(mix)
+    d = lay[N_FEATURES]
     for j in range(row.shape[0]):
         row[j] = 0.0
     status, evidence, dt, log_return = _standardised_features(buf, lay, mix, mlay, ts, vals, row)
@@ -971,7 +962,7 @@ def _apply(buf, lay, mix, mlay, ts, vals, row):
     buf[LAST_DRIFT] = 0.0
     if int(buf[PHASE]) == WARMING:
         n = int(buf[N_BUFFERED])
-        entry = lay[O_WARM] + n * (1 + d)
+        entry = lay[WARMUP_BUFFER] + n * (1 + d)
         buf[entry] = dt
         if events:
             for j in range(d):
@@ -979,7 +970,7 @@ def _apply(buf, lay, mix, mlay, ts, vals, row):
         else:
             buf[entry + 1] = log_return
         buf[N_BUFFERED] = n + 1
-        if n + 1 < lay[O_U] or not _start(buf, lay, mix, mlay):
+        if n + 1 < lay[WARMUP] or not _start(buf, lay, mix, mlay):
             _write_output(buf, lay, row, S_COLD, 0.0)
             return S_COLD
         buf[LAST_WARM] = 1.0
@@ -989,8 +980,8 @@ def _apply(buf, lay, mix, mlay, ts, vals, row):
         return S_WARM
     if not evidence:
         buf[N_GAPS] += 1.0
-    x = mix[mlay[_mix.L_X]]
-    score = _hmm_step(buf, lay, mix, mlay, evidence)
+    x = mix[mlay[mx.X]]
+    score = _hmm_step(buf, mix, evidence)
     profile = buf[PROFILE] != 0.0 and buf[UNIT] < PROFILE_MAX_UNIT
     if evidence and math.isfinite(score) and profile and buf[EXPECTED_SQ] > 0.0:
         _profile_update(buf, lay, ts, x * x * buf[PROFILE_M] / buf[EXPECTED_SQ])
@@ -1007,7 +998,7 @@ def _apply(buf, lay, mix, mlay, ts, vals, row):
     return S_WARM
 
 
-@_jit
+@jit
 def regime_run(buf, data, out):
     """Apply ticks ``0 .. len(data) - 1`` in order; ``out[i]`` is tick i's output row.
 
@@ -1015,7 +1006,6 @@ def regime_run(buf, data, out):
     buffer unchanged and carry their status; the run goes on with the next tick.
     """
     lay = layout(buf)
-    mix = buf[lay[O_MIX] : lay[O_END]]
-    mlay = _mix.layout(mix)
+    mix = buf[lay[EMISSIONS] : lay[EMISSIONS + 1]]
     for i in range(data.shape[0]):
-        _apply(buf, lay, mix, mlay, data[i, 0], data[i, 1:], out[i])
+        _apply(buf, mix, data[i, 0], data[i, 1:], out[i])

@@ -104,9 +104,7 @@ def drift_settings(
     buf[L.DRIFT_THRESHOLD] = threshold
     buf[L.DRIFT_DELTA] = delta
     buf[L.DRIFT_CLIP] = clip
-    buf[L.DRIFT_REFERENCE] = reference_halflife
     buf[L.DRIFT_MIN] = min_instances
-    buf[L.DRIFT_HALFLIFE] = halflife
     buf[L.DRIFT_DECAY] = 2.0 ** (-1.0 / reference_halflife)
     buf[L.MEAN_DECAY] = 2.0 ** (-1.0 / halflife)
 
@@ -184,9 +182,7 @@ class LikelihoodDriftMonitor:
         self.reference_halflife = reference_halflife
         self.min_instances = min_instances
         self.halflife = halflife
-        self._buf = np.zeros(L.size(1, 1, 0))
-        self._buf[L.N_REGIMES] = 1
-        self._buf[L.N_FEATURES] = 1
+        self._buf = L.new_buffer(L.TICKS, 1, 1, 0)
         drift_settings(
             self._buf,
             threshold=threshold,

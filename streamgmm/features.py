@@ -112,10 +112,10 @@ def features_to_state(buf: np.ndarray) -> dict[str, Any]:
     """The features' part of a detector's state: reference tick, unit, scales, warm-up buffer."""
     lay = L.layout(buf)
     regions = L.regions(buf)
-    d = lay[L.O_D]
+    d = lay[L.N_FEATURES]
     seen = buf[L.N_SEEN] > 0.0
     events = int(buf[L.KIND]) == L.EVENTS
-    warm = regions["warmup"].reshape(lay[L.O_U], 1 + d)[: int(buf[L.N_BUFFERED])]
+    warm = regions["warmup_buffer"].reshape(lay[L.WARMUP], 1 + d)[: int(buf[L.N_BUFFERED])]
     return {
         "last_ts": float(buf[L.LAST_TS]) if seen else None,
         "last_price": float(buf[L.LAST_PRICE]) if seen and not events else None,
@@ -129,7 +129,7 @@ def features_to_state(buf: np.ndarray) -> dict[str, Any]:
             "s": float(buf[L.PROFILE_S]),
             "s2": float(buf[L.PROFILE_S2]),
             "n": float(buf[L.PROFILE_N]),
-            "buckets": regions["profile"].reshape(L.PROFILE_BUCKETS, 2).tolist(),
+            "buckets": regions["profile_buckets"].reshape(L.PROFILE_BUCKETS, 2).tolist(),
         },
     }
 
@@ -142,7 +142,7 @@ def features_from_state(path: str, state: Any, buf: np.ndarray) -> None:
     V.fields(path, state, _FIELDS)
     lay = L.layout(buf)
     regions = L.regions(buf)
-    d, u = lay[L.O_D], lay[L.O_U]
+    d, u = lay[L.N_FEATURES], lay[L.WARMUP]
     events = int(buf[L.KIND]) == L.EVENTS
     seen = buf[L.N_SEEN] > 0.0
     running = int(buf[L.PHASE]) == L.RUNNING
@@ -178,11 +178,11 @@ def features_from_state(path: str, state: Any, buf: np.ndarray) -> None:
     buf[L.PROFILE_ON] = on
     buf[L.PROFILE_DAY] = day
     buf[L.PROFILE_S], buf[L.PROFILE_S2], buf[L.PROFILE_N] = sums["s"], sums["s2"], sums["n"]
-    regions["profile"][:] = buckets.ravel()
+    regions["profile_buckets"][:] = buckets.ravel()
     buf[L.LAST_TS] = 0.0 if last_ts is None else last_ts
     buf[L.LAST_PRICE] = 0.0 if last_price is None else last_price
     buf[L.UNIT] = unit
     regions["loc"][:] = loc
     regions["scale"][:] = scale
-    regions["warmup"][: entries.size] = entries.ravel()
+    regions["warmup_buffer"][: entries.size] = entries.ravel()
     buf[L.N_BUFFERED] = len(warm)

@@ -16,6 +16,7 @@ from river.utils import dataframe as rdf
 
 from streamgmm import _kernels as K
 from streamgmm import _validate as V
+from streamgmm._numeric import MAX_ABS_VALUE, TINY
 
 __all__ = ["OnlineGaussianMixture"]
 
@@ -241,11 +242,11 @@ class OnlineGaussianMixture(base.Clusterer):
     def n_samples_seen_(self) -> int:
         if self._state is None:
             return len(self._buffer)
-        return int(self._state[K.H_N_SEEN])
+        return int(self._state[K.N_SEEN])
 
     @property
     def n_reseeds_(self) -> int:
-        return 0 if self._state is None else int(self._state[K.H_N_RESEEDS])
+        return 0 if self._state is None else int(self._state[K.N_RESEEDS])
 
     def _regions(self) -> dict[str, np.ndarray]:
         if self._state is None:
@@ -278,21 +279,17 @@ class OnlineGaussianMixture(base.Clusterer):
         return factor[:, 0] ** 2
 
     def _new_state(self, n_features: int) -> np.ndarray:
-        cov = _COVARIANCE_TYPES[self.covariance_type]
-        size = K.offsets(self.n_components, n_features, cov, _RING_SIZE)[-1]
-        state = np.zeros(size)
-        state[K.H_K] = self.n_components
-        state[K.H_D] = n_features
-        state[K.H_COV] = cov
+        state = K.new_state(
+            self.n_components, n_features, _COVARIANCE_TYPES[self.covariance_type], _RING_SIZE
+        )
         if self.halflife is None:
-            state[K.H_SCHEDULE] = K.STEPWISE
+            state[K.SCHEDULE] = K.STEPWISE
         else:
-            state[K.H_SCHEDULE] = K.DECAY
-            state[K.H_DECAY] = 2.0 ** (-1.0 / self.halflife)
-        state[K.H_ALPHA] = self.alpha
-        state[K.H_REG] = self.reg_covar
-        state[K.H_MIN_WEIGHT] = self.min_weight
-        state[K.H_RING_SIZE] = _RING_SIZE
+            state[K.SCHEDULE] = K.DECAY
+            state[K.DECAY_FACTOR] = 2.0 ** (-1.0 / self.halflife)
+        state[K.ALPHA] = self.alpha
+        state[K.REG] = self.reg_covar
+        state[K.MIN_WEIGHT] = self.min_weight
         return state
 
     def _set_features(self, names: list[Any]) -> None:
@@ -328,18 +325,18 @@ class OnlineGaussianMixture(base.Clusterer):
             return out
         s = self._state
         r = self._regions()
-        fill = int(s[K.H_RING_FILL])
+        fill = int(s[K.RING_FILL])
         out.update(
             feature_names=list(self.feature_names_),
-            n_samples_seen=int(s[K.H_N_SEEN]),
-            n_reseeds=int(s[K.H_N_RESEEDS]),
+            n_samples_seen=int(s[K.N_SEEN]),
+            n_reseeds=int(s[K.N_RESEEDS]),
             mass=r["mass"].tolist(),
             means=r["means"].reshape(self.n_components, -1).tolist(),
             scatter=r["scatter"].reshape(self.n_components, -1).tolist(),
             ring={
                 "x": r["ring_x"].reshape(_RING_SIZE, -1)[:fill].tolist(),
                 "score": r["ring_score"][:fill].tolist(),
-                "pos": int(s[K.H_RING_POS]),
+                "pos": int(s[K.RING_POS]),
             },
         )
         return out
@@ -390,10 +387,8 @@ class OnlineGaussianMixture(base.Clusterer):
         names = _feature_names(state["feature_names"])
         k, d = model.n_components, len(names)
         m = d * d if model.covariance_type == "full" else d
-        mass = V.matrix("state.mass", state["mass"], (k,), lo=_MIN_MASS, hi=_MAX_STAT)
-        means = V.matrix(
-            "state.means", state["means"], (k, d), lo=-K.MAX_ABS_VALUE, hi=K.MAX_ABS_VALUE
-        )
+        mass = V.matrix("state.mass", state["mass"], (k,), lo=TINY, hi=_MAX_STAT)
+        means = V.matrix("state.means", state["means"], (k, d), lo=-MAX_ABS_VALUE, hi=MAX_ABS_VALUE)
         scatter = V.matrix("state.scatter", state["scatter"], (k, m), lo=-_MAX_STAT, hi=_MAX_STAT)
         if model.covariance_type == "full":
             square = scatter.reshape(k, d, d)
@@ -410,9 +405,7 @@ class OnlineGaussianMixture(base.Clusterer):
         if not isinstance(score, list) or len(score) > _RING_SIZE:
             raise ValueError(f"state.ring.score must be a list of at most {_RING_SIZE} numbers")
         fill = len(score)
-        ring_x = V.matrix(
-            "state.ring.x", ring["x"], (fill, d), lo=-K.MAX_ABS_VALUE, hi=K.MAX_ABS_VALUE
-        )
+        ring_x = V.matrix("state.ring.x", ring["x"], (fill, d), lo=-MAX_ABS_VALUE, hi=MAX_ABS_VALUE)
         ring_score = V.matrix("state.ring.score", score, (fill,), lo=-K.USED_SCORE, hi=K.USED_SCORE)
         pos = V.integer("state.ring.pos", ring["pos"], hi=_RING_SIZE - 1)
         if fill < _RING_SIZE and pos != fill:
@@ -426,10 +419,10 @@ class OnlineGaussianMixture(base.Clusterer):
         r["scatter"][:] = scatter.ravel()
         r["ring_x"][: fill * d] = ring_x.ravel()
         r["ring_score"][:fill] = ring_score
-        s[K.H_RING_FILL] = fill
-        s[K.H_RING_POS] = pos
-        s[K.H_N_SEEN] = V.integer("state.n_samples_seen", state["n_samples_seen"])
-        s[K.H_N_RESEEDS] = V.integer("state.n_reseeds", state["n_reseeds"])
+        s[K.RING_FILL] = fill
+        s[K.RING_POS] = pos
+        s[K.N_SEEN] = V.integer("state.n_samples_seen", state["n_samples_seen"])
+        s[K.N_RESEEDS] = V.integer("state.n_reseeds", state["n_reseeds"])
         K.refactorise_all(s)
         return model
 
@@ -447,8 +440,8 @@ class OnlineGaussianMixture(base.Clusterer):
             raise ValueError(f"feature {name!r} has unusable value {value!r}") from exc
         if not math.isfinite(v):
             raise ValueError(f"feature {name!r} has non-finite value {value!r}")
-        if abs(v) > K.MAX_ABS_VALUE:
-            raise ValueError(f"feature {name!r} has value {value!r} beyond ±{K.MAX_ABS_VALUE:g}")
+        if abs(v) > MAX_ABS_VALUE:
+            raise ValueError(f"feature {name!r} has value {value!r} beyond ±{MAX_ABS_VALUE:g}")
         return v
 
     def _raise_for_status(self, status: int, values: Any) -> None:
@@ -458,7 +451,7 @@ class OnlineGaussianMixture(base.Clusterer):
         value = values[index]
         if code == K.NON_FINITE:
             raise ValueError(f"feature {name!r} has non-finite value {value!r}")
-        raise ValueError(f"feature {name!r} has value {value!r} beyond ±{K.MAX_ABS_VALUE:g}")
+        raise ValueError(f"feature {name!r} has value {value!r} beyond ±{MAX_ABS_VALUE:g}")
 
     def _split(self, x: Mapping[Any, Any]) -> tuple[np.ndarray, np.ndarray, int]:
         """Values in feature order (NaN where missing), observed mask, and unknown-key count."""
@@ -540,7 +533,7 @@ class OnlineGaussianMixture(base.Clusterer):
         n = len(data)
         if self.halflife is not None:
             # Decayed sums of n points carry total mass (1 - λ^n) / (1 - λ).
-            lam = state[K.H_DECAY]
+            lam = state[K.DECAY_FACTOR]
             # expm1 keeps precision for half-lives of many points; a half-life so long that
             # λ rounds to 1 decays nothing, and n points carry mass n; one so short (under
             # 1e-3 samples) that λ underflows to 0 keeps only the last point, mass 1.
@@ -553,7 +546,7 @@ class OnlineGaussianMixture(base.Clusterer):
             r["mass"] *= total
             r["scatter"] *= total
             K.refactorise_all(state)
-        state[K.H_N_SEEN] = n
+        state[K.N_SEEN] = n
         tail = data[-_RING_SIZE:]
         scores = K.posterior_batch(state, tail, np.empty((len(tail), self.n_components)))
         for row, score in zip(tail, scores, strict=True):
@@ -602,7 +595,7 @@ class OnlineGaussianMixture(base.Clusterer):
                 raise ValueError(f"X lacks feature columns {missing}")
             aligned, n_extra = data[:, [index[n] for n in names]], len(columns) - len(names)
         aligned = np.ascontiguousarray(aligned, dtype=float)
-        bad = ~np.isfinite(aligned) | (np.abs(aligned) > K.MAX_ABS_VALUE)
+        bad = ~np.isfinite(aligned) | (np.abs(aligned) > MAX_ABS_VALUE)
         if bad.any():
             row, col = np.argwhere(bad)[0]
             value = aligned[row, col]
@@ -755,9 +748,8 @@ _RUNNING_FIELDS = (
 )
 _STATE_OPTIONAL = ("warmup_buffer", *_RUNNING_FIELDS)
 _MAX_COUNT = {"n_components": MAX_COMPONENTS, "warmup": 1_000_000, "init_iter": 10_000}
-# Masses below the smallest normal float would make 1/mass infinite; statistics beyond this
-# bound would overflow when squared distances are formed.
-_MIN_MASS = 1e-300
+# Stored masses start at TINY, where 1/mass is still finite; statistics beyond this bound would
+# overflow when squared distances are formed.
 _MAX_STAT = 1e300
 
 
@@ -787,7 +779,7 @@ def _warmup_points(value: Any, warmup: int) -> list[dict[Any, float]]:
             if not isinstance(pair, list) or len(pair) != 2:
                 raise ValueError(f"{where} must be a [name, value] pair")
             name = _feature_names([pair[0]])[0]
-            parsed[name] = V.number(where, pair[1], lo=-K.MAX_ABS_VALUE, hi=K.MAX_ABS_VALUE)
+            parsed[name] = V.number(where, pair[1], lo=-MAX_ABS_VALUE, hi=MAX_ABS_VALUE)
         points.append(parsed)
     return points
 

@@ -69,7 +69,7 @@ def hmm_to_state(buf: np.ndarray) -> dict[str, Any] | None:
     if int(buf[L.PHASE]) != L.RUNNING:
         return None
     lay = L.layout(buf)
-    k, s = lay[L.O_K], lay[L.O_S]
+    k, s = lay[L.N_REGIMES], lay[L.N_STATS]
     r = L.regions(buf)
     return {
         "filtered": r["filtered"].tolist(),
@@ -93,7 +93,7 @@ def hmm_from_state(path: str, state: Any, buf: np.ndarray) -> None:
         return
     V.fields(path, state, _FIELDS)
     lay = L.layout(buf)
-    k, d, s = lay[L.O_K], lay[L.O_D], lay[L.O_S]
+    k, d, s = lay[L.N_REGIMES], lay[L.N_FEATURES], lay[L.N_STATS]
     filtered = V.matrix(f"{path}.filtered", state["filtered"], (k,), lo=0.0, hi=1.0)
     if abs(filtered.sum() - 1.0) > _SUM_TOLERANCE:
         raise ValueError(f"{path}.filtered must sum to 1, got {filtered.sum()!r}")

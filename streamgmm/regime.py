@@ -31,6 +31,7 @@ from streamgmm import _kernels as _mix
 from streamgmm import _regime_kernel as _K
 from streamgmm import _regime_layout as L
 from streamgmm import _validate as V
+from streamgmm._numeric import MAX_ABS_VALUE
 from streamgmm.drift import drift_from_state, drift_settings, drift_to_state
 from streamgmm.features import check_number, features_from_state, features_to_state, read_volume
 from streamgmm.output import OUTPUT_KEYS, OutputBlock, make_output, make_output_columns
@@ -94,11 +95,7 @@ class _Detector:
     def _build(self, n_regimes: int, n_features: int, settings: Mapping[str, Any]) -> None:
         k = V.integer("n_regimes", n_regimes, lo=1, hi=MAX_REGIMES)
         warmup = V.integer("warmup", settings["warmup"], lo=2, hi=MAX_WARMUP)
-        buf = np.zeros(L.size(k, n_features, warmup))
-        buf[L.KIND] = self._FEATURE_KIND
-        buf[L.N_REGIMES] = k
-        buf[L.N_FEATURES] = n_features
-        buf[L.WARMUP] = warmup
+        buf = L.new_buffer(self._FEATURE_KIND, k, n_features, warmup)
         buf[L.ALPHA] = V.number("alpha", settings["alpha"], lo=0.5, hi=1.0, lo_open=True)
         buf[L.STEP_OFFSET] = V.number("step_offset", settings["step_offset"], lo=0.0, hi=_BIG)
         halflife = settings["halflife"]
@@ -139,12 +136,8 @@ class _Detector:
             halflife=settings["drift_halflife"],
         )
         mix = L.mixture(buf)
-        mix[_mix.H_K] = k
-        mix[_mix.H_D] = n_features
-        mix[_mix.H_COV] = _mix.FULL
-        mix[_mix.H_SCHEDULE] = _mix.DECAY
-        mix[_mix.H_DECAY] = 1.0
-        mix[_mix.H_RING_SIZE] = 0
+        mix[_mix.SCHEDULE] = _mix.DECAY
+        mix[_mix.DECAY_FACTOR] = 1.0
         buf[L.PROFILE_M] = 1.0
         regions = L.regions(buf)
         regions["last_probabilities"][:] = 1.0 / k
@@ -187,13 +180,13 @@ class _Detector:
         if status == L.S_BAD_VALUE:
             name = self._value_names()[int(row[_ROW_FIELD])]
             value = tick.get(name)
-            if isinstance(value, int | float) and abs(value) <= _K.MAX_VALUE:
+            if isinstance(value, int | float) and abs(value) <= MAX_ABS_VALUE:
                 return ValueError(
                     f"tick field {name!r} is {value!r}, too far from the warm-up's values to "
-                    f"use (standardised beyond ±{_K.MAX_VALUE:g})"
+                    f"use (standardised beyond ±{MAX_ABS_VALUE:g})"
                 )
             return ValueError(
-                f"tick field {name!r} must be finite and within ±{_K.MAX_VALUE:g}, got {value!r}"
+                f"tick field {name!r} must be finite and within ±{MAX_ABS_VALUE:g}, got {value!r}"
             )
         if status == L.S_BAD_PRICE:
             return ValueError(f"tick field 'price' must be positive, got {tick.get('price')!r}")
