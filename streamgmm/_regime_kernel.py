@@ -32,7 +32,6 @@ import math
 
 import numpy as np
 
-from streamgmm import _kernels as mx
 from streamgmm._numeric import LOG_2PI, MAX_ABS_VALUE, TINY, hot, jit
 from streamgmm._regime_layout import (
     ALPHA,
@@ -144,6 +143,8 @@ from streamgmm._regime_layout import (
     WARMUP_BUFFER,
     layout,
 )
+from streamgmm.mixture import layout as mx
+from streamgmm.mixture.kernels import factorise, log_gauss_full
 
 __all__ = ["drift_run", "page_hinkley_run", "refresh", "regime_run"]
 
@@ -212,7 +213,7 @@ def _emission_logs(buf, lay, mix, mlay):
     log_mass = lay[LOG_MASS]
     best = -np.inf
     for k in range(k_total):
-        lp = mx.log_gauss_full(mix, mlay, k, mlay[mx.X])
+        lp = log_gauss_full(mix, mlay, k, mlay[mx.X])
         lm = math.log(mix[mlay[mx.MASS] + k])
         buf[log_mass + k] = lm
         lg = lp - lm
@@ -248,7 +249,7 @@ def refresh(buf):
 def _factorise_all(mix, mlay):
     """Every regime's Cholesky factor and log-normaliser, by the mixture's own code."""
     for a in range(mlay[mx.N_COMPONENTS]):
-        mx.factorise(mix, mlay, a, mix[mx.REG])
+        factorise(mix, mlay, a, mix[mx.REG])
 
 
 @hot

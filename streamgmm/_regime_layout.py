@@ -8,7 +8,7 @@ the table of contents once per call (:func:`layout`); Python reads regions by na
 (:data:`TABLE`'s ``views``).
 
 The emission model is an :class:`streamgmm.OnlineGaussianMixture` buffer nested in the
-detector's (region :data:`EMISSIONS`, laid out by :mod:`streamgmm._kernels`).
+detector's (region :data:`EMISSIONS`, laid out by :mod:`streamgmm.mixture.layout`).
 
 The output row each tick writes (``R_*`` slots, :func:`row_width`) and its status codes
 (``S_*``) are the rest of the contract between the compiled step and Python.
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamgmm import _kernels as mx
 from streamgmm._layout import Table, read_ints
 from streamgmm._numeric import hot
+from streamgmm.mixture import layout as mx
 
 #: Buckets of the intraday profile: half-hours of the UTC day.
 PROFILE_BUCKETS = 48
@@ -151,5 +151,5 @@ def regions(buf: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def mixture(buf: np.ndarray) -> np.ndarray:
-    """The emission model's own buffer (a view), laid out as :mod:`streamgmm._kernels` says."""
+    """The emission model's own buffer (a view), laid out by :mod:`streamgmm.mixture.layout`."""
     return TABLE.view(buf, EMISSIONS)

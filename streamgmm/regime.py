@@ -27,13 +27,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from streamgmm import _kernels as _mix
 from streamgmm import _regime_kernel as _K
 from streamgmm import _regime_layout as L
 from streamgmm import _validate as V
 from streamgmm._numeric import MAX_ABS_VALUE
 from streamgmm.drift import drift_from_state, drift_settings, drift_to_state
 from streamgmm.features import check_number, features_from_state, features_to_state, read_volume
+from streamgmm.mixture import layout as _mix
 from streamgmm.output import OUTPUT_KEYS, OutputBlock, make_output, make_output_columns
 from streamgmm.persistence import hmm_from_state, hmm_to_state
 

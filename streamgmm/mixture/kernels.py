@@ -1,21 +1,21 @@
 """Compiled per-tick and per-batch kernels of the online Gaussian mixture.
 
-Everything here is pure arithmetic on one flat ``float64`` buffer (the *state*); there is no I/O,
-no dicts and no Python objects. Keeping the whole model in one contiguous buffer is what makes
-``learn_one`` cheap: numba unboxes one array instead of a dozen, and the batch path
-(:func:`learn_batch`) runs exactly the same :func:`_learn_point` as the per-tick path, so the two
-agree to the bit.
+Everything here is pure arithmetic on the model's flat ``float64`` buffer (the *state*, laid out
+by :mod:`streamgmm.mixture.layout`); there is no I/O, no dicts and no Python objects. Keeping
+the whole model in one contiguous buffer is what makes ``learn_one`` cheap: numba unboxes one
+array instead of a dozen, and the batch path (:func:`learn_batch`) runs exactly the same
+:func:`_learn_point` as the per-tick path, so the two agree to the bit.
 
-The buffer is declared by :data:`TABLE`: the shape, where each region starts, then the header
-slots. ``mass``, ``means`` and ``scatter`` are the decayed sufficient statistics of each
-component, kept in centred form (mean and scatter about the mean, never raw second moments).
-``factor`` and ``log_norm`` are derived from them after every update: the row-major lower
-Cholesky factor L of the floored covariance for "full", per-dimension standard deviations
-otherwise, and log N_k - log det L. The ring holds recent points and their log-likelihoods,
-used to reseed dead components.
+One step, for a point: the E-step (:func:`posterior`: responsibilities in log space from the
+Cholesky factors), the centred M-step (:func:`update`) under the schedule (:func:`schedule`),
+the refactorisation of each component (:func:`factorise`), the ring of recent points, and the
+reseeding of dead components. :mod:`streamgmm.mixture.missing` runs the same step for a point
+with missing features, :mod:`streamgmm.mixture.warmup` fits the first buffer by batch EM, and
+the regime detectors' emission model uses :func:`log_gauss_full` and :func:`factorise`.
 
-Hot helpers take the buffer and its layout tuple (:func:`layout`), never array views: numba passes
-each array argument with reference-count traffic, which at D=2 costs more than the arithmetic.
+Hot helpers take the buffer and its layout tuple (:func:`~streamgmm.mixture.layout.layout`),
+never array views: numba passes each array argument with reference-count traffic, which at
+D=2 costs more than the arithmetic.
 """
 
 from __future__ import annotations
@@ -24,35 +24,37 @@ import math
 
 import numpy as np
 
-from streamgmm._layout import Table, read_ints
 from streamgmm._numeric import LOG_2PI, MAX_ABS_VALUE, TINY, hot, jit
-
-FULL, DIAG, SPHERICAL = range(3)
-STEPWISE, DECAY = range(2)
-
-#: The table: the shape is K components, D features, a ring of R recent points, and M floats per
-#: component's scatter or factor (D * D for "full", D otherwise).
-TABLE = Table("n_components", "n_features", "ring_size", "stride")
-N_COMPONENTS, N_FEATURES, RING_SIZE, STRIDE = TABLE.shape
-#: FULL, DIAG or SPHERICAL (the kernels branch on it, so it is read with the shape).
-(COVARIANCE,) = TABLE.slots(1)
-# -- where each region starts: the decayed sufficient statistics, their factors, the ring of
-#    recent points and their log-likelihoods, and working space (the point, its
-#    responsibilities, a work vector) -----------------------------------------------------
-MASS = TABLE.region("mass", lambda k, d, r, m: k)
-MEANS = TABLE.region("means", lambda k, d, r, m: k * d)
-SCATTER = TABLE.region("scatter", lambda k, d, r, m: k * m)
-FACTOR = TABLE.region("factor", lambda k, d, r, m: k * m)
-LOG_NORM = TABLE.region("log_norm", lambda k, d, r, m: k)
-RING_X = TABLE.region("ring_x", lambda k, d, r, m: r * d)
-RING_SCORE = TABLE.region("ring_score", lambda k, d, r, m: r)
-X = TABLE.region("x", lambda k, d, r, m: d)
-P = TABLE.region("p", lambda k, d, r, m: k)
-W = TABLE.region("w", lambda k, d, r, m: d)
-END = TABLE.end()
-# -- header slots: settings, then the state's scalars ------------------------------------------
-SCHEDULE, DECAY_FACTOR, ALPHA, REG, MIN_WEIGHT = TABLE.slots(5)
-N_SEEN, N_RESEEDS, RING_POS, RING_FILL = TABLE.slots(4)
+from streamgmm.mixture.layout import (
+    ALPHA,
+    COVARIANCE,
+    DECAY,
+    DECAY_FACTOR,
+    FACTOR,
+    FULL,
+    LOG_NORM,
+    MASS,
+    MEANS,
+    MIN_WEIGHT,
+    N_COMPONENTS,
+    N_FEATURES,
+    N_RESEEDS,
+    N_SEEN,
+    REG,
+    RING_FILL,
+    RING_POS,
+    RING_SCORE,
+    RING_SIZE,
+    RING_X,
+    SCATTER,
+    SCHEDULE,
+    SPHERICAL,
+    STRIDE,
+    P,
+    W,
+    X,
+    layout,
+)
 
 # A floor relative to the largest variance keeps every covariance's condition number below ~1e9,
 # so its Cholesky factor exists in float64 even when features sit at 1e12 with 1e-12 spread.
@@ -67,20 +69,6 @@ USED_SCORE = 1e308
 MAX_SHIFT_TRIES = 64
 
 OK, NON_FINITE, OUT_OF_RANGE = range(3)
-
-
-@hot
-def layout(state):
-    """The shape and where each region starts, as integers (the header's first slots)."""
-    return read_ints(state, END)
-
-
-def new_state(n_components: int, n_features: int, cov_type: int, ring_size: int) -> np.ndarray:
-    """A zeroed buffer with its shape, table of contents and covariance type written."""
-    stride = n_features * n_features if cov_type == FULL else n_features
-    state = TABLE.new(n_components, n_features, ring_size, stride)
-    state[COVARIANCE] = cov_type
-    return state
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,7 +256,7 @@ def _normalise_log(state, start, n, best):
 
 
 @hot
-def _posterior(state, lay, ox):
+def posterior(state, lay, ox):
     """E-step for the point at ``ox``: p(k | x) into the scratch slots; returns log p(x)."""
     k_total = lay[N_COMPONENTS]
     p = lay[P]
@@ -303,7 +291,7 @@ def _check_values(state, start, n):
 
 
 @hot
-def _update(state, lay, k, ox, w, keep):
+def update(state, lay, k, ox, w, keep):
     """mass <- keep*mass + w; centred (West/Welford) update of mean and scatter.
 
     S <- keep*S + w (1 - w/mass) δδᵀ with δ = x - mean_old equals the decayed scatter about the new
@@ -337,7 +325,7 @@ def _update(state, lay, k, ox, w, keep):
 
 
 @hot
-def _schedule(state):
+def schedule(state):
     """(keep, step) for the next update: decayed sums, or Liang & Klein's stepwise η_t."""
     if int(state[SCHEDULE]) == DECAY:
         return state[DECAY_FACTOR], 1.0
@@ -363,7 +351,7 @@ def _remember(state, lay, ox, score):
 
 
 @hot
-def _any_dead(state, lay):
+def any_dead(state, lay):
     total = 0.0
     for k in range(lay[N_COMPONENTS]):
         total += state[lay[MASS] + k]
@@ -376,7 +364,7 @@ def _any_dead(state, lay):
 
 
 @jit
-def _reseed_dead(state):
+def reseed_dead(state):
     """Move each component whose weight fell below min_weight onto the worst-explained recent point.
 
     The reseeded component gets mass total/(2K) and the pooled within-component covariance, so it
@@ -425,189 +413,16 @@ def _learn_point(state, lay):
     status = _check_values(state, ox, lay[N_FEATURES])
     if status != OK:
         return status
-    score = _posterior(state, lay, ox)
-    keep, step = _schedule(state)
+    score = posterior(state, lay, ox)
+    keep, step = schedule(state)
     reg = state[REG]
     for k in range(lay[N_COMPONENTS]):
-        _update(state, lay, k, ox, step * state[lay[P] + k], keep)
+        update(state, lay, k, ox, step * state[lay[P] + k], keep)
         factorise(state, lay, k, reg)
     _remember(state, lay, ox, score)
     state[N_SEEN] += 1.0
-    if _any_dead(state, lay):
-        _reseed_dead(state)
-    return OK
-
-
-# --------------------------------------------------------------------------------------------
-# Partially observed points: exact marginals for scoring, conditional expectations for learning.
-# This path is rare, so it favours plain dense linear algebra over speed.
-# --------------------------------------------------------------------------------------------
-
-
-@jit
-def _component_covariance(state, lay, k):
-    """The floored covariance of component k as a dense (D, D) matrix."""
-    d = lay[N_FEATURES]
-    fac = lay[FACTOR] + k * lay[STRIDE]
-    cov = np.zeros((d, d))
-    if lay[COVARIANCE] == FULL:
-        for i in range(d):
-            for j in range(i + 1):
-                s = 0.0
-                for m in range(j + 1):
-                    s += state[fac + i * d + m] * state[fac + j * d + m]
-                cov[i, j] = s
-                cov[j, i] = s
-    else:
-        for i in range(d):
-            cov[i, i] = state[fac + i] ** 2
-    return cov
-
-
-@jit
-def _solve_lower(lower, b):
-    n = b.shape[0]
-    z = np.empty(n)
-    for i in range(n):
-        s = b[i]
-        for j in range(i):
-            s -= lower[i, j] * z[j]
-        z[i] = s / lower[i, i]
-    return z
-
-
-@jit
-def _solve_upper_t(lower, b):
-    """Solve Lᵀ y = b."""
-    n = b.shape[0]
-    y = np.empty(n)
-    for i in range(n - 1, -1, -1):
-        s = b[i]
-        for j in range(i + 1, n):
-            s -= lower[j, i] * y[j]
-        y[i] = s / lower[i, i]
-    return y
-
-
-@jit
-def _marginal(state, lay, k, x, observed):
-    """For component k: log N(x_o | μ_o, Σ_oo), the conditional mean x̂ (observed coordinates kept)
-    and the conditional covariance of the missing coordinates (zero rows/cols for observed ones)."""
-    d = lay[N_FEATURES]
-    mu = state[lay[MEANS] + k * d : lay[MEANS] + (k + 1) * d]
-    cov = _component_covariance(state, lay, k)
-    obs = np.flatnonzero(observed)
-    mis = np.flatnonzero(~observed)
-    n_o = obs.shape[0]
-    lower = np.zeros((n_o, n_o))
-    for i in range(n_o):
-        for j in range(i + 1):
-            s = cov[obs[i], obs[j]]
-            for m in range(j):
-                s -= lower[i, m] * lower[j, m]
-            if i == j:
-                lower[i, i] = math.sqrt(max(s, TINY))
-            else:
-                lower[i, j] = s / lower[j, j]
-    diff = np.empty(n_o)
-    for a in range(n_o):
-        diff[a] = x[obs[a]] - mu[obs[a]]
-    z = _solve_lower(lower, diff)
-    maha = min((z * z).sum(), MAX_MAHALANOBIS)
-    half_log_det = 0.0
-    for i in range(n_o):
-        half_log_det += math.log(lower[i, i])
-    log_density = -0.5 * (n_o * LOG_2PI + maha) - half_log_det
-    # x̂_m = μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o);  C_mm = Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om
-    alpha = _solve_upper_t(lower, z)
-    x_hat = x.copy()
-    cond = np.zeros((d, d))
-    n_m = mis.shape[0]
-    solved = np.empty((n_m, n_o))
-    for a in range(n_m):
-        col = np.empty(n_o)
-        for b in range(n_o):
-            col[b] = cov[obs[b], mis[a]]
-        solved[a] = _solve_lower(lower, col)
-        v = mu[mis[a]]
-        for b in range(n_o):
-            v += cov[mis[a], obs[b]] * alpha[b]
-        x_hat[mis[a]] = v
-    for a in range(n_m):
-        for c in range(a + 1):
-            v = cov[mis[a], mis[c]] - (solved[a] * solved[c]).sum()
-            if a == c:
-                v = max(v, 0.0)
-            cond[mis[a], mis[c]] = v
-            cond[mis[c], mis[a]] = v
-    return log_density, x_hat, cond
-
-
-@jit
-def posterior_partial(state, x, observed, proba):
-    """p(k | x_o) into proba for a point with missing coordinates; returns log p(x_o)."""
-    lay = layout(state)
-    k_total = lay[N_COMPONENTS]
-    total = 0.0
-    for k in range(k_total):
-        total += state[lay[MASS] + k]
-    log_total = math.log(total)
-    best = -np.inf
-    for k in range(k_total):
-        mass = state[lay[MASS] + k]
-        log_w = math.log(mass) - log_total if mass > 0.0 else -np.inf
-        log_density, _, _ = _marginal(state, lay, k, x, observed)
-        proba[k] = log_w + log_density
-        best = max(best, proba[k])
-    acc = 0.0
-    for k in range(k_total):
-        proba[k] = math.exp(proba[k] - best)
-        acc += proba[k]
-    proba /= acc
-    return best + math.log(acc)
-
-
-@jit
-def learn_partial(state, x, observed):
-    """EM step for a point with missing coordinates (Ghahramani & Jordan, 1994).
-
-    Responsibilities come from the exact marginal over the observed coordinates; each component is
-    then updated with its conditional expectation of the point and the conditional covariance of
-    the missing part, i.e. the expected sufficient statistics. Observed coordinates are used as
-    given, and missing ones move only as far as the observed ones inform them.
-    """
-    lay = layout(state)
-    k_total, d, m = lay[N_COMPONENTS], lay[N_FEATURES], lay[STRIDE]
-    x_obs = x[observed]
-    for i in range(x_obs.shape[0]):
-        if not math.isfinite(x_obs[i]):
-            return -(i + 1) * 4 - NON_FINITE
-        if abs(x_obs[i]) > MAX_ABS_VALUE:
-            return -(i + 1) * 4 - OUT_OF_RANGE
-    resp = np.empty(k_total)
-    posterior_partial(state, x, observed, resp)
-    keep, step = _schedule(state)
-    x_hats = np.empty((k_total, d))
-    conds = np.empty((k_total, d, d))
-    for k in range(k_total):
-        _, x_hats[k], conds[k] = _marginal(state, lay, k, x, observed)
-    ox = lay[X]
-    for k in range(k_total):
-        w = step * resp[k]
-        state[ox : ox + d] = x_hats[k]
-        _update(state, lay, k, ox, w, keep)
-        # The expected scatter of imputed coordinates adds w * Cov[x_m | x_o, k].
-        scatter = lay[SCATTER] + k * m
-        if lay[COVARIANCE] == FULL:
-            state[scatter : scatter + m] += w * conds[k].ravel()
-        else:
-            for i in range(d):
-                state[scatter + i] += w * conds[k, i, i]
-    for k in range(k_total):
-        factorise(state, lay, k, state[REG])
-    state[N_SEEN] += 1.0
-    if _any_dead(state, lay):
-        _reseed_dead(state)
+    if any_dead(state, lay):
+        reseed_dead(state)
     return OK
 
 
@@ -649,7 +464,7 @@ def posterior_batch(state, data, out):
     for i in range(data.shape[0]):
         for j in range(data.shape[1]):
             state[ox + j] = data[i, j]
-        scores[i] = _posterior(state, lay, ox)
+        scores[i] = posterior(state, lay, ox)
         for k in range(lay[N_COMPONENTS]):
             out[i, k] = state[p + k]
     return scores
@@ -669,7 +484,7 @@ def posterior_tuple(state, values, out):
     status = _check_values(state, ox, lay[N_FEATURES])
     if status != OK:
         return status, 0.0
-    score = _posterior(state, lay, ox)
+    score = posterior(state, lay, ox)
     for k in range(lay[N_COMPONENTS]):
         out[k] = state[p + k]
     return OK, score
@@ -682,7 +497,7 @@ def posterior_one(state, x, out):
     ox, p = lay[X], lay[P]
     for j in range(x.shape[0]):
         state[ox + j] = x[j]
-    score = _posterior(state, lay, ox)
+    score = posterior(state, lay, ox)
     for k in range(lay[N_COMPONENTS]):
         out[k] = state[p + k]
     return score
@@ -696,69 +511,3 @@ def remember(state, x, score):
     for j in range(x.shape[0]):
         state[ox + j] = x[j]
     _remember(state, lay, ox, score)
-
-
-# --------------------------------------------------------------------------------------------
-# Warm-up: batch EM on the buffered points, sharing the log-densities and factorisations above.
-# --------------------------------------------------------------------------------------------
-
-
-@jit
-def batch_em(state, data, labels, n_iter):
-    """Hard-assignment M-step from ``labels``, then ``n_iter`` EM rounds; returns mean log-lik.
-
-    Leaves the state holding normalised statistics: mass = mixture weights, scatter = weight *
-    covariance (before the floor). The caller rescales mass and scatter for its schedule.
-    """
-    lay = layout(state)
-    k_total, d, m = lay[N_COMPONENTS], lay[N_FEATURES], lay[STRIDE]
-    n = data.shape[0]
-    full = lay[COVARIANCE] == FULL
-    ox, p = lay[X], lay[P]
-    resp = np.zeros((n, k_total))
-    for i in range(n):
-        resp[i, labels[i]] = 1.0
-    mean_ll = -np.inf
-    for it in range(n_iter + 1):
-        # M-step, two-pass: means first, then the scatter about them.
-        for k in range(k_total):
-            nk = 0.0
-            mu = np.zeros(d)
-            for i in range(n):
-                nk += resp[i, k]
-                mu += resp[i, k] * data[i]
-            # 10*eps keeps an empty component defined, as scikit-learn does.
-            nk += 10.0 * np.finfo(np.float64).eps
-            mu /= nk
-            s = np.zeros(m)
-            for i in range(n):
-                r = resp[i, k]
-                if r == 0.0:
-                    continue
-                for a in range(d):
-                    da = data[i, a] - mu[a]
-                    if full:
-                        for b in range(d):
-                            s[a * d + b] += r * da * (data[i, b] - mu[b])
-                    else:
-                        s[a] += r * da * da
-            state[lay[MASS] + k] = nk / n
-            state[lay[MEANS] + k * d : lay[MEANS] + (k + 1) * d] = mu
-            state[lay[SCATTER] + k * m : lay[SCATTER] + (k + 1) * m] = s / n
-            factorise(state, lay, k, state[REG])
-        if it == n_iter:
-            break
-        total = 0.0
-        for i in range(n):
-            for j in range(d):
-                state[ox + j] = data[i, j]
-            total += _posterior(state, lay, ox)
-            for k in range(k_total):
-                resp[i, k] = state[p + k]
-        mean_ll = total / n
-    return mean_ll
-
-
-def regions(state: np.ndarray) -> dict[str, np.ndarray]:
-    """Named flat views of the regions, for Python-side reading and restoring."""
-    return TABLE.views(state)
