@@ -13,10 +13,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from streamgmm.drift import LikelihoodDriftMonitor
     from streamgmm.frame import regimes_frame
-    from streamgmm.mixture import OnlineGaussianMixture
-    from streamgmm.regime import EventDetector, RegimeDetector
+    from streamgmm.mixture.estimator import OnlineGaussianMixture
+    from streamgmm.regime.detectors import EventDetector, RegimeDetector
+    from streamgmm.regime.drift import LikelihoodDriftMonitor
 
 __all__ = [
     "EventDetector",
@@ -31,10 +31,10 @@ __version__ = "0.1.0"
 # Loaded on first use: the service's producer process and the configuration check import
 # submodules of this package, and should not pay for numba and river (about a second).
 _EXPORTS = {
-    "EventDetector": "streamgmm.regime",
-    "LikelihoodDriftMonitor": "streamgmm.drift",
-    "OnlineGaussianMixture": "streamgmm.mixture",
-    "RegimeDetector": "streamgmm.regime",
+    "EventDetector": "streamgmm.regime.detectors",
+    "LikelihoodDriftMonitor": "streamgmm.regime.drift",
+    "OnlineGaussianMixture": "streamgmm.mixture.estimator",
+    "RegimeDetector": "streamgmm.regime.detectors",
     "regimes_frame": "streamgmm.frame",
 }
 

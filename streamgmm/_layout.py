@@ -16,7 +16,7 @@ order, in one place:
   that holds the buffer's length.
 
 Everything declared up to :meth:`Table.end` is an integer, and compiled code reads all of it
-once per call (``lay = layout(buf)``, through :func:`read_ints`) into a tuple indexed by the
+once per call (``lay = read_layout(buf)``, through :func:`read_ints`) into a tuple indexed by the
 same names: ``lay[N_FEATURES]`` is the number of features, ``buf[lay[MEANS] + i]`` the
 ``i``-th entry of the means, and region ``R`` spans ``buf[lay[R] : lay[R + 1]]``. Slots
 declared after :meth:`Table.end` are read from the buffer itself (``buf[DECAY]``). Python

@@ -13,7 +13,7 @@ reseeding of dead components. :mod:`streamgmm.mixture.missing` runs the same ste
 with missing features, :mod:`streamgmm.mixture.warmup` fits the first buffer by batch EM, and
 the regime detectors' emission model uses :func:`log_gauss_full` and :func:`factorise`.
 
-Hot helpers take the buffer and its layout tuple (:func:`~streamgmm.mixture.layout.layout`),
+Hot helpers take the buffer and its layout tuple (:func:`~streamgmm.mixture.layout.read_layout`),
 never array views: numba passes each array argument with reference-count traffic, which at
 D=2 costs more than the arithmetic.
 """
@@ -53,7 +53,7 @@ from streamgmm.mixture.layout import (
     P,
     W,
     X,
-    layout,
+    read_layout,
 )
 
 # A floor relative to the largest variance keeps every covariance's condition number below ~1e9,
@@ -229,7 +229,7 @@ def factorise(state, lay, k, reg_covar):
 @jit
 def refactorise_all(state):
     """Recompute every component's factor from its sufficient statistics (after a restore)."""
-    lay = layout(state)
+    lay = read_layout(state)
     for k in range(lay[N_COMPONENTS]):
         factorise(state, lay, k, state[REG])
 
@@ -370,7 +370,7 @@ def reseed_dead(state):
     The reseeded component gets mass total/(2K) and the pooled within-component covariance, so it
     starts as a plausible cluster of typical spread rather than a spike.
     """
-    lay = layout(state)
+    lay = read_layout(state)
     k_total, d, m = lay[N_COMPONENTS], lay[N_FEATURES], lay[STRIDE]
     mass = state[lay[MASS] : lay[MASS + 1]]
     means = state[lay[MEANS] : lay[MEANS + 1]]
@@ -434,7 +434,7 @@ def _learn_point(state, lay):
 @jit
 def learn_tuple(state, values):
     """Per-tick entry point: ``values`` is a tuple of floats in feature order."""
-    lay = layout(state)
+    lay = read_layout(state)
     ox = lay[X]
     for i in range(len(values)):
         state[ox + i] = values[i]
@@ -444,7 +444,7 @@ def learn_tuple(state, values):
 @jit
 def learn_batch(state, data):
     """Learn rows in order with the per-tick step; returns OK or the first bad row's status."""
-    lay = layout(state)
+    lay = read_layout(state)
     ox = lay[X]
     for i in range(data.shape[0]):
         for j in range(data.shape[1]):
@@ -458,7 +458,7 @@ def learn_batch(state, data):
 @jit
 def posterior_batch(state, data, out):
     """out[i, k] = p(k | x_i); returns the per-row log-likelihoods. Leaves statistics untouched."""
-    lay = layout(state)
+    lay = read_layout(state)
     ox, p = lay[X], lay[P]
     scores = np.empty(data.shape[0])
     for i in range(data.shape[0]):
@@ -477,7 +477,7 @@ def posterior_tuple(state, values, out):
     The per-tick inference entry point: values are checked here, as in :func:`learn_tuple`, so
     the caller need not build and scan an array first.
     """
-    lay = layout(state)
+    lay = read_layout(state)
     ox, p = lay[X], lay[P]
     for i in range(len(values)):
         state[ox + i] = values[i]
@@ -493,7 +493,7 @@ def posterior_tuple(state, values, out):
 @jit
 def posterior_one(state, x, out):
     """out[k] = p(k | x); returns log p(x)."""
-    lay = layout(state)
+    lay = read_layout(state)
     ox, p = lay[X], lay[P]
     for j in range(x.shape[0]):
         state[ox + j] = x[j]
@@ -506,7 +506,7 @@ def posterior_one(state, x, out):
 @jit
 def remember(state, x, score):
     """Put x with its log-likelihood into the ring of recent points (used after warm-up)."""
-    lay = layout(state)
+    lay = read_layout(state)
     ox = lay[X]
     for j in range(x.shape[0]):
         state[ox + j] = x[j]

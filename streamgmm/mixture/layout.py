@@ -20,7 +20,7 @@ import numpy as np
 from streamgmm._layout import Table, read_ints
 from streamgmm._numeric import hot
 
-__all__ = ["TABLE", "layout", "new_state", "regions"]
+__all__ = ["TABLE", "new_state", "read_layout", "regions"]
 
 FULL, DIAG, SPHERICAL = range(3)
 STEPWISE, DECAY = range(2)
@@ -47,13 +47,13 @@ X = TABLE.region("x", lambda k, d, r, m: d)
 P = TABLE.region("p", lambda k, d, r, m: k)
 W = TABLE.region("w", lambda k, d, r, m: d)
 END = TABLE.end()
-# -- header slots: settings, then the state's scalars ------------------------------------------
+# -- header slots: settings, then the state's scalars ---------------------------------------------
 SCHEDULE, DECAY_FACTOR, ALPHA, REG, MIN_WEIGHT = TABLE.slots(5)
 N_SEEN, N_RESEEDS, RING_POS, RING_FILL = TABLE.slots(4)
 
 
 @hot
-def layout(state):
+def read_layout(state):
     """The shape and where each region starts, as integers (the header's first slots)."""
     return read_ints(state, END)
 

@@ -37,7 +37,7 @@ from streamgmm.mixture.layout import (
     SCATTER,
     STRIDE,
     X,
-    layout,
+    read_layout,
 )
 
 
@@ -143,7 +143,7 @@ def _marginal(state, lay, k, x, observed):
 @jit
 def posterior_partial(state, x, observed, proba):
     """p(k | x_o) into proba for a point with missing coordinates; returns log p(x_o)."""
-    lay = layout(state)
+    lay = read_layout(state)
     k_total = lay[N_COMPONENTS]
     total = 0.0
     for k in range(k_total):
@@ -173,7 +173,7 @@ def learn_partial(state, x, observed):
     the missing part, i.e. the expected sufficient statistics. Observed coordinates are used as
     given, and missing ones move only as far as the observed ones inform them.
     """
-    lay = layout(state)
+    lay = read_layout(state)
     k_total, d, m = lay[N_COMPONENTS], lay[N_FEATURES], lay[STRIDE]
     x_obs = x[observed]
     for i in range(x_obs.shape[0]):

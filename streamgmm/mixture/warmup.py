@@ -39,7 +39,7 @@ from streamgmm.mixture.layout import (
     STRIDE,
     P,
     X,
-    layout,
+    read_layout,
     regions,
 )
 
@@ -111,7 +111,7 @@ def batch_em(state, data, labels, n_iter):
     Leaves the state holding normalised statistics: mass = mixture weights, scatter = weight *
     covariance (before the floor). The caller rescales mass and scatter for its schedule.
     """
-    lay = layout(state)
+    lay = read_layout(state)
     k_total, d, m = lay[N_COMPONENTS], lay[N_FEATURES], lay[STRIDE]
     n = data.shape[0]
     full = lay[COVARIANCE] == FULL

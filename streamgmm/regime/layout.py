@@ -38,7 +38,7 @@ N_REGIMES, N_FEATURES, WARMUP, N_STATS = TABLE.shape
 (KIND,) = TABLE.slots(1)
 TICKS, EVENTS = range(2)
 
-# -- where each region starts ---------------------------------------------------------------
+# -- where each region starts ---------------------------------------------------------------------
 # features: each feature's location and scale; the warm-up's ticks (spacing, then the values).
 LOC = TABLE.region("loc", lambda k, d, u, s: d)
 SCALE = TABLE.region("scale", lambda k, d, u, s: d)
@@ -74,7 +74,7 @@ LAST_P = TABLE.region("last_probabilities", lambda k, d, u, s: k)
 LAST_RAW = TABLE.region("last_raw_probabilities", lambda k, d, u, s: k)
 END = TABLE.end()
 
-# -- header slots -----------------------------------------------------------------------------
+# -- header slots ---------------------------------------------------------------------------------
 # features: settings; the time unit; the last accepted tick; counters; the warm-up's fill.
 DT_UNIT, GAP_UNITS, MIN_DT_UNITS = TABLE.slots(3)
 UNIT, LAST_TS, LAST_PRICE = TABLE.slots(3)
@@ -108,7 +108,7 @@ LAST_LL, LAST_DRIFT, LAST_WARM = TABLE.slots(3)
 #: ``PHASE``: buffering the warm-up, or running the online HMM.
 WARMING, RUNNING = range(2)
 
-# -- the output row -----------------------------------------------------------------------------
+# -- the output row -------------------------------------------------------------------------------
 #: Status, field, regime, warm, n_samples_seen, log-likelihood, drift score, drift flag, then K
 #: filtered and K raw probabilities in regime order.
 R_STATUS, R_FIELD, R_REGIME, R_WARM, R_SEEN, R_LL, R_DRIFT_SCORE, R_DRIFT, R_PROBS = range(9)
@@ -127,7 +127,7 @@ def row_width(n_regimes: int) -> int:
 
 
 @hot
-def layout(buf):
+def read_layout(buf):
     """The shape and where each region starts, as integers (the header's first slots)."""
     return read_ints(buf, END)
 
