@@ -18,8 +18,8 @@ the order a tick meets them, one module each:
    always the calmest, with hysteresis.
 4. **Drift** (:mod:`~streamgmm.regime.drift`): Page-Hinkley on the shortfall of the
    regime-conditional log-likelihood (also alone: :class:`LikelihoodDriftMonitor`).
-5. **Output**: the step's output row becomes the detector's output record
-   (:mod:`streamgmm.output`).
+5. **Output** (:mod:`~streamgmm.regime.output`): the step's output row becomes the detector's
+   output, the fields of the output record that :mod:`streamgmm.output` writes.
 
 :mod:`~streamgmm.regime.step` runs the stages per tick; :mod:`~streamgmm.regime.layout` says
 where each stage keeps its settings and state in the detector's one ``float64`` buffer;
@@ -35,10 +35,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from streamgmm.output import OUTPUT_KEYS
     from streamgmm.regime.base import MAX_FEATURES, MAX_REGIMES, MAX_WARMUP, StreamProblem
     from streamgmm.regime.detectors import EventDetector, RegimeDetector
     from streamgmm.regime.drift import LikelihoodDriftMonitor
+    from streamgmm.regime.output import OUTPUT_KEYS
 
 __all__ = [
     "MAX_FEATURES",
@@ -56,7 +56,7 @@ _EXPORTS = {
     "MAX_FEATURES": "streamgmm.regime.base",
     "MAX_REGIMES": "streamgmm.regime.base",
     "MAX_WARMUP": "streamgmm.regime.base",
-    "OUTPUT_KEYS": "streamgmm.output",
+    "OUTPUT_KEYS": "streamgmm.regime.output",
     "EventDetector": "streamgmm.regime.detectors",
     "LikelihoodDriftMonitor": "streamgmm.regime.drift",
     "RegimeDetector": "streamgmm.regime.detectors",

@@ -5,7 +5,7 @@ A detector is one ``float64`` buffer (:mod:`~streamgmm.regime.layout`) and the c
 that updates it (:func:`~streamgmm.regime.step.regime_run`). :meth:`~_Detector.learn_predict_one`,
 :meth:`~_Detector.learn_predict_many` and :meth:`~_Detector.learn_predict_block` differ only in
 how ticks are packed (a tick dict, a list of them, columns) and how the output rows are
-unpacked (an output dict per tick, or columns, :mod:`streamgmm.output`); all three, and
+unpacked (an output dict per tick, or columns: :mod:`~streamgmm.regime.output`); all three, and
 :meth:`~_Detector.predict_proba_one` on a copy of the buffer, go through :meth:`~_Detector._run`.
 :class:`~streamgmm.regime.RegimeDetector` and :class:`~streamgmm.regime.EventDetector`
 (:mod:`~streamgmm.regime.detectors`) say how a tick becomes numbers.
@@ -22,10 +22,10 @@ from river import base
 
 from streamgmm import _validate as V
 from streamgmm.mixture import layout as mx
-from streamgmm.output import OutputBlock, make_output, make_output_columns
 from streamgmm.regime import drift, features, hmm, labels
 from streamgmm.regime import layout as L
 from streamgmm.regime import state as snapshot
+from streamgmm.regime.output import OutputBlock, make_output, make_output_columns
 from streamgmm.regime.step import regime_run
 
 __all__ = ["MAX_FEATURES", "MAX_REGIMES", "MAX_WARMUP", "StreamProblem"]
@@ -257,8 +257,8 @@ class _Detector(base.Base):
         -------
         OutputBlock
             The positions of the ticks applied, their outputs in column form
-            (:func:`~streamgmm.output.make_output_columns`) and the ``ValueError`` of each tick
-            refused, which leaves the state unchanged (later ticks are still applied).
+            (:func:`~streamgmm.regime.output.make_output_columns`) and the ``ValueError`` of
+            each tick refused, which leaves the state unchanged (later ticks are still applied).
 
         Raises
         ------
