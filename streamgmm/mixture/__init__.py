@@ -11,22 +11,15 @@ kernels to score and factorise it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from streamgmm._lazy import exports
 
 if TYPE_CHECKING:
     from streamgmm.mixture.estimator import MAX_COMPONENTS, MAX_FEATURES, OnlineGaussianMixture
 
 __all__ = ["MAX_COMPONENTS", "MAX_FEATURES", "OnlineGaussianMixture"]
 
-
-def __getattr__(name: str) -> Any:
-    # The estimator (and river with it) is loaded on first use: the regime detectors import
-    # the kernels and the layout only.
-    if name not in __all__:
-        raise AttributeError(f"module 'streamgmm.mixture' has no attribute {name!r}")
-    return getattr(importlib.import_module("streamgmm.mixture.estimator"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+# The estimator (and river with it) is loaded on first use: the regime detectors import the
+# kernels and the layout only.
+__getattr__, __dir__ = exports(__name__, dict.fromkeys(__all__, "streamgmm.mixture.estimator"))

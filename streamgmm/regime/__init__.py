@@ -31,8 +31,9 @@ step, unpacking its rows.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from streamgmm._lazy import exports
 
 if TYPE_CHECKING:
     from streamgmm.regime.base import MAX_FEATURES, MAX_REGIMES, MAX_WARMUP, StreamProblem
@@ -62,14 +63,4 @@ _EXPORTS = {
     "RegimeDetector": "streamgmm.regime.detectors",
     "StreamProblem": "streamgmm.regime.base",
 }
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'streamgmm.regime' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = exports(__name__, _EXPORTS)
