@@ -4,8 +4,9 @@ A detector keeps everything in one flat ``float64`` buffer, declared here once a
 (:class:`streamgmm._layout.Table`): the shape, where each region starts, then the header
 slots, each group under the stage of the step that owns it. Slots are numbered by their order
 here, so adding one is one line in its stage's block. The compiled step reads the shape and
-the table of contents once per call (:func:`layout`); Python reads regions by name
-(:data:`TABLE`'s ``views``).
+the table of contents once per call (:func:`read_layout`); Python reads regions by name
+(:data:`TABLE`'s ``views``). numba freezes these numbers into the compiled code: after editing
+the table, delete the cached kernels (see :mod:`streamgmm._numeric`).
 
 The emission model is an :class:`streamgmm.OnlineGaussianMixture` buffer nested in the
 detector's (region :data:`EMISSIONS`, laid out by :mod:`streamgmm.mixture.layout`).
