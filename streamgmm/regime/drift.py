@@ -97,7 +97,7 @@ DRIFT_PRIOR_WEIGHT = 50.0
 
 
 @hot
-def page_hinkley(buf, x):
+def _page_hinkley(buf, x):
     """Page-Hinkley (mode "up") on ``x``; returns True on an alarm.
 
     ``sum = alpha * sum + (x - centre) - delta``; an alarm needs ``min_instances`` updates since
@@ -158,7 +158,7 @@ def update(buf, excess, dims):
     buf[REF_VAR] = (1.0 - a) * (buf[REF_VAR] + a * delta * delta)
     buf[REF_WEIGHT] = weight
     buf[DRIFT_SEEN] += 1.0
-    return page_hinkley(buf, z)
+    return _page_hinkley(buf, z)
 
 
 @hot
@@ -173,7 +173,7 @@ def track_log_likelihood(buf, value):
 def page_hinkley_run(buf, xs, alarms):
     """Page-Hinkley alone over ``xs`` (the tests hold it equal to river's)."""
     for i in range(xs.shape[0]):
-        alarms[i] = page_hinkley(buf, xs[i])
+        alarms[i] = _page_hinkley(buf, xs[i])
 
 
 @jit

@@ -122,7 +122,7 @@ def _emission_logs(buf, lay, mix, mlay):
     """log g_k(x) for the standardised point in the mixture's x slots, into the logs scratch
     (and log N_k into the log-mass scratch); returns the maximum.
 
-    ``_log_gauss_full`` folds log N_k into its value; the emission density is without it.
+    ``log_gauss_full`` folds log N_k into its value; the emission density is without it.
     """
     k_total = lay[N_REGIMES]
     logs = lay[LOGS]
@@ -139,7 +139,7 @@ def _emission_logs(buf, lay, mix, mlay):
 
 
 @hot
-def step_size(buf):
+def _step_size(buf):
     """The step size gamma_t = max((t + t0)^-alpha, min_step) after t steps with evidence.
 
     ``t + t0`` is taken as at least 1, so no step exceeds 1: with ``step_offset`` below 1 the
@@ -295,7 +295,7 @@ def learn(buf, mix, evidence):
             buf[back + i * k_total + k] = joint / p if p > 0.0 else 0.0
     score = np.nan
     gamma = 0.0
-    step = step_size(buf) if not evidence else 0.0
+    step = _step_size(buf) if not evidence else 0.0
     if evidence:
         best = _emission_logs(buf, lay, mix, mlay)
         # One exponential per regime serves the filter, the raw posterior and the score: the
@@ -335,10 +335,10 @@ def learn(buf, mix, evidence):
                 buf[EXPECTED_SQ] = sq
             score = best + math.log(total)
             buf[N_STEPS] += 1.0
-            gamma = step_size(buf)
+            gamma = _step_size(buf)
             step = gamma
     if gamma == 0.0:
-        step = step_size(buf)
+        step = _step_size(buf)
         for k in range(k_total):
             buf[filtered + k] = buf[predicted + k]
     # Cappé's recursion: rho'(k) = sum_i r(i|k) [(1 - gamma) rho(i) + gamma s(i, k, x)].
@@ -430,7 +430,7 @@ def refresh(buf):
     lay = read_layout(buf)
     mix = buf[lay[EMISSIONS] : lay[EMISSIONS + 1]]
     if int(buf[PHASE]) == RUNNING:
-        _maximise(buf, mix, step_size(buf))
+        _maximise(buf, mix, _step_size(buf))
 
 
 def settings(

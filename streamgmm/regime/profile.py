@@ -4,8 +4,8 @@ Intraday volatility follows the clock, and left in, that pattern alone flips reg
 session; :mod:`streamgmm.regime.features` describes the remedy. Here: per half-hour of the UTC
 day, the decayed sum and count of ``z = r^2 / E[r^2 | past]`` (a tick's squared return over
 the model's own predictive mean square, so regimes cancel; Andersen and Bollerslev 1997), the
-variance multiplier a tick's return is divided by (:func:`multiplier`), the once-a-day decay
-and gate (:func:`new_day`) and the update after the model has scored the tick
+variance multiplier a tick's return is divided by (:func:`tick_multiplier`), the once-a-day
+decay and gate (:func:`_new_day`) and the update after the model has scored the tick
 (:func:`update`).
 
 Owns the slots ``PROFILE``, ``PROFILE_HALFLIFE`` (settings), ``PROFILE_ON``, ``PROFILE_DAY``,
@@ -38,7 +38,7 @@ from streamgmm.regime.layout import (
     read_layout,
 )
 
-__all__ = ["from_state", "learns", "multiplier", "new_day", "settings", "to_state", "update"]
+__all__ = ["from_state", "learns", "settings", "tick_multiplier", "to_state", "update"]
 
 DAY_SECONDS = 86400.0
 #: The profile is learnt only for time units below a quarter day: with fewer than four ticks a
@@ -60,7 +60,7 @@ def _bucket(ts):
 
 
 @hot
-def multiplier(buf, lay, ts):
+def _multiplier(buf, lay, ts):
     """Variance multiplier of ``ts``'s half-hour: its mean of ``z`` over the overall mean, with
     PROFILE_PRIOR pseudo-ticks at 1, while the gate is open; else 1.
 
@@ -80,7 +80,7 @@ def multiplier(buf, lay, ts):
 @hot
 def tick_multiplier(buf, lay, ts, evidence):
     """The multiplier of this tick (1 for a session gap), kept in PROFILE_M until its update."""
-    m = multiplier(buf, lay, ts) if evidence else 1.0
+    m = _multiplier(buf, lay, ts) if evidence else 1.0
     buf[PROFILE_M] = m
     return m
 
@@ -92,7 +92,7 @@ def learns(buf):
 
 
 @jit
-def new_day(buf, day):
+def _new_day(buf, day):
     """Once per UTC day: decay every sum by the days elapsed (half-life ``profile_halflife``),
     then re-test whether the buckets differ beyond noise.
 
@@ -139,7 +139,7 @@ def update(buf, lay, ts, z):
     first (sums decay by whole days, so ticks of one day weigh the same)."""
     day = math.floor(ts / _DAY)
     if day != buf[PROFILE_DAY]:
-        new_day(buf, day)
+        _new_day(buf, day)
     entry = lay[BUCKETS] + 2 * _bucket(ts)
     buf[entry] += z
     buf[entry + 1] += 1.0
