@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from streamgmm import RegimeDetector
-from streamgmm import _regime_kernel as _K
-from streamgmm import _regime_layout as L
+from streamgmm.regime import layout as L
+from streamgmm.regime.step import regime_run
 
 DAY = 86400.0
 
@@ -110,7 +110,7 @@ def _floor(ticks: list[dict[str, Any]], warm: list[dict[str, Any]]) -> tuple[flo
     data = np.array([f[:2] for f in fields])
     rows = np.empty((n, L.row_width(2)))
     started = time.perf_counter()
-    _K.regime_run(det._buf, data, rows)
+    regime_run(det._buf, data, rows)
     step = (time.perf_counter() - started) / n
     listed = rows.tolist()
     output = det._output  # one make_output with its two probability dicts

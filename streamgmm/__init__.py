@@ -1,22 +1,25 @@
 """streamgmm: online Gaussian mixture models for streams.
 
 The data path is visible in the layout: bytes -> ``service.decode`` -> tick ->
-``service.apply`` (per-key tick rules) -> ``features`` -> ``mixture`` -> ``regime`` (labels,
-``persistence`` filter) -> ``drift`` -> output record (``output``, written by
-``service.encode``) -> ``service.sink``, with per-key state (``service.keystore``) going to the
-changelog through ``service.checkpoint``.
+``service.apply`` (per-key tick rules) -> a detector's compiled step (``regime.step``):
+``regime.features`` -> ``regime.hmm`` (the model; its emission model a ``mixture`` buffer) ->
+``regime.labels`` -> ``regime.drift`` -> the detector's output (``regime.output``) -> output
+record (``output``, written by ``service.encode``) -> ``service.sink``, with per-key state
+(``service.keystore``; a detector's parts assembled by ``regime.state``) going to the changelog
+through ``service.checkpoint``.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from streamgmm._lazy import exports
 
 if TYPE_CHECKING:
-    from streamgmm.drift import LikelihoodDriftMonitor
     from streamgmm.frame import regimes_frame
-    from streamgmm.mixture import OnlineGaussianMixture
-    from streamgmm.regime import EventDetector, RegimeDetector
+    from streamgmm.mixture.estimator import OnlineGaussianMixture
+    from streamgmm.regime.detectors import EventDetector, RegimeDetector
+    from streamgmm.regime.drift import LikelihoodDriftMonitor
 
 __all__ = [
     "EventDetector",
@@ -31,20 +34,10 @@ __version__ = "0.1.0"
 # Loaded on first use: the service's producer process and the configuration check import
 # submodules of this package, and should not pay for numba and river (about a second).
 _EXPORTS = {
-    "EventDetector": "streamgmm.regime",
-    "LikelihoodDriftMonitor": "streamgmm.drift",
-    "OnlineGaussianMixture": "streamgmm.mixture",
-    "RegimeDetector": "streamgmm.regime",
+    "EventDetector": "streamgmm.regime.detectors",
+    "LikelihoodDriftMonitor": "streamgmm.regime.drift",
+    "OnlineGaussianMixture": "streamgmm.mixture.estimator",
+    "RegimeDetector": "streamgmm.regime.detectors",
     "regimes_frame": "streamgmm.frame",
 }
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'streamgmm' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = exports(__name__, _EXPORTS)

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from river.drift import PageHinkley
 
-from streamgmm import _regime_kernel, _regime_layout
-from streamgmm.drift import LikelihoodDriftMonitor
+from streamgmm.regime import drift as _regime_kernel
+from streamgmm.regime import layout as _regime_layout
+from streamgmm.regime.drift import LikelihoodDriftMonitor
 
 
 def _page_hinkley_buffer(delta: float, threshold: float, min_instances: int) -> np.ndarray:

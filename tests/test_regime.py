@@ -364,7 +364,7 @@ def test_the_two_regime_row_unpacks_in_layout_order() -> None:
     """RegimeDetector._output unpacks a two-regime kernel row by position, for speed: the
     layout's named slots must be in that order (status, field, regime, warm, seen, ll, drift
     score, drift, then the probabilities and the raw ones)."""
-    from streamgmm import _regime_layout as L
+    from streamgmm.regime import layout as L
 
     named = (L.R_STATUS, L.R_FIELD, L.R_REGIME, L.R_WARM, L.R_SEEN, L.R_LL, L.R_DRIFT_SCORE)
     assert (*named, L.R_DRIFT, L.R_PROBS) == tuple(range(9))

@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamgmm import OnlineGaussianMixture
-from streamgmm.drift import LikelihoodDriftMonitor
 from streamgmm.regime import EventDetector, RegimeDetector
+from streamgmm.regime.drift import LikelihoodDriftMonitor
 from streamgmm.service.apply import KeyState, TickRules
 from streamgmm.service.config import load_settings
 from streamgmm.service.decode import Tick

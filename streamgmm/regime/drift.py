@@ -2,9 +2,9 @@
 
 :class:`LikelihoodDriftMonitor` receives per tick the model's log-likelihood of that tick
 (computed *before* the model learns it) and the log-likelihood the model itself expects, and
-raises ``drift_detected`` when the first falls persistently short of the second. The
-detectors feed the same compiled monitor (:mod:`streamgmm._regime_kernel`, section 5) from
-inside their step; this class runs it alone, and this module owns its part of the state.
+raises ``drift_detected`` when the first falls persistently short of the second. It is the
+last stage of the detectors' step (:mod:`streamgmm.regime.step`), which feeds it every tick's
+excess from the model; this class runs the same compiled monitor alone.
 
 How the signal is built
 -----------------------
@@ -27,24 +27,166 @@ when the model is right, and falls when ticks arrive that no regime explains.
 4. ``mean_log_likelihood`` is a bias-corrected EWMA of the log-likelihood (half-life
    ``halflife`` ticks), for dashboards.
 
-Page-Hinkley is written here (in the compiled step) rather than taken from ``river.drift``: the
-detectors run it inside their compiled step, and their stored state must not depend on a
-library's private attributes. ``tests/test_drift.py`` holds it equal to river's PageHinkley on
-the same inputs.
+Page-Hinkley is written here (compiled) rather than taken from ``river.drift``: the detectors
+run it inside their compiled step, and their stored state must not depend on a library's
+private attributes. ``tests/test_drift.py`` holds it equal to river's PageHinkley on the same
+inputs.
+
+Owns the settings ``DRIFT_THRESHOLD``, ``DRIFT_DELTA``, ``DRIFT_CLIP``, ``DRIFT_MIN``,
+``PH_RUNNING``, ``DRIFT_DECAY``, ``MEAN_DECAY`` and the state slots from ``REF_MEAN`` to
+``N_DRIFTS`` of :mod:`streamgmm.regime.layout`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from river import base
 
-from streamgmm import _regime_kernel as _K
-from streamgmm import _regime_layout as L
 from streamgmm import _validate as V
+from streamgmm._numeric import MAX_SETTING, TINY, hot, jit
+from streamgmm.regime.layout import (
+    DRIFT_CLIP,
+    DRIFT_DECAY,
+    DRIFT_DELTA,
+    DRIFT_MIN,
+    DRIFT_SCORE,
+    DRIFT_SEEN,
+    DRIFT_THRESHOLD,
+    MEAN_DECAY,
+    MEAN_LL,
+    MEAN_LL_WEIGHT,
+    N_DRIFTS,
+    PH_MEAN,
+    PH_MIN,
+    PH_N,
+    PH_RESET,
+    PH_RUNNING,
+    PH_SUM,
+    REF_MEAN,
+    REF_VAR,
+    REF_WEIGHT,
+    TICKS,
+    new_buffer,
+)
 
-__all__ = ["LikelihoodDriftMonitor", "drift_from_state", "drift_settings", "drift_to_state"]
+__all__ = [
+    "LikelihoodDriftMonitor",
+    "drift_run",
+    "from_state",
+    "page_hinkley_run",
+    "settings",
+    "to_state",
+    "track_log_likelihood",
+    "update",
+]
+
+#: Page-Hinkley's forgetting factor (river's default).
+PH_ALPHA = 1.0 - 1e-4
+#: Drift inputs are clamped to this magnitude (far beyond any surprise that is not absurd).
+EXCESS_BOUND = 1e12
+#: Prior weight (in ticks) of the drift reference's starting point, the model's own
+#: expectation: mean 0 and variance D/2 of the excess.
+DRIFT_PRIOR_WEIGHT = 50.0
+
+
+# -- the monitor (compiled) -----------------------------------------------------------------------
+
+
+@hot
+def _page_hinkley(buf, x):
+    """Page-Hinkley (mode "up") on ``x``; returns True on an alarm.
+
+    ``sum = alpha * sum + (x - centre) - delta``; an alarm needs ``min_instances`` updates since
+    the last one and ``sum - min(sum) > threshold``, and the next update starts over. With
+    PH_RUNNING the centre is the running mean since that start: exactly
+    ``river.drift.PageHinkley.update`` (tests/test_drift.py holds them equal). The detectors
+    centre on 0 instead, because their input is already standardised against a slow
+    reference: a running mean over the few ticks since a start would absorb a change that
+    comes soon after it. The minimum starts at the first sum rather than at infinity, so the
+    state stays finite JSON.
+    """
+    if buf[PH_RESET] != 0.0:
+        buf[PH_RESET] = 0.0
+        buf[PH_N] = 0.0
+        buf[PH_MEAN] = 0.0
+        buf[PH_SUM] = 0.0
+        buf[PH_MIN] = 0.0
+    buf[PH_N] += 1.0
+    if buf[PH_RUNNING] != 0.0:
+        buf[PH_MEAN] += (1.0 / buf[PH_N]) * (x - buf[PH_MEAN])
+    buf[PH_SUM] = PH_ALPHA * buf[PH_SUM] + (x - buf[PH_MEAN]) - buf[DRIFT_DELTA]
+    if buf[PH_N] == 1.0 or buf[PH_SUM] < buf[PH_MIN]:
+        buf[PH_MIN] = buf[PH_SUM]
+    rise = buf[PH_SUM] - buf[PH_MIN]
+    buf[DRIFT_SCORE] = rise / buf[DRIFT_THRESHOLD]
+    if buf[PH_N] >= buf[DRIFT_MIN] and rise > buf[DRIFT_THRESHOLD]:
+        buf[PH_RESET] = 1.0
+        buf[N_DRIFTS] += 1.0
+        return True
+    return False
+
+
+@hot
+def update(buf, excess, dims):
+    """The drift monitor: the standardised shortfall of the regime-conditional log-likelihood,
+    fed to Page-Hinkley. Returns True on an alarm.
+
+    ``excess`` is ``sum_k P(k) (log g_k(x) + H_k)``, zero in expectation when the model is
+    right whatever the regime. ``z = (reference mean - excess) / reference sd`` against a slow
+    EWMA reference (half-life ``drift_reference_halflife`` ticks, starting from the model's own
+    expectation: mean 0, variance dims/2, worth DRIFT_PRIOR_WEIGHT ticks), clipped to
+    ``±drift_clip`` so one extreme tick cannot raise an alarm alone.
+    """
+    if buf[REF_WEIGHT] == 0.0:
+        buf[REF_MEAN] = 0.0
+        buf[REF_VAR] = 0.5 * dims
+        buf[REF_WEIGHT] = DRIFT_PRIOR_WEIGHT
+    # An absurd tick (a return 1e50 sd out) would overflow the reference's variance.
+    excess = min(max(excess, -EXCESS_BOUND), EXCESS_BOUND)
+    sd = math.sqrt(max(buf[REF_VAR], TINY))
+    z = (buf[REF_MEAN] - excess) / sd
+    clip = buf[DRIFT_CLIP]
+    z = min(max(z, -clip), clip)
+    weight = buf[DRIFT_DECAY] * buf[REF_WEIGHT] + 1.0
+    a = 1.0 / weight
+    delta = excess - buf[REF_MEAN]
+    buf[REF_MEAN] += a * delta
+    buf[REF_VAR] = (1.0 - a) * (buf[REF_VAR] + a * delta * delta)
+    buf[REF_WEIGHT] = weight
+    buf[DRIFT_SEEN] += 1.0
+    return _page_hinkley(buf, z)
+
+
+@hot
+def track_log_likelihood(buf, value):
+    """Bias-corrected EWMA of the log-likelihood (half-life ``drift_halflife`` ticks)."""
+    weight = buf[MEAN_DECAY] * buf[MEAN_LL_WEIGHT] + 1.0
+    buf[MEAN_LL] += (value - buf[MEAN_LL]) / weight
+    buf[MEAN_LL_WEIGHT] = weight
+
+
+@jit
+def page_hinkley_run(buf, xs, alarms):
+    """Page-Hinkley alone over ``xs`` (the tests hold it equal to river's)."""
+    for i in range(xs.shape[0]):
+        alarms[i] = _page_hinkley(buf, xs[i])
+
+
+@jit
+def drift_run(buf, log_likelihood, expected, alarms, scores):
+    """The drift monitor alone (:class:`LikelihoodDriftMonitor`): one update
+    per value, with excess ``log_likelihood - expected``."""
+    for i in range(log_likelihood.shape[0]):
+        track_log_likelihood(buf, log_likelihood[i])
+        alarms[i] = update(buf, log_likelihood[i] - expected[i], 1.0)
+        scores[i] = buf[DRIFT_SCORE]
+
+
+# -- settings and state (Python) ------------------------------------------------------------------
 
 STATE_VERSION = 2
 # Magnitudes a running monitor cannot exceed (its inputs are clamped to 1e12): larger stored
@@ -66,22 +208,22 @@ _STATE_BOUNDS = {
 _PARAMS = ("threshold", "delta", "clip", "reference_halflife", "min_instances", "halflife")
 
 _STATE_SLOTS = {
-    "reference_mean": L.REF_MEAN,
-    "reference_var": L.REF_VAR,
-    "reference_weight": L.REF_WEIGHT,
-    "ph_n": L.PH_N,
-    "ph_mean": L.PH_MEAN,
-    "ph_sum": L.PH_SUM,
-    "ph_min": L.PH_MIN,
-    "ph_reset": L.PH_RESET,
-    "seen": L.DRIFT_SEEN,
-    "score": L.DRIFT_SCORE,
-    "mean_log_likelihood": L.MEAN_LL,
-    "mean_weight": L.MEAN_LL_WEIGHT,
+    "reference_mean": REF_MEAN,
+    "reference_var": REF_VAR,
+    "reference_weight": REF_WEIGHT,
+    "ph_n": PH_N,
+    "ph_mean": PH_MEAN,
+    "ph_sum": PH_SUM,
+    "ph_min": PH_MIN,
+    "ph_reset": PH_RESET,
+    "seen": DRIFT_SEEN,
+    "score": DRIFT_SCORE,
+    "mean_log_likelihood": MEAN_LL,
+    "mean_weight": MEAN_LL_WEIGHT,
 }
 
 
-def drift_settings(
+def settings(
     buf: np.ndarray,
     *,
     threshold: float,
@@ -98,26 +240,24 @@ def drift_settings(
         ("reference_halflife", reference_halflife, 1.0),
         ("halflife", halflife, 1.0),
     ):
-        V.number(f"drift {name}", value, lo=lo, hi=1e12)
-    V.number("drift delta", delta, lo=0.0, hi=1e12)
+        V.number(f"drift {name}", value, lo=lo, hi=MAX_SETTING)
+    V.number("drift delta", delta, lo=0.0, hi=MAX_SETTING)
     V.integer("drift min_instances", min_instances, hi=2**31)
-    buf[L.DRIFT_THRESHOLD] = threshold
-    buf[L.DRIFT_DELTA] = delta
-    buf[L.DRIFT_CLIP] = clip
-    buf[L.DRIFT_REFERENCE] = reference_halflife
-    buf[L.DRIFT_MIN] = min_instances
-    buf[L.DRIFT_HALFLIFE] = halflife
-    buf[L.DRIFT_DECAY] = 2.0 ** (-1.0 / reference_halflife)
-    buf[L.MEAN_DECAY] = 2.0 ** (-1.0 / halflife)
+    buf[DRIFT_THRESHOLD] = threshold
+    buf[DRIFT_DELTA] = delta
+    buf[DRIFT_CLIP] = clip
+    buf[DRIFT_MIN] = min_instances
+    buf[DRIFT_DECAY] = 2.0 ** (-1.0 / reference_halflife)
+    buf[MEAN_DECAY] = 2.0 ** (-1.0 / halflife)
 
 
-def drift_to_state(buf: np.ndarray) -> dict[str, Any]:
+def to_state(buf: np.ndarray) -> dict[str, Any]:
     """The monitor's part of the state."""
     return {name: float(buf[slot]) for name, slot in _STATE_SLOTS.items()}
 
 
-def drift_from_state(path: str, state: Any, buf: np.ndarray) -> None:
-    """Validate ``state`` (:func:`drift_to_state` output) and write it into ``buf``."""
+def from_state(path: str, state: Any, buf: np.ndarray) -> None:
+    """Validate ``state`` (:func:`to_state` output) and write it into ``buf``."""
     V.fields(path, state, tuple(_STATE_SLOTS))
     values = {
         name: V.number(f"{path}.{name}", state[name], lo=-bound, hi=bound)
@@ -134,7 +274,7 @@ def drift_from_state(path: str, state: Any, buf: np.ndarray) -> None:
         buf[slot] = values[name]
 
 
-class LikelihoodDriftMonitor:
+class LikelihoodDriftMonitor(base.Base):
     """Page-Hinkley on the standardised shortfall of the log-likelihood.
 
     Parameters
@@ -184,10 +324,8 @@ class LikelihoodDriftMonitor:
         self.reference_halflife = reference_halflife
         self.min_instances = min_instances
         self.halflife = halflife
-        self._buf = np.zeros(L.size(1, 1, 0))
-        self._buf[L.N_REGIMES] = 1
-        self._buf[L.N_FEATURES] = 1
-        drift_settings(
+        self._buf = new_buffer(TICKS, 1, 1, 0)
+        settings(
             self._buf,
             threshold=threshold,
             delta=delta,
@@ -205,22 +343,22 @@ class LikelihoodDriftMonitor:
     @property
     def drift_score(self) -> float:
         """Page-Hinkley statistic over the threshold; an alarm fires at 1."""
-        return float(self._buf[L.DRIFT_SCORE])
+        return float(self._buf[DRIFT_SCORE])
 
     @property
     def n_drifts(self) -> int:
         """Alarms so far."""
-        return int(self._buf[L.N_DRIFTS])
+        return int(self._buf[N_DRIFTS])
 
     @property
     def n_seen(self) -> int:
         """Updates so far."""
-        return int(self._buf[L.DRIFT_SEEN])
+        return int(self._buf[DRIFT_SEEN])
 
     @property
     def mean_log_likelihood(self) -> float:
         """EWMA of the log-likelihood (half-life ``halflife`` updates)."""
-        return float(self._buf[L.MEAN_LL])
+        return float(self._buf[MEAN_LL])
 
     def update(self, log_likelihood: float, expected_log_likelihood: float = 0.0) -> bool:
         """Feed one tick's log-likelihood; returns (and stores) ``drift_detected``.
@@ -232,27 +370,17 @@ class LikelihoodDriftMonitor:
         """
         self._ll[0] = V.number("log_likelihood", log_likelihood)
         self._expected[0] = V.number("expected_log_likelihood", expected_log_likelihood)
-        _K.drift_run(self._buf, self._ll, self._expected, self._alarm, self._score)
+        drift_run(self._buf, self._ll, self._expected, self._alarm, self._score)
         self.drift_detected = bool(self._alarm[0])
         return self.drift_detected
-
-    def _params(self) -> dict[str, Any]:
-        return {
-            "threshold": self.threshold,
-            "delta": self.delta,
-            "clip": self.clip,
-            "reference_halflife": self.reference_halflife,
-            "min_instances": self.min_instances,
-            "halflife": self.halflife,
-        }
 
     def to_state(self) -> dict[str, Any]:
         """Versioned, JSON-safe state."""
         return {
             "version": STATE_VERSION,
             "kind": "LikelihoodDriftMonitor",
-            "params": self._params(),
-            "state": drift_to_state(self._buf),
+            "params": self._get_params(),
+            "state": to_state(self._buf),
             "n_drifts": self.n_drifts,
             "drift_detected": self.drift_detected,
         }
@@ -271,7 +399,7 @@ class LikelihoodDriftMonitor:
         params = state["params"]
         V.fields("state.params", params, _PARAMS)
         monitor = cls(**params)
-        drift_from_state("state.state", state["state"], monitor._buf)
-        monitor._buf[L.N_DRIFTS] = V.integer("state.n_drifts", state["n_drifts"])
+        from_state("state.state", state["state"], monitor._buf)
+        monitor._buf[N_DRIFTS] = V.integer("state.n_drifts", state["n_drifts"])
         monitor.drift_detected = V.flag("state.drift_detected", state["drift_detected"])
         return monitor

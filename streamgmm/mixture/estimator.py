@@ -1,4 +1,11 @@
-"""Online Gaussian mixture: stepwise EM over decayed sufficient statistics."""
+"""The online Gaussian mixture estimator: stepwise EM over decayed sufficient statistics.
+
+:class:`OnlineGaussianMixture` checks and converts points, buffers the warm-up
+(:mod:`streamgmm.mixture.warmup`), and hands every point to the compiled kernels
+(:mod:`streamgmm.mixture.kernels`, :mod:`streamgmm.mixture.missing`) that update its state
+buffer (:mod:`streamgmm.mixture.layout`); :mod:`streamgmm.mixture.state` writes and checks its
+snapshot.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +21,24 @@ import numpy as np
 from river import base
 from river.utils import dataframe as rdf
 
-from streamgmm import _kernels as K
 from streamgmm import _validate as V
+from streamgmm._numeric import MAX_ABS_VALUE
+from streamgmm.mixture import kernels as K
+from streamgmm.mixture import layout as L
+from streamgmm.mixture import missing, warmup
+from streamgmm.mixture.state import (
+    MAX_COMPONENTS,
+    MAX_FEATURES,
+    STATE_VERSION,
+    read_params,
+    read_running,
+    read_warmup,
+    running_to_state,
+)
 
-__all__ = ["OnlineGaussianMixture"]
+__all__ = ["MAX_COMPONENTS", "MAX_FEATURES", "OnlineGaussianMixture"]
 
-STATE_VERSION = 1
-#: Caps on a model read from stored state: they bound what ``from_state`` may allocate.
-MAX_COMPONENTS = 64
-MAX_FEATURES = 256
-_COVARIANCE_TYPES = {"full": K.FULL, "diag": K.DIAG, "spherical": K.SPHERICAL}
-_RING_SIZE = 32
-_KMEANS_TRIALS = 3
+_COVARIANCE_TYPES = {"full": L.FULL, "diag": L.DIAG, "spherical": L.SPHERICAL}
 
 
 class OnlineGaussianMixture(base.Clusterer):
@@ -241,11 +254,11 @@ class OnlineGaussianMixture(base.Clusterer):
     def n_samples_seen_(self) -> int:
         if self._state is None:
             return len(self._buffer)
-        return int(self._state[K.H_N_SEEN])
+        return int(self._state[L.N_SEEN])
 
     @property
     def n_reseeds_(self) -> int:
-        return 0 if self._state is None else int(self._state[K.H_N_RESEEDS])
+        return 0 if self._state is None else int(self._state[L.N_RESEEDS])
 
     def _regions(self) -> dict[str, np.ndarray]:
         if self._state is None:
@@ -254,7 +267,7 @@ class OnlineGaussianMixture(base.Clusterer):
         # reads fitted attributes on every tick, so they are built once per buffer.
         cached = self._region_views
         if cached is None or cached[0] is not self._state:
-            cached = self._region_views = (self._state, K.regions(self._state))
+            cached = self._region_views = (self._state, L.regions(self._state))
         return cached[1]
 
     @property
@@ -278,21 +291,17 @@ class OnlineGaussianMixture(base.Clusterer):
         return factor[:, 0] ** 2
 
     def _new_state(self, n_features: int) -> np.ndarray:
-        cov = _COVARIANCE_TYPES[self.covariance_type]
-        size = K.offsets(self.n_components, n_features, cov, _RING_SIZE)[-1]
-        state = np.zeros(size)
-        state[K.H_K] = self.n_components
-        state[K.H_D] = n_features
-        state[K.H_COV] = cov
+        state = L.new_state(
+            self.n_components, n_features, _COVARIANCE_TYPES[self.covariance_type], L.RING_LENGTH
+        )
         if self.halflife is None:
-            state[K.H_SCHEDULE] = K.STEPWISE
+            state[L.SCHEDULE] = L.STEPWISE
         else:
-            state[K.H_SCHEDULE] = K.DECAY
-            state[K.H_DECAY] = 2.0 ** (-1.0 / self.halflife)
-        state[K.H_ALPHA] = self.alpha
-        state[K.H_REG] = self.reg_covar
-        state[K.H_MIN_WEIGHT] = self.min_weight
-        state[K.H_RING_SIZE] = _RING_SIZE
+            state[L.SCHEDULE] = L.DECAY
+            state[L.DECAY_FACTOR] = 2.0 ** (-1.0 / self.halflife)
+        state[L.ALPHA] = self.alpha
+        state[L.REG] = self.reg_covar
+        state[L.MIN_WEIGHT] = self.min_weight
         return state
 
     def _set_features(self, names: list[Any]) -> None:
@@ -325,23 +334,8 @@ class OnlineGaussianMixture(base.Clusterer):
         }
         if self._state is None:
             out["warmup_buffer"] = [[[k, v] for k, v in point.items()] for point in self._buffer]
-            return out
-        s = self._state
-        r = self._regions()
-        fill = int(s[K.H_RING_FILL])
-        out.update(
-            feature_names=list(self.feature_names_),
-            n_samples_seen=int(s[K.H_N_SEEN]),
-            n_reseeds=int(s[K.H_N_RESEEDS]),
-            mass=r["mass"].tolist(),
-            means=r["means"].reshape(self.n_components, -1).tolist(),
-            scatter=r["scatter"].reshape(self.n_components, -1).tolist(),
-            ring={
-                "x": r["ring_x"].reshape(_RING_SIZE, -1)[:fill].tolist(),
-                "score": r["ring_score"][:fill].tolist(),
-                "pos": int(s[K.H_RING_POS]),
-            },
-        )
+        else:
+            out.update(running_to_state(self._state, self.feature_names_))
         return out
 
     @classmethod
@@ -355,82 +349,17 @@ class OnlineGaussianMixture(base.Clusterer):
         symmetric scatter matrices with a non-negative diagonal, ring positions and fills, and
         no unknown field. A state that fails raises :class:`ValueError` naming the field.
         """
-        if not isinstance(state, Mapping) or state.get("kind") != "OnlineGaussianMixture":
-            kind = state.get("kind") if isinstance(state, Mapping) else type(state).__name__
-            raise ValueError(f"state: not an OnlineGaussianMixture snapshot ({kind!r})")
-        V.fields("state", state, ("version", "kind", "params", "n_unknown_keys"), _STATE_OPTIONAL)
-        if state["version"] != STATE_VERSION:
-            raise ValueError(
-                f"state version {state['version']!r} is not supported (expected {STATE_VERSION})"
-            )
-        params = state["params"]
-        V.fields("state.params", params, tuple(inspect.signature(cls.__init__).parameters)[1:])
-        for name in ("n_components", "warmup", "init_iter"):
-            V.integer(f"state.params.{name}", params[name], hi=_MAX_COUNT[name])
-        for name in ("alpha", "reg_covar", "min_weight"):
-            V.number(f"state.params.{name}", params[name])
-        V.optional_number("state.params.halflife", params["halflife"])
-        if params["seed"] is not None:
-            V.integer("state.params.seed", params["seed"], hi=2**63 - 1)
-        if not isinstance(params["covariance_type"], str):
-            raise ValueError(
-                f"state.params.covariance_type must be text: {params['covariance_type']!r}"
-            )
+        params = read_params(state, list(inspect.signature(cls.__init__).parameters)[1:])
         model = cls(**params)
         model.n_unknown_keys_ = V.integer("state.n_unknown_keys", state["n_unknown_keys"])
-        running = _RUNNING_FIELDS
         if "warmup_buffer" in state:
-            if any(key in state for key in running):
-                raise ValueError("state: a warm-up buffer and fitted statistics at once")
-            model._buffer = _warmup_points(state["warmup_buffer"], model.warmup)
+            model._buffer = read_warmup(state, model.warmup)
             return model
-        missing = [key for key in running if key not in state]
-        if missing:
-            raise ValueError(f"state lacks {', '.join(missing)}")
-        names = _feature_names(state["feature_names"])
-        k, d = model.n_components, len(names)
-        m = d * d if model.covariance_type == "full" else d
-        mass = V.matrix("state.mass", state["mass"], (k,), lo=_MIN_MASS, hi=_MAX_STAT)
-        means = V.matrix(
-            "state.means", state["means"], (k, d), lo=-K.MAX_ABS_VALUE, hi=K.MAX_ABS_VALUE
+        names, buf = read_running(
+            state, model.n_components, model.covariance_type, model._new_state
         )
-        scatter = V.matrix("state.scatter", state["scatter"], (k, m), lo=-_MAX_STAT, hi=_MAX_STAT)
-        if model.covariance_type == "full":
-            square = scatter.reshape(k, d, d)
-            if not np.array_equal(square, square.transpose(0, 2, 1)):
-                raise ValueError("state.scatter must be symmetric")
-            diagonal = np.diagonal(square, axis1=1, axis2=2)
-        else:
-            diagonal = scatter
-        if (diagonal < 0.0).any():
-            raise ValueError("state.scatter must have a non-negative diagonal")
-        ring = state["ring"]
-        V.fields("state.ring", ring, ("x", "score", "pos"))
-        score = ring["score"]
-        if not isinstance(score, list) or len(score) > _RING_SIZE:
-            raise ValueError(f"state.ring.score must be a list of at most {_RING_SIZE} numbers")
-        fill = len(score)
-        ring_x = V.matrix(
-            "state.ring.x", ring["x"], (fill, d), lo=-K.MAX_ABS_VALUE, hi=K.MAX_ABS_VALUE
-        )
-        ring_score = V.matrix("state.ring.score", score, (fill,), lo=-K.USED_SCORE, hi=K.USED_SCORE)
-        pos = V.integer("state.ring.pos", ring["pos"], hi=_RING_SIZE - 1)
-        if fill < _RING_SIZE and pos != fill:
-            raise ValueError(f"state.ring.pos must be {fill} while the ring fills, got {pos}")
         model._set_features(names)
-        s = model._new_state(d)
-        model._state = s
-        r = K.regions(s)
-        r["mass"][:] = mass
-        r["means"][:] = means.ravel()
-        r["scatter"][:] = scatter.ravel()
-        r["ring_x"][: fill * d] = ring_x.ravel()
-        r["ring_score"][:fill] = ring_score
-        s[K.H_RING_FILL] = fill
-        s[K.H_RING_POS] = pos
-        s[K.H_N_SEEN] = V.integer("state.n_samples_seen", state["n_samples_seen"])
-        s[K.H_N_RESEEDS] = V.integer("state.n_reseeds", state["n_reseeds"])
-        K.refactorise_all(s)
+        model._state = buf
         return model
 
     # ----------------------------------------------------------------------------------------
@@ -447,8 +376,8 @@ class OnlineGaussianMixture(base.Clusterer):
             raise ValueError(f"feature {name!r} has unusable value {value!r}") from exc
         if not math.isfinite(v):
             raise ValueError(f"feature {name!r} has non-finite value {value!r}")
-        if abs(v) > K.MAX_ABS_VALUE:
-            raise ValueError(f"feature {name!r} has value {value!r} beyond ±{K.MAX_ABS_VALUE:g}")
+        if abs(v) > MAX_ABS_VALUE:
+            raise ValueError(f"feature {name!r} has value {value!r} beyond ±{MAX_ABS_VALUE:g}")
         return v
 
     def _raise_for_status(self, status: int, values: Any) -> None:
@@ -458,7 +387,7 @@ class OnlineGaussianMixture(base.Clusterer):
         value = values[index]
         if code == K.NON_FINITE:
             raise ValueError(f"feature {name!r} has non-finite value {value!r}")
-        raise ValueError(f"feature {name!r} has value {value!r} beyond ±{K.MAX_ABS_VALUE:g}")
+        raise ValueError(f"feature {name!r} has value {value!r} beyond ±{MAX_ABS_VALUE:g}")
 
     def _split(self, x: Mapping[Any, Any]) -> tuple[np.ndarray, np.ndarray, int]:
         """Values in feature order (NaN where missing), observed mask, and unknown-key count."""
@@ -505,7 +434,7 @@ class OnlineGaussianMixture(base.Clusterer):
         if not observed.any():
             self.n_unknown_keys_ += unknown
             return
-        status = K.learn_partial(self._state, values, observed)
+        status = missing.learn_partial(self._state, values, observed)
         if status:
             # Statuses index the observed sub-vector.
             index = np.flatnonzero(observed)[(-status) // 4 - 1]
@@ -521,45 +450,18 @@ class OnlineGaussianMixture(base.Clusterer):
             self._initialise()
 
     def _initialise(self) -> None:
-        names = _sorted_keys(self._buffer)
-        if not names:
+        fitted = warmup.fit(
+            self._buffer,
+            self.n_components,
+            self._new_state,
+            decayed=self.halflife is not None,
+            init_iter=self.init_iter,
+            seed=self.seed,
+        )
+        if fitted is None:
             return  # only empty dicts so far: keep buffering
-        data = np.array([[p.get(n, np.nan) for n in names] for p in self._buffer])
-        column_means = np.nanmean(data, axis=0)
-        data = np.where(np.isnan(data), column_means, data)
-        rng = np.random.default_rng(self.seed)
-        best_state, best_ll = None, -np.inf
-        for _ in range(_KMEANS_TRIALS):
-            state = self._new_state(len(names))
-            labels = _kmeans_plus_plus_labels(data, self.n_components, rng)
-            ll = K.batch_em(state, data, labels, self.init_iter)
-            if ll > best_ll or best_state is None:
-                best_state, best_ll = state, ll
-        assert best_state is not None  # _KMEANS_TRIALS >= 1
-        state = best_state
-        n = len(data)
-        if self.halflife is not None:
-            # Decayed sums of n points carry total mass (1 - λ^n) / (1 - λ).
-            lam = state[K.H_DECAY]
-            # expm1 keeps precision for half-lives of many points; a half-life so long that
-            # λ rounds to 1 decays nothing, and n points carry mass n; one so short (under
-            # 1e-3 samples) that λ underflows to 0 keeps only the last point, mass 1.
-            if lam <= 0.0:
-                total = 1.0
-            else:
-                log_lam = math.log(lam)
-                total = math.expm1(n * log_lam) / math.expm1(log_lam) if log_lam < 0.0 else float(n)
-            r = K.regions(state)
-            r["mass"] *= total
-            r["scatter"] *= total
-            K.refactorise_all(state)
-        state[K.H_N_SEEN] = n
-        tail = data[-_RING_SIZE:]
-        scores = K.posterior_batch(state, tail, np.empty((len(tail), self.n_components)))
-        for row, score in zip(tail, scores, strict=True):
-            K.remember(state, row, score)
+        names, self._state = fitted
         self._set_features(names)
-        self._state = state
         self._buffer = []
 
     def learn_many(self, X: Any) -> None:
@@ -602,7 +504,7 @@ class OnlineGaussianMixture(base.Clusterer):
                 raise ValueError(f"X lacks feature columns {missing}")
             aligned, n_extra = data[:, [index[n] for n in names]], len(columns) - len(names)
         aligned = np.ascontiguousarray(aligned, dtype=float)
-        bad = ~np.isfinite(aligned) | (np.abs(aligned) > K.MAX_ABS_VALUE)
+        bad = ~np.isfinite(aligned) | (np.abs(aligned) > MAX_ABS_VALUE)
         if bad.any():
             row, col = np.argwhere(bad)[0]
             value = aligned[row, col]
@@ -632,7 +534,7 @@ class OnlineGaussianMixture(base.Clusterer):
         elif not observed.any():
             return self.weights_, 0.0
         else:
-            score = K.posterior_partial(self._state, values, observed, out)
+            score = missing.posterior_partial(self._state, values, observed, out)
         return out, float(score)
 
     def predict_proba_one(self, x: dict[Any, Any]) -> dict[int, float]:
@@ -741,79 +643,6 @@ class _SingleGetter:
 
     def __call__(self, x: Mapping[Any, Any]) -> tuple[Any]:
         return (x[self.name],)
-
-
-# A state holds either a warm-up buffer or these fitted fields.
-_RUNNING_FIELDS = (
-    "feature_names",
-    "n_samples_seen",
-    "n_reseeds",
-    "mass",
-    "means",
-    "scatter",
-    "ring",
-)
-_STATE_OPTIONAL = ("warmup_buffer", *_RUNNING_FIELDS)
-_MAX_COUNT = {"n_components": MAX_COMPONENTS, "warmup": 1_000_000, "init_iter": 10_000}
-# Masses below the smallest normal float would make 1/mass infinite; statistics beyond this
-# bound would overflow when squared distances are formed.
-_MIN_MASS = 1e-300
-_MAX_STAT = 1e300
-
-
-def _feature_names(value: Any) -> list[Any]:
-    """Distinct feature names (text or integers), at most MAX_FEATURES of them."""
-    if not isinstance(value, list) or not 1 <= len(value) <= MAX_FEATURES:
-        raise ValueError(f"state.feature_names must be a list of 1 to {MAX_FEATURES} names")
-    for i, name in enumerate(value):
-        if isinstance(name, bool) or not isinstance(name, str | int):
-            raise ValueError(f"state.feature_names[{i}] must be text or an integer: {name!r}")
-    if len(set(value)) != len(value):
-        raise ValueError("state.feature_names must be distinct")
-    return list(value)
-
-
-def _warmup_points(value: Any, warmup: int) -> list[dict[Any, float]]:
-    """The warm-up buffer: at most ``warmup`` points of [name, number] pairs."""
-    if not isinstance(value, list) or len(value) >= max(warmup, 1):
-        raise ValueError(f"state.warmup_buffer must be a list of fewer than {warmup} points")
-    points = []
-    for i, point in enumerate(value):
-        if not isinstance(point, list) or len(point) > MAX_FEATURES:
-            raise ValueError(f"state.warmup_buffer[{i}] must be a list of [name, value] pairs")
-        parsed: dict[Any, float] = {}
-        for j, pair in enumerate(point):
-            where = f"state.warmup_buffer[{i}][{j}]"
-            if not isinstance(pair, list) or len(pair) != 2:
-                raise ValueError(f"{where} must be a [name, value] pair")
-            name = _feature_names([pair[0]])[0]
-            parsed[name] = V.number(where, pair[1], lo=-K.MAX_ABS_VALUE, hi=K.MAX_ABS_VALUE)
-        points.append(parsed)
-    return points
-
-
-def _sorted_keys(points: list[dict[Any, float]]) -> list[Any]:
-    keys: set[Any] = set()
-    for p in points:
-        keys.update(p)
-    try:
-        return sorted(keys)
-    except TypeError:  # mixed key types: order by their repr, deterministically
-        return sorted(keys, key=repr)
-
-
-def _kmeans_plus_plus_labels(data: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Nearest-centre labels after k-means++ seeding (D² sampling)."""
-    n = len(data)
-    centres = [data[rng.integers(n)]]
-    d2 = ((data - centres[0]) ** 2).sum(axis=1)
-    for _ in range(1, k):
-        total = d2.sum()
-        idx = rng.integers(n) if not total > 0 else rng.choice(n, p=d2 / total)
-        centres.append(data[idx])
-        d2 = np.minimum(d2, ((data - data[idx]) ** 2).sum(axis=1))
-    dist = np.stack([((data - c) ** 2).sum(axis=1) for c in centres], axis=1)
-    return dist.argmin(axis=1).astype(np.int64)
 
 
 def _as_matrix(X: Any) -> tuple[np.ndarray, list[Any] | None, Any]:

@@ -1,0 +1,460 @@
+"""What both detectors share: building the buffer, the one path into the compiled step,
+the outputs, the fitted views and the state.
+
+A detector is one ``float64`` buffer (:mod:`~streamgmm.regime.layout`) and the compiled step
+that updates it (:func:`~streamgmm.regime.step.regime_run`). :meth:`~_Detector.learn_predict_one`,
+:meth:`~_Detector.learn_predict_many` and :meth:`~_Detector.learn_predict_block` differ only in
+how ticks are packed (a tick dict, a list of them, columns) and how the output rows are
+unpacked (an output dict per tick, or columns: :mod:`~streamgmm.regime.output`); all three, and
+:meth:`~_Detector.predict_proba_one` on a copy of the buffer, go through :meth:`~_Detector._run`.
+:class:`~streamgmm.regime.RegimeDetector` and :class:`~streamgmm.regime.EventDetector`
+(:mod:`~streamgmm.regime.detectors`) say how a tick becomes numbers.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Self
+
+import numpy as np
+from river import base
+
+from streamgmm import _validate as V
+from streamgmm.mixture import layout as mx
+from streamgmm.regime import drift, features, hmm, labels
+from streamgmm.regime import layout as L
+from streamgmm.regime import state as snapshot
+from streamgmm.regime.output import OutputBlock, make_output, make_output_columns
+from streamgmm.regime.step import regime_run
+
+__all__ = ["MAX_FEATURES", "MAX_REGIMES", "MAX_WARMUP", "StreamProblem"]
+
+#: Caps on a detector's shape; they bound what a stored state can make ``from_state`` allocate.
+MAX_REGIMES = 8
+MAX_FEATURES = 16
+MAX_WARMUP = 10_000
+
+
+class StreamProblem(str):
+    """Why a stream gives no regimes: the sentence itself, and its :attr:`kind`.
+
+    A ``str`` (``"no scale: 600 ticks and ..."``) that also carries ``kind``, the short label the
+    service counts it under (``no_scale``, ``mostly_gaps``), so nothing has to parse the
+    sentence for it.
+
+    Examples
+    --------
+    >>> problem = StreamProblem("mostly_gaps", "900 of the ticks were session gaps")
+    >>> problem
+    'mostly gaps: 900 of the ticks were session gaps'
+    >>> problem.kind
+    'mostly_gaps'
+    """
+
+    kind: str
+
+    def __new__(cls, kind: str, reason: str) -> StreamProblem:
+        problem = super().__new__(cls, f"{kind.replace('_', ' ')}: {reason}")
+        problem.kind = kind
+        return problem
+
+
+class _Detector(base.Base):
+    """The shared pipeline; subclasses say how a tick becomes numbers."""
+
+    _KIND: ClassVar[str] = ""
+    _FEATURE_KIND: ClassVar[int] = L.TICKS
+
+    # -- construction ----------------------------------------------------------------------
+    def _build(self, n_regimes: int, n_features: int, settings: Mapping[str, Any]) -> None:
+        """The buffer, with each stage's settings validated and written by the stage."""
+        k = V.integer("n_regimes", n_regimes, lo=1, hi=MAX_REGIMES)
+        warmup = V.integer("warmup", settings["warmup"], lo=2, hi=MAX_WARMUP)
+        buf = L.new_buffer(self._FEATURE_KIND, k, n_features, warmup)
+        hmm.settings(
+            buf,
+            alpha=settings["alpha"],
+            step_offset=settings["step_offset"],
+            halflife=settings["halflife"],
+            self_transition=settings["self_transition"],
+            transition_prior=settings["transition_prior"],
+            variance_prior=settings["variance_prior"],
+            prior_low=settings["prior_low"],
+            prior_high=settings["prior_high"],
+            variance_floor=settings["variance_floor"],
+        )
+        labels.settings(buf, label_hysteresis=settings["label_hysteresis"])
+        drift.settings(
+            buf,
+            threshold=settings["drift_threshold"],
+            delta=settings["drift_delta"],
+            clip=settings["drift_clip"],
+            reference_halflife=settings["drift_reference_halflife"],
+            min_instances=settings["drift_min_instances"],
+            halflife=settings["drift_halflife"],
+        )
+        # The starting state: a fixed emission model's schedule, no intraday correction,
+        # uniform last probabilities, regime r shown as model state r.
+        mix = L.mixture(buf)
+        mix[mx.SCHEDULE] = mx.DECAY
+        mix[mx.DECAY_FACTOR] = 1.0
+        buf[L.PROFILE_M] = 1.0
+        regions = L.regions(buf)
+        regions["last_probabilities"][:] = 1.0 / k
+        regions["last_raw_probabilities"][:] = 1.0 / k
+        regions["order"][:] = np.arange(k)
+        self._buf = buf
+        self._k = k
+        self._d = n_features
+        self._width = L.row_width(k)
+        self._one_data = np.empty((1, 1 + self._value_columns()))
+        self._one_row = np.empty((1, self._width))
+
+    def _value_columns(self) -> int:
+        return 1 if self._FEATURE_KIND == L.TICKS else self._d
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        """The constructor's keyword arguments: the one definition of the detector's settings."""
+        return list(inspect.signature(cls.__init__).parameters)[1:]
+
+    def _store_params(self, arguments: Mapping[str, Any]) -> None:
+        """Keep each constructor argument as the attribute of the same name (scikit-learn)."""
+        for name in self._param_names():
+            setattr(self, name, arguments[name])
+
+    # -- reading ticks ---------------------------------------------------------------------
+    def _read(self, tick: Mapping[str, Any]) -> tuple[float, ...]:
+        """``(ts, values...)`` of a tick as floats; ValueError for a missing or non-numeric
+        field (finiteness and ranges are the compiled step's checks)."""
+        raise NotImplementedError
+
+    def _value_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def _refusal(self, row: list[float], tick: Mapping[str, Any]) -> ValueError:
+        """The error of a tick the compiled step refused (its row's status and field)."""
+        status = int(row[L.R_STATUS])
+        name = self._value_names()[int(row[L.R_FIELD])] if status == L.S_BAD_VALUE else ""
+        return features.refusal(status, name, tick)
+
+    # -- the one path into the compiled step ------------------------------------------------
+    def _run(self, data: np.ndarray, rows: np.ndarray, buf: np.ndarray | None = None) -> None:
+        """Apply the ticks packed in ``data`` (a row per tick: ``ts``, then the values) in order
+        to this detector's buffer (or to ``buf``); ``rows`` receives one output row per tick."""
+        regime_run(self._buf if buf is None else buf, data, rows)
+
+    # -- outputs ---------------------------------------------------------------------------
+    def _output(self, row: list[float]) -> dict[str, Any]:
+        """The output record of one row, through the schema's one constructor."""
+        k = self._k
+        if k == 2:
+            # The usual case, unpacked by position (0.1 us a tick faster than by name): the
+            # layout's R_* order, which test_the_two_regime_row_unpacks_in_layout_order holds.
+            _, _, regime, warm, seen, ll, score, drifted, p0, p1, r0, r1 = row
+            return make_output(
+                1 if regime else 0,
+                {0: p0, 1: p1},
+                {0: r0, 1: r1},
+                ll,
+                score,
+                drifted != 0.0,
+                int(seen),
+                warm != 0.0,
+            )
+        p = L.R_PROBS
+        return make_output(
+            int(row[L.R_REGIME]),
+            dict(enumerate(row[p : p + k])),
+            dict(enumerate(row[p + k : p + 2 * k])),
+            row[L.R_LL],
+            row[L.R_DRIFT_SCORE],
+            row[L.R_DRIFT] != 0.0,
+            int(row[L.R_SEEN]),
+            row[L.R_WARM] != 0.0,
+        )
+
+    # -- the per-tick call -----------------------------------------------------------------
+    def learn_predict_one(self, tick: Mapping[str, Any]) -> dict[str, Any]:
+        """Predict regime probabilities for ``tick`` from the past only, then learn from it.
+
+        Returns
+        -------
+        dict
+            Exactly the keys of :data:`OUTPUT_KEYS`, plain JSON-safe types. A duplicate or
+            out-of-order tick is skipped and the previous output is repeated with
+            ``drift_detected=False`` (``n_samples_seen`` unchanged).
+
+        Raises
+        ------
+        ValueError
+            On a missing, non-numeric or non-finite field or a non-positive price, naming the
+            field and the value; the state is left unchanged.
+        """
+        data = self._one_data
+        for j, value in enumerate(self._read(tick)):
+            data[0, j] = value
+        self._run(data, self._one_row)
+        row = self._one_row[0].tolist()
+        if row[L.R_STATUS] >= L.S_BAD_TS:
+            raise self._refusal(row, tick)
+        return self._output(row)
+
+    def learn_predict_many(
+        self, ticks: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any] | ValueError]:
+        """:meth:`learn_predict_one` on each tick in order, in one compiled call.
+
+        Returns
+        -------
+        list
+            Per tick, the dict :meth:`learn_predict_one` returns for it or the ``ValueError``
+            it raises (that tick leaves the state unchanged; later ticks are still applied).
+        """
+        n = len(ticks)
+        results: list[dict[str, Any] | ValueError] = [None] * n  # type: ignore[list-item]
+        flat: list[float] = []
+        used: list[int] = []
+        read = self._read
+        for i, tick in enumerate(ticks):
+            try:
+                flat.extend(read(tick))
+            except ValueError as exc:
+                results[i] = exc
+                continue
+            used.append(i)
+        if not used:
+            return results
+        data = np.array(flat).reshape(len(used), -1)
+        rows = np.empty((len(used), self._width))
+        self._run(data, rows)
+        bad = L.S_BAD_TS
+        listed = rows.tolist()
+        output = self._output
+        outs = [output(row) for row in listed]
+        for i, row, out in zip(used, listed, outs, strict=True):
+            results[i] = self._refusal(row, ticks[i]) if row[L.R_STATUS] >= bad else out
+        return results
+
+    def learn_predict_block(self, ts: np.ndarray, fields: Mapping[str, np.ndarray]) -> OutputBlock:
+        """:meth:`learn_predict_many` for a run of ticks given as columns; outputs as columns.
+
+        The same compiled call and the same outputs, bit for bit, without a dict per tick in
+        or out: the per-key tick path of the service and ``streamgmm replay`` runs through
+        this.
+
+        Parameters
+        ----------
+        ts
+            The ticks' timestamps, shape ``(n,)``.
+        fields
+            An array of shape ``(n,)`` per value field the detector reads: ``price`` for
+            :class:`RegimeDetector` (``volume`` plays no part in the model and is not read
+            here), the ``fields`` for :class:`EventDetector`. Other entries are ignored.
+
+        Returns
+        -------
+        OutputBlock
+            The positions of the ticks applied, their outputs in column form
+            (:func:`~streamgmm.regime.output.make_output_columns`) and the ``ValueError`` of
+            each tick refused, which leaves the state unchanged (later ticks are still applied).
+
+        Raises
+        ------
+        ValueError
+            If a value field is missing or the arrays do not have ``n`` entries each.
+        """
+        names = self._value_names()
+        n = len(ts)
+        data = np.empty((n, 1 + len(names)))
+        for j, (name, column) in enumerate((("ts", ts), *((m, fields.get(m)) for m in names))):
+            if column is None:
+                raise ValueError(f"tick field {name!r} is missing")
+            if np.shape(column) != (n,):
+                raise ValueError(
+                    f"tick field {name!r} must have {n} values, got shape {np.shape(column)}"
+                )
+            data[:, j] = column
+        rows = np.empty((n, self._width))
+        if n:
+            self._run(data, rows)
+        listed = rows.tolist()
+        refused: list[tuple[int, ValueError]] = []
+        bad = L.S_BAD_TS
+        if n and rows[:, L.R_STATUS].max() >= bad:
+            index = []
+            for i, row in enumerate(listed):
+                if row[L.R_STATUS] < bad:
+                    index.append(i)
+                    continue
+                tick = {
+                    "ts": float(ts[i]),
+                    **{m: float(data[i, j]) for j, m in enumerate(names, 1)},
+                }
+                refused.append((i, self._refusal(row, tick)))
+            listed = [listed[i] for i in index]
+        else:
+            index = list(range(n))
+        # Transposed in Python: cheaper than NumPy slicing for the few ticks of a poll, and
+        # no dearer for a long run.
+        cols = list(zip(*listed, strict=True)) if listed else [()] * self._width
+        k, p = self._k, L.R_PROBS
+        columns = make_output_columns(
+            list(map(int, cols[L.R_REGIME])),
+            cols[p : p + k],
+            cols[p + k : p + 2 * k],
+            cols[L.R_LL],
+            cols[L.R_DRIFT_SCORE],
+            [v != 0.0 for v in cols[L.R_DRIFT]],
+            list(map(int, cols[L.R_SEEN])),
+            [v != 0.0 for v in cols[L.R_WARM]],
+        )
+        return OutputBlock(index, columns, refused)
+
+    def learn_one(self, tick: Mapping[str, Any]) -> None:
+        """Learn from ``tick`` (river-style; returns None)."""
+        self.learn_predict_one(tick)
+
+    def predict_proba_one(self, tick: Mapping[str, Any]) -> dict[int, float]:
+        """Filtered probabilities ``tick`` would get, without changing any state."""
+        data = np.array([self._read(tick)])
+        row = np.empty((1, self._width))
+        self._run(data, row, buf=self._buf.copy())
+        values = row[0].tolist()
+        if values[L.R_STATUS] >= L.S_BAD_TS:
+            raise self._refusal(values, tick)
+        return dict(enumerate(values[L.R_PROBS : L.R_PROBS + self._k]))
+
+    def predict_one(self, tick: Mapping[str, Any]) -> int:
+        """Most probable regime for ``tick`` without changing any state (ties: the calmer)."""
+        proba = self.predict_proba_one(tick)
+        return max(proba, key=lambda r: (proba[r], -r))
+
+    # -- read-only views -------------------------------------------------------------------
+    @property
+    def warm(self) -> bool:
+        """True once outputs come from the running model (after the warm-up)."""
+        return int(self._buf[L.PHASE]) == L.RUNNING
+
+    @property
+    def n_samples_seen(self) -> int:
+        """Ticks accepted (skipped and refused ticks excluded)."""
+        return int(self._buf[L.N_SEEN])
+
+    @property
+    def n_duplicates(self) -> int:
+        """Ticks skipped for a repeated ``ts``."""
+        return int(self._buf[L.N_DUPLICATES])
+
+    @property
+    def n_out_of_order(self) -> int:
+        """Ticks skipped for a ``ts`` older than the last accepted one."""
+        return int(self._buf[L.N_OUT_OF_ORDER])
+
+    @property
+    def n_gaps(self) -> int:
+        """Ticks after a session gap (no evidence; the filter only moved one step)."""
+        return int(self._buf[L.N_GAPS])
+
+    @property
+    def n_label_changes(self) -> int:
+        """How often the ranking of regimes changed after the warm-up."""
+        return int(self._buf[L.N_LABEL_CHANGES])
+
+    @property
+    def n_drifts(self) -> int:
+        """Drift alarms so far."""
+        return int(self._buf[L.N_DRIFTS])
+
+    @property
+    def drift_score(self) -> float:
+        """The drift monitor's score; an alarm fires at 1."""
+        return float(self._buf[L.DRIFT_SCORE])
+
+    @property
+    def mean_log_likelihood(self) -> float:
+        """EWMA of the log-likelihood (half-life ``drift_halflife`` ticks)."""
+        return float(self._buf[L.MEAN_LL])
+
+    @property
+    def stream_problem(self) -> StreamProblem | None:
+        """Why this stream is not giving regimes, in one sentence, or None when it is.
+
+        ``"no scale: ..."`` (kind ``no_scale``) when the warm-up has started over for lack of
+        variation (a price that does not move, an event field that stays constant) for four
+        warm-ups' worth of ticks; ``"mostly gaps: ..."`` (kind ``mostly_gaps``) when more than
+        half of the ticks since the warm-up were session gaps (so they were not evidence: set
+        ``dt_unit`` or ``gap_units``). The service logs it once per key and counts such keys in
+        a metric, by :attr:`StreamProblem.kind`.
+        """
+        buf = self._buf
+        seen = int(buf[L.N_SEEN])
+        warmup = int(buf[L.WARMUP])
+        if not self.warm:
+            if seen >= 4 * warmup:
+                return StreamProblem(
+                    "no_scale",
+                    f"{seen} ticks and the values never varied over a warm-up of {warmup} "
+                    "(a constant price or field?); outputs stay warm=False",
+                )
+            return None
+        gaps, steps = int(buf[L.N_GAPS]), int(buf[L.N_STEPS])
+        if gaps > 100 and gaps > steps:
+            return StreamProblem(
+                "mostly_gaps",
+                f"{gaps} of the ticks since the warm-up were session gaps and only {steps} "
+                "were evidence; set dt_unit (seconds) or gap_units",
+            )
+        return None
+
+    @property
+    def regime_order(self) -> list[int] | None:
+        """``regime_order[r]`` is the model state shown as regime ``r``; None before warm-up."""
+        if not self.warm:
+            return None
+        return [int(v) for v in L.regions(self._buf)["order"]]
+
+    def _regime_order(self) -> np.ndarray:
+        if not self.warm:
+            raise AttributeError("the detector is still warming up: there is no fitted model")
+        return L.regions(self._buf)["order"].astype(int)
+
+    @property
+    def transition_matrix_(self) -> np.ndarray:
+        """Estimated transition probabilities between regimes, shape (K, K), in regime order."""
+        order = self._regime_order()
+        a = L.regions(self._buf)["transitions"].reshape(self._k, self._k)
+        return a[np.ix_(order, order)].copy()
+
+    @property
+    def means_(self) -> np.ndarray:
+        """Regime means of the feature in its own units, shape (K, D), in regime order."""
+        order = self._regime_order()
+        r = L.regions(self._buf)
+        means = mx.regions(L.mixture(self._buf))["means"].reshape(self._k, self._d)
+        return (means * r["scale"] + r["loc"])[order]
+
+    @property
+    def covariances_(self) -> np.ndarray:
+        """Regime covariances in the feature's units (floor included), shape (K, D, D)."""
+        order = self._regime_order()
+        r = L.regions(self._buf)
+        regions = mx.regions(L.mixture(self._buf))
+        factor = regions["factor"].reshape(self._k, self._d, self._d)
+        cov = factor @ np.swapaxes(factor, 1, 2)
+        scale = r["scale"]
+        return (cov * np.outer(scale, scale))[order]
+
+    # -- state -----------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """Versioned, JSON-safe state: settings, features, model statistics, drift, last output."""
+        return snapshot.to_state(self._buf, self._KIND, self._get_params())
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Self:
+        """Rebuild from :meth:`to_state`, validating every part first; outputs continue
+        bit-identically."""
+        detector = cls(**snapshot.params_from_state(state, cls._KIND, cls._param_names()))
+        snapshot.load(detector._buf, state)
+        return detector

@@ -1,0 +1,180 @@
+"""What a detector returns per tick: the output schema, defined once.
+
+:data:`OUTPUT_FIELDS` names each field of a detector's output, its JSON type and its meaning;
+:func:`make_output` builds the output of one tick and :func:`make_output_columns` the outputs of
+a run of ticks in column form (:class:`OutputBlock`, what ``learn_predict_block`` returns). The
+detectors build their outputs only through these (:mod:`streamgmm.regime.base`), and the output
+record the service and ``streamgmm replay`` write is the tick's source followed by these fields
+(:mod:`streamgmm.output`), so a field is added, renamed or retyped here only.
+
+Pure: no I/O, no model maths, no imports from the rest of the package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+__all__ = [
+    "KINDS",
+    "OUTPUT_FIELDS",
+    "OUTPUT_KEYS",
+    "Field",
+    "OutputBlock",
+    "make_output",
+    "make_output_columns",
+]
+
+#: JSON type of each kind of field, as the docs state it.
+KINDS: dict[str, str] = {
+    "string": "string",
+    "number": "number",
+    "integer": "integer",
+    "boolean": "boolean",
+    "probabilities": 'object: regime id ("0", "1", ...) → number',
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of the output record.
+
+    Parameters
+    ----------
+    name
+        The JSON key (and, for a detector field, the key of the detector's output dict).
+    kind
+        One of :data:`KINDS`.
+    doc
+        What the field means (the docs' field table).
+    nullable
+        Whether the value can be ``null`` (a number that can be non-finite).
+    """
+
+    name: str
+    kind: str
+    doc: str
+    nullable: bool = False
+
+
+#: What a detector returns per tick (``learn_predict_one``), in this order.
+OUTPUT_FIELDS: tuple[Field, ...] = (
+    Field(
+        "regime",
+        "integer",
+        "most probable regime after filtering; regimes are ordered by volatility (0 = calmest)",
+    ),
+    Field("probabilities", "probabilities", "filtered regime probabilities", nullable=True),
+    Field(
+        "raw_probabilities",
+        "probabilities",
+        "the mixture's unfiltered responsibilities for this tick",
+        nullable=True,
+    ),
+    Field(
+        "log_likelihood",
+        "number",
+        "log density of the tick under the key's model",
+        nullable=True,
+    ),
+    Field("drift_score", "number", "the likelihood-drift monitor's score", nullable=True),
+    Field("drift_detected", "boolean", "the likelihood-drift monitor's alarm"),
+    Field(
+        "n_samples_seen", "integer", "ticks applied to this key's model, ever (survives restarts)"
+    ),
+    Field(
+        "warm",
+        "boolean",
+        "false until the key's model has finished its warm-up: before then `regime` and the "
+        "probabilities are placeholders",
+    ),
+)
+#: The keys of a detector's output dict, in order.
+OUTPUT_KEYS: tuple[str, ...] = tuple(field.name for field in OUTPUT_FIELDS)
+
+
+def make_output(
+    regime: int,
+    probabilities: dict[int, float],
+    raw_probabilities: dict[int, float],
+    log_likelihood: float,
+    drift_score: float,
+    drift_detected: bool,
+    n_samples_seen: int,
+    warm: bool,
+) -> dict[str, Any]:
+    """A detector's output for one tick: a dict with exactly :data:`OUTPUT_KEYS`, in order.
+
+    The one place a detector builds its output. Values are taken as they are (the detector
+    passes plain ints, floats and bools; the encoder applies the JSON rules).
+
+    Examples
+    --------
+    >>> out = make_output(1, {0: 0.25, 1: 0.75}, {0: 0.5, 1: 0.5}, -1.5, 0.0, False, 300, True)
+    >>> tuple(out) == OUTPUT_KEYS
+    True
+    """
+    return {
+        "regime": regime,
+        "probabilities": probabilities,
+        "raw_probabilities": raw_probabilities,
+        "log_likelihood": log_likelihood,
+        "drift_score": drift_score,
+        "drift_detected": drift_detected,
+        "n_samples_seen": n_samples_seen,
+        "warm": warm,
+    }
+
+
+def make_output_columns(
+    regime: Sequence[int],
+    probabilities: Sequence[Sequence[float]],
+    raw_probabilities: Sequence[Sequence[float]],
+    log_likelihood: Sequence[float],
+    drift_score: Sequence[float],
+    drift_detected: Sequence[bool],
+    n_samples_seen: Sequence[int],
+    warm: Sequence[bool],
+) -> dict[str, Any]:
+    """Outputs of a run of ticks in column form: :data:`OUTPUT_KEYS`, a column per field.
+
+    Each column has one entry per tick, in tick order. A ``probabilities`` field is the
+    sequence of per-regime columns (regime ``r``'s column at index ``r``), so the record's
+    ``{"0": p0, "1": p1}`` of tick ``j`` is ``{r: column[j] for r, column in
+    enumerate(probabilities)}``. Values are taken as they are, as in :func:`make_output`, of
+    which this is the column form (:func:`streamgmm.output.output_rows` turns one into the
+    other).
+
+    Examples
+    --------
+    >>> cols = make_output_columns(
+    ...     [0, 1], ([0.75, 0.25], [0.25, 0.75]), ([0.5, 0.5], [0.5, 0.5]),
+    ...     [-1.0, -2.0], [0.0, 0.1], [False, False], [300, 301], [True, True],
+    ... )  # fmt: skip
+    >>> tuple(cols) == OUTPUT_KEYS
+    True
+    >>> {r: column[1] for r, column in enumerate(cols["probabilities"])}  # the second tick's
+    {0: 0.25, 1: 0.75}
+    """
+    columns = (regime, probabilities, raw_probabilities, log_likelihood, drift_score,
+               drift_detected, n_samples_seen, warm)  # fmt: skip
+    return dict(zip(OUTPUT_KEYS, columns, strict=True))
+
+
+class OutputBlock(NamedTuple):
+    """What a detector's ``learn_predict_block`` returns for a run of ticks.
+
+    Attributes
+    ----------
+    applied
+        Positions (in the run) of the ticks the detector applied, in order.
+    columns
+        Their outputs in column form (:func:`make_output_columns`), one entry per applied tick.
+    refused
+        ``(position, ValueError)`` of each tick refused (it left the state unchanged).
+    """
+
+    applied: list[int]
+    columns: dict[str, Any]
+    refused: list[tuple[int, ValueError]]
