@@ -28,8 +28,8 @@ from typing import Any, TextIO
 from kafka import KafkaProducer
 
 from streamgmm.broker import EmbeddedBroker
-from streamgmm.service.config import load_settings
 from streamgmm.service.runner import ServiceRunner
+from streamgmm.settings.layers import load_settings
 
 INPUT_TOPIC = "demo.ticks"
 PARTITIONS = 3

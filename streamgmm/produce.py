@@ -14,7 +14,8 @@ import sys
 import time
 
 from streamgmm.replay import ReplayError, iter_rows, row_message
-from streamgmm.service.config import ConfigError, kafka_client_kwargs, load_settings
+from streamgmm.settings.layers import load_settings
+from streamgmm.settings.spec import ConfigError
 
 __all__ = ["main"]
 
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
+
+    from streamgmm.service.kafka_io import kafka_client_kwargs
 
     key_column = settings.key_field or "symbol"
     failures: list[BaseException] = []

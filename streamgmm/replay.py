@@ -45,13 +45,6 @@ from typing import IO, Any
 import numpy as np
 
 from streamgmm.service.apply import KeyRun, KeyState, Pipeline, TickRules
-from streamgmm.service.config import (
-    ConfigError,
-    Settings,
-    add_cli_overrides,
-    load_settings,
-    overrides_from_args,
-)
 from streamgmm.service.decode import (
     DeadLetter,
     Tick,
@@ -61,6 +54,10 @@ from streamgmm.service.decode import (
     group_by_key,
     non_finite_literal_detail,
 )
+from streamgmm.settings.flags import add_cli_overrides, overrides_from_args
+from streamgmm.settings.layers import load_settings
+from streamgmm.settings.service import Settings
+from streamgmm.settings.spec import ConfigError
 
 __all__ = [
     "CHUNK_ROWS",

@@ -176,9 +176,9 @@ def _api() -> dict[str, Any]:
     from streamgmm.regime import EventDetector, RegimeDetector
     from streamgmm.replay import replay, row_message
     from streamgmm.service.apply import KeyState, TickRules, make_pipeline
-    from streamgmm.service.config import load_settings
     from streamgmm.service.decode import TickDecoder, dead_letter_headers, group_by_key
     from streamgmm.service.snapshot import decode_snapshot, encode_snapshot
+    from streamgmm.settings.layers import load_settings
 
     return {
         "RegimeDetector": RegimeDetector,

@@ -198,7 +198,7 @@ def test_batching_does_not_change_what_the_rules_decide(
 
 def test_key_state_round_trip_and_refusals() -> None:
     from streamgmm.service.apply import make_pipeline
-    from streamgmm.service.config import load_settings
+    from streamgmm.settings.layers import load_settings
 
     settings_ = load_settings(None, {}, {})
     state = KeyState(make_pipeline(settings_), partition=1, last_ts=5.0, last_regime=1)

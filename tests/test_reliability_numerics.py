@@ -41,7 +41,7 @@ from streamgmm.regime import EventDetector, RegimeDetector
 from streamgmm.replay import replay
 from streamgmm.service import snapshot
 from streamgmm.service.apply import make_pipeline
-from streamgmm.service.config import load_settings
+from streamgmm.settings.layers import load_settings
 
 pytestmark = pytest.mark.slow
 

@@ -57,7 +57,7 @@ from reliability_support import (
 
 from streamgmm.broker import EmbeddedBroker
 from streamgmm.service.apply import make_pipeline
-from streamgmm.service.config import load_settings
+from streamgmm.settings.layers import load_settings
 
 pytestmark = [pytest.mark.slow]
 

@@ -20,8 +20,9 @@ from streamgmm import produce
 from streamgmm import replay as replay_mod
 from streamgmm.output import RECORD_KEYS
 from streamgmm.replay import ReplayError, replay, row_message
-from streamgmm.service.config import Settings, load_settings
 from streamgmm.service.decode import DeadLetter, TickDecoder
+from streamgmm.settings.layers import load_settings
+from streamgmm.settings.service import Settings
 
 # 2024-01-02T03:04:05Z in epoch seconds (19724 days, then 03:04:05).
 JAN2_030405 = 19724 * 86400 + 3 * 3600 + 4 * 60 + 5

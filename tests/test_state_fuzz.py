@@ -30,9 +30,9 @@ from streamgmm import OnlineGaussianMixture
 from streamgmm.drift import LikelihoodDriftMonitor
 from streamgmm.regime import EventDetector, RegimeDetector
 from streamgmm.service.apply import KeyState, TickRules
-from streamgmm.service.config import load_settings
 from streamgmm.service.decode import Tick
 from streamgmm.service.snapshot import decode_snapshot, encode_snapshot
+from streamgmm.settings.layers import load_settings
 from streamgmm.synthetic import switching_stream
 
 CI_CASES = int(os.environ.get("STREAMGMM_FUZZ_CI_CASES", "5000"))

@@ -46,15 +46,10 @@ import numpy as np
 from streamgmm import _validate
 from streamgmm.output import SOURCE_FIELDS, OutputBlock, output_rows, take_columns
 from streamgmm.regime import StreamProblem
-from streamgmm.service.config import (
-    EMIT_POLICIES,
-    OUT_OF_ORDER,
-    Settings,
-    detector_class,
-    detector_kwargs,
-)
 from streamgmm.service.decode import DeadLetter, Tick, TickBlock, dead_letter_for
 from streamgmm.service.encode import encode_output_columns, encode_output_record
+from streamgmm.settings.detector import detector_class, detector_kwargs
+from streamgmm.settings.service import EMIT_POLICIES, OUT_OF_ORDER, Settings
 
 __all__ = [
     "BLOCK_RUN",
@@ -107,7 +102,7 @@ def make_pipeline(settings: Settings) -> Pipeline:
     ----------
     settings : Settings
         Uses ``tick_kind``, ``event_fields`` and the ``[detector]`` settings that were given
-        (:func:`streamgmm.service.config.detector_kwargs`); the others keep the detector's
+        (:func:`streamgmm.settings.detector.detector_kwargs`); the others keep the detector's
         defaults.
     """
     cls = detector_class(settings.tick_kind)

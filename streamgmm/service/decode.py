@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from streamgmm.service.config import Settings
+from streamgmm.settings.service import Settings
 
 __all__ = [
     "HEADER_DETAIL",

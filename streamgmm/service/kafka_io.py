@@ -1,4 +1,5 @@
-"""Kafka I/O for the service: the group consumer, the producer, the reader and topic creation.
+"""Kafka I/O for the service: the clients' arguments, the group consumer, the producer, the
+reader and topic creation.
 
 No model maths here; this module only moves bytes and records rebalance events.
 
@@ -51,6 +52,7 @@ from kafka.errors import (
 )
 
 from streamgmm.service.decode import HEADER_REFUSED, refused_copy
+from streamgmm.settings.service import Settings
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,25 @@ class RebalanceRecorder(ConsumerRebalanceListener):
         with self._lock:
             events, self._events = self._events, RebalanceEvents()
         return events
+
+
+def kafka_client_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments every kafka-python client (consumer, producer, admin) accepts.
+
+    Returns the bootstrap servers, client id, api_version (omitted for ``"auto"``, so
+    kafka-python probes), timeouts, backoffs and the ``[security]`` pass-through settings.
+    """
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": list(settings.bootstrap_servers),
+        "client_id": settings.client_id,
+        "request_timeout_ms": settings.request_timeout_ms,
+        "retry_backoff_ms": settings.retry_backoff_ms,
+        "reconnect_backoff_max_ms": settings.reconnect_backoff_max_ms,
+    }
+    if settings.api_version is not None:
+        kwargs["api_version"] = settings.api_version
+    kwargs.update(settings.security)
+    return kwargs
 
 
 def ensure_reachable(bootstrap_servers: Iterable[str], timeout: float = 3.0) -> None:

@@ -35,7 +35,7 @@ from streamgmm.service.checkpoint import (
     ChangelogError,
     SnapshotRef,
 )
-from streamgmm.service.config import Settings
+from streamgmm.settings.service import Settings
 
 log = logging.getLogger(__name__)
 

@@ -26,14 +26,9 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
 from streamgmm.service.apply import KeyRun, TickRules
 from streamgmm.service.checkpoint import BadSnapshot, Changelog, ChangelogError, Checkpointer
-from streamgmm.service.config import (
-    EXIT_CONFIG_ERROR,
-    ConfigError,
-    Settings,
-    kafka_client_kwargs,
-)
 from streamgmm.service.decode import (
     DeadLetter,
     TickDecoder,
@@ -48,12 +43,15 @@ from streamgmm.service.kafka_io import (
     RebalanceRecorder,
     create_topics,
     ensure_reachable,
+    kafka_client_kwargs,
     make_group_consumer,
     make_reader,
 )
 from streamgmm.service.keystore import KeyStore
 from streamgmm.service.metrics import ServiceMetrics
 from streamgmm.service.sink import ProducerProcess
+from streamgmm.settings.service import Settings
+from streamgmm.settings.spec import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +78,7 @@ class ServiceRunner:
     Parameters
     ----------
     settings : Settings
-        Validated settings (:func:`streamgmm.service.config.load_settings`).
+        Validated settings (:func:`streamgmm.settings.layers.load_settings`).
     metrics : ServiceMetrics or None
         Metrics sink; a fresh one (own registry) is created when ``None``.
     install_signal_handlers : bool
@@ -147,18 +145,18 @@ class ServiceRunner:
         except ConfigError as exc:
             log.error("configuration error: %s", exc)
             self._close_clients()
-            return EXIT_CONFIG_ERROR
+            return EXIT_USAGE
         except (FatalServiceError, ChangelogError) as exc:
             log.error("stopping: %s", exc)
             self._close_clients()
-            return 1
+            return EXIT_FAILURE
         except Exception:
             # A bug, not broker trouble: stop without a checkpoint (state since the last one is
             # recomputed on restart, exactly as after a crash) but leave the group promptly.
             log.exception("stopping on an unexpected error; a restart resumes from the checkpoint")
             self._closing = True
             self._close_clients()
-            return 1
+            return EXIT_FAILURE
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -128,7 +128,7 @@ class ProducerProcess:
     Parameters
     ----------
     client_kwargs : Mapping
-        kafka-python client arguments (:func:`streamgmm.service.config.kafka_client_kwargs`);
+        kafka-python client arguments (:func:`streamgmm.service.kafka_io.kafka_client_kwargs`);
         they must be JSON-safe, as every setting the configuration accepts is.
     producer_kwargs : Mapping
         Further ``KafkaProducer`` arguments (``linger_ms``, ``batch_size``, ...).
