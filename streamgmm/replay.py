@@ -3,8 +3,8 @@
 Each row of a CSV or Parquet file of ticks (columns ``symbol, ts, price, volume`` for market
 ticks; ``symbol, ts, <event fields>`` for event ticks) is turned into the JSON message that
 ``streamgmm produce`` would send, then goes through the service's own steps: the same
-:class:`~streamgmm.service.decode.TickDecoder` validation, then the same per-key tick path
-(:class:`streamgmm.service.apply.TickRules`: ordering, model rejections, emit policy, batching
+:class:`~streamgmm.ticks.decode.TickDecoder` validation, then the same per-key tick path
+(:class:`streamgmm.ticks.rules.TickRules`: ordering, model rejections, emit policy, batching
 through ``learn_predict_many``) and the same output encoder. So for the same ticks a key's
 records are the Kafka path's, apart from ``topic``, ``partition`` and ``offset``: replay writes
 the file name, partition -1 and the 0-based row number.
@@ -12,8 +12,8 @@ the file name, partition -1 and the 0-based row number.
 Rows are read in chunks of :data:`CHUNK_ROWS`; each chunk's ticks are grouped by key and each
 key's run goes through its detector in one call. A CSV chunk is decoded a column at a time
 (:class:`_CsvColumns`): rows that are plain ticks go straight into one
-:class:`~streamgmm.service.decode.TickBlock` per key (:meth:`TickRules.apply_block
-<streamgmm.service.apply.TickRules.apply_block>`); any other row is decoded on its own, as
+:class:`~streamgmm.ticks.tick.TickBlock` per key (:meth:`TickRules.apply_block
+<streamgmm.ticks.rules.TickRules.apply_block>`); any other row is decoded on its own, as
 above, so its dead letter is the decoder's. Records are written in row order (sorted back
 within each chunk), so the output's order is the input's, across keys too; dead letters too.
 
@@ -44,20 +44,14 @@ from typing import IO, Any
 
 import numpy as np
 
-from streamgmm.service.apply import KeyRun, KeyState, Pipeline, TickRules
-from streamgmm.service.decode import (
-    DeadLetter,
-    Tick,
-    TickBlock,
-    TickDecoder,
-    encode_key,
-    group_by_key,
-    non_finite_literal_detail,
-)
 from streamgmm.settings.flags import add_cli_overrides, overrides_from_args
 from streamgmm.settings.layers import load_settings
 from streamgmm.settings.service import Settings
 from streamgmm.settings.spec import ConfigError
+from streamgmm.ticks.decode import TickDecoder, group_by_key, non_finite_literal_detail
+from streamgmm.ticks.keystate import KeyState, Pipeline
+from streamgmm.ticks.rules import KeyRun, TickRules
+from streamgmm.ticks.tick import DeadLetter, Tick, TickBlock, encode_key
 
 __all__ = [
     "CHUNK_ROWS",
@@ -328,7 +322,7 @@ def replay(
     settings
         Service settings: decoding (``[input]``), emit policy and detector parameters.
     pipeline_factory
-        Builds a key's detector; :func:`streamgmm.service.apply.make_pipeline` by default.
+        Builds a key's detector; :func:`streamgmm.ticks.keystate.make_pipeline` by default.
     dead_letters
         Optional binary stream receiving one JSON line per rejected row, in row order
         (``row``, ``reason``, ``detail``, ``key``, ``value``).
@@ -350,7 +344,7 @@ def replay(
             f"{path} has no column {', '.join(map(repr, missing))} (columns: {', '.join(columns)})"
         )
     if pipeline_factory is None:
-        from streamgmm.service.apply import make_pipeline
+        from streamgmm.ticks.keystate import make_pipeline
 
         pipeline_factory = make_pipeline
     key_column = settings.key_field or "symbol"

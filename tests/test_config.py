@@ -12,7 +12,6 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
 from streamgmm.regime import EventDetector, RegimeDetector
-from streamgmm.service.apply import make_pipeline
 from streamgmm.service.kafka_io import kafka_client_kwargs
 from streamgmm.settings.detector import detector_specs
 from streamgmm.settings.flags import add_cli_overrides, overrides_from_args
@@ -20,6 +19,7 @@ from streamgmm.settings.layers import load_settings
 from streamgmm.settings.render import default_config_text
 from streamgmm.settings.spec import ConfigError
 from streamgmm.settings.table import all_specs
+from streamgmm.ticks.keystate import make_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 

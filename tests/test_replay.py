@@ -20,9 +20,10 @@ from streamgmm import produce
 from streamgmm import replay as replay_mod
 from streamgmm.output import RECORD_KEYS
 from streamgmm.replay import ReplayError, replay, row_message
-from streamgmm.service.decode import DeadLetter, TickDecoder
 from streamgmm.settings.layers import load_settings
 from streamgmm.settings.service import Settings
+from streamgmm.ticks.decode import TickDecoder
+from streamgmm.ticks.tick import DeadLetter
 
 # 2024-01-02T03:04:05Z in epoch seconds (19724 days, then 03:04:05).
 JAN2_030405 = 19724 * 86400 + 3 * 3600 + 4 * 60 + 5
@@ -211,7 +212,7 @@ def sp500_csv(path: Path, rows: int) -> list[tuple[str, str, float, float]]:
 
 
 def test_replay_with_the_service_pipeline_equals_a_direct_run(tmp_path: Path) -> None:
-    from streamgmm.service.apply import make_pipeline
+    from streamgmm.ticks.keystate import make_pipeline
 
     path = tmp_path / "sp500.csv"
     rows = 800

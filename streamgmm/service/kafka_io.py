@@ -51,7 +51,7 @@ from kafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from streamgmm.service.decode import HEADER_REFUSED, refused_copy
+from streamgmm.service.dead_letters import HEADER_REFUSED, refused_copy
 from streamgmm.settings.service import Settings
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ def make_group_consumer(
 
     ``consumer_kwargs`` carries tuning knobs (session_timeout_ms, heartbeat_interval_ms,
     max_poll_records, auto_offset_reset, ...). Keys and values stay raw bytes; decoding is
-    :mod:`.decode`'s job.
+    :mod:`streamgmm.ticks.decode`'s job.
     """
     consumer = KafkaConsumer(
         **client_kwargs,
@@ -273,7 +273,7 @@ class Producer:
     A record refused for good (:data:`PERMANENT_RECORD_ERRORS`: too large, invalid) is no
     broker trouble, and retrying it would stall its partition forever. With
     ``dead_letter_topic`` set, :meth:`flush` sends a copy that fits instead
-    (:func:`~streamgmm.service.decode.refused_copy`: truncated, with headers saying so, the
+    (:func:`~streamgmm.service.dead_letters.refused_copy`: truncated, with headers saying so, the
     original sizes and the source coordinates) and waits for it; a copy refused again is
     logged and counted as lost. Records sent with ``divert=False`` (snapshots) are never
     copied: their refusal raises :class:`RecordRefused`.

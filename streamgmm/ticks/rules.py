@@ -1,10 +1,9 @@
-"""Apply: one key's run of decoded ticks goes through its detector, under the per-key rules.
+"""Rules: one key's run of decoded ticks goes through its detector, under the per-key rules.
 
-Owns the per-key tick path, the one the service (:mod:`.runner`) and ``streamgmm replay`` both
-call, so for the same ticks they hold the same models and write the same records:
+Owns the per-key tick rules, the ones the service (:mod:`streamgmm.service.runner`) and
+``streamgmm replay`` both apply, so for the same ticks they hold the same models and write the
+same records:
 
-- the key's detector (:func:`make_pipeline`, :func:`restore_pipeline`) and its bookkeeping
-  (:class:`KeyState`: partition, next offset, last ts, last regime);
 - the rules, in :meth:`TickRules.apply`: a key stays on one input partition
   (``wrong_partition``); ticks already inside a restored snapshot are skipped (redelivered
   duplicates); a tick earlier than the key's last applied one is out of order (dead-lettered
@@ -19,18 +18,19 @@ call, so for the same ticks they hold the same models and write the same records
   several times cheaper per tick than one call per tick and gives the same outputs (how,
   below).
 
-Ticks arrive one by one (:meth:`TickRules.apply`, the service) or as a
-:class:`~.decode.TickBlock` (:meth:`TickRules.apply_block`, ``streamgmm replay``). A block
-that none of the rules above would touch (one partition, no redelivered, out-of-order or
-jumping tick: checked on the whole block at once) goes straight to the detector; any other
-block takes :meth:`TickRules.apply`'s tick-by-tick loop. Either way a run of in-order ticks
-goes to the detector in one call (``_learn``): a long run as columns
-(``learn_predict_block``, records encoded a column at a time), a short one as dicts
-(``learn_predict_many``, a record at a time), whichever costs less (:data:`BLOCK_RUN`); the
-emit rule (:func:`should_emit`) and the key's bookkeeping are the same functions on both.
+The key's detector and bookkeeping are its :class:`~.keystate.KeyState`. Ticks arrive one by
+one (:meth:`TickRules.apply`, the service) or as a :class:`~.tick.TickBlock`
+(:meth:`TickRules.apply_block`, ``streamgmm replay``). A block that none of the rules above
+would touch (one partition, no redelivered, out-of-order or jumping tick: checked on the whole
+block at once) goes straight to the detector; any other block takes :meth:`TickRules.apply`'s
+tick-by-tick loop. Either way a run of in-order ticks goes to the detector in one call
+(``_learn``): a long run as columns (``learn_predict_block``, records encoded a column at a
+time), a short one as dicts (``learn_predict_many``, a record at a time), whichever costs less
+(:data:`BLOCK_RUN`); the emit rule (:func:`should_emit`) and the key's bookkeeping are the same
+functions on both.
 
-Data path: decode (:mod:`.decode`) -> apply -> encode (:mod:`.encode`) -> sink (:mod:`.sink`).
-No I/O here: the caller sends what :meth:`TickRules.apply` returns.
+Tick path: decode (:mod:`.decode`) -> rules -> encode (:mod:`.encode`). No I/O here: the
+caller sends what :meth:`TickRules.apply` returns.
 """
 
 from __future__ import annotations
@@ -39,141 +39,24 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from streamgmm import _validate
 from streamgmm.output import SOURCE_FIELDS, OutputBlock, output_rows, take_columns
 from streamgmm.regime import StreamProblem
-from streamgmm.service.decode import DeadLetter, Tick, TickBlock, dead_letter_for
-from streamgmm.service.encode import encode_output_columns, encode_output_record
-from streamgmm.settings.detector import detector_class, detector_kwargs
 from streamgmm.settings.service import EMIT_POLICIES, OUT_OF_ORDER, Settings
+from streamgmm.ticks.encode import encode_output_columns, encode_output_record
+from streamgmm.ticks.keystate import KeyState, Pipeline
+from streamgmm.ticks.tick import DeadLetter, Tick, TickBlock, dead_letter_for
 
-__all__ = [
-    "BLOCK_RUN",
-    "STATE_VERSION",
-    "KeyRun",
-    "KeyState",
-    "Pipeline",
-    "TickRules",
-    "is_out_of_order",
-    "make_pipeline",
-    "restore_pipeline",
-    "should_emit",
-]
+__all__ = ["BLOCK_RUN", "KeyRun", "TickRules", "is_out_of_order", "should_emit"]
 
-#: Version of :meth:`KeyState.to_state`'s dict (inside each changelog snapshot).
-STATE_VERSION = 1
 #: Runs of at least this many ticks go through the detector's ``learn_predict_block`` and the
 #: column encoder; shorter ones (a poll's few ticks of one key among many) through
 #: ``learn_predict_many`` and the per-record encoder, cheaper for a few ticks. Measured with
 #: ``benchmarks/bench_apply.py``: columns ÷ dicts per tick 1.9 at 4 ticks, 1.06 at 32, 0.73 at 64.
 BLOCK_RUN = 48
-
-
-class Pipeline(Protocol):
-    """What the tick path needs from a per-key detector.
-
-    A detector that also has ``learn_predict_block(ts, fields) -> OutputBlock`` (both of
-    streamgmm's do: :meth:`streamgmm.RegimeDetector.learn_predict_block`) is run through it;
-    another gets its ticks as dicts through ``learn_predict_many``.
-    """
-
-    def learn_predict_one(self, tick: dict[str, float]) -> dict[str, Any]: ...
-
-    def learn_predict_many(
-        self, ticks: Sequence[Mapping[str, Any]]
-    ) -> list[dict[str, Any] | ValueError]: ...
-
-    def to_state(self) -> dict[str, Any]: ...
-
-    @property
-    def stream_problem(self) -> StreamProblem | None:
-        """Why the stream gives no regimes (a sentence with its ``kind``), or None."""
-        ...
-
-
-def make_pipeline(settings: Settings) -> Pipeline:
-    """A fresh detector for one key: RegimeDetector (market ticks) or EventDetector (events).
-
-    Parameters
-    ----------
-    settings : Settings
-        Uses ``tick_kind``, ``event_fields`` and the ``[detector]`` settings that were given
-        (:func:`streamgmm.settings.detector.detector_kwargs`); the others keep the detector's
-        defaults.
-    """
-    cls = detector_class(settings.tick_kind)
-    return cls(**detector_kwargs(settings))  # type: ignore[no-any-return]
-
-
-def restore_pipeline(settings: Settings, state: dict[str, Any]) -> Pipeline:
-    """Rebuild a detector from its ``to_state()`` dict (never from pickle)."""
-    return detector_class(settings.tick_kind).from_state(state)  # type: ignore[attr-defined, no-any-return]
-
-
-@dataclass
-class KeyState:
-    """One key's detector plus the bookkeeping the tick rules and the checkpoint need.
-
-    ``next_offset`` is the first input offset not yet applied to the detector, ``last_ts`` and
-    ``last_regime`` those of the last applied tick; ``dirty`` is set when a tick was applied
-    since the key's last snapshot. ``problem`` is the kind of the detector's stream problem
-    last reported (:attr:`KeyRun.problem`), kept in memory only: a restarted service reports
-    a key's problem once more.
-    """
-
-    pipeline: Pipeline
-    partition: int
-    next_offset: int = 0
-    last_ts: float | None = None
-    last_regime: int | None = None
-    dirty: bool = False
-    problem: str | None = None
-
-    def to_state(self) -> dict[str, Any]:
-        """Versioned JSON-safe state (the partition and offset travel in the snapshot)."""
-        return {
-            "version": STATE_VERSION,
-            "pipeline": self.pipeline.to_state(),
-            "last_ts": self.last_ts,
-            "last_regime": self.last_regime,
-        }
-
-    @classmethod
-    def from_state(
-        cls, settings: Settings, state: Mapping[str, Any], partition: int, next_offset: int
-    ) -> KeyState:
-        """Rebuild from :meth:`to_state` and the snapshot's partition and next offset.
-
-        Raises
-        ------
-        ValueError
-            If the state is not one :meth:`to_state` writes: another version, a field missing
-            or unknown, a value of the wrong type or out of range (checked here), or a
-            detector state its ``from_state`` refuses. Nothing is built before the checks.
-        """
-        _validate.fields("state", state, ("version", "pipeline", "last_ts", "last_regime"))
-        version = state["version"]
-        if isinstance(version, bool) or version != STATE_VERSION:
-            raise ValueError(
-                f"state.version must be {STATE_VERSION}, got {_validate._show(version)}"
-            )
-        last_ts = _validate.optional_number("state.last_ts", state["last_ts"])
-        last_regime = state["last_regime"]
-        if last_regime is not None:
-            last_regime = _validate.integer("state.last_regime", last_regime, hi=2**31 - 1)
-        if not isinstance(state["pipeline"], Mapping):
-            raise ValueError("state.pipeline must be an object")
-        return cls(
-            pipeline=restore_pipeline(settings, dict(state["pipeline"])),
-            partition=partition,
-            next_offset=next_offset,
-            last_ts=last_ts,
-            last_regime=last_regime,
-        )
 
 
 @dataclass
