@@ -13,20 +13,26 @@ offset is taken as UTC.
 A record that cannot be used becomes a dead letter with one of the stable reasons in
 :data:`~.tick.REASONS`; those strings are metric labels and dead-letter headers, so they never
 change meaning. Nothing here raises on bad input, whatever its bytes.
+
+Each rule has its home here, also for ``streamgmm replay``'s column-at-a-time path, which asks
+:meth:`TickDecoder.refused_rows`, :meth:`TickDecoder.key_is_usable` and
+:meth:`TickDecoder.record_fits` instead of checking on its own.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from streamgmm.settings.service import Settings
 from streamgmm.ticks.tick import DeadLetter, Tick, short_repr
 
-__all__ = ["TickDecoder", "group_by_key", "non_finite_literal_detail"]
+__all__ = ["MARKET_FIELDS", "Floor", "TickDecoder", "group_by_key", "non_finite_literal"]
 
 
 class _Reject(Exception):
@@ -36,14 +42,46 @@ class _Reject(Exception):
         self.detail = detail
 
 
-def non_finite_literal_detail(name: str) -> str:
-    """The dead letter's detail for the first ``NaN``, ``Infinity`` or ``-Infinity`` in a value."""
+class Floor(NamedTuple):
+    """A field's lower bound, and the reason a tick whose value is past it is dead-lettered."""
+
+    reason: str
+    bound: float
+    inclusive: bool
+
+    def holds(self, value: Any) -> Any:
+        """Whether ``value`` is within the bound (elementwise for an array)."""
+        return value >= self.bound if self.inclusive else value > self.bound
+
+    def detail(self, name: str, value: float) -> str:
+        relation = ">=" if self.inclusive else ">"
+        return f"{name} must be {relation} {self.bound:g}, got {short_repr(value)}"
+
+
+#: The value fields of a market tick: name, whether required, and its floor. An optional field
+#: that is absent or JSON null is left out of the tick.
+MARKET_FIELDS: tuple[tuple[str, bool, Floor | None], ...] = (
+    ("price", True, Floor("non_positive_price", 0.0, inclusive=False)),
+    ("volume", False, Floor("negative_volume", 0.0, inclusive=True)),
+)
+
+
+def _literal_detail(name: str) -> str:
     return f"non-finite literal {name} in JSON"
+
+
+def non_finite_literal(
+    key: bytes | None, name: str, topic: str, partition: int, offset: int
+) -> DeadLetter:
+    """The dead letter of a record whose JSON value holds ``name`` (``NaN``, ``Infinity`` or
+    ``-Infinity``, the first of them) as a literal, as :meth:`TickDecoder.decode` makes it
+    (without the value bytes)."""
+    return DeadLetter(key, None, "non_finite", _literal_detail(name), topic, partition, offset)
 
 
 def _reject_constant(name: str) -> float:
     # Python's json accepts the non-standard NaN / Infinity / -Infinity literals by default.
-    raise _Reject("non_finite", non_finite_literal_detail(name))
+    raise _Reject("non_finite", _literal_detail(name))
 
 
 # One decoder for every record: json.loads(..., parse_constant=...) builds a new one per call.
@@ -102,6 +140,51 @@ class TickDecoder:
         self.key_field = settings.key_field
         self.max_record_bytes = settings.max_record_bytes
         self.max_key_bytes = settings.max_key_bytes
+        #: The value fields a tick reads: (name, required, floor), in the order they are read.
+        self.value_fields: tuple[tuple[str, bool, Floor | None], ...] = (
+            tuple((name, True, None) for name in self.event_fields)
+            if self.tick_kind == "event"
+            else MARKET_FIELDS
+        )
+
+    @property
+    def required_fields(self) -> tuple[str, ...]:
+        """The fields every tick must have: ``ts`` and the required value fields."""
+        return ("ts", *(name for name, required, _floor in self.value_fields if required))
+
+    def fields_read(self, available: Collection[str]) -> dict[str, Floor | None]:
+        """The value fields a tick is read from when its names are ``available``, with their
+        floors: the required ones, and each optional one that is available."""
+        return {
+            name: floor
+            for name, required, floor in self.value_fields
+            if required or name in available
+        }
+
+    def record_fits(self, size: int) -> bool:
+        """Whether a record value of ``size`` bytes is within ``max_record_bytes``."""
+        return size <= self.max_record_bytes
+
+    def key_is_usable(self, text: str) -> bool:
+        """Whether ``text`` passes the instrument key's rules: not blank, and its UTF-8 within
+        ``max_key_bytes``."""
+        return not _blank(text) and self._key_fits(len(text.encode("utf-8")))
+
+    def refused_rows(self, ts: np.ndarray, fields: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Which ticks of numbers given as columns the field rules refuse (elementwise): a
+        ``ts`` or a value that is not finite, or a value past its floor. ``fields`` maps names
+        of :meth:`fields_read` to their columns."""
+        bad = ~np.isfinite(ts)
+        floors = self.fields_read(fields)
+        for name, values in fields.items():
+            bad |= ~np.isfinite(values)
+            floor = floors[name]
+            if floor is not None:
+                bad |= ~floor.holds(values)
+        return bad
+
+    def _key_fits(self, size: int) -> bool:
+        return size <= self.max_key_bytes
 
     def decode(
         self, key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int
@@ -110,7 +193,7 @@ class TickDecoder:
         try:
             # The record key first, whether or not it is the instrument key: it travels in
             # the dead letter, and a record must stay small enough to be dead-lettered.
-            if key is not None and len(key) > self.max_key_bytes:
+            if key is not None and not self._key_fits(len(key)):
                 raise _Reject("oversized_key", self._key_size_detail(len(key)))
             obj = self._parse(value)
         except _Reject as exc:
@@ -142,7 +225,7 @@ class TickDecoder:
         if value is None:
             raise _Reject("invalid_json", "record has no value")
         # Size first: an oversized record is never parsed, whatever it contains.
-        if len(value) > self.max_record_bytes:
+        if not self.record_fits(len(value)):
             raise _Reject(
                 "oversized", f"value is {len(value)} bytes, limit is {self.max_record_bytes}"
             )
@@ -176,18 +259,18 @@ class TickDecoder:
                 # JSON's \ud800 escapes give lone surrogates, which no output can carry.
                 detail = f"key field {self.key_field!r} is not valid Unicode: {short_repr(text)}"
                 raise _Reject("wrong_type", detail) from None
-            if size > self.max_key_bytes:
+            if not self._key_fits(size):
                 raise _Reject("oversized_key", self._key_size_detail(size))
         else:
             if not key:
                 raise _Reject("empty_key", "record has no key")
-            if len(key) > self.max_key_bytes:
+            if not self._key_fits(len(key)):
                 raise _Reject("oversized_key", self._key_size_detail(len(key)))
             try:
                 text = bytes(key).decode("utf-8")
             except UnicodeDecodeError:
                 raise _Reject("wrong_type", "record key is not UTF-8") from None
-        if not text.strip():
+        if _blank(text):
             raise _Reject("empty_key", f"key is empty or blank: {short_repr(text)}")
         return text
 
@@ -195,25 +278,22 @@ class TickDecoder:
         return f"key is {size} bytes, limit is {self.max_key_bytes} ([input] max_key_bytes)"
 
     def _fields(self, obj: dict[str, Any]) -> dict[str, float]:
-        if self.tick_kind == "event":
-            fields = {}
-            for name in self.event_fields:
+        fields = {}
+        for name, required, floor in self.value_fields:
+            if required:
                 if name not in obj:
                     raise _Reject("missing_field", f"missing field {name!r}")
-                fields[name] = _number(obj, name)
-            return fields
-        if "price" not in obj:
-            raise _Reject("missing_field", "missing field 'price'")
-        price = _number(obj, "price")
-        if price <= 0.0:
-            raise _Reject("non_positive_price", f"price must be > 0, got {short_repr(price)}")
-        # volume is optional; JSON null counts as absent.
-        if obj.get("volume") is None:
-            return {"price": price}
-        volume = _number(obj, "volume")
-        if volume < 0.0:
-            raise _Reject("negative_volume", f"volume must be >= 0, got {short_repr(volume)}")
-        return {"price": price, "volume": volume}
+            elif obj.get(name) is None:  # JSON null counts as absent
+                continue
+            value = _number(obj, name)
+            if floor is not None and not floor.holds(value):
+                raise _Reject(floor.reason, floor.detail(name, value))
+            fields[name] = value
+        return fields
+
+
+def _blank(text: str) -> bool:
+    return not text.strip()
 
 
 def group_by_key(
