@@ -2,8 +2,9 @@
 
 __all__ = ["EXIT_FAILURE", "EXIT_USAGE"]
 
-#: Something failed that a retry or a fix elsewhere may cure: a Kafka failure, a fatal service
-#: error (a changelog record that cannot be restored with ``on_bad_snapshot = "fail"``).
+#: The command ran and failed: Kafka unreachable or refusing records, a fatal service error (a
+#: changelog record that cannot be restored, with ``on_bad_snapshot = "fail"``), a demo whose
+#: service did not process every tick.
 EXIT_FAILURE = 1
 #: The command cannot run as asked, and what was given must change: a bad setting (also one
 #: found only at start, such as a metrics port in use), an unusable input file, an optional

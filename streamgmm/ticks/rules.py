@@ -116,7 +116,7 @@ def should_emit(
         return int(out["n_samples_seen"]) % every_n == 0
     if policy == "on_change":
         return previous_regime is None or int(out["regime"]) != previous_regime
-    raise ValueError(f"emit policy must be every_tick, on_change or every_n, got {policy!r}")
+    raise ValueError(f"emit policy must be one of {EMIT_POLICIES}, got {policy!r}")
 
 
 def is_out_of_order(last_ts: float | None, ts: float) -> bool:
@@ -344,25 +344,30 @@ class TickRules:
         self, state: KeyState, run: KeyRun, ticks: Sequence[tuple[Tick, bytes | None]]
     ) -> None:
         outs = state.pipeline.learn_predict_many([{"ts": t.ts, **t.fields} for t, _ in ticks])
-        policy, every_n = self.emit_policy, self.emit_every_n
-        every_tick = policy == "every_tick"  # the default, decided here once per run
-        records, keep = run.records, self.keep_outputs
-        last_regime, last, applied = state.last_regime, None, 0
+        applied: list[Tick] = []
+        applied_outs: list[dict[str, Any]] = []
         for (tick, value), out in zip(ticks, outs, strict=True):
             if isinstance(out, ValueError):
                 run.dead_letters.append(_rejected(tick, out, value))
-                continue
-            if every_tick or should_emit(policy, every_n, out, last_regime):
-                records.append((tick.offset, encode_output_record(tick, out)))
-            last_regime = int(out["regime"])
-            last = tick
-            applied += 1
-            if keep:
-                run.ticks.append(tick)
-                run.outputs.append(out)
-        if last is not None:
-            run.applied += applied
-            self._settle(state, run, last_regime, last.offset, last.ts)  # type: ignore[arg-type]
+            else:
+                applied.append(tick)
+                applied_outs.append(out)
+        if not applied:
+            return
+        emitted = self._emitted(
+            state.last_regime,
+            [out["regime"] for out in applied_outs],
+            [out["n_samples_seen"] for out in applied_outs],
+        )
+        run.records += [
+            (applied[j].offset, encode_output_record(applied[j], applied_outs[j])) for j in emitted
+        ]
+        run.applied += len(applied)
+        if self.keep_outputs:
+            run.ticks += applied
+            run.outputs += applied_outs
+        last = applied[-1]
+        self._settle(state, run, int(applied_outs[-1]["regime"]), last.offset, last.ts)
 
     def _learn_block(
         self,
@@ -380,19 +385,7 @@ class TickRules:
         if not index:
             return
         regimes = columns["regime"]
-        if self.emit_policy == "every_tick":
-            emitted: Sequence[int] = range(len(index))
-        else:
-            policy, every_n = self.emit_policy, self.emit_every_n
-            emitted, last_regime = [], state.last_regime
-            for j, (regime, seen) in enumerate(
-                zip(regimes, columns["n_samples_seen"], strict=True)
-            ):
-                if should_emit(
-                    policy, every_n, {"regime": regime, "n_samples_seen": seen}, last_regime
-                ):
-                    emitted.append(j)
-                last_regime = int(regime)
+        emitted = self._emitted(state.last_regime, regimes, columns["n_samples_seen"])
         if emitted:
             rows = [index[j] for j in emitted]
             source = block if len(rows) == len(block) else block.take(rows)
@@ -409,6 +402,26 @@ class TickRules:
             run.outputs += output_rows(columns)
         last = index[-1]
         self._settle(state, run, int(regimes[-1]), int(block.offset[last]), float(block.ts[last]))
+
+    def _emitted(
+        self, previous_regime: int | None, regimes: Sequence[Any], seen: Sequence[Any]
+    ) -> Sequence[int]:
+        """The emit policy, applied to a run: the positions of the outputs it writes.
+
+        ``regimes`` and ``seen`` are the run's outputs' ``regime`` and ``n_samples_seen`` in
+        order, ``previous_regime`` the key's regime before the run (:func:`should_emit`).
+        """
+        policy, every_n = self.emit_policy, self.emit_every_n
+        if policy == "every_tick":  # the default: no output needs looking at
+            return range(len(regimes))
+        emitted = []
+        for j, (regime, n_seen) in enumerate(zip(regimes, seen, strict=True)):
+            if should_emit(
+                policy, every_n, {"regime": regime, "n_samples_seen": n_seen}, previous_regime
+            ):
+                emitted.append(j)
+            previous_regime = int(regime)
+        return emitted
 
     def _settle(
         self, state: KeyState, run: KeyRun, last_regime: int, last_offset: int, last_ts: float
