@@ -18,16 +18,10 @@ as the message ``produce`` sends) or :mod:`.columns` (a CSV chunk decoded a colu
 :mod:`streamgmm.service`.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from streamgmm.replay.cli import main
-    from streamgmm.replay.files import CHUNK_ROWS, ReplayError, count_rows, iter_rows
-    from streamgmm.replay.message import row_message
-    from streamgmm.replay.run import PARTITION, ReplaySummary, replay
+from streamgmm.replay.cli import main
+from streamgmm.replay.files import CHUNK_ROWS, ReplayError, count_rows, iter_rows
+from streamgmm.replay.message import row_message
+from streamgmm.replay.run import PARTITION, ReplaySummary, replay
 
 __all__ = [
     "CHUNK_ROWS",
@@ -40,28 +34,3 @@ __all__ = [
     "replay",
     "row_message",
 ]
-
-# Loaded on first use: ``streamgmm produce`` reads files with .files and .message, and should
-# not pay for the detectors (numba, river) that .run brings.
-_EXPORTS = {
-    "CHUNK_ROWS": "streamgmm.replay.files",
-    "PARTITION": "streamgmm.replay.run",
-    "ReplayError": "streamgmm.replay.files",
-    "ReplaySummary": "streamgmm.replay.run",
-    "count_rows": "streamgmm.replay.files",
-    "iter_rows": "streamgmm.replay.files",
-    "main": "streamgmm.replay.cli",
-    "replay": "streamgmm.replay.run",
-    "row_message": "streamgmm.replay.message",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'streamgmm.replay' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
