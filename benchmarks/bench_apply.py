@@ -3,7 +3,7 @@
 :meth:`streamgmm.ticks.rules.TickRules.apply` sends a run of in-order ticks of one key to the
 detector in one call: as dicts (``learn_predict_many``, then one record encoded at a time) or as
 columns (``learn_predict_block``, records encoded a column at a time). The columns cost more to
-set up and less per tick; ``BLOCK_RUN`` in ``streamgmm/service/apply.py`` is the run length from
+set up and less per tick; ``BLOCK_RUN`` in ``streamgmm/ticks/rules.py`` is the run length from
 which the columns are taken. This prints, per run length, the time per tick of each way (the
 detector, the rules and the encoder; warm models, default settings) and their ratio.
 

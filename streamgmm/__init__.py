@@ -1,10 +1,11 @@
 """streamgmm: online Gaussian mixture models for streams.
 
-The data path is visible in the layout: bytes -> ``service.decode`` -> tick ->
-``service.apply`` (per-key tick rules) -> ``features`` -> ``mixture`` -> ``regime`` (labels,
-``persistence`` filter) -> ``drift`` -> output record (``output``, written by
-``service.encode``) -> ``service.sink``, with per-key state (``service.keystore``) going to the
-changelog through ``service.checkpoint``.
+The data path is visible in the layout: bytes -> ``ticks.decode`` -> tick -> ``ticks.rules``
+(per-key tick rules) -> ``features`` -> ``mixture`` -> ``regime`` (labels, ``persistence``
+filter) -> ``drift`` -> output record (``output``, written by ``ticks.encode``) ->
+``service.sink``, with per-key state (``ticks.keystate``, held by ``service.keystore``) going
+to the changelog through ``service.checkpoint``. ``ticks`` and ``settings`` know no Kafka;
+``service`` is what talks to it, and ``replay`` runs the same ``ticks`` path over a file.
 """
 
 from __future__ import annotations
