@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from streamgmm.settings.detector import detector_specs
 from streamgmm.settings.service import SECTION_ORDER, SPECS
-from streamgmm.settings.spec import Spec
+from streamgmm.settings.spec import ENV_PREFIX, Spec
 
 __all__ = ["SECTIONS", "all_specs", "spec_named", "spec_of_attr", "spec_of_env"]
 
@@ -44,6 +44,7 @@ def spec_of_attr(attr: str) -> Spec | None:
 def spec_of_env(var: str) -> Spec | None:
     """The setting environment variable ``var`` sets (None for an unknown variable)."""
     spec = _BY_ENV.get(var)
-    if spec is None and var.startswith("STREAMGMM_DETECTOR_"):
-        spec = spec_named(f"detector.{var.removeprefix('STREAMGMM_DETECTOR_').lower()}")
+    detector = f"{ENV_PREFIX}DETECTOR_"
+    if spec is None and var.startswith(detector):
+        spec = spec_named(f"detector.{var.removeprefix(detector).lower()}")
     return spec
