@@ -1,9 +1,9 @@
 """The per-key tick path's two ways for a run of ticks, by run length, in one run.
 
-:meth:`streamgmm.service.apply.TickRules.apply` sends a run of in-order ticks of one key to the
+:meth:`streamgmm.ticks.rules.TickRules.apply` sends a run of in-order ticks of one key to the
 detector in one call: as dicts (``learn_predict_many``, then one record encoded at a time) or as
 columns (``learn_predict_block``, records encoded a column at a time). The columns cost more to
-set up and less per tick; ``BLOCK_RUN`` in ``streamgmm/service/apply.py`` is the run length from
+set up and less per tick; ``BLOCK_RUN`` in ``streamgmm/ticks/rules.py`` is the run length from
 which the columns are taken. This prints, per run length, the time per tick of each way (the
 detector, the rules and the encoder; warm models, default settings) and their ratio.
 
@@ -21,9 +21,10 @@ import time
 import numpy as np
 
 from streamgmm.regime import RegimeDetector
-from streamgmm.service import apply as apply_mod
-from streamgmm.service.apply import KeyState, TickRules
-from streamgmm.service.decode import Tick
+from streamgmm.ticks import rules as rules_mod
+from streamgmm.ticks.keystate import KeyState
+from streamgmm.ticks.rules import TickRules
+from streamgmm.ticks.tick import Tick
 
 
 def ticks_of(n: int, seed: int = 0) -> list[tuple[Tick, bytes | None]]:
@@ -37,7 +38,7 @@ def ticks_of(n: int, seed: int = 0) -> list[tuple[Tick, bytes | None]]:
 
 
 def per_tick_us(run_length: int, block_run: int, ticks: list[tuple[Tick, bytes | None]]) -> float:
-    apply_mod.BLOCK_RUN = block_run
+    rules_mod.BLOCK_RUN = block_run
     rules = TickRules("reject", "every_tick", 1)
     state = KeyState(RegimeDetector(), partition=0)
     rules.apply(state, ticks[:500])  # warm
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     ticks = ticks_of(args.ticks + 500)
-    default = apply_mod.BLOCK_RUN
+    default = rules_mod.BLOCK_RUN
     print(f"BLOCK_RUN = {default}; us per tick, medians of {args.repeats} alternating runs")
     print(f"{'run length':>10} {'dicts':>8} {'columns':>8} {'columns/dicts':>14}")
     for length in (1, 2, 4, 8, 16, 32, 64, 256, 2048):
@@ -64,7 +65,7 @@ def main() -> None:
             columns.append(per_tick_us(length, 1, ticks))
         d, c = statistics.median(dicts), statistics.median(columns)
         print(f"{length:>10} {d:8.2f} {c:8.2f} {c / d:14.2f}")
-    apply_mod.BLOCK_RUN = default
+    rules_mod.BLOCK_RUN = default
 
 
 if __name__ == "__main__":

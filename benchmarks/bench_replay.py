@@ -36,7 +36,8 @@ import numpy as np
 
 from streamgmm.output import OUTPUT_KEYS, OutputBlock, make_output, make_output_columns
 from streamgmm.replay import replay
-from streamgmm.service.config import Settings, load_settings
+from streamgmm.settings.layers import load_settings
+from streamgmm.settings.service import Settings
 
 
 def write_ticks(path: Path, n_rows: int, n_keys: int, seed: int = 0) -> None:

@@ -1,12 +1,14 @@
 """streamgmm: online Gaussian mixture models for streams.
 
-The data path is visible in the layout: bytes -> ``service.decode`` -> tick ->
-``service.apply`` (per-key tick rules) -> a detector's compiled step (``regime.step``):
-``regime.features`` -> ``regime.hmm`` (the model; its emission model a ``mixture`` buffer) ->
-``regime.labels`` -> ``regime.drift`` -> the detector's output (``regime.output``) -> output
-record (``output``, written by ``service.encode``) -> ``service.sink``, with per-key state
-(``service.keystore``; a detector's parts assembled by ``regime.state``) going to the changelog
-through ``service.checkpoint``.
+The data path is visible in the layout: bytes -> ``ticks.decode`` -> tick -> ``ticks.rules``
+(per-key tick rules) -> a detector's compiled step (``regime.step``): ``regime.features`` ->
+``regime.hmm`` (the model; its emission model a ``mixture`` buffer) -> ``regime.labels`` ->
+``regime.drift`` -> the detector's output (``regime.output``) -> output record
+(``ticks.record``, written by ``ticks.encode``) -> ``service.sink``, with per-key state
+(``ticks.keystate``, held by ``service.keystore``; a detector's parts assembled by
+``regime.state``) going to the changelog through ``service.checkpoint``. ``ticks`` and
+``settings`` know no Kafka; ``service`` is what talks to it, and ``replay`` runs the same
+``ticks`` path over a file.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from streamgmm import __version__
+from streamgmm.exits import EXIT_USAGE
 from streamgmm.logs import configure_logging
-from streamgmm.service.config import EXIT_CONFIG_ERROR
 
 _DELEGATED = {
     "replay": ("streamgmm.replay", "per-key pipeline over a CSV/Parquet of ticks, no Kafka"),
@@ -46,7 +46,7 @@ def missing_extra(command: str) -> str | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from streamgmm.service.config import add_cli_overrides
+    from streamgmm.settings.flags import add_cli_overrides
 
     parser = argparse.ArgumentParser(
         prog="streamgmm",
@@ -89,13 +89,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from streamgmm.service.config import ConfigError, load_settings, overrides_from_args
+    from streamgmm.settings.flags import overrides_from_args
+    from streamgmm.settings.layers import load_settings
+    from streamgmm.settings.spec import ConfigError
 
     try:
         settings = load_settings(args.config, os.environ, overrides_from_args(args))
     except ConfigError as exc:
         print(f"streamgmm: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
+        return EXIT_USAGE
     configure_logging(settings.log_level)
     from streamgmm.service.runner import run_service
 
@@ -108,16 +110,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     wants_help = bool({"-h", "--help"} & set(argv[1:]))
     if argv and not wants_help and (hint := missing_extra(argv[0])) is not None:
         print(hint, file=sys.stderr)
-        return EXIT_CONFIG_ERROR
+        return EXIT_USAGE
     if argv and argv[0] in _DELEGATED:
-        from streamgmm.service.config import ConfigError
+        from streamgmm.settings.spec import ConfigError
 
         module = importlib.import_module(_DELEGATED[argv[0]][0])
         try:
             return int(module.main(argv[1:]) or 0)
         except ConfigError as exc:
             print(f"streamgmm {argv[0]}: configuration error: {exc}", file=sys.stderr)
-            return EXIT_CONFIG_ERROR
+            return EXIT_USAGE
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args)

@@ -28,8 +28,9 @@ from typing import Any, TextIO
 from kafka import KafkaProducer
 
 from streamgmm.broker import EmbeddedBroker
-from streamgmm.service.config import load_settings
+from streamgmm.exits import EXIT_FAILURE
 from streamgmm.service.runner import ServiceRunner
+from streamgmm.settings.layers import load_settings
 
 INPUT_TOPIC = "demo.ticks"
 PARTITIONS = 3
@@ -189,7 +190,7 @@ def run_demo(
         thread.start()
         if not runner.ready.wait(60):
             print("the service did not join its consumer group within 60 s", file=sys.stderr)
-            return 1
+            return EXIT_FAILURE
         if runner.metrics_address is not None:
             host, port = runner.metrics_address
             print(f"service running; metrics on http://{host}:{port}/metrics", file=out)
@@ -206,7 +207,7 @@ def run_demo(
 
             path = plot_regimes(output_png)
             print(f"wrote {path or output_png}", file=out)
-        return 0 if table.total >= sent else 1
+        return 0 if table.total >= sent else EXIT_FAILURE
     except KeyboardInterrupt:
         print("\ninterrupted; stopping", file=out)
         return 0

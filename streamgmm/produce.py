@@ -13,8 +13,11 @@ import os
 import sys
 import time
 
-from streamgmm.replay import ReplayError, iter_rows, row_message
-from streamgmm.service.config import ConfigError, kafka_client_kwargs, load_settings
+from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
+from streamgmm.replay.files import ReplayError, iter_rows, key_column
+from streamgmm.replay.message import row_message
+from streamgmm.settings.layers import load_settings
+from streamgmm.settings.spec import ConfigError
 
 __all__ = ["main"]
 
@@ -45,8 +48,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``streamgmm produce``; ``argv`` excludes the subcommand name.
 
-    Returns 0 when every record was acknowledged, 1 on a Kafka failure, and 2 for a bad
-    configuration or an unreadable file.
+    Returns 0 when every record was acknowledged, :data:`~streamgmm.exits.EXIT_FAILURE` on a
+    Kafka failure, and :data:`~streamgmm.exits.EXIT_USAGE` for a bad configuration or an
+    unreadable file.
     """
     args = _parser().parse_args(argv)
     overrides: dict[str, object] = {"bootstrap_servers": args.bootstrap_servers}
@@ -56,18 +60,20 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config, os.environ, overrides)
     except ConfigError as exc:
         print(f"streamgmm produce: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if args.rate is not None and not args.rate > 0:
         print(f"streamgmm produce: error: --rate must be > 0, got {args.rate}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if not os.path.isfile(args.file):
         print(f"streamgmm produce: error: no such file: {args.file}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    key_column = settings.key_field or "symbol"
+    from streamgmm.service.kafka_io import kafka_client_kwargs
+
+    column = key_column(settings)
     failures: list[BaseException] = []
     try:
         # max_block_ms bounds the wait for topic metadata, so an unreachable broker is
@@ -80,12 +86,12 @@ def main(argv: list[str] | None = None) -> int:
             f"streamgmm produce: cannot connect to {','.join(settings.bootstrap_servers)}: {exc}",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_FAILURE
     sent = 0
     start = time.monotonic()
     try:
-        for row in iter_rows(args.file, (key_column,)):
-            key, value = row_message(row, key_column)
+        for row in iter_rows(args.file, (column,)):
+            key, value = row_message(row, column)
             producer.send(settings.input_topic, key=key, value=value).add_errback(failures.append)
             sent += 1
             if args.rate is not None:
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         producer.flush()
     except (ReplayError, UnicodeDecodeError) as exc:
         print(f"streamgmm produce: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KafkaError as exc:
         servers = ",".join(settings.bootstrap_servers)
         print(
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{servers}?): {exc}",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_FAILURE
     finally:
         producer.close(timeout=10)
     if failures:
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             f"streamgmm produce: {len(failures)} of {sent} records failed, first: {failures[0]}",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_FAILURE
     print(f"streamgmm produce: sent {sent} records to {settings.input_topic}", file=sys.stderr)
     return 0
 

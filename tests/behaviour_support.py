@@ -175,10 +175,12 @@ def write_inputs(directory: Path) -> dict[str, Path]:
 def _api() -> dict[str, Any]:
     from streamgmm.regime import EventDetector, RegimeDetector
     from streamgmm.replay import replay, row_message
-    from streamgmm.service.apply import KeyState, TickRules, make_pipeline
-    from streamgmm.service.config import load_settings
-    from streamgmm.service.decode import TickDecoder, dead_letter_headers, group_by_key
+    from streamgmm.service.dead_letters import dead_letter_headers
     from streamgmm.service.snapshot import decode_snapshot, encode_snapshot
+    from streamgmm.settings.layers import load_settings
+    from streamgmm.ticks.decode import TickDecoder, group_by_key
+    from streamgmm.ticks.keystate import KeyState, make_pipeline
+    from streamgmm.ticks.rules import TickRules
 
     return {
         "RegimeDetector": RegimeDetector,

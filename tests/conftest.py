@@ -254,9 +254,10 @@ def uninterrupted_last(
 
     ``sent`` holds ``(key, value, partition)`` as produced; offsets are counted per partition.
     """
-    from streamgmm.service.apply import make_pipeline
-    from streamgmm.service.decode import Tick, TickDecoder
-    from streamgmm.service.encode import build_output_record, encode_output
+    from streamgmm.ticks.decode import TickDecoder
+    from streamgmm.ticks.encode import build_output_record, encode_output
+    from streamgmm.ticks.keystate import make_pipeline
+    from streamgmm.ticks.tick import Tick
 
     decoder = TickDecoder(settings)
     pipelines: dict[str, Any] = {}

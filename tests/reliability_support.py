@@ -463,9 +463,10 @@ def reference_run(settings: Any, sent: Sequence[Sent]) -> Reference:
     Uses the service's own decoder, pipeline factory and output-record builder, in-process and
     without Kafka; per key the order is the partition's offset order, as in the service.
     """
-    from streamgmm.service.apply import make_pipeline
-    from streamgmm.service.decode import Tick, TickDecoder
-    from streamgmm.service.encode import build_output_record, encode_output
+    from streamgmm.ticks.decode import TickDecoder
+    from streamgmm.ticks.encode import build_output_record, encode_output
+    from streamgmm.ticks.keystate import make_pipeline
+    from streamgmm.ticks.tick import Tick
 
     decoder = TickDecoder(settings)
     pipes: dict[str, Any] = {}

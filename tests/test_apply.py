@@ -1,4 +1,4 @@
-"""The per-key tick path (streamgmm.service.apply), shared by the service and replay."""
+"""The per-key tick path (streamgmm.ticks.rules), shared by the service and replay."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from streamgmm.output import make_output
 from streamgmm.regime import RegimeDetector
-from streamgmm.service import apply as apply_mod
-from streamgmm.service.apply import KeyRun, KeyState, TickRules, is_out_of_order, should_emit
-from streamgmm.service.decode import Tick, TickBlock
+from streamgmm.ticks import rules as apply_mod
+from streamgmm.ticks.keystate import KeyState
+from streamgmm.ticks.rules import KeyRun, TickRules, is_out_of_order, should_emit
+from streamgmm.ticks.tick import Tick, TickBlock
 
 
 def test_should_emit_and_ordering_rules() -> None:
@@ -197,8 +198,8 @@ def test_batching_does_not_change_what_the_rules_decide(
 
 
 def test_key_state_round_trip_and_refusals() -> None:
-    from streamgmm.service.apply import make_pipeline
-    from streamgmm.service.config import load_settings
+    from streamgmm.settings.layers import load_settings
+    from streamgmm.ticks.keystate import make_pipeline
 
     settings_ = load_settings(None, {}, {})
     state = KeyState(make_pipeline(settings_), partition=1, last_ts=5.0, last_regime=1)

@@ -16,11 +16,11 @@ from conftest import KafkaTools
 from kafka import KafkaConsumer
 
 from streamgmm.broker import EmbeddedBroker
-from streamgmm.service.apply import KeyState
 from streamgmm.service.checkpoint import BadSnapshot, Changelog, ChangelogError, Checkpointer
-from streamgmm.service.config import load_settings
 from streamgmm.service.kafka_io import Producer
 from streamgmm.service.keystore import KeyStore
+from streamgmm.settings.layers import load_settings
+from streamgmm.ticks.keystate import KeyState
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,10 @@ from conftest import KafkaTools, make_ticks, service_config
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streamgmm.broker import EmbeddedBroker
-from streamgmm.service.config import COMPRESSION_TYPES, ConfigError, load_settings
 from streamgmm.service.runner import ServiceRunner
+from streamgmm.settings.layers import load_settings
+from streamgmm.settings.service import COMPRESSION_TYPES
+from streamgmm.settings.spec import ConfigError
 
 pytestmark = pytest.mark.integration
 

@@ -12,17 +12,14 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
 from streamgmm.regime import EventDetector, RegimeDetector
-from streamgmm.service.apply import make_pipeline
-from streamgmm.service.config import (
-    ConfigError,
-    add_cli_overrides,
-    all_specs,
-    default_config_text,
-    detector_specs,
-    kafka_client_kwargs,
-    load_settings,
-    overrides_from_args,
-)
+from streamgmm.service.kafka_io import kafka_client_kwargs
+from streamgmm.settings.detector import detector_specs
+from streamgmm.settings.flags import add_cli_overrides, overrides_from_args
+from streamgmm.settings.layers import load_settings
+from streamgmm.settings.render import default_config_text
+from streamgmm.settings.spec import ConfigError
+from streamgmm.settings.table import all_specs
+from streamgmm.ticks.keystate import make_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -333,3 +330,24 @@ def test_set_flag_and_detector_names_are_checked(tmp_path: Path) -> None:
         load_settings(None, {"STREAMGMM_DETECTOR_NOPE": "1"}, {})
     with pytest.raises(ConfigError, match=r"unknown setting detector\.nope in config"):
         load_settings(write(tmp_path, "[detector]\nnope = 1\n"), {}, {})
+
+
+def test_a_settings_text_names_its_choices_from_the_parser() -> None:
+    """Valid choices are written once, in the parser: the text names them by placeholder, and a
+    text that leaves one out is refused when the setting is declared."""
+    import dataclasses
+
+    from streamgmm.settings.parsers import Choice
+    from streamgmm.settings.spec import setting, specs_of
+
+    with pytest.raises(TypeError, match=r"x\.y must name each of its choices"):
+        setting("x", "y", Choice(("a", "b")), "a", "Either $a or b.")
+
+    @dataclasses.dataclass(frozen=True)
+    class Declared:
+        y: str = setting("x", "y", Choice(("a", "b", "c")), "a", "$a first; $alternatives.")
+        z: str = setting("x", "z", Choice(("P", "Q")), "P", "One of $choices.")
+
+    y, z = specs_of(Declared)
+    assert (y.attr, y.doc, y.choices) == ("y", '"a" first; a, b or c.', ("a", "b", "c"))
+    assert (z.name, z.env, z.doc) == ("x.z", "STREAMGMM_X_Z", "One of P, Q.")

@@ -9,18 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamgmm.service.config import Settings, load_settings
-from streamgmm.service.decode import (
-    REASONS,
-    DeadLetter,
-    Tick,
-    TickDecoder,
-    dead_letter_for,
-    dead_letter_headers,
-    decode_key,
-    encode_key,
-    refused_copy,
-)
+from streamgmm.service.dead_letters import dead_letter_headers, refused_copy
+from streamgmm.settings.layers import load_settings
+from streamgmm.settings.service import Settings
+from streamgmm.ticks.decode import TickDecoder
+from streamgmm.ticks.tick import REASONS, DeadLetter, Tick, dead_letter_for, decode_key, encode_key
 
 # 2024-01-02T03:04:05Z: 19723 days from 1970-01-01 to 2024-01-01, one more day, 03:04:05.
 JAN2_030405 = 19724 * 86400 + 3 * 3600 + 4 * 60 + 5

@@ -21,8 +21,7 @@ from streamgmm.output import (
     make_output_columns,
     output_rows,
 )
-from streamgmm.service.decode import Tick
-from streamgmm.service.encode import (
+from streamgmm.ticks.encode import (
     COLUMNS_ENCODER_SOURCE,
     ENCODER_SOURCE,
     build_output_record,
@@ -30,6 +29,7 @@ from streamgmm.service.encode import (
     encode_output_columns,
     encode_output_record,
 )
+from streamgmm.ticks.tick import Tick
 
 
 def test_the_schema_is_the_one_list_of_fields() -> None:

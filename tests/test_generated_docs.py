@@ -1,9 +1,9 @@
 """The generated parts of the docs match the code they are generated from.
 
 docs/service.md holds the output record's field table (from :mod:`streamgmm.output`) and the
-settings table (from :data:`streamgmm.service.config.SPECS` and the detector classes), each
+settings table (from :data:`streamgmm.settings.service.SPECS` and the detector classes), each
 between ``<!-- generated: NAME -->`` and ``<!-- end generated -->``; configs/default.toml is
-:func:`~streamgmm.service.config.default_config_text`. After changing a field, a setting or a
+:func:`~streamgmm.settings.render.default_config_text`. After changing a field, a setting or a
 detector parameter, regenerate them all with ``python tests/test_generated_docs.py``.
 """
 
@@ -21,7 +21,7 @@ DEFAULT_CONFIG = REPO / "configs" / "default.toml"
 
 def _tables() -> dict[str, Callable[[], str]]:
     from streamgmm.output import fields_table
-    from streamgmm.service.config import settings_table
+    from streamgmm.settings.render import settings_table
 
     return {"output-fields": fields_table, "settings": settings_table}
 
@@ -43,7 +43,7 @@ def test_service_doc_tables_are_generated_from_the_code() -> None:
 
 
 def test_default_config_is_generated_from_the_code() -> None:
-    from streamgmm.service.config import default_config_text
+    from streamgmm.settings.render import default_config_text
 
     assert DEFAULT_CONFIG.read_text("utf-8") == default_config_text(), (
         "run: python tests/test_generated_docs.py"
@@ -52,7 +52,7 @@ def test_default_config_is_generated_from_the_code() -> None:
 
 def main() -> int:
     """Rewrite the generated parts from the code."""
-    from streamgmm.service.config import default_config_text
+    from streamgmm.settings.render import default_config_text
 
     SERVICE_DOC.write_text(_regenerated(SERVICE_DOC.read_text("utf-8")), "utf-8")
     DEFAULT_CONFIG.write_text(default_config_text(), "utf-8")

@@ -377,7 +377,7 @@ def test_the_event_detector_takes_the_regime_detectors_model_settings() -> None:
     import inspect
     import typing
 
-    from streamgmm.service.config import _numpydoc_parameters
+    from streamgmm.settings.detector import _numpydoc_parameters
 
     regime = inspect.signature(RegimeDetector).parameters
     event = inspect.signature(EventDetector).parameters

@@ -39,7 +39,7 @@ from reliability_support import (
 )
 
 from streamgmm.broker import EmbeddedBroker
-from streamgmm.service.config import load_settings
+from streamgmm.settings.layers import load_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

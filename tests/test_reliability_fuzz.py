@@ -50,8 +50,9 @@ from reliability_support import (
 )
 
 from streamgmm.broker import EmbeddedBroker
-from streamgmm.service import decode
-from streamgmm.service.config import load_settings
+from streamgmm.service import dead_letters as decode
+from streamgmm.settings.layers import load_settings
+from streamgmm.ticks.tick import REASONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -59,7 +60,7 @@ PARTITIONS = 3
 MAX_RECORD_BYTES = 65536
 MAX_KEY_BYTES = 1024  # the default
 VALID_KEYS = ["K0", "K1", "K2", "K3", "K4"]
-ANY_REASON = frozenset(decode.REASONS)
+ANY_REASON = frozenset(REASONS)
 
 
 class Raw(str):

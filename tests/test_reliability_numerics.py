@@ -1,7 +1,7 @@
 """Adversarial numerics through the service's per-key pipeline (and through replay).
 
 1,000,000 ticks of hostile but valid series go through
-:func:`streamgmm.service.apply.make_pipeline` (the detector the service and ``streamgmm
+:func:`streamgmm.ticks.keystate.make_pipeline` (the detector the service and ``streamgmm
 replay`` build per key), 200,000 per series:
 
 - ``constant``: the same price forever (zero returns, zero variance);
@@ -40,8 +40,8 @@ import pytest
 from streamgmm.regime import EventDetector, RegimeDetector
 from streamgmm.replay import replay
 from streamgmm.service import snapshot
-from streamgmm.service.apply import make_pipeline
-from streamgmm.service.config import load_settings
+from streamgmm.settings.layers import load_settings
+from streamgmm.ticks.keystate import make_pipeline
 
 pytestmark = pytest.mark.slow
 

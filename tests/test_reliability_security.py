@@ -48,8 +48,9 @@ from reliability_support import (
 )
 
 from streamgmm.broker import EmbeddedBroker
-from streamgmm.service import decode, snapshot
-from streamgmm.service.config import load_settings
+from streamgmm.service import dead_letters as decode
+from streamgmm.service import snapshot
+from streamgmm.settings.layers import load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +132,7 @@ def test_pickle_in_changelog_is_rejected_and_nothing_executes(
 
 def _crafted_changelog(settings: Any) -> dict[str, bytes]:
     """Changelog values per key: snapshots an attacker (or an older streamgmm) could leave."""
-    from streamgmm.service.apply import KeyState, make_pipeline
+    from streamgmm.ticks.keystate import KeyState, make_pipeline
 
     state = KeyState(make_pipeline(settings), partition=0)
     state.pipeline.learn_predict_many(

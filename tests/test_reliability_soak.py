@@ -56,8 +56,8 @@ from reliability_support import (
 )
 
 from streamgmm.broker import EmbeddedBroker
-from streamgmm.service.apply import make_pipeline
-from streamgmm.service.config import load_settings
+from streamgmm.settings.layers import load_settings
+from streamgmm.ticks.keystate import make_pipeline
 
 pytestmark = [pytest.mark.slow]
 

@@ -20,8 +20,12 @@ from streamgmm import produce
 from streamgmm import replay as replay_mod
 from streamgmm.output import RECORD_KEYS
 from streamgmm.replay import ReplayError, replay, row_message
-from streamgmm.service.config import Settings, load_settings
-from streamgmm.service.decode import DeadLetter, TickDecoder
+from streamgmm.replay import run as replay_run
+from streamgmm.replay.columns import CsvColumns
+from streamgmm.settings.layers import load_settings
+from streamgmm.settings.service import Settings
+from streamgmm.ticks.decode import TickDecoder
+from streamgmm.ticks.tick import DeadLetter
 
 # 2024-01-02T03:04:05Z in epoch seconds (19724 days, then 03:04:05).
 JAN2_030405 = 19724 * 86400 + 3 * 3600 + 4 * 60 + 5
@@ -210,7 +214,7 @@ def sp500_csv(path: Path, rows: int) -> list[tuple[str, str, float, float]]:
 
 
 def test_replay_with_the_service_pipeline_equals_a_direct_run(tmp_path: Path) -> None:
-    from streamgmm.service.apply import make_pipeline
+    from streamgmm.ticks.keystate import make_pipeline
 
     path = tmp_path / "sp500.csv"
     rows = 800
@@ -395,7 +399,7 @@ def test_a_row_decodes_as_the_message_produce_sends_for_it(
     if kind == "event":
         env["INPUT_EVENT_FIELDS"] = "price,note"
     settings_ = settings_with(**env)
-    shortcut = replay_mod._Replay(
+    shortcut = replay_run._Replay(
         settings_, "f.csv", "symbol", StepPipeline, io.BytesIO(), None, replay_mod.ReplaySummary()
     )
     key, value = row_message(row)
@@ -479,12 +483,12 @@ def test_csv_columns_decode_exactly_as_rows_one_by_one(
 
     with tempfile.TemporaryDirectory() as tmp:
         by_columns = replayed()
-        columns_of = replay_mod._CsvColumns.of
-        replay_mod._CsvColumns.of = lambda *args: None  # type: ignore[method-assign, assignment]
+        columns_of = CsvColumns.of
+        CsvColumns.of = lambda *args: None  # type: ignore[method-assign, assignment]
         try:
             by_rows = replayed()
         finally:
-            replay_mod._CsvColumns.of = columns_of  # type: ignore[method-assign]
+            CsvColumns.of = columns_of  # type: ignore[method-assign]
     assert by_columns == by_rows
 
 
@@ -494,9 +498,7 @@ def test_a_plain_csv_is_decoded_a_column_at_a_time(tmp_path: Path) -> None:
     path.write_text(
         "symbol,ts,price,volume\n" + "".join(f"K{i % 3},{i},{100 + i},5\n" for i in range(30))
     )
-    columns = replay_mod._CsvColumns.of(
-        ["symbol", "ts", "price", "volume"], "symbol", settings_with()
-    )
+    columns = CsvColumns.of(["symbol", "ts", "price", "volume"], "symbol", settings_with())
     assert columns is not None
     cells = [line.split(",") for line in path.read_text().splitlines()[1:]]
     cells[4][2] = "-1"  # not a plain tick: left for the row-by-row decoder

@@ -25,7 +25,7 @@ from conftest import KafkaTools, make_ticks, service_config, start_service
 from streamgmm import produce
 from streamgmm.broker import EmbeddedBroker
 from streamgmm.replay import replay
-from streamgmm.service.config import load_settings
+from streamgmm.settings.layers import load_settings
 
 pytestmark = pytest.mark.integration
 

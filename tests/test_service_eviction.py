@@ -25,7 +25,7 @@ from conftest import (
 )
 
 from streamgmm.broker import EmbeddedBroker, free_port
-from streamgmm.service.config import load_settings
+from streamgmm.settings.layers import load_settings
 
 pytestmark = pytest.mark.integration
 

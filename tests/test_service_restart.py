@@ -31,7 +31,8 @@ from conftest import (
 )
 
 from streamgmm.broker import EmbeddedBroker
-from streamgmm.service.config import Settings, load_settings
+from streamgmm.settings.layers import load_settings
+from streamgmm.settings.service import Settings
 
 pytestmark = pytest.mark.integration
 

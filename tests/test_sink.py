@@ -19,9 +19,10 @@ import pytest
 from conftest import KafkaTools
 
 from streamgmm.broker import EmbeddedBroker
-from streamgmm.service.decode import DeadLetter, dead_letter_headers
+from streamgmm.service.dead_letters import dead_letter_headers
 from streamgmm.service.kafka_io import DeliveryError, Producer, RecordRefused
 from streamgmm.service.sink import ProducerProcess
+from streamgmm.ticks.tick import DeadLetter
 
 pytestmark = pytest.mark.integration
 

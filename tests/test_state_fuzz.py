@@ -29,11 +29,12 @@ from hypothesis import strategies as st
 from streamgmm import OnlineGaussianMixture
 from streamgmm.regime import EventDetector, RegimeDetector
 from streamgmm.regime.drift import LikelihoodDriftMonitor
-from streamgmm.service.apply import KeyState, TickRules
-from streamgmm.service.config import load_settings
-from streamgmm.service.decode import Tick
 from streamgmm.service.snapshot import decode_snapshot, encode_snapshot
+from streamgmm.settings.layers import load_settings
 from streamgmm.synthetic import switching_stream
+from streamgmm.ticks.keystate import KeyState
+from streamgmm.ticks.rules import TickRules
+from streamgmm.ticks.tick import Tick
 
 CI_CASES = int(os.environ.get("STREAMGMM_FUZZ_CI_CASES", "5000"))
 LONG_CASES = int(os.environ.get("STREAMGMM_FUZZ_CASES", "250000"))

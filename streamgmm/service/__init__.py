@@ -1,9 +1,12 @@
-"""The Kafka service, named along its data path (see docs/service.md).
+"""The Kafka service: what talks to Kafka, around the Kafka-free tick path (see docs/service.md).
 
-decode -> apply (per-key tick path) -> encode -> sink, with per-key state in the keystore going
-to the changelog through snapshot and checkpoint; the runner polls, handles rebalances and owns
-the clients; config, kafka_io and metrics serve them all.
+The runner polls the input topic and runs each partition's records through the tick path
+(:mod:`streamgmm.ticks`: decode -> rules -> encode); output records and dead letters
+(:mod:`.dead_letters`: their headers) leave through the sink (a producer in a child process);
+per-key state is held in the keystore and goes to the changelog through snapshot (the
+envelope) and checkpoint (flush, snapshots, offsets). kafka_io holds the clients, and metrics
+serves Prometheus. The settings are :mod:`streamgmm.settings`.
 
-Submodules are imported on demand so that, for example, reading the configuration does not
-load kafka-python.
+Submodules are imported on demand so that, for example, the producer process does not load
+the detectors.
 """

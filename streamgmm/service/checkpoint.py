@@ -40,9 +40,9 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from streamgmm.service.decode import decode_key, encode_key
 from streamgmm.service.kafka_io import Producer, RecordRefused
 from streamgmm.service.snapshot import Snapshot, SnapshotError, decode_snapshot, encode_snapshot
+from streamgmm.ticks.tick import decode_key, encode_key
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +328,7 @@ def _text_key(key: bytes | None) -> str | None:
 
 
 class Snapshottable(Protocol):
-    """What a checkpoint needs of one key's state (:class:`streamgmm.service.apply.KeyState`)."""
+    """What a checkpoint needs of one key's state (:class:`streamgmm.ticks.keystate.KeyState`)."""
 
     partition: int
     next_offset: int

@@ -1,4 +1,5 @@
-"""Kafka I/O for the service: the group consumer, the producer, the reader and topic creation.
+"""Kafka I/O for the service: the clients' arguments, the group consumer, the producer, the
+reader and topic creation.
 
 No model maths here; this module only moves bytes and records rebalance events.
 
@@ -50,7 +51,8 @@ from kafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from streamgmm.service.decode import HEADER_REFUSED, refused_copy
+from streamgmm.service.dead_letters import HEADER_REFUSED, refused_copy
+from streamgmm.settings.service import Settings
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +156,25 @@ class RebalanceRecorder(ConsumerRebalanceListener):
         return events
 
 
+def kafka_client_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments every kafka-python client (consumer, producer, admin) accepts.
+
+    Returns the bootstrap servers, client id, api_version (omitted for ``"auto"``, so
+    kafka-python probes), timeouts, backoffs and the ``[security]`` pass-through settings.
+    """
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": list(settings.bootstrap_servers),
+        "client_id": settings.client_id,
+        "request_timeout_ms": settings.request_timeout_ms,
+        "retry_backoff_ms": settings.retry_backoff_ms,
+        "reconnect_backoff_max_ms": settings.reconnect_backoff_max_ms,
+    }
+    if settings.api_version is not None:
+        kwargs["api_version"] = settings.api_version
+    kwargs.update(settings.security)
+    return kwargs
+
+
 def ensure_reachable(bootstrap_servers: Iterable[str], timeout: float = 3.0) -> None:
     """Raise ``KafkaConnectionError`` unless at least one bootstrap server accepts TCP.
 
@@ -189,7 +210,7 @@ def make_group_consumer(
 
     ``consumer_kwargs`` carries tuning knobs (session_timeout_ms, heartbeat_interval_ms,
     max_poll_records, auto_offset_reset, ...). Keys and values stay raw bytes; decoding is
-    :mod:`.decode`'s job.
+    :mod:`streamgmm.ticks.decode`'s job.
     """
     consumer = KafkaConsumer(
         **client_kwargs,
@@ -252,7 +273,7 @@ class Producer:
     A record refused for good (:data:`PERMANENT_RECORD_ERRORS`: too large, invalid) is no
     broker trouble, and retrying it would stall its partition forever. With
     ``dead_letter_topic`` set, :meth:`flush` sends a copy that fits instead
-    (:func:`~streamgmm.service.decode.refused_copy`: truncated, with headers saying so, the
+    (:func:`~streamgmm.service.dead_letters.refused_copy`: truncated, with headers saying so, the
     original sizes and the source coordinates) and waits for it; a copy refused again is
     logged and counted as lost. Records sent with ``divert=False`` (snapshots) are never
     copied: their refusal raises :class:`RecordRefused`.

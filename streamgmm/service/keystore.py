@@ -1,6 +1,6 @@
 """Key store: the per-key state of the partitions this instance owns.
 
-Owns the least-recently-used map of :class:`~streamgmm.service.apply.KeyState` capped at
+Owns the least-recently-used map of :class:`~streamgmm.ticks.keystate.KeyState` capped at
 ``[state] max_keys_in_memory``, the changelog index (where the latest snapshot of each owned key
 lives) and eviction. A key beyond the cap is snapshotted to the changelog
 (:meth:`Checkpointer.save <streamgmm.service.checkpoint.Checkpointer.save>`, which flushes the
@@ -27,7 +27,6 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 
-from streamgmm.service.apply import KeyState, make_pipeline
 from streamgmm.service.checkpoint import (
     BadSnapshot,
     BadSnapshotError,
@@ -35,7 +34,8 @@ from streamgmm.service.checkpoint import (
     ChangelogError,
     SnapshotRef,
 )
-from streamgmm.service.config import Settings
+from streamgmm.settings.service import Settings
+from streamgmm.ticks.keystate import KeyState, make_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class KeyStore:
     Parameters
     ----------
     settings : Settings
-        Uses ``max_keys_in_memory`` and what :func:`~streamgmm.service.apply.make_pipeline`
+        Uses ``max_keys_in_memory`` and what :func:`~streamgmm.ticks.keystate.make_pipeline`
         needs.
     changelog : Changelog
         Where evicted and revoked keys' snapshots are read back from.

@@ -1,12 +1,12 @@
 """The service: the poll loop, rebalances and the Kafka clients' lifecycle.
 
-Owns the orchestration: poll a batch, decode it (:mod:`.decode`), hand each key's ticks to the
-per-key tick path (:mod:`.apply`, which encodes their output records with :mod:`.encode`),
-send records and dead letters to the sink (:mod:`.sink` or :class:`.kafka_io.Producer`), and
-checkpoint (:mod:`.checkpoint`) every ``[checkpoint] every_records`` records or
-``every_seconds``, on revoke and on shutdown. Per-key state lives in the key store
-(:mod:`.keystore`). The runner holds no maths (the detectors do), no wire formats and no
-per-key rules.
+Owns the orchestration: poll a batch, decode it (:mod:`streamgmm.ticks.decode`), hand each
+key's ticks to the per-key tick rules (:mod:`streamgmm.ticks.rules`, which encode their output
+records with :mod:`streamgmm.ticks.encode`), send records and dead letters to the sink
+(:mod:`.sink` or :class:`.kafka_io.Producer`), and checkpoint (:mod:`.checkpoint`) every
+``[checkpoint] every_records`` records or ``every_seconds``, on revoke and on shutdown.
+Per-key state lives in the key store (:mod:`.keystore`). The runner holds no maths (the
+detectors do), no wire formats and no per-key rules.
 
 One thread does all processing. Rebalance callbacks run while that thread is parked in
 ``poll()`` (see :mod:`.kafka_io`), so per-key state has a single writer.
@@ -26,34 +26,28 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from streamgmm.service.apply import KeyRun, TickRules
+from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
 from streamgmm.service.checkpoint import BadSnapshot, Changelog, ChangelogError, Checkpointer
-from streamgmm.service.config import (
-    EXIT_CONFIG_ERROR,
-    ConfigError,
-    Settings,
-    kafka_client_kwargs,
-)
-from streamgmm.service.decode import (
-    DeadLetter,
-    TickDecoder,
-    dead_letter_headers,
-    encode_key,
-    group_by_key,
-)
-from streamgmm.service.encode import build_output_record
+from streamgmm.service.dead_letters import dead_letter_headers
 from streamgmm.service.kafka_io import (
     DeliveryError,
     Producer,
     RebalanceRecorder,
     create_topics,
     ensure_reachable,
+    kafka_client_kwargs,
     make_group_consumer,
     make_reader,
 )
 from streamgmm.service.keystore import KeyStore
 from streamgmm.service.metrics import ServiceMetrics
 from streamgmm.service.sink import ProducerProcess
+from streamgmm.settings.service import Settings
+from streamgmm.settings.spec import ConfigError
+from streamgmm.ticks.decode import TickDecoder, group_by_key
+from streamgmm.ticks.encode import build_output_record
+from streamgmm.ticks.rules import KeyRun, TickRules
+from streamgmm.ticks.tick import DeadLetter, encode_key
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +74,7 @@ class ServiceRunner:
     Parameters
     ----------
     settings : Settings
-        Validated settings (:func:`streamgmm.service.config.load_settings`).
+        Validated settings (:func:`streamgmm.settings.layers.load_settings`).
     metrics : ServiceMetrics or None
         Metrics sink; a fresh one (own registry) is created when ``None``.
     install_signal_handlers : bool
@@ -147,18 +141,18 @@ class ServiceRunner:
         except ConfigError as exc:
             log.error("configuration error: %s", exc)
             self._close_clients()
-            return EXIT_CONFIG_ERROR
+            return EXIT_USAGE
         except (FatalServiceError, ChangelogError) as exc:
             log.error("stopping: %s", exc)
             self._close_clients()
-            return 1
+            return EXIT_FAILURE
         except Exception:
             # A bug, not broker trouble: stop without a checkpoint (state since the last one is
             # recomputed on restart, exactly as after a crash) but leave the group promptly.
             log.exception("stopping on an unexpected error; a restart resumes from the checkpoint")
             self._closing = True
             self._close_clients()
-            return 1
+            return EXIT_FAILURE
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

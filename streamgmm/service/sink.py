@@ -62,6 +62,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 
+from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
 from streamgmm.service.kafka_io import DeliveryError, Producer, RefusedCallback
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class ProducerProcess:
     Parameters
     ----------
     client_kwargs : Mapping
-        kafka-python client arguments (:func:`streamgmm.service.config.kafka_client_kwargs`);
+        kafka-python client arguments (:func:`streamgmm.service.kafka_io.kafka_client_kwargs`);
         they must be JSON-safe, as every setting the configuration accepts is.
     producer_kwargs : Mapping
         Further ``KafkaProducer`` arguments (``linger_ms``, ``batch_size``, ...).
@@ -438,9 +439,9 @@ class _ChildProducer:
     def run(self) -> int:
         first = _read_frame(self._stdin)
         if first is None or first[0] != b"C":
-            return 2
+            return EXIT_USAGE
         if not self._start(json.loads(first[1])):
-            return 1
+            return EXIT_FAILURE
         threading.Thread(target=self._pump, name="sink-pipe", daemon=True).start()
         threading.Thread(target=self._report, name="sink-progress", daemon=True).start()
         while True:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from streamgmm.service.decode import short_repr
+from streamgmm.ticks.tick import short_repr
 
 __all__ = [
     "SNAPSHOT_FORMAT",

@@ -11,9 +11,9 @@ in :mod:`streamgmm.output`; both encoders below are derived from its :data:`RECO
   module is imported (kept in :data:`ENCODER_SOURCE`); a test holds it byte-equal to the
   general path;
 - :func:`encode_output_columns` writes a run of records at once from columns (the source
-  fields of a :class:`~streamgmm.service.decode.TickBlock`, the detector's outputs in column
+  fields of a :class:`~streamgmm.ticks.tick.TickBlock`, the detector's outputs in column
   form): each field's values are turned into JSON text a column at a time, then each record
-  is one f-string. This is what the per-key tick path (:mod:`.apply`) uses; its source is
+  is one f-string. This is what the per-key tick rules (:mod:`.rules`) use; its source is
   generated from the schema too (:data:`COLUMNS_ENCODER_SOURCE`) and a test holds it
   byte-equal to the general path.
 """
@@ -34,7 +34,7 @@ from streamgmm.output import (
     json_value,
     regime_probabilities,
 )
-from streamgmm.service.decode import Tick
+from streamgmm.ticks.tick import Tick
 
 __all__ = [
     "COLUMNS_ENCODER_SOURCE",

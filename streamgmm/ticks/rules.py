@@ -1,10 +1,9 @@
-"""Apply: one key's run of decoded ticks goes through its detector, under the per-key rules.
+"""Rules: one key's run of decoded ticks goes through its detector, under the per-key rules.
 
-Owns the per-key tick path, the one the service (:mod:`.runner`) and ``streamgmm replay`` both
-call, so for the same ticks they hold the same models and write the same records:
+Owns the per-key tick rules, the ones the service (:mod:`streamgmm.service.runner`) and
+``streamgmm replay`` both apply, so for the same ticks they hold the same models and write the
+same records:
 
-- the key's detector (:func:`make_pipeline`, :func:`restore_pipeline`) and its bookkeeping
-  (:class:`KeyState`: partition, next offset, last ts, last regime);
 - the rules, in :meth:`TickRules.apply`: a key stays on one input partition
   (``wrong_partition``); ticks already inside a restored snapshot are skipped (redelivered
   duplicates); a tick earlier than the key's last applied one is out of order (dead-lettered
@@ -19,18 +18,19 @@ call, so for the same ticks they hold the same models and write the same records
   several times cheaper per tick than one call per tick and gives the same outputs (how,
   below).
 
-Ticks arrive one by one (:meth:`TickRules.apply`, the service) or as a
-:class:`~.decode.TickBlock` (:meth:`TickRules.apply_block`, ``streamgmm replay``). A block
-that none of the rules above would touch (one partition, no redelivered, out-of-order or
-jumping tick: checked on the whole block at once) goes straight to the detector; any other
-block takes :meth:`TickRules.apply`'s tick-by-tick loop. Either way a run of in-order ticks
-goes to the detector in one call (``_learn``): a long run as columns
-(``learn_predict_block``, records encoded a column at a time), a short one as dicts
-(``learn_predict_many``, a record at a time), whichever costs less (:data:`BLOCK_RUN`); the
-emit rule (:func:`should_emit`) and the key's bookkeeping are the same functions on both.
+The key's detector and bookkeeping are its :class:`~.keystate.KeyState`. Ticks arrive one by
+one (:meth:`TickRules.apply`, the service) or as a :class:`~.tick.TickBlock`
+(:meth:`TickRules.apply_block`, ``streamgmm replay``). A block that none of the rules above
+would touch (one partition, no redelivered, out-of-order or jumping tick: checked on the whole
+block at once) goes straight to the detector; any other block takes :meth:`TickRules.apply`'s
+tick-by-tick loop. Either way a run of in-order ticks goes to the detector in one call
+(``_learn``): a long run as columns (``learn_predict_block``, records encoded a column at a
+time), a short one as dicts (``learn_predict_many``, a record at a time), whichever costs less
+(:data:`BLOCK_RUN`); the emit rule (:func:`should_emit`) and the key's bookkeeping are the same
+functions on both.
 
-Data path: decode (:mod:`.decode`) -> apply -> encode (:mod:`.encode`) -> sink (:mod:`.sink`).
-No I/O here: the caller sends what :meth:`TickRules.apply` returns.
+Tick path: decode (:mod:`.decode`) -> rules -> encode (:mod:`.encode`). No I/O here: the
+caller sends what :meth:`TickRules.apply` returns.
 """
 
 from __future__ import annotations
@@ -39,146 +39,24 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from streamgmm import _validate
 from streamgmm.output import SOURCE_FIELDS, OutputBlock, output_rows, take_columns
 from streamgmm.regime import StreamProblem
-from streamgmm.service.config import (
-    EMIT_POLICIES,
-    OUT_OF_ORDER,
-    Settings,
-    detector_class,
-    detector_kwargs,
-)
-from streamgmm.service.decode import DeadLetter, Tick, TickBlock, dead_letter_for
-from streamgmm.service.encode import encode_output_columns, encode_output_record
+from streamgmm.settings.service import EMIT_POLICIES, OUT_OF_ORDER, Settings
+from streamgmm.ticks.encode import encode_output_columns, encode_output_record
+from streamgmm.ticks.keystate import KeyState, Pipeline
+from streamgmm.ticks.tick import DeadLetter, Tick, TickBlock, dead_letter_for
 
-__all__ = [
-    "BLOCK_RUN",
-    "STATE_VERSION",
-    "KeyRun",
-    "KeyState",
-    "Pipeline",
-    "TickRules",
-    "is_out_of_order",
-    "make_pipeline",
-    "restore_pipeline",
-    "should_emit",
-]
+__all__ = ["BLOCK_RUN", "KeyRun", "TickRules", "is_out_of_order", "should_emit"]
 
-#: Version of :meth:`KeyState.to_state`'s dict (inside each changelog snapshot).
-STATE_VERSION = 1
 #: Runs of at least this many ticks go through the detector's ``learn_predict_block`` and the
 #: column encoder; shorter ones (a poll's few ticks of one key among many) through
 #: ``learn_predict_many`` and the per-record encoder, cheaper for a few ticks. Measured with
 #: ``benchmarks/bench_apply.py``: columns ÷ dicts per tick 1.9 at 4 ticks, 1.06 at 32, 0.73 at 64.
 BLOCK_RUN = 48
-
-
-class Pipeline(Protocol):
-    """What the tick path needs from a per-key detector.
-
-    A detector that also has ``learn_predict_block(ts, fields) -> OutputBlock`` (both of
-    streamgmm's do: :meth:`streamgmm.RegimeDetector.learn_predict_block`) is run through it;
-    another gets its ticks as dicts through ``learn_predict_many``.
-    """
-
-    def learn_predict_one(self, tick: dict[str, float]) -> dict[str, Any]: ...
-
-    def learn_predict_many(
-        self, ticks: Sequence[Mapping[str, Any]]
-    ) -> list[dict[str, Any] | ValueError]: ...
-
-    def to_state(self) -> dict[str, Any]: ...
-
-    @property
-    def stream_problem(self) -> StreamProblem | None:
-        """Why the stream gives no regimes (a sentence with its ``kind``), or None."""
-        ...
-
-
-def make_pipeline(settings: Settings) -> Pipeline:
-    """A fresh detector for one key: RegimeDetector (market ticks) or EventDetector (events).
-
-    Parameters
-    ----------
-    settings : Settings
-        Uses ``tick_kind``, ``event_fields`` and the ``[detector]`` settings that were given
-        (:func:`streamgmm.service.config.detector_kwargs`); the others keep the detector's
-        defaults.
-    """
-    cls = detector_class(settings.tick_kind)
-    return cls(**detector_kwargs(settings))  # type: ignore[no-any-return]
-
-
-def restore_pipeline(settings: Settings, state: dict[str, Any]) -> Pipeline:
-    """Rebuild a detector from its ``to_state()`` dict (never from pickle)."""
-    return detector_class(settings.tick_kind).from_state(state)  # type: ignore[attr-defined, no-any-return]
-
-
-@dataclass
-class KeyState:
-    """One key's detector plus the bookkeeping the tick rules and the checkpoint need.
-
-    ``next_offset`` is the first input offset not yet applied to the detector, ``last_ts`` and
-    ``last_regime`` those of the last applied tick; ``dirty`` is set when a tick was applied
-    since the key's last snapshot. ``problem`` is the kind of the detector's stream problem
-    last reported (:attr:`KeyRun.problem`), kept in memory only: a restarted service reports
-    a key's problem once more.
-    """
-
-    pipeline: Pipeline
-    partition: int
-    next_offset: int = 0
-    last_ts: float | None = None
-    last_regime: int | None = None
-    dirty: bool = False
-    problem: str | None = None
-
-    def to_state(self) -> dict[str, Any]:
-        """Versioned JSON-safe state (the partition and offset travel in the snapshot)."""
-        return {
-            "version": STATE_VERSION,
-            "pipeline": self.pipeline.to_state(),
-            "last_ts": self.last_ts,
-            "last_regime": self.last_regime,
-        }
-
-    @classmethod
-    def from_state(
-        cls, settings: Settings, state: Mapping[str, Any], partition: int, next_offset: int
-    ) -> KeyState:
-        """Rebuild from :meth:`to_state` and the snapshot's partition and next offset.
-
-        Raises
-        ------
-        ValueError
-            If the state is not one :meth:`to_state` writes: another version, a field missing
-            or unknown, a value of the wrong type or out of range (checked here), or a
-            detector state its ``from_state`` refuses. Nothing is built before the checks.
-        """
-        _validate.fields("state", state, ("version", "pipeline", "last_ts", "last_regime"))
-        version = state["version"]
-        if isinstance(version, bool) or version != STATE_VERSION:
-            raise ValueError(
-                f"state.version must be {STATE_VERSION}, got {_validate._show(version)}"
-            )
-        last_ts = _validate.optional_number("state.last_ts", state["last_ts"])
-        last_regime = state["last_regime"]
-        if last_regime is not None:
-            last_regime = _validate.integer("state.last_regime", last_regime, hi=2**31 - 1)
-        if not isinstance(state["pipeline"], Mapping):
-            raise ValueError("state.pipeline must be an object")
-        return cls(
-            pipeline=restore_pipeline(settings, dict(state["pipeline"])),
-            partition=partition,
-            next_offset=next_offset,
-            last_ts=last_ts,
-            last_regime=last_regime,
-        )
 
 
 @dataclass
@@ -238,7 +116,7 @@ def should_emit(
         return int(out["n_samples_seen"]) % every_n == 0
     if policy == "on_change":
         return previous_regime is None or int(out["regime"]) != previous_regime
-    raise ValueError(f"emit policy must be every_tick, on_change or every_n, got {policy!r}")
+    raise ValueError(f"emit policy must be one of {EMIT_POLICIES}, got {policy!r}")
 
 
 def is_out_of_order(last_ts: float | None, ts: float) -> bool:
@@ -466,25 +344,30 @@ class TickRules:
         self, state: KeyState, run: KeyRun, ticks: Sequence[tuple[Tick, bytes | None]]
     ) -> None:
         outs = state.pipeline.learn_predict_many([{"ts": t.ts, **t.fields} for t, _ in ticks])
-        policy, every_n = self.emit_policy, self.emit_every_n
-        every_tick = policy == "every_tick"  # the default, decided here once per run
-        records, keep = run.records, self.keep_outputs
-        last_regime, last, applied = state.last_regime, None, 0
+        applied: list[Tick] = []
+        applied_outs: list[dict[str, Any]] = []
         for (tick, value), out in zip(ticks, outs, strict=True):
             if isinstance(out, ValueError):
                 run.dead_letters.append(_rejected(tick, out, value))
-                continue
-            if every_tick or should_emit(policy, every_n, out, last_regime):
-                records.append((tick.offset, encode_output_record(tick, out)))
-            last_regime = int(out["regime"])
-            last = tick
-            applied += 1
-            if keep:
-                run.ticks.append(tick)
-                run.outputs.append(out)
-        if last is not None:
-            run.applied += applied
-            self._settle(state, run, last_regime, last.offset, last.ts)  # type: ignore[arg-type]
+            else:
+                applied.append(tick)
+                applied_outs.append(out)
+        if not applied:
+            return
+        emitted = self._emitted(
+            state.last_regime,
+            [out["regime"] for out in applied_outs],
+            [out["n_samples_seen"] for out in applied_outs],
+        )
+        run.records += [
+            (applied[j].offset, encode_output_record(applied[j], applied_outs[j])) for j in emitted
+        ]
+        run.applied += len(applied)
+        if self.keep_outputs:
+            run.ticks += applied
+            run.outputs += applied_outs
+        last = applied[-1]
+        self._settle(state, run, int(applied_outs[-1]["regime"]), last.offset, last.ts)
 
     def _learn_block(
         self,
@@ -502,19 +385,7 @@ class TickRules:
         if not index:
             return
         regimes = columns["regime"]
-        if self.emit_policy == "every_tick":
-            emitted: Sequence[int] = range(len(index))
-        else:
-            policy, every_n = self.emit_policy, self.emit_every_n
-            emitted, last_regime = [], state.last_regime
-            for j, (regime, seen) in enumerate(
-                zip(regimes, columns["n_samples_seen"], strict=True)
-            ):
-                if should_emit(
-                    policy, every_n, {"regime": regime, "n_samples_seen": seen}, last_regime
-                ):
-                    emitted.append(j)
-                last_regime = int(regime)
+        emitted = self._emitted(state.last_regime, regimes, columns["n_samples_seen"])
         if emitted:
             rows = [index[j] for j in emitted]
             source = block if len(rows) == len(block) else block.take(rows)
@@ -531,6 +402,26 @@ class TickRules:
             run.outputs += output_rows(columns)
         last = index[-1]
         self._settle(state, run, int(regimes[-1]), int(block.offset[last]), float(block.ts[last]))
+
+    def _emitted(
+        self, previous_regime: int | None, regimes: Sequence[Any], seen: Sequence[Any]
+    ) -> Sequence[int]:
+        """The emit policy, applied to a run: the positions of the outputs it writes.
+
+        ``regimes`` and ``seen`` are the run's outputs' ``regime`` and ``n_samples_seen`` in
+        order, ``previous_regime`` the key's regime before the run (:func:`should_emit`).
+        """
+        policy, every_n = self.emit_policy, self.emit_every_n
+        if policy == "every_tick":  # the default: no output needs looking at
+            return range(len(regimes))
+        emitted = []
+        for j, (regime, n_seen) in enumerate(zip(regimes, seen, strict=True)):
+            if should_emit(
+                policy, every_n, {"regime": regime, "n_samples_seen": n_seen}, previous_regime
+            ):
+                emitted.append(j)
+            previous_regime = int(regime)
+        return emitted
 
     def _settle(
         self, state: KeyState, run: KeyRun, last_regime: int, last_offset: int, last_ts: float

@@ -1,0 +1,69 @@
+"""The command-line layer: ``--config``, ``--set SECTION.KEY=VALUE`` and the named flags.
+
+:func:`add_cli_overrides` adds them to a command's parser; :func:`overrides_from_args` turns
+what was given into the top layer of :func:`~streamgmm.settings.layers.load_settings`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from streamgmm.settings.spec import ConfigError
+
+__all__ = ["add_cli_overrides", "overrides_from_args"]
+
+
+_CLI_FLAGS: tuple[tuple[str, str, str, type], ...] = (
+    ("--bootstrap-servers", "bootstrap_servers", "Kafka bootstrap servers, host:port[,...]", str),
+    ("--input-topic", "input_topic", "topic of incoming ticks", str),
+    ("--output-topic", "output_topic", "topic of regime records", str),
+    ("--group-id", "group_id", "consumer group id", str),
+    ("--metrics-port", "metrics_port", "Prometheus metrics port (0 = any free port)", str),
+    ("--metrics-host", "metrics_host", "Prometheus metrics bind address", str),
+)
+
+
+def add_cli_overrides(parser: argparse.ArgumentParser, kafka_flags: bool = True) -> None:
+    """Add ``--config``, ``--set SECTION.KEY=VALUE`` and the named override flags to ``parser``.
+
+    Values stay strings here, so :func:`load_settings` validates them (and reports a bad
+    ``--metrics-port`` as a ConfigError, exit code 2) exactly like file and env values.
+    ``kafka_flags=False`` leaves out the named Kafka and metrics flags (for ``replay``).
+    """
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="TOML configuration file (overrides the defaults)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="set_settings",
+        metavar="SECTION.KEY=VALUE",
+        action="append",
+        default=None,
+        help="set any setting, e.g. --set detector.dt_unit=60 (repeatable; highest precedence)",
+    )
+    for flag, dest, help_text, kind in _CLI_FLAGS if kafka_flags else ():
+        parser.add_argument(flag, dest=dest, default=None, type=kind, help=help_text)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
+    """Return the overrides given on the command line (flags left out are omitted).
+
+    Raises
+    ------
+    ConfigError
+        For a ``--set`` that is not ``SECTION.KEY=VALUE``.
+    """
+    found: dict[str, object] = {}
+    for item in getattr(args, "set_settings", None) or ():
+        name, sep, value = item.partition("=")
+        if not sep or "." not in name:
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        found[name.strip()] = value
+    for _flag, dest, _help, _kind in _CLI_FLAGS:
+        value = getattr(args, dest, None)
+        if value is not None:
+            found[dest] = value
+    return found

@@ -1,0 +1,320 @@
+"""Decode: a record's bytes become a validated :class:`~.tick.Tick` or a
+:class:`~.tick.DeadLetter`.
+
+Owns the input format and every rule a tick must pass before it reaches its key: the first
+step of the tick path, decode -> rules (:mod:`.rules`) -> encode (:mod:`.encode`).
+
+Input values are JSON objects. Market ticks look like
+``{"symbol": "SPX", "ts": 1700000000.0, "price": 4500.25, "volume": 1200}`` and event ticks
+like ``{"ts": "2024-03-01T12:00:00Z", "<field>": 1.5, ...}`` with the configured fields.
+``ts`` is epoch seconds (a JSON number) or an ISO-8601 string; an ISO string without an
+offset is taken as UTC.
+
+A record that cannot be used becomes a dead letter with one of the stable reasons in
+:data:`~.tick.REASONS`; those strings are metric labels and dead-letter headers, so they never
+change meaning. Nothing here raises on bad input, whatever its bytes.
+
+Each rule has its home here, also for ``streamgmm replay``'s column-at-a-time path, which asks
+:meth:`TickDecoder.refused_rows`, :meth:`TickDecoder.key_is_usable` and
+:meth:`TickDecoder.record_fits` instead of checking on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Collection, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from streamgmm.settings.service import Settings
+from streamgmm.ticks.tick import DeadLetter, Tick, short_repr
+
+__all__ = ["MARKET_FIELDS", "Floor", "TickDecoder", "group_by_key", "non_finite_literal"]
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class Floor(NamedTuple):
+    """A field's lower bound, and the reason a tick whose value is past it is dead-lettered."""
+
+    reason: str
+    bound: float
+    inclusive: bool
+
+    def holds(self, value: Any) -> Any:
+        """Whether ``value`` is within the bound (elementwise for an array)."""
+        return value >= self.bound if self.inclusive else value > self.bound
+
+    def detail(self, name: str, value: float) -> str:
+        relation = ">=" if self.inclusive else ">"
+        return f"{name} must be {relation} {self.bound:g}, got {short_repr(value)}"
+
+
+#: The value fields of a market tick: name, whether required, and its floor. An optional field
+#: that is absent or JSON null is left out of the tick.
+MARKET_FIELDS: tuple[tuple[str, bool, Floor | None], ...] = (
+    ("price", True, Floor("non_positive_price", 0.0, inclusive=False)),
+    ("volume", False, Floor("negative_volume", 0.0, inclusive=True)),
+)
+
+
+def _literal_detail(name: str) -> str:
+    return f"non-finite literal {name} in JSON"
+
+
+def non_finite_literal(
+    key: bytes | None, name: str, topic: str, partition: int, offset: int
+) -> DeadLetter:
+    """The dead letter of a record whose JSON value holds ``name`` (``NaN``, ``Infinity`` or
+    ``-Infinity``, the first of them) as a literal, as :meth:`TickDecoder.decode` makes it
+    (without the value bytes)."""
+    return DeadLetter(key, None, "non_finite", _literal_detail(name), topic, partition, offset)
+
+
+def _reject_constant(name: str) -> float:
+    # Python's json accepts the non-standard NaN / Infinity / -Infinity literals by default.
+    raise _Reject("non_finite", _literal_detail(name))
+
+
+# One decoder for every record: json.loads(..., parse_constant=...) builds a new one per call.
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _number(obj: dict[str, Any], name: str) -> float:
+    raw = obj[name]
+    # The usual case first: a finite float (x - x is 0.0 for those only).
+    if type(raw) is float and raw - raw == 0.0:
+        return raw
+    # bool is an int subclass in Python, but true is not a price; strings are not numbers.
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise _Reject("wrong_type", f"field {name!r} must be a number, got {short_repr(raw)}")
+    try:
+        value = float(raw)
+    except OverflowError:
+        raise _Reject(
+            "non_finite", f"field {name!r} overflows a float: {short_repr(raw)}"
+        ) from None
+    if not math.isfinite(value):
+        raise _Reject("non_finite", f"field {name!r} is not finite: {short_repr(raw)}")
+    return value
+
+
+def _timestamp(obj: dict[str, Any]) -> float:
+    if "ts" not in obj:
+        raise _Reject("missing_field", "missing field 'ts'")
+    raw = obj["ts"]
+    if isinstance(raw, str):
+        try:
+            moment = datetime.fromisoformat(raw.strip())
+        except ValueError:
+            raise _Reject(
+                "wrong_type", f"field 'ts' must be epoch seconds or ISO-8601, got {short_repr(raw)}"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    return _number(obj, "ts")
+
+
+class TickDecoder:
+    """Decode and validate raw Kafka records into :class:`Tick` or :class:`DeadLetter`.
+
+    Parameters
+    ----------
+    settings
+        Uses ``tick_kind``, ``event_fields``, ``key_field``, ``max_record_bytes`` and
+        ``max_key_bytes``.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.tick_kind = settings.tick_kind
+        self.event_fields = tuple(settings.event_fields)
+        self.key_field = settings.key_field
+        self.max_record_bytes = settings.max_record_bytes
+        self.max_key_bytes = settings.max_key_bytes
+        #: The value fields a tick reads: (name, required, floor), in the order they are read.
+        self.value_fields: tuple[tuple[str, bool, Floor | None], ...] = (
+            tuple((name, True, None) for name in self.event_fields)
+            if self.tick_kind == "event"
+            else MARKET_FIELDS
+        )
+
+    @property
+    def required_fields(self) -> tuple[str, ...]:
+        """The fields every tick must have: ``ts`` and the required value fields."""
+        return ("ts", *(name for name, required, _floor in self.value_fields if required))
+
+    def fields_read(self, available: Collection[str]) -> dict[str, Floor | None]:
+        """The value fields a tick is read from when its names are ``available``, with their
+        floors: the required ones, and each optional one that is available."""
+        return {
+            name: floor
+            for name, required, floor in self.value_fields
+            if required or name in available
+        }
+
+    def record_fits(self, size: int) -> bool:
+        """Whether a record value of ``size`` bytes is within ``max_record_bytes``."""
+        return size <= self.max_record_bytes
+
+    def key_is_usable(self, text: str) -> bool:
+        """Whether ``text`` passes the instrument key's rules: not blank, and its UTF-8 within
+        ``max_key_bytes``."""
+        return not _blank(text) and self._key_fits(len(text.encode("utf-8")))
+
+    def refused_rows(self, ts: np.ndarray, fields: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Which ticks of numbers given as columns the field rules refuse (elementwise): a
+        ``ts`` or a value that is not finite, or a value past its floor. ``fields`` maps names
+        of :meth:`fields_read` to their columns."""
+        bad = ~np.isfinite(ts)
+        floors = self.fields_read(fields)
+        for name, values in fields.items():
+            bad |= ~np.isfinite(values)
+            floor = floors[name]
+            if floor is not None:
+                bad |= ~floor.holds(values)
+        return bad
+
+    def _key_fits(self, size: int) -> bool:
+        return size <= self.max_key_bytes
+
+    def decode(
+        self, key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int
+    ) -> Tick | DeadLetter:
+        """Return the tick, or a dead letter naming why the record cannot be used."""
+        try:
+            # The record key first, whether or not it is the instrument key: it travels in
+            # the dead letter, and a record must stay small enough to be dead-lettered.
+            if key is not None and not self._key_fits(len(key)):
+                raise _Reject("oversized_key", self._key_size_detail(len(key)))
+            obj = self._parse(value)
+        except _Reject as exc:
+            return DeadLetter(key, value, exc.reason, exc.detail, topic, partition, offset)
+        return self.decode_parsed(key, obj, topic, partition, offset, value)
+
+    def decode_parsed(
+        self,
+        key: bytes | None,
+        obj: dict[str, Any],
+        topic: str,
+        partition: int,
+        offset: int,
+        value: bytes | None = None,
+    ) -> Tick | DeadLetter:
+        """:meth:`decode` for a value already parsed from JSON into ``obj``.
+
+        ``value`` is the record's bytes when known; a dead letter carries it (else None).
+        """
+        try:
+            tick_key = self._key(key, obj)
+            ts = _timestamp(obj)
+            fields = self._fields(obj)
+        except _Reject as exc:
+            return DeadLetter(key, value, exc.reason, exc.detail, topic, partition, offset)
+        return Tick(tick_key, ts, fields, topic, partition, offset)
+
+    def _parse(self, value: bytes | None) -> dict[str, Any]:
+        if value is None:
+            raise _Reject("invalid_json", "record has no value")
+        # Size first: an oversized record is never parsed, whatever it contains.
+        if not self.record_fits(len(value)):
+            raise _Reject(
+                "oversized", f"value is {len(value)} bytes, limit is {self.max_record_bytes}"
+            )
+        try:
+            obj = _JSON_DECODER.decode(bytes(value).decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise _Reject("invalid_json", f"value is not UTF-8: {exc.reason}") from None
+        except json.JSONDecodeError as exc:
+            raise _Reject("invalid_json", f"invalid JSON: {exc}") from None
+        except ValueError as exc:
+            # Valid JSON Python will not read, e.g. an integer literal of more than 4,300
+            # digits (sys.get_int_max_str_digits()).
+            raise _Reject("invalid_json", f"JSON this decoder cannot read: {exc}") from None
+        except RecursionError:
+            raise _Reject("invalid_json", "JSON nested too deeply") from None
+        if not isinstance(obj, dict):
+            raise _Reject("not_an_object", f"JSON value is a {type(obj).__name__}, not an object")
+        return obj
+
+    def _key(self, key: bytes | None, obj: dict[str, Any]) -> str:
+        if self.key_field is not None:
+            if self.key_field not in obj:
+                raise _Reject("missing_field", f"missing key field {self.key_field!r}")
+            text = obj[self.key_field]
+            if not isinstance(text, str):
+                detail = f"key field {self.key_field!r} must be a string, got {short_repr(text)}"
+                raise _Reject("wrong_type", detail)
+            try:
+                size = len(text.encode("utf-8"))
+            except UnicodeEncodeError:
+                # JSON's \ud800 escapes give lone surrogates, which no output can carry.
+                detail = f"key field {self.key_field!r} is not valid Unicode: {short_repr(text)}"
+                raise _Reject("wrong_type", detail) from None
+            if not self._key_fits(size):
+                raise _Reject("oversized_key", self._key_size_detail(size))
+        else:
+            if not key:
+                raise _Reject("empty_key", "record has no key")
+            if not self._key_fits(len(key)):
+                raise _Reject("oversized_key", self._key_size_detail(len(key)))
+            try:
+                text = bytes(key).decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Reject("wrong_type", "record key is not UTF-8") from None
+        if _blank(text):
+            raise _Reject("empty_key", f"key is empty or blank: {short_repr(text)}")
+        return text
+
+    def _key_size_detail(self, size: int) -> str:
+        return f"key is {size} bytes, limit is {self.max_key_bytes} ([input] max_key_bytes)"
+
+    def _fields(self, obj: dict[str, Any]) -> dict[str, float]:
+        fields = {}
+        for name, required, floor in self.value_fields:
+            if required:
+                if name not in obj:
+                    raise _Reject("missing_field", f"missing field {name!r}")
+            elif obj.get(name) is None:  # JSON null counts as absent
+                continue
+            value = _number(obj, name)
+            if floor is not None and not floor.holds(value):
+                raise _Reject(floor.reason, floor.detail(name, value))
+            fields[name] = value
+        return fields
+
+
+def _blank(text: str) -> bool:
+    return not text.strip()
+
+
+def group_by_key(
+    decoded: Iterable[tuple[Tick | DeadLetter, bytes | None]],
+) -> tuple[dict[str, list[tuple[Tick, bytes | None]]], list[DeadLetter]]:
+    """Group decoded records of one partition, in offset order, by key.
+
+    ``decoded`` holds each record's :meth:`TickDecoder.decode` result with its value bytes.
+    Returns the ticks per key with their bytes (for a later dead letter), in offset order,
+    and the dead letters.
+    """
+    by_key: dict[str, list[tuple[Tick, bytes | None]]] = {}
+    dead: list[DeadLetter] = []
+    for result, value in decoded:
+        if type(result) is DeadLetter:
+            dead.append(result)
+            continue
+        tick: Tick = result  # type: ignore[assignment]
+        group = by_key.get(tick.key)
+        if group is None:
+            by_key[tick.key] = [(tick, value)]
+        else:
+            group.append((tick, value))
+    return by_key, dead
