@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from streamgmm.output import OUTPUT_KEYS, OutputBlock, make_output, make_output_columns
+from streamgmm.regime.output import OUTPUT_KEYS, OutputBlock, make_output, make_output_columns
 from streamgmm.replay import replay
 from streamgmm.settings.layers import load_settings
 from streamgmm.settings.service import Settings

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamgmm.output import make_output
 from streamgmm.regime import RegimeDetector
+from streamgmm.regime.output import make_output
 from streamgmm.ticks import rules as apply_mod
 from streamgmm.ticks.keystate import KeyState
 from streamgmm.ticks.rules import KeyRun, TickRules, is_out_of_order, should_emit

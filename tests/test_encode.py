@@ -1,4 +1,4 @@
-"""The output record: one schema (streamgmm.output), two encoders held byte-equal."""
+"""The output record: one schema (streamgmm.ticks.record), two encoders held byte-equal."""
 
 from __future__ import annotations
 
@@ -10,13 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamgmm.output import (
+from streamgmm.regime.output import (
     OUTPUT_FIELDS,
     OUTPUT_KEYS,
-    RECORD_FIELDS,
-    RECORD_KEYS,
-    SOURCE_FIELDS,
-    fields_table,
     make_output,
     make_output_columns,
     output_rows,
@@ -29,6 +25,7 @@ from streamgmm.ticks.encode import (
     encode_output_columns,
     encode_output_record,
 )
+from streamgmm.ticks.record import RECORD_FIELDS, RECORD_KEYS, SOURCE_FIELDS, fields_table
 from streamgmm.ticks.tick import Tick
 
 

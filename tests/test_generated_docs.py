@@ -1,6 +1,6 @@
 """The generated parts of the docs match the code they are generated from.
 
-docs/service.md holds the output record's field table (from :mod:`streamgmm.output`) and the
+docs/service.md holds the output record's field table (from :mod:`streamgmm.ticks.record`) and the
 settings table (from :data:`streamgmm.settings.service.SPECS` and the detector classes), each
 between ``<!-- generated: NAME -->`` and ``<!-- end generated -->``; configs/default.toml is
 :func:`~streamgmm.settings.render.default_config_text`. After changing a field, a setting or a
@@ -20,8 +20,8 @@ DEFAULT_CONFIG = REPO / "configs" / "default.toml"
 
 
 def _tables() -> dict[str, Callable[[], str]]:
-    from streamgmm.output import fields_table
     from streamgmm.settings.render import settings_table
+    from streamgmm.ticks.record import fields_table
 
     return {"output-fields": fields_table, "settings": settings_table}
 

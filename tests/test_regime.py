@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamgmm.output import output_rows
 from streamgmm.regime import OUTPUT_KEYS, EventDetector, RegimeDetector
+from streamgmm.regime.output import output_rows
 from streamgmm.synthetic import intraday_stream, switching_stream
 
 DAY = 86400.0

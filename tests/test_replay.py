@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 
 from streamgmm import produce
 from streamgmm import replay as replay_mod
-from streamgmm.output import RECORD_KEYS
 from streamgmm.replay import ReplayError, replay, row_message
 from streamgmm.replay import run as replay_run
 from streamgmm.replay.columns import CsvColumns
 from streamgmm.settings.layers import load_settings
 from streamgmm.settings.service import Settings
 from streamgmm.ticks.decode import TickDecoder
+from streamgmm.ticks.record import RECORD_KEYS
 from streamgmm.ticks.tick import DeadLetter
 
 # 2024-01-02T03:04:05Z in epoch seconds (19724 days, then 03:04:05).

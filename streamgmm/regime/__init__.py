@@ -19,7 +19,7 @@ the order a tick meets them, one module each:
 4. **Drift** (:mod:`~streamgmm.regime.drift`): Page-Hinkley on the shortfall of the
    regime-conditional log-likelihood (also alone: :class:`LikelihoodDriftMonitor`).
 5. **Output** (:mod:`~streamgmm.regime.output`): the step's output row becomes the detector's
-   output, the fields of the output record that :mod:`streamgmm.output` writes.
+   output, the fields of the output record that :mod:`streamgmm.ticks.record` writes.
 
 :mod:`~streamgmm.regime.step` runs the stages per tick; :mod:`~streamgmm.regime.layout` says
 where each stage keeps its settings and state in the detector's one ``float64`` buffer;

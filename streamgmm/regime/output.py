@@ -12,7 +12,7 @@ Pure: no I/O, no model maths, no imports from the rest of the package.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -24,6 +24,8 @@ __all__ = [
     "OutputBlock",
     "make_output",
     "make_output_columns",
+    "output_rows",
+    "take_columns",
 ]
 
 #: JSON type of each kind of field, as the docs state it.
@@ -143,7 +145,7 @@ def make_output_columns(
     sequence of per-regime columns (regime ``r``'s column at index ``r``), so the record's
     ``{"0": p0, "1": p1}`` of tick ``j`` is ``{r: column[j] for r, column in
     enumerate(probabilities)}``. Values are taken as they are, as in :func:`make_output`, of
-    which this is the column form (:func:`streamgmm.output.output_rows` turns one into the
+    which this is the column form (:func:`output_rows` turns one into the
     other).
 
     Examples
@@ -178,3 +180,31 @@ class OutputBlock(NamedTuple):
     applied: list[int]
     columns: dict[str, Any]
     refused: list[tuple[int, ValueError]]
+
+
+def output_rows(columns: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The per-tick outputs (:func:`make_output` dicts) of outputs in column form."""
+    n = len(columns["regime"])
+    per_field = []
+    for f in OUTPUT_FIELDS:
+        column = columns[f.name]
+        if f.kind == "probabilities":
+            column = (
+                [dict(enumerate(values)) for values in zip(*column, strict=True)]
+                if len(column)
+                else [{} for _ in range(n)]
+            )
+        per_field.append(column)
+    return [make_output(*row) for row in zip(*per_field, strict=True)]
+
+
+def take_columns(columns: Mapping[str, Any], positions: Sequence[int]) -> dict[str, Any]:
+    """Outputs in column form, of the ticks at ``positions`` only."""
+    taken: dict[str, Any] = {}
+    for f in OUTPUT_FIELDS:
+        column = columns[f.name]
+        if f.kind == "probabilities":
+            taken[f.name] = [[c[j] for j in positions] for c in column]
+        else:
+            taken[f.name] = [column[j] for j in positions]
+    return taken

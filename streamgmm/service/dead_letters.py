@@ -110,7 +110,7 @@ def refused_copy(
 
 
 def _source_of(value: bytes | None) -> tuple[str, int, int]:
-    """The source topic, partition and offset an output record names (see streamgmm.output)."""
+    """The source topic, partition and offset an output record names (ticks.record)."""
     try:
         obj = json.loads(value) if value is not None else None
     except (ValueError, RecursionError):

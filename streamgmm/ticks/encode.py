@@ -2,7 +2,7 @@
 
 Owns the writing of output records, for the service and ``streamgmm replay`` alike. What a
 record holds (field names, JSON types, the null and no-rounding rules) is not decided here but
-in :mod:`streamgmm.output`; both encoders below are derived from its :data:`RECORD_FIELDS`:
+in :mod:`streamgmm.ticks.record`; both encoders below are derived from its :data:`RECORD_FIELDS`:
 
 - :func:`build_output_record` builds the record as a plain dict, field by field, and
   :func:`encode_output` writes any such dict as compact JSON (the general path);
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from streamgmm.output import (
+from streamgmm.ticks.record import (
     RECORD_FIELDS,
     SOURCE_FIELDS,
     finite_or_none,
@@ -61,7 +61,7 @@ def build_output_record(tick: Tick, out: Mapping[str, Any]) -> dict[str, Any]:
     Returns
     -------
     dict
-        The keys of :data:`streamgmm.output.RECORD_KEYS`, with plain JSON-safe values.
+        The keys of :data:`streamgmm.ticks.record.RECORD_KEYS`, with plain JSON-safe values.
     """
     return {
         field.name: json_value(
@@ -93,7 +93,7 @@ def encode_output(record: dict[str, Any]) -> bytes:
 
 
 # --------------------------------------------------------------------------- the fast path
-# One writer per JSON kind of streamgmm.output.KINDS, each giving the exact text json.dumps
+# One writer per JSON kind of streamgmm.regime.output.KINDS, each giving the exact text json.dumps
 # gives for the value json_value() makes of it.
 
 
@@ -284,7 +284,7 @@ def _compile_columns_encoder() -> Callable[[Mapping[str, Any], Mapping[str, Any]
         "A run of output records as UTF-8 JSON, one bytes object per record.\n\n"
         "``source`` maps each source field (key, ts, topic, partition, offset) to one value for\n"
         "every record or to a column (a list, tuple or NumPy array); ``columns`` holds the\n"
-        "detector's outputs in column form (:func:`streamgmm.output.make_output_columns`).\n"
+        "detector's outputs in column form (:func:`streamgmm.regime.output.make_output_columns`).\n"
         "Record ``j`` is byte for byte ``encode_output(build_output_record(tick_j, out_j))``."
     )
     encoder.__module__ = __name__

@@ -43,11 +43,12 @@ from typing import Any
 
 import numpy as np
 
-from streamgmm.output import SOURCE_FIELDS, OutputBlock, output_rows, take_columns
 from streamgmm.regime import StreamProblem
+from streamgmm.regime.output import OutputBlock, output_rows, take_columns
 from streamgmm.settings.service import EMIT_POLICIES, OUT_OF_ORDER, Settings
 from streamgmm.ticks.encode import encode_output_columns, encode_output_record
 from streamgmm.ticks.keystate import KeyState, Pipeline
+from streamgmm.ticks.record import SOURCE_FIELDS
 from streamgmm.ticks.tick import DeadLetter, Tick, TickBlock, dead_letter_for
 
 __all__ = ["BLOCK_RUN", "KeyRun", "TickRules", "is_out_of_order", "should_emit"]
@@ -79,7 +80,7 @@ class KeyRun:
     applied
         How many ticks the detector learnt from.
     ticks, outputs
-        Every tick the detector learnt from, and its output (a :func:`~streamgmm.output.
+        Every tick the detector learnt from, and its output (a :func:`~streamgmm.regime.output.
         make_output` dict); empty when the rules were made with ``keep_outputs=False``.
     """
 

@@ -2,10 +2,10 @@
 
 Owns the schema of the record the service and ``streamgmm replay`` write for each tick
 (:data:`RECORD_FIELDS`: where the tick came from, then the detector's output fields,
-:data:`OUTPUT_FIELDS`, which the detectors define in :mod:`streamgmm.regime.output` and this
-module hands on with their constructors). The encoder (:mod:`streamgmm.service.encode`) and the
-field table in docs/service.md derive from the tables here, so a record field is added, renamed
-or retyped in this module only, and a detector's field in :mod:`streamgmm.regime.output`.
+:data:`~streamgmm.regime.output.OUTPUT_FIELDS`, which the detectors define in
+:mod:`streamgmm.regime.output`). The encoders (:mod:`streamgmm.ticks.encode`) and the field
+table in docs/service.md derive from the tables here, so a record field is added, renamed or
+retyped in this module only, and a detector's field in :mod:`streamgmm.regime.output`.
 
 Pure: no I/O, no model maths.
 
@@ -21,39 +21,22 @@ decimal strings (``"0"``, ``"1"``, ...), since JSON object keys are strings.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from streamgmm.regime.output import (
-    KINDS,
-    OUTPUT_FIELDS,
-    OUTPUT_KEYS,
-    Field,
-    OutputBlock,
-    make_output,
-    make_output_columns,
-)
+from streamgmm.regime.output import KINDS, OUTPUT_FIELDS, Field
 
 __all__ = [
-    "KINDS",
-    "OUTPUT_FIELDS",
-    "OUTPUT_KEYS",
     "RECORD_FIELDS",
     "RECORD_KEYS",
     "SOURCE_FIELDS",
-    "Field",
-    "OutputBlock",
     "fields_table",
     "finite_or_none",
     "json_value",
-    "make_output",
-    "make_output_columns",
-    "output_rows",
     "regime_probabilities",
-    "take_columns",
 ]
 
-#: Where the tick came from: attributes of :class:`streamgmm.service.decode.Tick`.
+#: Where the tick came from: attributes of :class:`streamgmm.ticks.tick.Tick`.
 SOURCE_FIELDS: tuple[Field, ...] = (
     Field("key", "string", "instrument (the record key, or `[input] key_field`)"),
     Field("ts", "number", "tick timestamp, epoch seconds"),
@@ -67,34 +50,6 @@ SOURCE_FIELDS: tuple[Field, ...] = (
 RECORD_FIELDS: tuple[Field, ...] = SOURCE_FIELDS + OUTPUT_FIELDS
 #: The keys of a written record, in order.
 RECORD_KEYS: tuple[str, ...] = tuple(field.name for field in RECORD_FIELDS)
-
-
-def output_rows(columns: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The per-tick outputs (:func:`make_output` dicts) of outputs in column form."""
-    n = len(columns["regime"])
-    per_field = []
-    for f in OUTPUT_FIELDS:
-        column = columns[f.name]
-        if f.kind == "probabilities":
-            column = (
-                [dict(enumerate(values)) for values in zip(*column, strict=True)]
-                if len(column)
-                else [{} for _ in range(n)]
-            )
-        per_field.append(column)
-    return [make_output(*row) for row in zip(*per_field, strict=True)]
-
-
-def take_columns(columns: Mapping[str, Any], positions: Sequence[int]) -> dict[str, Any]:
-    """Outputs in column form, of the ticks at ``positions`` only."""
-    taken: dict[str, Any] = {}
-    for f in OUTPUT_FIELDS:
-        column = columns[f.name]
-        if f.kind == "probabilities":
-            taken[f.name] = [[c[j] for j in positions] for c in column]
-        else:
-            taken[f.name] = [column[j] for j in positions]
-    return taken
 
 
 def finite_or_none(value: object) -> float | None:
