@@ -439,6 +439,41 @@ def ms_pred(s: Series, r: np.ndarray, params: dict[str, float]) -> Pred:
     return Pred(out[:, 0], var, q01, q05, label=(p > 0.5).astype(float), p_turb=p)
 
 
+def pool_pred(s: Series, r: np.ndarray, params: dict[str, float]) -> Pred:
+    out = fm.run_pool(s.ts, s.price, **params)[1:]
+    wa = out[:, fm.Q_WA]
+    w = np.column_stack([wa, 1.0 - wa])
+    mean = out[:, fm.Q_MEAN_A]
+    sd = out[:, [fm.Q_SD_A, fm.Q_SD_B]]
+    nu2 = out[:, [fm.Q_NU_A, fm.Q_NU_B]]
+    var = np.sum(w * sd**2, axis=1)
+    ok = np.isfinite(var)
+    q = {}
+    for level in (0.01, 0.05):
+        q[level] = np.full(r.size, np.nan)
+        if ok.any():
+            q[level][ok] = _t_mixture_quantile2(w[ok], mean[ok], sd[ok], nu2[ok], level)
+    pred = Pred(out[:, fm.Q_LOGPDF], var, q[0.01], q[0.05])
+    pred.label = out[:, fm.Q_LABEL]
+    pred.p_turb = out[:, fm.Q_PTURB]
+    pred.extra = {"drift": out[:, fm.Q_DRIFT], "z": out[:, fm.Q_Z], "wa": wa}
+    return pred
+
+
+def _t_mixture_quantile2(w, m, sd, nu, p):
+    """Quantile of a mixture of unit-variance Student-t's with per-component dof."""
+    k = np.sqrt((nu - 2.0) / nu)
+    lo = np.min(m[:, None] - 30 * sd, axis=1)
+    hi = np.max(m[:, None] + 30 * sd, axis=1)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        cdf = np.sum(w * stats.t.cdf((mid[:, None] - m[:, None]) / (sd * k), nu), axis=1)
+        below = cdf < p
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+    return 0.5 * (lo + hi)
+
+
 def detector_pred(s: Series, r: np.ndarray) -> Pred:
     from streamgmm.regime import RegimeDetector
 
@@ -549,7 +584,7 @@ def calm_first(label: np.ndarray, r: np.ndarray, mask: np.ndarray) -> bool | Non
 # ---------------------------------------------------------------------------------------------
 
 _PARAMS: dict[str, float] = {}
-_MODEL = "vlr"
+_MODEL = "pool"
 
 
 def evaluate(s: Series) -> dict[str, Any]:
@@ -558,7 +593,9 @@ def evaluate(s: Series) -> dict[str, Any]:
     mask = np.zeros(r.size, dtype=bool)
     if points.size:
         mask[points[0] :] = True
-    if _MODEL == "ms":
+    if _MODEL == "pool":
+        cand = pool_pred(s, r, _PARAMS)
+    elif _MODEL == "ms":
         cand = ms_pred(s, r, _PARAMS)
         cand.extra = {"drift": np.zeros(r.size)}
     else:
@@ -610,7 +647,7 @@ def evaluate(s: Series) -> dict[str, Any]:
     return res
 
 
-def _init(params: dict[str, float], model: str = "vlr") -> None:
+def _init(params: dict[str, float], model: str = "pool") -> None:
     global _PARAMS, _MODEL
     _PARAMS = params
     _MODEL = model
@@ -801,8 +838,8 @@ JUMP_DEADLINE = 100
 def _drift_stationary(job: tuple[int, str, dict[str, float]]) -> tuple[str, int, int]:
     seed, kind, params = job
     s = syn.heavy_tailed_stream(seed, DRIFT_N, kind, t0=SYN_T0)
-    out = fm.run_vlr(s.ts, s.price, **params)
-    d = out[:, fm.O_DRIFT]
+    out = fm.run_pool(s.ts, s.price, **params)
+    d = out[:, fm.Q_DRIFT]
     warm = np.isfinite(d)
     return kind, int(np.nansum(d[warm])), int(warm.sum())
 
@@ -814,8 +851,8 @@ def _drift_jump(job: tuple[int, str, dict[str, float]]) -> tuple[str, int | None
     else:
         s = syn.variance_jump(syn.heavy_tailed_stream(seed, 3000, kind, t0=SYN_T0), 1500, 3.0)
         ts, price, at = s.ts, s.price, 1500
-    out = fm.run_vlr(ts, price, **params)
-    d = np.nan_to_num(out[:, fm.O_DRIFT])
+    out = fm.run_pool(ts, price, **params)
+    d = np.nan_to_num(out[:, fm.Q_DRIFT])
     alarms = np.flatnonzero(d == 1.0)
     after = alarms[alarms >= at]
     before = int(np.sum(alarms < at))
@@ -858,32 +895,47 @@ def drift_section(split: str, params: dict[str, float], processes: int) -> dict[
 
 
 def speed_section(params: dict[str, float], repeats: int = 7) -> dict[str, float]:
-    """Per-tick time of the compiled step (median of alternating repeats), both models."""
+    """Per-tick time of each compiled step over the same ticks (the S&P 500 five times over),
+    medians of alternating repeats: the pool (both volatility models, the pooled PIT, drift
+    and the regime filter), the GJR model alone, and the MS-GARCH alternative."""
     s = rs.real_series()["sp500_1999"]
     ts, price = rs.posix_seconds(s.index), s.to_numpy(float)
     ts = np.tile(ts, 5) + np.repeat(np.arange(5), ts.size) * (ts[-1] - ts[0] + 86400.0)
     price = np.tile(price, 5)
-    cfg = fm.settings(**params)
-    out = np.empty((ts.size, fm.O_SIZE))
-    offs = fm.ms_offsets(cfg)
-    ms_out = np.empty((ts.size, 8))
-    fm.vlr_run(fm.new_state(cfg), cfg, ts, price, out)
-    fm.ms_run(np.zeros(offs["end"]), cfg, ts, price, ms_out, offs["theta"])
-    vlr, ms = [], []
+    n = ts.size
+    cfg_a = fm.settings(**{**params, "vol": 0.0, "labels": 0.0})
+    cfg_b = fm.settings(**{**params, "vol": 1.0, "labels": 0.0})
+    offs = fm.ms_offsets(cfg_a)
+    ra, rb = np.empty((n, fm.O_SIZE)), np.empty((n, fm.O_SIZE))
+    out, ms_out = np.empty((n, fm.Q_SIZE)), np.empty((n, 8))
+
+    def pool() -> None:
+        sp = np.zeros(fm.P_HMM + fm.state_size(cfg_a))
+        sa, sb = fm.new_state(cfg_a), fm.new_state(cfg_b)
+        fm.pool_run(sa, sb, sp, cfg_a, cfg_b, ts, price, ra, rb, out)
+
+    cfg_g = fm.settings(**{**params, "vol": 0.0})
+
+    def gjr() -> None:
+        fm.vlr_run(fm.new_state(cfg_g), cfg_g, ts, price, ra)
+
+    def ms() -> None:
+        fm.ms_run(np.zeros(offs["end"]), cfg_a, ts, price, ms_out, offs["theta"])
+
+    runs = {"pool": pool, "gjr": gjr, "ms": ms}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for fn in runs.values():
+        fn()  # compile
     for _ in range(repeats):
-        st = fm.new_state(cfg)
-        t = time.perf_counter()
-        fm.vlr_run(st, cfg, ts, price, out)
-        vlr.append((time.perf_counter() - t) / ts.size * 1e6)
-        st = np.zeros(offs["end"])
-        t = time.perf_counter()
-        fm.ms_run(st, cfg, ts, price, ms_out, offs["theta"])
-        ms.append((time.perf_counter() - t) / ts.size * 1e6)
-    result = {"vlr_us": float(np.median(vlr)), "ms_us": float(np.median(ms))}
+        for key, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            times[key].append((time.perf_counter() - t) / n * 1e6)
+    result = {f"{k}_us": float(np.median(v)) for k, v in times.items()}
     print(
-        f"\nSpeed of the compiled step ({ts.size} daily ticks, median of {repeats} alternating "
-        f"repeats): prototype {result['vlr_us']:.3f} us/tick, "
-        f"MS-GARCH {result['ms_us']:.3f} us/tick"
+        f"\nSpeed of the compiled steps ({n} daily ticks, median of {repeats} alternating "
+        f"repeats, us/tick): pool {result['pool_us']:.3f}, GJR alone {result['gjr_us']:.3f}, "
+        f"MS-GARCH {result['ms_us']:.3f}"
     )
     return result
 
@@ -893,7 +945,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("tuning", "held-out", "fresh"), action="append")
     parser.add_argument("--params", default="{}")
-    parser.add_argument("--model", choices=("vlr", "ms"), default="vlr")
+    parser.add_argument("--model", choices=("pool", "vlr", "ms"), default="pool")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--series", default=None, help="comma-separated names to keep")
     parser.add_argument("--json", type=Path, default=None)

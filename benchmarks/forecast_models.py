@@ -78,8 +78,13 @@ N_PROFILE = 48  # half-hours of the UTC day
     C_LEVEL_HALFLIFE,
     C_HMM_MU_PRIOR,
     C_LABEL_HOLD,
+    C_VOL,
+    C_LEVEL_SECONDS,
+    C_POOL_FORGET,
+    C_LABELS,
+    C_REFACTOR,
     C_SIZE,
-) = range(28)
+) = range(33)
 
 DEFAULTS = {
     "warmup": 50.0,
@@ -97,9 +102,9 @@ DEFAULTS = {
     "hmm_tprior": 50.0,
     "hmm_sep": 0.35,
     "hmm_sd": 0.3,
-    "drift_k": 1.0,
-    "drift_h": 25.0,
-    "drift_clip": 9.0,
+    "drift_k": 1.25,
+    "drift_h": 24.0,
+    "drift_clip": 6.0,
     "nu0": 6.0,
     "alpha0": 0.05,
     "gamma0": 0.0,
@@ -109,6 +114,11 @@ DEFAULTS = {
     "level_halflife": 0.0,
     "hmm_mu_prior": 100.0,
     "label_hold": 0.0,
+    "vol": 0.0,
+    "level_seconds": 14400.0,
+    "pool_forget": 0.999,
+    "labels": 1.0,
+    "refactor": 1.0,
 }
 _NAMES = list(DEFAULTS)
 
@@ -125,7 +135,7 @@ def settings(**overrides: float) -> np.ndarray:
 
 
 # ---- state slots ----------------------------------------------------------------------------
-_P = 5  # GARCH parameters: alpha, gamma, beta, eta = log(nu - 2), mu
+_P = 6  # volatility parameters: alpha, gamma, beta, eta = log(nu - 2), mu, c (EGARCH level)
 (
     N_SEEN,
     LAST_TS,
@@ -154,7 +164,7 @@ _P = 5  # GARCH parameters: alpha, gamma, beta, eta = log(nu - 2), mu
 ) = range(24)
 THETA = _HEAD  # alpha, gamma, beta, eta, mu
 DH = THETA + _P  # dh/dtheta
-FISH = DH + _P  # 5 x 5 curvature
+FISH = DH + _P  # _P x _P curvature
 GAP_S = FISH + _P * _P
 GAP_N = GAP_S + N_GAP
 PRO_S = GAP_N + N_GAP
@@ -386,12 +396,33 @@ def _garch_init(st, cfg):
     st[FISH + 2 * _P + 2] = 50.0
     st[FISH + 3 * _P + 3] = 0.02
     st[FISH + 4 * _P + 4] = 1.0
+    st[FISH + 5 * _P + 5] = 0.3
+    st[THETA + 5] = 0.0
+    if cfg[C_VOL] != 0.0:  # Beta-t-EGARCH: scores' variances are of order 1
+        st[FISH + 0 * _P + 0] = 2.0
+        st[FISH + 1 * _P + 1] = 2.0
+        st[FISH + 2 * _P + 2] = 8.0
+        st[THETA + 0] = 0.05
+        st[THETA + 2] = 0.95
 
 
 @_hot
-def _solve5(st, g, out):
-    """out = F^-1 g by Cholesky of the curvature (plus a small ridge) in the scratch."""
+def _solve5(st, g, out, refactor):
+    """out = F^-1 g by Cholesky of the curvature (plus a small ridge) in the scratch; the
+    factor is recomputed only when ``refactor`` (else the last one is reused)."""
     a = SCR + 2 * _P
+    if not refactor and st[a] > 0.0:
+        for i in range(_P):
+            s = g[i]
+            for k in range(i):
+                s -= st[a + i * _P + k] * out[k]
+            out[i] = s / st[a + i * _P + i]
+        for i in range(_P - 1, -1, -1):
+            s = out[i]
+            for k in range(i + 1, _P):
+                s -= st[a + k * _P + i] * out[k]
+            out[i] = s / st[a + i * _P + i]
+        return
     tr = 0.0
     for i in range(_P):
         tr += st[FISH + i * _P + i]
@@ -426,11 +457,20 @@ def _solve5(st, g, out):
         out[i] = s / st[a + i * _P + i]
 
 
-_MAX_STEP = (0.01, 0.01, 0.01, 0.1, 0.02)
+_MAX_STEP = (0.01, 0.01, 0.01, 0.1, 0.02, 0.02)
 
 
 @_hot
 def _project(st, cfg):
+    if cfg[C_VOL] != 0.0:
+        st[THETA + 0] = min(max(st[THETA + 0], 0.0), 0.5)
+        g = st[THETA + 1] if cfg[C_ASYM] != 0.0 else 0.0
+        st[THETA + 1] = min(max(g, -0.3), 0.3)
+        st[THETA + 2] = min(max(st[THETA + 2], 0.0), 0.9995)
+        st[THETA + 3] = min(max(st[THETA + 3], 0.0), math.log(60.0))
+        st[THETA + 4] = min(max(st[THETA + 4], -0.3), 0.3)
+        st[THETA + 5] = min(max(st[THETA + 5], -2.0), 2.0)
+        return
     a = min(max(st[THETA + 0], 0.0), 0.5)
     g = st[THETA + 1] if cfg[C_ASYM] != 0.0 else 0.0
     g = min(max(g, -a), 0.5)
@@ -445,7 +485,99 @@ def _project(st, cfg):
 
 
 @_hot
+def _rml_step(st, cfg, grad, step_v):
+    n = st[N_STEPS]
+    step = max(1.0 / (n + cfg[C_N0]), cfg[C_FLOOR])
+    st[N_STEPS] = n + 1.0
+    for i in range(_P):
+        for j in range(_P):
+            k = FISH + i * _P + j
+            st[k] = (1.0 - step) * st[k] + step * st[grad + i] * st[grad + j]
+    _solve5(st, st[grad : grad + _P], st[step_v : step_v + _P], int(n) % int(cfg[C_REFACTOR]) == 0)
+    for i in range(_P):
+        dv = step * st[step_v + i]
+        lim = _MAX_STEP[i]
+        st[THETA + i] += min(max(dv, -lim), lim)
+    _project(st, cfg)
+
+
+@_hot
+def _update_v(st, cfg, e2):
+    vv = st[V]
+    decay = 2.0 ** (-1.0 / cfg[C_V_HALFLIFE]) if cfg[C_V_HALFLIFE] > 0.0 else 1.0
+    w = st[V_W] * decay + 1.0
+    st[V_W] = w
+    st[V] += (min(e2, 50.0 * vv) - vv) / w
+
+
+@_hot
+def _egarch_learn(st, cfg, x, tm, learn):
+    """Beta-t-EGARCH (Harvey 2013) on log h, driven by the bounded score of the t density:
+    log h' = (1 - b)(log V + c) + b log h + a u + g sgn(-e)(u + 1), u = (nu + 1) q / (1 + q) - 1.
+    DH holds d log h / d theta."""
+    h = st[H]
+    lam = math.log(h)
+    a, g, b = st[THETA + 0], st[THETA + 1], st[THETA + 2]
+    c = st[THETA + 5]
+    nu = _nu(st)
+    mu = st[THETA + 4]
+    s2 = tm * h
+    d = x - mu
+    q = d * d / (s2 * (nu - 2.0))
+    u = (nu + 1.0) * q / (1.0 + q) - 1.0
+    grad = SCR
+    step_v = SCR + _P
+    dl_dnu = (
+        0.5 * (digamma(0.5 * (nu + 1.0)) - digamma(0.5 * nu))
+        - 0.5 / (nu - 2.0)
+        - 0.5 * math.log1p(q)
+        + 0.5 * (nu + 1.0) * q / ((nu - 2.0) * (1.0 + q))
+    )
+    dl_dmu = (nu + 1.0) * d / (s2 * (nu - 2.0) * (1.0 + q))
+    for i in range(_P):
+        st[grad + i] = 0.5 * u * st[DH + i]
+    st[grad + 3] += dl_dnu * (nu - 2.0)
+    st[grad + 4] += dl_dmu
+    if cfg[C_ASYM] == 0.0:
+        st[grad + 1] = 0.0
+    sg = 1.0 if d < 0.0 else -1.0
+    du_dq = (nu + 1.0) / ((1.0 + q) * (1.0 + q))
+    vv = st[V]
+    target = math.log(vv) + c
+    new_lam = (1.0 - b) * target + b * lam + a * u + g * sg * (u + 1.0)
+    coef = (a + g * sg) * du_dq
+    for i in range(_P):
+        dq = -q * st[DH + i]
+        if i == 3:
+            dq += -q / (nu - 2.0) * (nu - 2.0)
+        elif i == 4:
+            dq += -2.0 * d / (s2 * (nu - 2.0))
+        du = coef * dq
+        if i == 3:
+            du += (a + g * sg) * q / (1.0 + q) * (nu - 2.0)
+        st[DH + i] = b * st[DH + i] + du
+    st[DH + 0] += u
+    st[DH + 1] += sg * (u + 1.0)
+    st[DH + 2] += lam - target
+    st[DH + 5] += 1.0 - b
+    new_lam = min(max(new_lam, math.log(vv) - 12.0), math.log(vv) + 12.0)
+    st[H] = math.exp(new_lam)
+    e = d / math.sqrt(tm)
+    _update_v(st, cfg, e * e)
+    if learn and math.isfinite(u) and math.isfinite(dl_dnu):
+        _rml_step(st, cfg, grad, step_v)
+    return e
+
+
+@_hot
 def _garch_learn(st, cfg, x, tm, learn):
+    if cfg[C_VOL] != 0.0:
+        return _egarch_learn(st, cfg, x, tm, learn)
+    return _gjr_learn(st, cfg, x, tm, learn)
+
+
+@_hot
+def _gjr_learn(st, cfg, x, tm, learn):
     """After tick x (standardised) with time/profile multiplier tm: one RML step (if
     ``learn``), then the variance recursion. Returns the adjusted return e."""
     h = st[H]
@@ -490,24 +622,10 @@ def _garch_learn(st, cfg, x, tm, learn):
     floor_h = 1e-4 * vv
     st[H] = max(new_h, floor_h, 1e-12)
     # Long-run variance target: EWMA (half-life in ticks) or expanding mean.
-    decay = 2.0 ** (-1.0 / cfg[C_V_HALFLIFE]) if cfg[C_V_HALFLIFE] > 0.0 else 1.0
-    w = st[V_W] * decay + 1.0
-    st[V_W] = w
-    st[V] += (min(e2, 50.0 * vv) - vv) / w
+    _update_v(st, cfg, e2)
     if learn and math.isfinite(dl_dh) and math.isfinite(dl_dnu):
-        n = st[N_STEPS]
-        step = max(1.0 / (n + cfg[C_N0]), cfg[C_FLOOR])
-        st[N_STEPS] = n + 1.0
-        for i in range(_P):
-            for j in range(_P):
-                k = FISH + i * _P + j
-                st[k] = (1.0 - step) * st[k] + step * st[grad + i] * st[grad + j]
-        _solve5(st, st[grad : grad + _P], st[step_v : step_v + _P])
-        for i in range(_P):
-            dv = step * st[step_v + i]
-            lim = _MAX_STEP[i]
-            st[THETA + i] += min(max(dv, -lim), lim)
-        _project(st, cfg)
+        st[grad + 5] = 0.0
+        _rml_step(st, cfg, grad, step_v)
     return e
 
 
@@ -675,8 +793,15 @@ def _learn(st, cfg, ts, dt, x):
         _profile_learn(st, cfg, ts, absz / math.sqrt(tm / _profile_multiplier(st, cfg, ts)))
     _gap_learn(st, cfg, b, absz / math.sqrt(tm) if b == 0 else absz)
     _garch_learn(st, cfg, x, tm, True)
+    if cfg[C_LABELS] == 0.0:
+        return np.nan
     y = 0.5 * math.log(st[H] / st[V])
-    if cfg[C_LEVEL_HALFLIFE] > 0.0:
+    if cfg[C_LEVEL_SECONDS] > 0.0:
+        w = st[LEVEL_W] * 2.0 ** (-dt / cfg[C_LEVEL_SECONDS]) + 1.0
+        st[LEVEL_W] = w
+        st[LEVEL] += (y - st[LEVEL]) / w
+        y = st[LEVEL]
+    elif cfg[C_LEVEL_HALFLIFE] > 0.0:
         w = st[LEVEL_W] * 2.0 ** (-1.0 / cfg[C_LEVEL_HALFLIFE]) + 1.0
         st[LEVEL_W] = w
         st[LEVEL] += (y - st[LEVEL]) / w
@@ -722,7 +847,8 @@ def vlr_step(st, cfg, ts, price, row):
     z = t_normal_score(u, nu)
     row[O_Z] = z
     row[O_GAP] = b
-    row[O_DRIFT] = _drift(st, cfg, z)
+    if cfg[C_LABELS] != 0.0:
+        row[O_DRIFT] = _drift(st, cfg, z)
     p = _learn(st, cfg, ts, dt, x)
     row[O_PTURB] = p
     hold = cfg[C_LABEL_HOLD]
@@ -1108,4 +1234,179 @@ def run_ms(ts: np.ndarray, price: np.ndarray, **overrides: float) -> np.ndarray:
         out,
         offs["theta"],
     )
+    return out
+
+
+# ============================================================================================
+# The pooled forecast: GJR-GARCH-t and Beta-t-EGARCH, Bayesian weights with forgetting
+# ============================================================================================
+
+(
+    P_LA,  # log weight of the GJR model
+    P_LB,  # log weight of the EGARCH model
+    P_SEEN,
+    P_LABEL,
+    P_LEVEL,
+    P_LEVEL_W,
+    P_LAST_TS,
+    _P_HEAD,
+) = range(8)
+P_HMM = _P_HEAD  # a vlr-layout state used for its HMM and drift slots only
+
+# Pooled output row: the vlr row fields, plus both components.
+(
+    Q_LOGPDF,
+    Q_WA,
+    Q_MEAN_A,
+    Q_SD_A,
+    Q_NU_A,
+    Q_MEAN_B,
+    Q_SD_B,
+    Q_NU_B,
+    Q_Z,
+    Q_PTURB,
+    Q_LABEL,
+    Q_DRIFT,
+    Q_NEXT_SD,
+    Q_GAP,
+    Q_SIZE,
+) = range(15)
+
+
+@_hot
+def norm_cdf(z):
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+@_hot
+def norm_ppf(p):
+    """Acklam's rational approximation of the normal quantile (relative error < 1.2e-9 after
+    one Halley step)."""
+    p = min(max(p, 1e-300), 1.0 - 1e-16)
+    a = (
+        -3.969683028665376e01,
+        2.209460984245205e02,
+        -2.759285104469687e02,
+        1.383577518672690e02,
+        -3.066479806614716e01,
+        2.506628277459239e00,
+    )
+    b = (
+        -5.447609879822406e01,
+        1.615858368580409e02,
+        -1.556989798598866e02,
+        6.680131188771972e01,
+        -1.328068155288572e01,
+    )
+    c = (
+        -7.784894002430293e-03,
+        -3.223964580411365e-01,
+        -2.400758277161838e00,
+        -2.549732539343734e00,
+        4.374664141464968e00,
+        2.938163982698783e00,
+    )
+    d = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
+    lo = 0.02425
+    if p < lo:
+        q = math.sqrt(-2.0 * math.log(p))
+        x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / (
+            (((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0
+        )
+    elif p <= 1.0 - lo:
+        q = p - 0.5
+        r = q * q
+        x = (
+            (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5])
+            * q
+            / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1.0)
+        )
+    else:
+        q = math.sqrt(-2.0 * math.log1p(-p))
+        x = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / (
+            (((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0
+        )
+    e = norm_cdf(x) - p
+    u = e * math.sqrt(2.0 * math.pi) * math.exp(0.5 * x * x)
+    return x - u / (1.0 + 0.5 * x * u)
+
+
+@_jit
+def pool_run(sa, sb, sp, cfg_a, cfg_b, ts, price, ra, rb, out):
+    """Both volatility models over a series; the pooled predictive, its PIT, drift and labels.
+
+    ``sa``/``sb``: vlr states of the GJR and EGARCH models; ``sp``: the pool's state (its
+    ``P_HMM`` part is a vlr-layout state for the regime filter and drift).
+    """
+    lam = cfg_a[C_POOL_FORGET]
+    for i in range(ts.shape[0]):
+        for j in range(Q_SIZE):
+            out[i, j] = np.nan
+        vlr_step(sa, cfg_a, ts[i], price[i], ra[i])
+        vlr_step(sb, cfg_b, ts[i], price[i], rb[i])
+        la_, lb_ = ra[i, O_LOGPDF], rb[i, O_LOGPDF]
+        dt = ts[i] - sp[P_LAST_TS] if sp[P_SEEN] > 0.0 else 0.0
+        sp[P_LAST_TS] = ts[i]
+        sp[P_SEEN] += 1.0
+        if not (math.isfinite(la_) and math.isfinite(lb_)):
+            continue
+        hm = sp[P_HMM:]
+        if hm[PHASE] == PH_WARMING:
+            hm[PHASE] = PH_RUNNING
+            _hmm_init(hm, cfg_a, 0.0)
+            sp[P_LA] = math.log(0.5)
+            sp[P_LB] = math.log(0.5)
+        top = max(sp[P_LA], sp[P_LB])
+        norm = top + math.log(math.exp(sp[P_LA] - top) + math.exp(sp[P_LB] - top))
+        wa = math.exp(sp[P_LA] - norm)
+        wb = 1.0 - wa
+        m = max(la_, lb_)
+        out[i, Q_LOGPDF] = m + math.log(wa * math.exp(la_ - m) + wb * math.exp(lb_ - m))
+        out[i, Q_WA] = wa
+        out[i, Q_MEAN_A] = ra[i, O_MEAN]
+        out[i, Q_SD_A] = ra[i, O_SD]
+        out[i, Q_NU_A] = ra[i, O_NU]
+        out[i, Q_MEAN_B] = rb[i, O_MEAN]
+        out[i, Q_SD_B] = rb[i, O_SD]
+        out[i, Q_NU_B] = rb[i, O_NU]
+        out[i, Q_GAP] = ra[i, O_GAP]
+        u = wa * norm_cdf(ra[i, O_Z]) + wb * norm_cdf(rb[i, O_Z])
+        z = norm_ppf(u)
+        out[i, Q_Z] = z
+        out[i, Q_DRIFT] = _drift(hm, cfg_a, z)
+        sp[P_LA] = lam * (sp[P_LA] - norm) + la_
+        sp[P_LB] = lam * (sp[P_LB] - norm) + lb_
+        # Regime filter on the pooled level (relative to each model's long-run variance).
+        rel = wa * sa[H] / sa[V] + wb * sb[H] / sb[V]
+        y = 0.5 * math.log(rel)
+        if cfg_a[C_LEVEL_SECONDS] > 0.0:
+            w = sp[P_LEVEL_W] * 2.0 ** (-dt / cfg_a[C_LEVEL_SECONDS]) + 1.0
+            sp[P_LEVEL_W] = w
+            sp[P_LEVEL] += (y - sp[P_LEVEL]) / w
+            y = sp[P_LEVEL]
+        p = _level_hmm(hm, cfg_a, y)
+        hold = cfg_a[C_LABEL_HOLD]
+        lab = sp[P_LABEL]
+        if lab == 0.0 and p > 0.5 + hold:
+            lab = 1.0
+        elif lab == 1.0 and p < 0.5 - hold:
+            lab = 0.0
+        sp[P_LABEL] = lab
+        out[i, Q_PTURB] = p
+        out[i, Q_LABEL] = lab
+        out[i, Q_NEXT_SD] = math.sqrt(wa * ra[i, O_NEXT_SD] ** 2 + wb * rb[i, O_NEXT_SD] ** 2)
+
+
+def run_pool(ts: np.ndarray, price: np.ndarray, **overrides: float) -> np.ndarray:
+    """Pooled-output rows (:data:`Q_SIZE` columns) over a whole series."""
+    cfg_a = settings(**{**overrides, "vol": 0.0, "labels": 0.0})
+    cfg_b = settings(**{**overrides, "vol": 1.0, "labels": 0.0})
+    sa, sb = new_state(cfg_a), new_state(cfg_b)
+    sp = np.zeros(P_HMM + state_size(cfg_a))
+    n = ts.size
+    ra, rb = np.empty((n, O_SIZE)), np.empty((n, O_SIZE))
+    out = np.empty((n, Q_SIZE))
+    t = np.ascontiguousarray(ts, float)
+    p = np.ascontiguousarray(price, float)
+    pool_run(sa, sb, sp, cfg_a, cfg_b, t, p, ra, rb, out)
     return out
