@@ -407,54 +407,50 @@ def _garch_init(st, cfg):
 
 
 @_hot
-def _solve5(st, g, out, refactor):
-    """out = F^-1 g by Cholesky of the curvature (plus a small ridge) in the scratch; the
-    factor is recomputed only when ``refactor`` (else the last one is reused)."""
-    a = SCR + 2 * _P
-    if not refactor and st[a] > 0.0:
-        for i in range(_P):
-            s = g[i]
-            for k in range(i):
-                s -= st[a + i * _P + k] * out[k]
-            out[i] = s / st[a + i * _P + i]
-        for i in range(_P - 1, -1, -1):
-            s = out[i]
-            for k in range(i + 1, _P):
-                s -= st[a + k * _P + i] * out[k]
-            out[i] = s / st[a + i * _P + i]
-        return
-    tr = 0.0
-    for i in range(_P):
-        tr += st[FISH + i * _P + i]
-    ridge = 1e-6 * tr / _P + 1e-12
-    for i in range(_P):
-        for j in range(_P):
-            st[a + i * _P + j] = st[FISH + i * _P + j] + (ridge if i == j else 0.0)
-    for j in range(_P):
-        s = st[a + j * _P + j]
-        for k in range(j):
-            s -= st[a + j * _P + k] ** 2
-        if not s > 0.0:
-            for i in range(_P):
-                out[i] = 0.0
-            return
-        d = math.sqrt(s)
-        st[a + j * _P + j] = d
-        for i in range(j + 1, _P):
-            s2 = st[a + i * _P + j]
-            for k in range(j):
-                s2 -= st[a + i * _P + k] * st[a + j * _P + k]
-            st[a + i * _P + j] = s2 / d
-    for i in range(_P):
-        s = g[i]
+def _substitute(st, a, g, out, n):
+    """out = (L L')^-1 g for the Cholesky factor L in the lower triangle of st[a:]."""
+    for i in range(n):
+        s = st[g + i]
         for k in range(i):
-            s -= st[a + i * _P + k] * out[k]
-        out[i] = s / st[a + i * _P + i]
-    for i in range(_P - 1, -1, -1):
-        s = out[i]
-        for k in range(i + 1, _P):
-            s -= st[a + k * _P + i] * out[k]
-        out[i] = s / st[a + i * _P + i]
+            s -= st[a + i * n + k] * st[out + k]
+        st[out + i] = s / st[a + i * n + i]
+    for i in range(n - 1, -1, -1):
+        s = st[out + i]
+        for k in range(i + 1, n):
+            s -= st[a + k * n + i] * st[out + k]
+        st[out + i] = s / st[a + i * n + i]
+
+
+@_hot
+def chol_solve(st, f, a, g, out, n, refactor):
+    """st[out:out+n] = F^-1 g, F = st[f:] (n x n) plus a small ridge, by its Cholesky factor kept
+    in st[a:]; the factor is recomputed only when ``refactor`` (or none was made yet). A
+    factor that fails (not positive definite) gives a zero step."""
+    if refactor or not st[a] > 0.0:
+        tr = 0.0
+        for i in range(n):
+            tr += st[f + i * n + i]
+        ridge = 1e-6 * tr / n + 1e-12
+        for i in range(n):
+            for j in range(n):
+                st[a + i * n + j] = st[f + i * n + j] + (ridge if i == j else 0.0)
+        for j in range(n):
+            s = st[a + j * n + j]
+            for k in range(j):
+                s -= st[a + j * n + k] ** 2
+            if not s > 0.0:
+                st[a] = 0.0
+                for i in range(n):
+                    st[out + i] = 0.0
+                return
+            d = math.sqrt(s)
+            st[a + j * n + j] = d
+            for i in range(j + 1, n):
+                s2 = st[a + i * n + j]
+                for k in range(j):
+                    s2 -= st[a + i * n + k] * st[a + j * n + k]
+                st[a + i * n + j] = s2 / d
+    _substitute(st, a, g, out, n)
 
 
 _MAX_STEP = (0.01, 0.01, 0.01, 0.1, 0.02, 0.02)
@@ -493,7 +489,8 @@ def _rml_step(st, cfg, grad, step_v):
         for j in range(_P):
             k = FISH + i * _P + j
             st[k] = (1.0 - step) * st[k] + step * st[grad + i] * st[grad + j]
-    _solve5(st, st[grad : grad + _P], st[step_v : step_v + _P], int(n) % int(cfg[C_REFACTOR]) == 0)
+    refactor = int(n) % int(cfg[C_REFACTOR]) == 0
+    chol_solve(st, FISH, SCR + 2 * _P, grad, step_v, _P, refactor)
     for i in range(_P):
         dv = step * st[step_v + i]
         lim = _MAX_STEP[i]
@@ -635,6 +632,26 @@ def _gjr_learn(st, cfg, x, tm, learn):
 
 
 @_hot
+def _smooth_level(st, at, y, dt, seconds):
+    """EWMA of the level y over time (half-life ``seconds``); st[at] holds the value and
+    st[at + 1] its weight."""
+    w = st[at + 1] * 2.0 ** (-dt / seconds) + 1.0
+    st[at + 1] = w
+    st[at] += (y - st[at]) / w
+    return st[at]
+
+
+@_hot
+def _label(previous, p, hold):
+    """The label after P(turbulent) = p: it changes only past 0.5 +- ``hold``."""
+    if previous == 0.0 and p > 0.5 + hold:
+        return 1.0
+    if previous == 1.0 and p < 0.5 - hold:
+        return 0.0
+    return previous
+
+
+@_hot
 def _hmm_init(st, cfg, y0):
     stay = cfg[C_HMM_STAY]
     st[HMM_PF + 0] = 0.5
@@ -742,9 +759,10 @@ def _drift(st, cfg, z):
 
 
 @_jit
-def _start(st, cfg):
-    """End of the warm-up: the time unit (median spacing), the scale (RMS of ordinary
-    returns), initial parameters, then the buffered returns replayed (learning only)."""
+def _unit_and_scale(st, cfg):
+    """From the warm-up buffer: the time unit (median spacing) and the scale (RMS of the
+    ordinary returns, scaled to one unit). False (and the buffer emptied, so the warm-up starts
+    over) if the returns do not vary."""
     u = int(cfg[C_WARMUP])
     dts = np.empty(u)
     for i in range(u):
@@ -762,6 +780,16 @@ def _start(st, cfg):
         st[N_BUF] = 0.0
         return False
     st[SCALE] = math.sqrt(ss / n)
+    return True
+
+
+@_jit
+def _start(st, cfg):
+    """End of the warm-up: the time unit and the scale, initial parameters, then the buffered
+    returns replayed (learning only)."""
+    u = int(cfg[C_WARMUP])
+    if not _unit_and_scale(st, cfg):
+        return False
     _garch_init(st, cfg)
     st[PHASE] = PH_RUNNING
     _hmm_init(st, cfg, 0.0)
@@ -797,15 +825,9 @@ def _learn(st, cfg, ts, dt, x):
         return np.nan
     y = 0.5 * math.log(st[H] / st[V])
     if cfg[C_LEVEL_SECONDS] > 0.0:
-        w = st[LEVEL_W] * 2.0 ** (-dt / cfg[C_LEVEL_SECONDS]) + 1.0
-        st[LEVEL_W] = w
-        st[LEVEL] += (y - st[LEVEL]) / w
-        y = st[LEVEL]
-    elif cfg[C_LEVEL_HALFLIFE] > 0.0:
-        w = st[LEVEL_W] * 2.0 ** (-1.0 / cfg[C_LEVEL_HALFLIFE]) + 1.0
-        st[LEVEL_W] = w
-        st[LEVEL] += (y - st[LEVEL]) / w
-        y = st[LEVEL]
+        y = _smooth_level(st, LEVEL, y, dt, cfg[C_LEVEL_SECONDS])
+    elif cfg[C_LEVEL_HALFLIFE] > 0.0:  # the same EWMA, over ticks
+        y = _smooth_level(st, LEVEL, y, 1.0, cfg[C_LEVEL_HALFLIFE])
     return _level_hmm(st, cfg, y)
 
 
@@ -851,12 +873,7 @@ def vlr_step(st, cfg, ts, price, row):
         row[O_DRIFT] = _drift(st, cfg, z)
     p = _learn(st, cfg, ts, dt, x)
     row[O_PTURB] = p
-    hold = cfg[C_LABEL_HOLD]
-    lab = st[LABEL]
-    if lab == 0.0 and p > 0.5 + hold:
-        lab = 1.0
-    elif lab == 1.0 and p < 0.5 - hold:
-        lab = 0.0
+    lab = _label(st[LABEL], p, cfg[C_LABEL_HOLD])
     st[LABEL] = lab
     row[O_LABEL] = lab
     row[O_H] = st[H]
@@ -984,47 +1001,6 @@ def _ms_project(st, th):
         st[th + j] = min(max(st[th + j], 0.0), 9.0)
 
 
-@_hot
-def _ms_solve(st, base, n):
-    """stepv = F^-1 grad (Cholesky with a ridge); n = dimension."""
-    f = _ms_at(st, base, MS_FISH)
-    a = _ms_at(st, base, MS_CHOL)
-    g = _ms_at(st, base, MS_GRAD)
-    out = _ms_at(st, base, MS_STEPV)
-    tr = 0.0
-    for i in range(n):
-        tr += st[f + i * n + i]
-    ridge = 1e-6 * tr / n + 1e-12
-    for i in range(n):
-        for j in range(n):
-            st[a + i * n + j] = st[f + i * n + j] + (ridge if i == j else 0.0)
-    for j in range(n):
-        s = st[a + j * n + j]
-        for k in range(j):
-            s -= st[a + j * n + k] ** 2
-        if not s > 0.0:
-            for i in range(n):
-                st[out + i] = 0.0
-            return
-        d = math.sqrt(s)
-        st[a + j * n + j] = d
-        for i in range(j + 1, n):
-            s2 = st[a + i * n + j]
-            for k in range(j):
-                s2 -= st[a + i * n + k] * st[a + j * n + k]
-            st[a + i * n + j] = s2 / d
-    for i in range(n):
-        s = st[g + i]
-        for k in range(i):
-            s -= st[a + i * n + k] * st[out + k]
-        st[out + i] = s / st[a + i * n + i]
-    for i in range(n - 1, -1, -1):
-        s = st[out + i]
-        for k in range(i + 1, n):
-            s -= st[a + k * n + i] * st[out + k]
-        st[out + i] = s / st[a + i * n + i]
-
-
 @_jit
 def _ms_learn(st, cfg, base, x, tm, row, learn):
     """Score x (standardised, multiplier tm) under the MS-GARCH predictive, then one RML step
@@ -1141,7 +1117,15 @@ def _ms_learn(st, cfg, base, x, tm, row, learn):
                 st[f + i * _Q + j] = (1.0 - step) * st[f + i * _Q + j] + step * st[grad + i] * st[
                     grad + j
                 ]
-        _ms_solve(st, base, _Q)
+        chol_solve(
+            st,
+            _ms_at(st, base, MS_FISH),
+            _ms_at(st, base, MS_CHOL),
+            _ms_at(st, base, MS_GRAD),
+            _ms_at(st, base, MS_STEPV),
+            _Q,
+            True,
+        )
         sv = _ms_at(st, base, MS_STEPV)
         for i in range(_Q):
             lim = _MS_MAX_STEP[i]
@@ -1174,20 +1158,8 @@ def ms_run(st, cfg, ts, price, out, base):
             st[WBUF + 2 * n + 1] = r
             st[N_BUF] = n + 1
             if n + 1 >= u:
-                dts = np.empty(u)
-                for k in range(u):
-                    dts[k] = st[WBUF + 2 * k]
-                st[UNIT] = max(np.median(dts), 1e-9)
-                ss = 0.0
-                m = 0
-                for k in range(u):
-                    if st[WBUF + 2 * k] / st[UNIT] < 2.0:
-                        ss += st[WBUF + 2 * k + 1] ** 2
-                        m += 1
-                if m < 2 or not ss > 0.0:
-                    st[N_BUF] = 0.0
+                if not _unit_and_scale(st, cfg):
                     continue
-                st[SCALE] = math.sqrt(ss / m)
                 _ms_init(st, base)
                 st[PHASE] = PH_RUNNING
                 for k in range(u):
@@ -1380,17 +1352,9 @@ def pool_run(sa, sb, sp, cfg_a, cfg_b, ts, price, ra, rb, out):
         rel = wa * sa[H] / sa[V] + wb * sb[H] / sb[V]
         y = 0.5 * math.log(rel)
         if cfg_a[C_LEVEL_SECONDS] > 0.0:
-            w = sp[P_LEVEL_W] * 2.0 ** (-dt / cfg_a[C_LEVEL_SECONDS]) + 1.0
-            sp[P_LEVEL_W] = w
-            sp[P_LEVEL] += (y - sp[P_LEVEL]) / w
-            y = sp[P_LEVEL]
+            y = _smooth_level(sp, P_LEVEL, y, dt, cfg_a[C_LEVEL_SECONDS])
         p = _level_hmm(hm, cfg_a, y)
-        hold = cfg_a[C_LABEL_HOLD]
-        lab = sp[P_LABEL]
-        if lab == 0.0 and p > 0.5 + hold:
-            lab = 1.0
-        elif lab == 1.0 and p < 0.5 - hold:
-            lab = 0.0
+        lab = _label(sp[P_LABEL], p, cfg_a[C_LABEL_HOLD])
         sp[P_LABEL] = lab
         out[i, Q_PTURB] = p
         out[i, Q_LABEL] = lab
