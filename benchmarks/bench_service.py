@@ -87,12 +87,14 @@ def _output_rate(broker: EmbeddedBroker, topic: str, n: int, warm: int) -> float
     return (n - 1 - warm) / ((stamps[n - 1] - stamps[warm]) / 1000.0)
 
 
-def bare_loop(broker: EmbeddedBroker, topic: str, n: int, warm: int) -> float:
-    """Records/s of consume → json.loads → produce (see the module docstring)."""
+def kafka_python_loop(
+    client_kwargs: dict[str, object], topic: str, output: str, group: str, n: int
+) -> None:
+    """Move ``n`` records: poll, ``json.loads``, produce a small JSON record, commit per poll."""
     consumer = KafkaConsumer(
         topic,
-        **broker.client_kwargs(),
-        group_id="bench-bare",
+        **client_kwargs,
+        group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=6000,
@@ -100,7 +102,7 @@ def bare_loop(broker: EmbeddedBroker, topic: str, n: int, warm: int) -> float:
         max_poll_records=500,
     )
     # The same producer batching as the service uses (streamgmm/service/runner.py).
-    producer = KafkaProducer(**broker.client_kwargs(), linger_ms=20, batch_size=256 * 1024)
+    producer = KafkaProducer(**client_kwargs, linger_ms=20, batch_size=256 * 1024)
     moved = 0
     while moved < n:
         batch = consumer.poll(timeout_ms=500)
@@ -115,9 +117,7 @@ def bare_loop(broker: EmbeddedBroker, topic: str, n: int, warm: int) -> float:
                     "offset": rec.offset,
                 }
                 producer.send(
-                    f"{topic}.bare",
-                    key=rec.key,
-                    value=json.dumps(out, separators=(",", ":")).encode(),
+                    output, key=rec.key, value=json.dumps(out, separators=(",", ":")).encode()
                 )
             moved += len(recs)
         if batch:
@@ -125,6 +125,11 @@ def bare_loop(broker: EmbeddedBroker, topic: str, n: int, warm: int) -> float:
     producer.flush()
     producer.close()
     consumer.close()
+
+
+def bare_loop(broker: EmbeddedBroker, topic: str, n: int, warm: int) -> float:
+    """Records/s of consume → json.loads → produce (see the module docstring)."""
+    kafka_python_loop(broker.client_kwargs(), topic, f"{topic}.bare", "bench-bare", n)
     return _output_rate(broker, f"{topic}.bare", n, warm)
 
 
@@ -162,8 +167,15 @@ def _rss_mib(pid: int) -> float:
 
 
 def _start_service(
-    broker: EmbeddedBroker, topic: str, group: str, port: int, workdir: Path, **extra: object
+    broker: EmbeddedBroker,
+    topic: str,
+    group: str,
+    port: int,
+    workdir: Path,
+    args: tuple[str, ...] = (),
+    **extra: object,
 ) -> subprocess.Popen[bytes]:
+    """``streamgmm run --config FILE *args`` with the settings below and ``extra`` in FILE."""
     sections: dict[str, dict[str, object]] = {
         "kafka": {
             "bootstrap_servers": broker.bootstrap_servers,
@@ -186,7 +198,7 @@ def _start_service(
     config.write_text("\n".join(lines) + "\n")
     with open(workdir / f"{group}.log", "wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "streamgmm.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "streamgmm.cli", "run", "--config", str(config), *args],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=log,
