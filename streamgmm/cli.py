@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import os
 import sys
 from collections.abc import Sequence
 
@@ -89,12 +88,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from streamgmm.settings.flags import overrides_from_args
-    from streamgmm.settings.layers import load_settings
+    from streamgmm.settings.flags import settings_from_args
     from streamgmm.settings.spec import ConfigError
 
     try:
-        settings = load_settings(args.config, os.environ, overrides_from_args(args))
+        settings = settings_from_args(args, "streamgmm")
     except ConfigError as exc:
         print(f"streamgmm: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -99,7 +99,6 @@ def test_environment_variable_names_and_parsing() -> None:
         "STREAMGMM_INPUT_KEY_FIELD": "sensor",
         "STREAMGMM_DETECTOR_HALFLIFE": "0.0",
         "STREAMGMM_DETECTOR_DT_UNIT": "auto",
-        "STREAMGMM_UNRELATED_THING": "ignored: not a settings section",
         "PATH": "/usr/bin",
     }
     s = load_settings(None, env, {})
@@ -160,15 +159,54 @@ def test_cross_setting_rules() -> None:
         load_settings(None, {"STREAMGMM_SECURITY_SECURITY_PROTOCOL": "SASL_SSL"}, {})
 
 
-def test_unknown_names_are_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"unknown setting kafka\.bootstrap_server in config"):
+def test_unknown_names_are_errors_with_the_closest_name(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"^unknown setting kafka\.bootstrap_server in config file .*; "
+        r"did you mean kafka\.bootstrap_servers\?$",
+    ):
         load_settings(write(tmp_path, '[kafka]\nbootstrap_server = "x:1"\n'), {}, {})
-    with pytest.raises(ConfigError, match=r"unknown section \[kafak\]"):
+    with pytest.raises(ConfigError, match=r"unknown section \[kafak\] .*did you mean \[kafka\]\?$"):
         load_settings(write(tmp_path, "[kafak]\n"), {}, {})
-    with pytest.raises(ConfigError, match=r"STREAMGMM_KAFKA_BOOTSTRAP_SERVER$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^unknown setting in environment variable STREAMGMM_KAFKA_BOOTSTRAP_SERVER; "
+        r"did you mean STREAMGMM_KAFKA_BOOTSTRAP_SERVERS\?$",
+    ):
         load_settings(None, {"STREAMGMM_KAFKA_BOOTSTRAP_SERVER": "x:1"}, {})
-    with pytest.raises(ConfigError, match="unknown setting 'input_topics'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown setting 'input_topics'.*did you mean input_topic"
+    ):
         load_settings(None, {}, {"input_topics": "x"})
+    with pytest.raises(
+        ConfigError, match=r"'kafka\.bootstrap_server' .*did you mean kafka\.bootstrap_servers\?"
+    ):
+        load_settings(None, {}, {"kafka.bootstrap_server": "x:1"})
+    with pytest.raises(
+        ConfigError, match=r"'detector\.n_regime' .*did you mean detector\.n_regimes"
+    ):
+        load_settings(None, {}, {"detector.n_regime": "3"})
+    # Nothing close: no suggestion.
+    with pytest.raises(
+        ConfigError, match=r"^unknown setting 'zebra\.stripes' in command-line overrides$"
+    ):
+        load_settings(None, {}, {"zebra.stripes": "3"})
+
+
+def test_an_environment_variable_that_names_no_setting_is_a_warning() -> None:
+    warned: list[str] = []
+    env = {"STREAMGMM_DETECTR_N_REGIMES": "3", "STREAMGMM_UNRELATED_THING": "x", "HOME": "/"}
+    s = load_settings(None, env, {}, warn=warned.append)
+    assert "n_regimes" not in s.detector
+    assert warned == [
+        "environment variable STREAMGMM_DETECTR_N_REGIMES names no setting and is ignored; "
+        "did you mean STREAMGMM_DETECTOR_N_REGIMES?",
+        "environment variable STREAMGMM_UNRELATED_THING names no setting and is ignored",
+    ]
+    # Without a warn callback it is a Python warning, pointing at the caller.
+    with pytest.warns(UserWarning, match="STREAMGMM_DETECTR_N_REGIMES") as record:
+        load_settings(None, {"STREAMGMM_DETECTR_N_REGIMES": "3"}, {})
+    assert record[0].filename == __file__
 
 
 def test_unreadable_or_malformed_file_is_a_one_line_config_error(tmp_path: Path) -> None:

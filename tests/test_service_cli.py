@@ -51,6 +51,20 @@ def test_bad_setting_is_one_line_and_exit_2(
     assert result.stdout == ""
 
 
+def test_a_misspelt_setting_gets_a_suggestion_and_a_stray_variable_a_warning() -> None:
+    result = _run(
+        ["run", "--set", "kafka.bootstrap_server=127.0.0.1:1"],
+        {"STREAMGMM_DETECTR_N_REGIMES": "3"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "streamgmm: warning: environment variable STREAMGMM_DETECTR_N_REGIMES names no setting "
+        "and is ignored; did you mean STREAMGMM_DETECTOR_N_REGIMES?",
+        "streamgmm: configuration error: unknown setting 'kafka.bootstrap_server' in "
+        "command-line overrides; did you mean kafka.bootstrap_servers?",
+    ]
+
+
 @pytest.mark.parametrize("trouble", ["host", "port in use"])
 def test_unusable_metrics_address_is_one_line_and_exit_2(trouble: str) -> None:
     """Found only when the service binds it, but a bad setting all the same: no traceback."""

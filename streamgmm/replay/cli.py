@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import sys
 from typing import IO
 
 from streamgmm.exits import EXIT_USAGE
 from streamgmm.replay.files import ReplayError
 from streamgmm.replay.run import replay
-from streamgmm.settings.flags import add_cli_overrides, overrides_from_args
-from streamgmm.settings.layers import load_settings
+from streamgmm.settings.flags import add_cli_overrides, settings_from_args
 from streamgmm.settings.spec import ConfigError
 
 __all__ = ["main"]
@@ -51,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings(args.config, os.environ, overrides_from_args(args))
+        settings = settings_from_args(args, "streamgmm replay")
     except ConfigError as exc:
         print(f"streamgmm replay: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

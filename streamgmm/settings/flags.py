@@ -1,16 +1,22 @@
 """The command-line layer: ``--config``, ``--set SECTION.KEY=VALUE`` and the named flags.
 
 :func:`add_cli_overrides` adds them to a command's parser; :func:`overrides_from_args` turns
-what was given into the top layer of :func:`~streamgmm.settings.layers.load_settings`.
+what was given into the top layer of :func:`~streamgmm.settings.layers.load_settings`, and
+:func:`settings_from_args` loads a command's settings with them, its warnings on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Mapping
 
+from streamgmm.settings.layers import load_settings
+from streamgmm.settings.service import Settings
 from streamgmm.settings.spec import ConfigError
 
-__all__ = ["add_cli_overrides", "overrides_from_args"]
+__all__ = ["add_cli_overrides", "overrides_from_args", "settings_from_args"]
 
 
 _CLI_FLAGS: tuple[tuple[str, str, str, type], ...] = (
@@ -67,3 +73,25 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
         if value is not None:
             found[dest] = value
     return found
+
+
+def settings_from_args(
+    args: argparse.Namespace, command: str, extra: Mapping[str, object] | None = None
+) -> Settings:
+    """A command's settings: its ``--config`` file, the environment, then ``extra`` overrides
+    and the flags given (:func:`overrides_from_args`).
+
+    Warnings (a ``STREAMGMM_*`` variable that names no setting) are printed on stderr, one
+    line each, as ``<command>: warning: ...``.
+
+    Raises
+    ------
+    ConfigError
+        For a bad or unknown setting (one line).
+    """
+
+    def warn(message: str) -> None:
+        print(f"{command}: warning: {message}", file=sys.stderr)
+
+    overrides = {**(extra or {}), **overrides_from_args(args)}
+    return load_settings(getattr(args, "config", None), os.environ, overrides, warn=warn)

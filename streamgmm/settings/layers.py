@@ -5,13 +5,17 @@ then parses every value with its declared parser (:mod:`streamgmm.settings.servi
 the rules that involve more than one setting, derives the topic names, and has the detector
 check the ``[detector]`` settings given. A bad value raises
 :class:`~streamgmm.settings.spec.ConfigError` whose message is one line naming the setting,
-where it came from and the value, so a command can print it and exit with code 2.
+where it came from and the value, so a command can print it and exit with code 2. A name that
+is not a setting (in a file, a flag or a ``STREAMGMM_*`` environment variable) comes with the
+closest setting's name, when one is close ("did you mean ...?").
 """
 
 from __future__ import annotations
 
+import difflib
 import tomllib
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +23,25 @@ from streamgmm.settings.detector import check_detector
 from streamgmm.settings.parsers import Invalid
 from streamgmm.settings.service import SPECS, Settings
 from streamgmm.settings.spec import ENV_PREFIX, ConfigError
-from streamgmm.settings.table import SECTIONS, spec_named, spec_of_attr, spec_of_env
+from streamgmm.settings.table import SECTIONS, all_specs, spec_named, spec_of_attr, spec_of_env
 
-__all__ = ["load_settings"]
+__all__ = ["did_you_mean", "load_settings"]
 
 #: The mapping fields of Settings made of several settings (``[security]``).
 _GROUPS = tuple(dict.fromkeys(spec.attr.split(".")[0] for spec in SPECS if "." in spec.attr))
+
+
+def did_you_mean(name: str, candidates: Iterable[str], shown: str = "{}") -> str:
+    """``"; did you mean X?"`` for the candidate closest to ``name``, or ``""`` if none is close.
+
+    ``shown`` formats the candidate (``"[{}]"`` for a section).
+    """
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.75)
+    return f"; did you mean {shown.format(close[0])}?" if close else ""
+
+
+def _setting_names() -> list[str]:
+    return [spec.name for spec in all_specs()]
 
 
 def _flatten(document: Mapping[str, Any], source: str) -> dict[str, tuple[object, str]]:
@@ -32,15 +49,41 @@ def _flatten(document: Mapping[str, Any], source: str) -> dict[str, tuple[object
     flat: dict[str, tuple[object, str]] = {}
     for section, table in document.items():
         if section not in SECTIONS:
-            raise ConfigError(f"unknown section [{section}] in {source}")
+            hint = did_you_mean(section, SECTIONS, "[{}]")
+            raise ConfigError(f"unknown section [{section}] in {source}{hint}")
         if not isinstance(table, Mapping):
             raise ConfigError(f"setting {section} in {source} must be a [{section}] table")
         for key, raw in table.items():
             name = f"{section}.{key}"
             if spec_named(name) is None:
-                raise ConfigError(f"unknown setting {name} in {source}")
+                hint = did_you_mean(name, _setting_names())
+                raise ConfigError(f"unknown setting {name} in {source}{hint}")
             flat[name] = (raw, source)
     return flat
+
+
+def _environment(
+    env: Mapping[str, str], warn: Callable[[str], None]
+) -> dict[str, tuple[object, str]]:
+    """Map ``section.key`` -> (raw value, source) for the ``STREAMGMM_*`` variables of ``env``.
+
+    A variable of a known section that names no setting is an error; any other
+    ``STREAMGMM_*`` variable that names no setting is ignored, with a warning.
+    """
+    found: dict[str, tuple[object, str]] = {}
+    for var, raw in env.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        spec = spec_of_env(var)
+        if spec is not None:
+            found[spec.name] = (raw, f"env {var}")
+            continue
+        hint = did_you_mean(var, [spec.env for spec in all_specs()])
+        section = var[len(ENV_PREFIX) :].partition("_")[0]
+        if section.lower() in SECTIONS:
+            raise ConfigError(f"unknown setting in environment variable {var}{hint}")
+        warn(f"environment variable {var} names no setting and is ignored{hint}")
+    return found
 
 
 def _read_toml(text: str, source: str) -> dict[str, Any]:
@@ -50,10 +93,17 @@ def _read_toml(text: str, source: str) -> dict[str, Any]:
         raise ConfigError(f"cannot parse {source}: {exc}".replace("\n", " ")) from None
 
 
+def _warn(message: str) -> None:
+    # stacklevel: the caller of load_settings.
+    warnings.warn(message, stacklevel=4)
+
+
 def load_settings(
     config_file: str | Path | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
+    *,
+    warn: Callable[[str], None] = _warn,
 ) -> Settings:
     """Build validated :class:`Settings` from all configuration layers.
 
@@ -63,11 +113,13 @@ def load_settings(
         Optional TOML file; it may set any subset of the keys of ``default.toml``.
     env
         Environment mapping (usually ``os.environ``). Variables ``STREAMGMM_<SECTION>_<KEY>``
-        of a known section override the file; a misspelt key in a known section is an
-        error, while other ``STREAMGMM_*`` variables are left to other tools.
+        override the file; a misspelt key in a known section is an error, and any other
+        ``STREAMGMM_*`` variable that names no setting is ignored with a warning.
     overrides
         Highest layer, from CLI flags: keys are :class:`Settings` attribute names
         (``"input_topic"``) or ``"section.key"`` names; ``None`` values are ignored.
+    warn
+        Called with each warning's one-line text (default: :func:`warnings.warn`).
 
     Returns
     -------
@@ -88,22 +140,14 @@ def load_settings(
         except UnicodeDecodeError:
             raise ConfigError(f"cannot read config file {str(path)!r}: not UTF-8") from None
         values.update(_flatten(_read_toml(text, f"config file {path}"), f"config file {path}"))
-    for var, raw in (env or {}).items():
-        if not var.startswith(ENV_PREFIX):
-            continue
-        spec = spec_of_env(var)
-        if spec is None:
-            section = var[len(ENV_PREFIX) :].partition("_")[0]
-            if section.lower() in SECTIONS:
-                raise ConfigError(f"unknown setting in environment variable {var}")
-            continue
-        values[spec.name] = (raw, f"env {var}")
+    values.update(_environment(env or {}, warn))
     for key, value in (overrides or {}).items():
         if value is None:
             continue
         spec = spec_of_attr(key) or spec_named(key)
         if spec is None:
-            raise ConfigError(f"unknown setting {key!r} in command-line overrides")
+            hint = did_you_mean(key, [*_setting_names(), *(spec.attr for spec in SPECS)])
+            raise ConfigError(f"unknown setting {key!r} in command-line overrides{hint}")
         values[spec.name] = (value, "command line")
 
     typed: dict[str, Any] = {group: {} for group in _GROUPS}
