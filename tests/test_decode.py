@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,7 +13,8 @@ from hypothesis import strategies as st
 from streamgmm.service.dead_letters import dead_letter_headers, refused_copy
 from streamgmm.settings.layers import load_settings
 from streamgmm.settings.service import Settings
-from streamgmm.ticks.decode import TickDecoder
+from streamgmm.settings.table import spec_named
+from streamgmm.ticks.decode import AUTO_TS_UNITS, TickDecoder, ts_unit_of
 from streamgmm.ticks.tick import REASONS, DeadLetter, Tick, dead_letter_for, decode_key, encode_key
 
 # 2024-01-02T03:04:05Z: 19723 days from 1970-01-01 to 2024-01-01, one more day, 03:04:05.
@@ -52,6 +54,8 @@ def test_volume_is_optional_and_null_counts_as_absent() -> None:
         ('"2024-01-02T03:04:05"', JAN2_030405),  # no offset: UTC
         ('"2024-01-02T03:04:05+01:00"', JAN2_030405 - 3600),
         ('"2024-01-02 03:04:05.5+00:00"', JAN2_030405 + 0.5),
+        ('"2024-01-02"', JAN2_030405 - (3 * 3600 + 4 * 60 + 5)),  # a date: midnight UTC
+        ('"20240102T030405Z"', JAN2_030405),  # ISO-8601's basic format
         ("1704164645.25", 1704164645.25),
     ],
 )
@@ -59,6 +63,73 @@ def test_ts_is_epoch_seconds_or_iso_8601(ts: str, expected: float) -> None:
     tick = decode(f'{{"ts":{ts},"price":1}}'.encode())
     assert isinstance(tick, Tick)
     assert tick.ts == expected
+
+
+@pytest.mark.parametrize(
+    ("ts", "unit", "seconds"),
+    [
+        # The same instant in each unit, as a JSON integer.
+        ("1704164645", "s", 1704164645.0),
+        ("1704164645250", "ms", 1704164645.25),
+        ("1704164645250000", "us", 1704164645.25),
+        ("1704164645250000000", "ns", 1704164645.25),
+        # Either side of each bound of the rule.
+        ("99999999999", "s", 99999999999.0),  # 5138 in seconds
+        ("100000000000", "ms", 1e8),  # 1e11: milliseconds (1973)
+        ("99999999999999.0", "ms", 99999999999.999),
+        ("1e14", "us", 1e8),
+        ("1e17", "ns", 1e8),
+        ("-1e12", "ms", -1e9),  # before 1970, in milliseconds
+        ("1e20", "s", 1e20),  # beyond every unit: seconds, far in the future
+        ("0", "s", 0.0),  # a clock of its own, in seconds
+    ],
+)
+def test_a_numeric_ts_unit_is_read_from_its_size(ts: str, unit: str, seconds: float) -> None:
+    tick = decode(f'{{"ts":{ts},"price":1}}'.encode())
+    assert isinstance(tick, Tick)
+    assert tick.ts == pytest.approx(seconds, rel=1e-15, abs=0)
+    assert ts_unit_of(float(ts)) == unit
+
+
+@pytest.mark.parametrize(
+    ("unit", "divisor"), [("s", 1.0), ("ms", 1e3), ("us", 1e6), ("ns", 1e9), ("MS", 1e3)]
+)
+def test_a_set_ts_unit_applies_whatever_the_size(unit: str, divisor: float) -> None:
+    for ts in (5.0, 1704164645250.0, 1e19):
+        tick = decode(f'{{"ts":{ts!r},"price":1}}'.encode(), INPUT_TS_UNIT=unit)
+        assert isinstance(tick, Tick)
+        assert tick.ts == ts / divisor
+    # ISO text is read as it is.
+    tick = decode(b'{"ts":"2024-01-02T03:04:05Z","price":1}', INPUT_TS_UNIT=unit)
+    assert isinstance(tick, Tick) and tick.ts == JAN2_030405
+
+
+def test_the_ts_unit_setting_states_the_decoders_rule() -> None:
+    doc = spec_named("input.ts_unit").doc  # type: ignore[union-attr]
+    for bound, unit in AUTO_TS_UNITS:
+        assert f"below {bound:.0e}".replace("e+", "e") in doc
+        assert f'"{unit}"' in doc
+    assert "anything larger is taken as seconds" in doc
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ts=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.floats(-1e21, 1e21),
+        st.sampled_from([1e11, -1e11, 1e14, 1e17, 1e20, 99999999999.99998, 0.0, -0.0]),
+    ),
+    unit=st.sampled_from(["auto", "s", "ms", "us", "ns"]),
+)
+def test_a_column_of_ts_is_read_as_each_ts_alone(ts: float, unit: str) -> None:
+    """replay's column path asks the decoder for the rule: the same seconds, bit for bit."""
+    decoder = TickDecoder(market(INPUT_TS_UNIT=unit))
+    column = decoder.seconds(np.array([ts, 1.0, 1e12]))
+    tick = decoder.decode_parsed(b"K", {"ts": ts, "price": 1.0}, "t", 0, 0)
+    if isinstance(tick, DeadLetter):
+        assert not np.isfinite(column[0])
+    else:
+        assert column[0].tobytes() == np.float64(tick.ts).tobytes()
 
 
 def test_key_from_a_configured_field_ignores_the_record_key() -> None:

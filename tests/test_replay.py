@@ -132,13 +132,14 @@ def test_replay_validates_like_the_service_and_writes_output_records(tmp_path: P
 
 
 def test_replay_refuses_an_outrageous_ts_and_long_keys_like_the_service(tmp_path: Path) -> None:
-    # The per-key path is the service's: a tick dated 1e18 is dead-lettered (ts_jump) and its
-    # key goes on; a key over max_key_bytes is oversized_key; a 5,000-digit number in a CSV
-    # cell reads as a float (inf), so it is non_finite as the message produce sends says.
+    # The per-key path is the service's: a tick dated 1e21 (too large for any unit, so
+    # seconds) is dead-lettered (ts_jump) and its key goes on; a key over max_key_bytes is
+    # oversized_key; a 5,000-digit number in a CSV cell reads as a float (inf), so it is
+    # non_finite as the message produce sends says.
     long = "K" * 1025
     path = tmp_path / "hostile.csv"
     path.write_text(
-        f"symbol,ts,price\nA,1,50\nA,1e18,60\nA,2,70\n{long},3,80\nA,4,{'9' * 5000}\nA,5,90\n"
+        f"symbol,ts,price\nA,1,50\nA,1e21,60\nA,2,70\n{long},3,80\nA,4,{'9' * 5000}\nA,5,90\n"
     )
     dead = io.BytesIO()
     records, summary = run(path, settings_with(), dead_letters=dead)
@@ -150,6 +151,36 @@ def test_replay_refuses_an_outrageous_ts_and_long_keys_like_the_service(tmp_path
         (3, "oversized_key"),
         (4, "non_finite"),
     ]
+
+
+@pytest.mark.parametrize(("unit", "scale"), [("ms", 10**3), ("us", 10**6), ("ns", 10**9)])
+def test_milliseconds_to_nanoseconds_are_read_as_such(
+    tmp_path: Path, unit: str, scale: int
+) -> None:
+    """A file stamped in another unit gives the records of the same file in seconds."""
+    rows = [(f"K{i % 2}", 1_700_000_000 + 60 * i, 100 + i % 7) for i in range(200)]
+    seconds, scaled = tmp_path / "s.csv", tmp_path / f"{unit}.csv"
+    seconds.write_text("symbol,ts,price\n" + "".join(f"{k},{t},{p}\n" for k, t, p in rows))
+    scaled.write_text("symbol,ts,price\n" + "".join(f"{k},{t * scale},{p}\n" for k, t, p in rows))
+    want, _ = run(seconds, settings_with())
+    got, summary = run(scaled, settings_with())
+    assert summary.ticks == 200 and not summary.dead_letters
+    assert [{**r, "topic": "s.csv"} for r in got] == want
+    # Named, the unit is used whatever the size; the wrong one sends ticks far ahead.
+    got, summary = run(scaled, settings_with(INPUT_TS_UNIT=unit))
+    assert [{**r, "topic": "s.csv"} for r in got] == want
+    _, summary = run(scaled, settings_with(INPUT_TS_UNIT="s"))
+    assert summary.ticks == 0 and summary.dead_letters == Counter(ts_jump=200)
+
+
+def test_iso_dates_and_times_in_ts(tmp_path: Path) -> None:
+    path = tmp_path / "dates.csv"
+    path.write_text(
+        "symbol,ts,price\nA,2024-01-02,10\nA,2024-01-02T03:04:05Z,11\nA,2024-01-03 00:00+00:00,12\n"
+    )
+    records, _ = run(path, settings_with())
+    midnight = JAN2_030405 - (3 * 3600 + 4 * 60 + 5)
+    assert [r["ts"] for r in records] == [midnight, JAN2_030405, midnight + 86400]
 
 
 def test_out_of_order_skip_drops_without_dead_letter(tmp_path: Path) -> None:
@@ -442,17 +473,19 @@ _csv_cells = st.sampled_from(
     ),
     limits=st.sampled_from([(1_048_576, 1024), (110, 1024), (1_048_576, 2)]),
     kind=st.sampled_from(["market", "event"]),
+    start=st.sampled_from([100, 1_704_164_645_250, 1_704_164_645_250_000_123]),  # s, ms, ns
 )
 def test_csv_columns_decode_exactly_as_rows_one_by_one(
     header: list[str],
     rows: list[tuple[str, int, float, list[str], int]],
     limits: tuple[int, int],
     kind: str,
+    start: int,
 ) -> None:
     """The column-at-a-time CSV decoding takes only rows it decodes as the row-by-row path
     would: same records, dead letters (reasons, details, values) and summary on rows with
     missing, extra, blank, non-numeric, non-finite, huge and misplaced cells."""
-    lines, ts = [",".join(header)], 100
+    lines, ts = [",".join(header)], start
     for key, step, price, stray, where in rows:
         ts += step
         cells = [

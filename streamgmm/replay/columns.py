@@ -6,8 +6,9 @@ rules or size limit could refuse) become columns of keys, timestamps and value f
 the others are left to be decoded row by row, so their dead letters are the decoder's own.
 What a tick needs, and what the decoder refuses, is asked of the
 :class:`~streamgmm.ticks.decode.TickDecoder` (:meth:`~.TickDecoder.fields_read`,
-:meth:`~.TickDecoder.key_is_usable`, :meth:`~.TickDecoder.refused_rows`,
-:meth:`~.TickDecoder.record_fits`); nothing here re-states a rule.
+:meth:`~.TickDecoder.seconds`, :meth:`~.TickDecoder.key_is_usable`,
+:meth:`~.TickDecoder.refused_rows`, :meth:`~.TickDecoder.record_fits`); nothing here re-states a
+rule.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class CsvColumns:
         unusable = {key for key in set(keys) if not decoder.key_is_usable(key)}
         if unusable:
             bad |= np.fromiter((key in unusable for key in keys), dtype=bool, count=n)
-        ts = _numbers(columns[self.ts], bad)
+        ts = decoder.seconds(_numbers(columns[self.ts], bad))
         fields = {name: _numbers(columns[column], bad) for column, name in self.values}
         bad |= decoder.refused_rows(ts, fields)
         for column in self.others:

@@ -38,6 +38,7 @@ __all__ = [
     "SECTION_ORDER",
     "SPECS",
     "TICK_KINDS",
+    "TS_UNITS",
     "Settings",
 ]
 
@@ -51,6 +52,8 @@ OUT_OF_ORDER = ("reject", "skip")
 ON_BAD_SNAPSHOT = ("reset_key", "fail")
 #: Values of ``[input] tick_kind``.
 TICK_KINDS = ("market", "event")
+#: Values of ``[input] ts_unit`` (the rule is the decoder's: :mod:`streamgmm.ticks.decode`).
+TS_UNITS = ("auto", "s", "ms", "us", "ns")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _OFFSET_RESETS = ("earliest", "latest")
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -228,6 +231,16 @@ class Settings:
         "Records whose Kafka key, or whose key_field value in UTF-8, is longer than this "
         "many bytes go to the dead-letter topic (reason oversized_key). The key travels in "
         "every output record, snapshot and metric label, so it is kept short.",
+    )
+    ts_unit: str = setting(
+        "input", "ts_unit", Choice(TS_UNITS, case=str.lower), "auto",
+        "Unit of a ts given as a number: $s, $ms, $us or $ns (since the epoch, or since any "
+        "start), or $auto: read from its size, below 1e11 as seconds, below 1e14 as "
+        "milliseconds, below 1e17 as microseconds and below 1e20 as nanoseconds, so that "
+        "times since the epoch from 1973 to 5138 are read right in each unit (anything larger "
+        "is taken as seconds). Set the unit for a clock that does not count from the epoch, "
+        "such as milliseconds since the start of a run. A ts given as ISO-8601 text is read "
+        "as it is, whatever this says.",
     )
     max_ts_jump_seconds: float = setting(
         "input", "max_ts_jump_seconds", positive_float, 604800.0,

@@ -7,16 +7,18 @@ step of the tick path, decode -> rules (:mod:`.rules`) -> encode (:mod:`.encode`
 Input values are JSON objects. Market ticks look like
 ``{"symbol": "SPX", "ts": 1700000000.0, "price": 4500.25, "volume": 1200}`` and event ticks
 like ``{"ts": "2024-03-01T12:00:00Z", "<field>": 1.5, ...}`` with the configured fields.
-``ts`` is epoch seconds (a JSON number) or an ISO-8601 string; an ISO string without an
-offset is taken as UTC.
+``ts`` is a number or an ISO-8601 string. A number is in ``[input] ts_unit``; by default its
+unit is read from its size (:data:`AUTO_TS_UNITS`: epoch seconds, milliseconds,
+microseconds or nanoseconds), and a tick's ``ts`` is in seconds from then on. An ISO string
+without an offset is taken as UTC, and a date alone (``2024-03-01``) is midnight UTC.
 
 A record that cannot be used becomes a dead letter with one of the stable reasons in
 :data:`~.tick.REASONS`; those strings are metric labels and dead-letter headers, so they never
 change meaning. Nothing here raises on bad input, whatever its bytes.
 
 Each rule has its home here, also for ``streamgmm replay``'s column-at-a-time path, which asks
-:meth:`TickDecoder.refused_rows`, :meth:`TickDecoder.key_is_usable` and
-:meth:`TickDecoder.record_fits` instead of checking on its own.
+:meth:`TickDecoder.seconds`, :meth:`TickDecoder.refused_rows`, :meth:`TickDecoder.key_is_usable`
+and :meth:`TickDecoder.record_fits` instead of checking on its own.
 """
 
 from __future__ import annotations
@@ -32,7 +34,16 @@ import numpy as np
 from streamgmm.settings.service import Settings
 from streamgmm.ticks.tick import DeadLetter, Tick, short_repr
 
-__all__ = ["MARKET_FIELDS", "Floor", "TickDecoder", "group_by_key", "non_finite_literal"]
+__all__ = [
+    "AUTO_TS_UNITS",
+    "MARKET_FIELDS",
+    "TS_DIVISORS",
+    "Floor",
+    "TickDecoder",
+    "group_by_key",
+    "non_finite_literal",
+    "ts_unit_of",
+]
 
 
 class _Reject(Exception):
@@ -107,7 +118,27 @@ def _number(obj: dict[str, Any], name: str) -> float:
     return value
 
 
-def _timestamp(obj: dict[str, Any]) -> float:
+#: The units of a numeric ts, as what it is divided by to give seconds (``[input] ts_unit``).
+TS_DIVISORS: dict[str, float] = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+#: ``ts_unit = "auto"``: a numeric ts whose size is below a bound is in that bound's unit, so
+#: times since the epoch from 1973 (1e11 ms) to 5138 (1e11 s) are read right in each unit. A
+#: larger one is taken as seconds (and is far in the future: the ``ts_jump`` rule's to judge).
+AUTO_TS_UNITS: tuple[tuple[float, str], ...] = (
+    (1e11, "s"),
+    (1e14, "ms"),
+    (1e17, "us"),
+    (1e20, "ns"),
+)
+_AUTO_SECONDS_BELOW = AUTO_TS_UNITS[0][0]
+
+
+def ts_unit_of(value: float) -> str:
+    """The unit ``ts_unit = "auto"`` reads a numeric ts of this value in."""
+    size = abs(value)
+    return next((unit for bound, unit in AUTO_TS_UNITS if size < bound), "s")
+
+
+def _timestamp(obj: dict[str, Any], unit: str) -> float:
     if "ts" not in obj:
         raise _Reject("missing_field", "missing field 'ts'")
     raw = obj["ts"]
@@ -116,12 +147,18 @@ def _timestamp(obj: dict[str, Any]) -> float:
             moment = datetime.fromisoformat(raw.strip())
         except ValueError:
             raise _Reject(
-                "wrong_type", f"field 'ts' must be epoch seconds or ISO-8601, got {short_repr(raw)}"
+                "wrong_type",
+                f"field 'ts' must be a number or an ISO-8601 time or date, got {short_repr(raw)}",
             ) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         return moment.timestamp()
-    return _number(obj, "ts")
+    value = _number(obj, "ts")
+    if unit == "auto":
+        if -_AUTO_SECONDS_BELOW < value < _AUTO_SECONDS_BELOW:
+            return value
+        unit = ts_unit_of(value)
+    return value / TS_DIVISORS[unit]
 
 
 class TickDecoder:
@@ -130,12 +167,13 @@ class TickDecoder:
     Parameters
     ----------
     settings
-        Uses ``tick_kind``, ``event_fields``, ``key_field``, ``max_record_bytes`` and
-        ``max_key_bytes``.
+        Uses ``tick_kind``, ``event_fields``, ``key_field``, ``ts_unit``, ``max_record_bytes``
+        and ``max_key_bytes``.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.tick_kind = settings.tick_kind
+        self.ts_unit = settings.ts_unit
         self.event_fields = tuple(settings.event_fields)
         self.key_field = settings.key_field
         self.max_record_bytes = settings.max_record_bytes
@@ -169,6 +207,16 @@ class TickDecoder:
         """Whether ``text`` passes the instrument key's rules: not blank, and its UTF-8 within
         ``max_key_bytes``."""
         return not _blank(text) and self._key_fits(len(text.encode("utf-8")))
+
+    def seconds(self, ts: np.ndarray) -> np.ndarray:
+        """A column of numeric ``ts`` in seconds, each read as :meth:`decode` reads one
+        (``[input] ts_unit``)."""
+        if self.ts_unit != "auto":
+            return ts / TS_DIVISORS[self.ts_unit]
+        size = np.abs(ts)
+        divisors = [TS_DIVISORS[unit] for _bound, unit in AUTO_TS_UNITS]
+        # NaN matches no bound and stays NaN, for refused_rows to refuse.
+        return ts / np.select([size < bound for bound, _unit in AUTO_TS_UNITS], divisors, 1.0)
 
     def refused_rows(self, ts: np.ndarray, fields: Mapping[str, np.ndarray]) -> np.ndarray:
         """Which ticks of numbers given as columns the field rules refuse (elementwise): a
@@ -215,7 +263,7 @@ class TickDecoder:
         """
         try:
             tick_key = self._key(key, obj)
-            ts = _timestamp(obj)
+            ts = _timestamp(obj, self.ts_unit)
             fields = self._fields(obj)
         except _Reject as exc:
             return DeadLetter(key, value, exc.reason, exc.detail, topic, partition, offset)
