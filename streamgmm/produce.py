@@ -1,22 +1,23 @@
 """``streamgmm produce FILE --topic T``: send a CSV (or Parquet) of ticks to a Kafka topic.
 
 Each row becomes one JSON record, keyed by its ``symbol`` (or ``[input] key_field``), in
-file order; the rows are converted exactly as ``streamgmm replay`` converts them, so a replay
-of the same file predicts the service's output. Connection settings (bootstrap servers,
-api_version, SASL/SSL) come from the same configuration layers as ``streamgmm run``.
+file order; the rows are read and converted exactly as ``streamgmm replay`` reads and converts
+them (the same ``--columns`` and ``--delimiter``, the same check that the file has the columns
+a tick needs, made before anything is sent), so a replay of the same file predicts the
+service's output. Connection settings (bootstrap servers, api_version, SASL/SSL) come from the
+same configuration layers as ``streamgmm run``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
 from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
-from streamgmm.replay.files import ReplayError, iter_rows, key_column
+from streamgmm.replay.files import ReplayError, add_file_arguments, key_column, tick_file
 from streamgmm.replay.message import row_message
-from streamgmm.settings.layers import load_settings
+from streamgmm.settings.flags import add_cli_overrides, settings_from_args
 from streamgmm.settings.spec import ConfigError
 
 __all__ = ["main"]
@@ -32,10 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--topic", default=None, help="destination topic (default: [topics] input of the config)"
     )
-    parser.add_argument("--config", metavar="FILE", default=None, help="TOML configuration file")
     parser.add_argument(
         "--bootstrap-servers", default=None, help="Kafka bootstrap servers, host:port[,...]"
     )
+    add_file_arguments(parser)
+    add_cli_overrides(parser, kafka_flags=False)
     parser.add_argument(
         "--rate",
         type=float,
@@ -53,19 +55,21 @@ def main(argv: list[str] | None = None) -> int:
     unreadable file.
     """
     args = _parser().parse_args(argv)
-    overrides: dict[str, object] = {"bootstrap_servers": args.bootstrap_servers}
-    if args.topic is not None:
-        overrides["input_topic"] = args.topic
     try:
-        settings = load_settings(args.config, os.environ, overrides)
+        # --bootstrap-servers is among the flags settings_from_args reads.
+        settings = settings_from_args(args, "streamgmm produce", {"input_topic": args.topic})
     except ConfigError as exc:
         print(f"streamgmm produce: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.rate is not None and not args.rate > 0:
         print(f"streamgmm produce: error: --rate must be > 0, got {args.rate}", file=sys.stderr)
         return EXIT_USAGE
-    if not os.path.isfile(args.file):
-        print(f"streamgmm produce: error: no such file: {args.file}", file=sys.stderr)
+    column = key_column(settings)
+    try:
+        source = tick_file(args)
+        source.check(settings)
+    except ReplayError as exc:
+        print(f"streamgmm produce: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
     from kafka import KafkaProducer
@@ -73,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from streamgmm.service.kafka_io import kafka_client_kwargs
 
-    column = key_column(settings)
     failures: list[BaseException] = []
     try:
         # max_block_ms bounds the wait for topic metadata, so an unreachable broker is
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     sent = 0
     start = time.monotonic()
     try:
-        for row in iter_rows(args.file, (column,)):
+        for row in source.rows((column,)):
             key, value = row_message(row, column)
             producer.send(settings.input_topic, key=key, value=value).add_errback(failures.append)
             sent += 1

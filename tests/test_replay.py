@@ -21,6 +21,7 @@ from streamgmm import replay as replay_mod
 from streamgmm.replay import ReplayError, replay, row_message
 from streamgmm.replay import run as replay_run
 from streamgmm.replay.columns import CsvColumns
+from streamgmm.replay.files import TickFile
 from streamgmm.settings.layers import load_settings
 from streamgmm.settings.service import Settings
 from streamgmm.ticks.decode import TickDecoder
@@ -369,6 +370,24 @@ def test_row_message_keeps_non_finite_values_for_the_decoder_to_reject() -> None
 
 
 @pytest.mark.integration
+def test_produce_maps_columns_and_reads_tab_separated_files(
+    broker: Any, kafka_tools: Any, unique: str, tmp_path: Path
+) -> None:
+    topic = f"{unique}-ticks"
+    broker.create_topics({topic: 1})
+    path = tmp_path / "ticks.tsv"
+    path.write_text("ticker\ttimestamp\tclose\nA\t2024-01-02\t10.5\n007\t1704164645250\t11\n")
+    args = ["--topic", topic, "--bootstrap-servers", broker.bootstrap_servers]
+    mapping = ["--columns", "symbol=ticker,ts=timestamp,price=close"]
+    assert produce.main([str(path), *args, *mapping]) == 0
+    got = kafka_tools.read_all(topic, expect=2, idle=0.5)
+    assert [(r.key, r.json()) for r in got] == [
+        (b"A", {"symbol": "A", "ts": "2024-01-02", "price": 10.5}),
+        (b"007", {"symbol": "007", "ts": 1704164645250.0, "price": 11.0}),
+    ]
+
+
+@pytest.mark.integration
 def test_produce_sends_rows_keyed_by_symbol(
     broker: Any, kafka_tools: Any, unique: str, tmp_path: Path
 ) -> None:
@@ -389,6 +408,81 @@ def test_produce_sends_rows_keyed_by_symbol(
         b'{"symbol":"007","ts":"2024-01-02T03:04:05Z","price":11.0}',
         b'{"symbol":"A","ts":2.0,"price":NaN,"volume":1.0}',
     ]
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t", ";", "|"])
+def test_the_delimiter_is_sniffed_from_the_header(tmp_path: Path, delimiter: str) -> None:
+    path = tmp_path / "t.csv"
+    rows = [["symbol", "ts", "price", "note"], ["A", "1", "10", "x,y"], ["B", "2", "11", "z"]]
+    # A comma inside a cell of a file delimited otherwise is text.
+    path.write_text("".join(delimiter.join(row) + "\n" for row in rows))
+    records, summary = run(path, settings_with())
+    assert [(r["key"], r["ts"]) for r in records] == [("A", 1.0), ("B", 2.0)]
+    assert summary.dead_letters == Counter()
+
+
+def test_the_delimiter_given(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "t.txt"
+    path.write_text("symbol;ts;price\nA;1;10\n")
+    out = tmp_path / "out.jsonl"
+    assert replay_mod.main([str(path), "-o", str(out), "--delimiter", "semicolon"]) == 0
+    assert json.loads(out.read_text())["key"] == "A"
+    # Given wrongly, the header is one column and the error shows it.
+    assert replay_mod.main([str(path), "-o", str(out), "--delimiter", "tab"]) == 2
+    assert "(columns: symbol;ts;price)" in capsys.readouterr().err
+    assert replay_mod.main([str(path), "-o", str(out), "--delimiter", ";;"]) == 2
+    assert "--delimiter must be one character" in capsys.readouterr().err
+
+
+def test_columns_are_mapped_to_the_ticks_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "yahoo.csv"
+    path.write_text("ticker,timestamp,close,volume\nA,1,10,5\nB,2,11,6\n")
+    out = tmp_path / "out.jsonl"
+    assert replay_mod.main([str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "has no column 'ts', 'price', 'symbol' (columns: ticker, timestamp, close, volume)" in err
+    )
+    assert "--columns symbol=ticker" in err
+    mapping = ["--columns", "symbol=ticker,ts=timestamp", "--columns", "price=close"]
+    assert replay_mod.main([str(path), "-o", str(out), *mapping]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["key"], r["ts"], r["n_samples_seen"]) for r in records] == [
+        ("A", 1.0, 1),
+        ("B", 2.0, 1),
+    ]
+    source = TickFile(path, columns={"symbol": "ticker", "ts": "timestamp", "price": "close"})
+    assert list(source.rows()) == [
+        {"symbol": "A", "ts": 1.0, "price": 10.0, "volume": 5.0},
+        {"symbol": "B", "ts": 2.0, "price": 11.0, "volume": 6.0},
+    ]
+    for bad, why in [
+        (
+            "price=clse",
+            "no column 'clse' (columns: ticker, timestamp, close, volume); did you mean 'close'?",
+        ),
+        ("volume=close", "--columns volume=close: " + f"{path} has a column 'volume' already"),
+        ("price", "--columns 'price': expected FIELD=COLUMN"),
+    ]:
+        assert replay_mod.main([str(path), "-o", str(out), "--columns", bad]) == 2
+        assert why in capsys.readouterr().err
+
+
+def test_produce_checks_the_columns_before_it_connects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file replay refuses is refused by produce too, before any broker is asked."""
+    path = tmp_path / "yahoo.csv"
+    path.write_text("ticker,timestamp,close,volume\nA,1,10,5\n")
+    assert produce.main([str(path), "--bootstrap-servers", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("streamgmm produce: error: ")
+    assert "has no column 'ts', 'price', 'symbol'" in err
+    mapped = ["--columns", "symbol=ticker,ts=timestamp,price=clse"]
+    assert produce.main([str(path), "--bootstrap-servers", "127.0.0.1:1", *mapped]) == 2
+    assert "did you mean 'close'?" in capsys.readouterr().err
 
 
 def test_produce_exit_codes_without_a_broker(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Each row of a CSV or Parquet file of ticks (columns ``symbol, ts, price, volume`` for market
 ticks; ``symbol, ts, <event fields>`` for event ticks; ``[input] key_field`` names another key
-column) is turned into the JSON message that ``streamgmm produce`` would send, then goes
+column, and ``--columns`` maps a file's own names; CSV delimited by commas, tabs, semicolons or
+pipes) is turned into the JSON message that ``streamgmm produce`` would send, then goes
 through the service's own steps (:mod:`streamgmm.ticks`): the same
 :class:`~streamgmm.ticks.decode.TickDecoder` validation, the same per-key rules
 (:class:`~streamgmm.ticks.rules.TickRules`: ordering, model rejections, emit policy, batching)
@@ -19,7 +20,7 @@ as the message ``produce`` sends) or :mod:`.columns` (a CSV chunk decoded a colu
 """
 
 from streamgmm.replay.cli import main
-from streamgmm.replay.files import CHUNK_ROWS, ReplayError, count_rows, iter_rows
+from streamgmm.replay.files import CHUNK_ROWS, ReplayError, TickFile, count_rows, iter_rows
 from streamgmm.replay.message import row_message
 from streamgmm.replay.run import PARTITION, ReplaySummary, replay
 
@@ -28,6 +29,7 @@ __all__ = [
     "PARTITION",
     "ReplayError",
     "ReplaySummary",
+    "TickFile",
     "count_rows",
     "iter_rows",
     "main",

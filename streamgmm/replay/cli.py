@@ -12,7 +12,7 @@ import sys
 from typing import IO
 
 from streamgmm.exits import EXIT_USAGE
-from streamgmm.replay.files import ReplayError
+from streamgmm.replay.files import ReplayError, add_file_arguments, tick_file
 from streamgmm.replay.run import replay
 from streamgmm.settings.flags import add_cli_overrides, settings_from_args
 from streamgmm.settings.spec import ConfigError
@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output", "-o", metavar="OUT", required=True, help="JSON-lines output file ('-': stdout)"
     )
+    add_file_arguments(parser)
     add_cli_overrides(parser, kafka_flags=False)
     parser.add_argument(
         "--dead-letters", metavar="FILE", default=None, help="write rejected rows here (JSON lines)"
@@ -60,11 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     # (about a fifth of a replay's time otherwise).
     gc.freeze()
     try:
+        source = tick_file(args)
         out_handle = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
         if args.dead_letters:
             dl_handle = open(args.dead_letters, "wb")  # noqa: SIM115
         summary = replay(
-            args.file,
+            source,
             out_handle,
             settings,
             dead_letters=dl_handle,

@@ -27,13 +27,10 @@ from streamgmm.replay.columns import CsvColumns
 from streamgmm.replay.files import (
     CHUNK_ROWS,
     ReplayError,
+    TickFile,
     count_rows,
     csv_readers,
-    header,
-    is_parquet,
     key_column,
-    parquet_rows,
-    required_columns,
     row_dict,
 )
 from streamgmm.replay.message import as_parsed_json, row_message
@@ -66,7 +63,7 @@ class ReplaySummary:
 
 
 def replay(
-    path: str | Path,
+    path: str | Path | TickFile,
     output: IO[bytes],
     settings: Settings,
     *,
@@ -80,7 +77,8 @@ def replay(
     Parameters
     ----------
     path
-        CSV or Parquet file of ticks.
+        CSV or Parquet file of ticks, or a :class:`~streamgmm.replay.files.TickFile` (a file
+        with its delimiter and its names for the tick's fields).
     output
         Binary stream receiving one JSON output record per line, in row order.
     settings
@@ -98,15 +96,9 @@ def replay(
     -------
     ReplaySummary
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ReplayError(f"no such file: {path}")
-    columns = header(path)
-    missing = [name for name in required_columns(settings) if name not in columns]
-    if missing:
-        raise ReplayError(
-            f"{path} has no column {', '.join(map(repr, missing))} (columns: {', '.join(columns)})"
-        )
+    source = path if isinstance(path, TickFile) else TickFile(Path(path))
+    path = source.path
+    source.check(settings)
     if pipeline_factory is None:
         from streamgmm.ticks.keystate import make_pipeline
 
@@ -117,15 +109,14 @@ def replay(
     )
     bar = Progress(count_rows(path) if progress else None, progress, progress_stream or sys.stderr)
     try:
-        if is_parquet(path):
-            rows = parquet_rows(path)
+        if source.is_parquet:
+            rows = source.parquet_rows()
             while chunk := list(itertools.islice(rows, CHUNK_ROWS)):
                 run.chunk(chunk)
                 bar.update(len(chunk))
         else:
-            with path.open(newline="", encoding="utf-8-sig") as handle:
-                reader = csv.reader(handle)
-                run.start_csv(next(reader, []))
+            with source.open_csv() as (names, reader):
+                run.start_csv(names)
                 while lines := list(itertools.islice(reader, CHUNK_ROWS)):
                     # Blank lines are skipped, as csv.DictReader skips them.
                     cells = [row for row in lines if row]
