@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -252,6 +253,17 @@ def _pipeline(kind: str) -> Any:
     return Recording() if kind == "recording" else RegimeDetector(warmup=20)
 
 
+def _labels_view(run: KeyRun) -> Any:
+    """The run's labels, joined into one batch (the two paths batch them differently)."""
+    if not run.labels:
+        return None
+    return (
+        *(np.concatenate([getattr(batch, name) for batch in run.labels]).tolist()
+          for name in ("ts", "regime", "drift_detected", "warm")),
+        {batch.n_regimes for batch in run.labels},
+    )  # fmt: skip
+
+
 def _run_view(run: KeyRun) -> Any:
     return (
         run.records,
@@ -261,6 +273,7 @@ def _run_view(run: KeyRun) -> Any:
         [t.offset for t in run.ticks],
         [repr(out) for out in run.outputs],
         run.problem,
+        _labels_view(run),
     )
 
 
@@ -294,7 +307,9 @@ def test_a_block_gives_what_its_ticks_give_one_by_one(
     history: bool,
     next_offset: int,
 ) -> None:
-    rules = TickRules("reject", policy, 3, max_ts_jump=7 * DAY, clock=lambda: CLOCK)
+    rules = TickRules(
+        "reject", policy, 3, max_ts_jump=7 * DAY, clock=lambda: CLOCK, keep_labels=True
+    )
     states = [KeyState(_pipeline(kind), partition=0) for _ in range(2)]
     if history:  # a key that has seen ticks before
         earlier = ticks(*((start - (30 - i) * DAY, 100.0 + i) for i in range(30)))
@@ -349,12 +364,29 @@ def test_long_runs_as_columns_and_short_runs_as_dicts_give_the_same(
     views = []
     for block_run in (1, 10**9):
         monkeypatch.setattr(apply_mod, "BLOCK_RUN", block_run)
-        rules = TickRules("reject", policy, 4, max_ts_jump=7 * DAY, clock=lambda: CLOCK)
+        rules = TickRules(
+            "reject", policy, 4, max_ts_jump=7 * DAY, clock=lambda: CLOCK, keep_labels=True
+        )
         state = KeyState(RegimeDetector(warmup=20), partition=0)
         runs = [
             rules.apply(state, ticks(*rows[start : start + 97], first=start))
             for start in range(0, len(rows), 97)
         ]
         views.append(([_run_view(run) for run in runs], _state_view(state)))
+        # The labels are the records' own columns.
+        for run in runs:
+            records = [json.loads(value) for _offset, value in run.records]
+            want = (
+                (
+                    [r["ts"] for r in records],
+                    [r["regime"] for r in records],
+                    [r["drift_detected"] for r in records],
+                    [r["warm"] for r in records],
+                    {len(r["probabilities"]) for r in records},
+                )
+                if records
+                else None
+            )
+            assert _labels_view(run) == want
     assert views[0] == views[1]
     assert sum(len(view[1]) for view in views[0][0]) == 4  # the refusals are dead letters

@@ -22,6 +22,7 @@ from streamgmm.replay import ReplayError, replay, row_message
 from streamgmm.replay import run as replay_run
 from streamgmm.replay.columns import CsvColumns
 from streamgmm.replay.files import TickFile
+from streamgmm.replay.summary import summary_table
 from streamgmm.settings.layers import load_settings
 from streamgmm.settings.service import Settings
 from streamgmm.ticks.decode import TickDecoder
@@ -209,6 +210,55 @@ def test_emit_policies(tmp_path: Path, env: dict[str, str], emitted: list[int]) 
     assert summary.ticks == 6
 
 
+class DriftingPipeline(StepPipeline):
+    """StepPipeline, in drift at prices 150 and 160 and again at 200; not warm at price 50."""
+
+    def learn_predict_one(self, tick: dict[str, float]) -> dict[str, Any]:
+        out = super().learn_predict_one(tick)
+        drift = tick["price"] in (150, 160, 200)
+        return {**out, "drift_detected": drift, "warm": tick["price"] != 50}
+
+
+@pytest.mark.parametrize("policy", ["every_tick", "on_change"])
+def test_per_key_figures_are_read_from_the_records(tmp_path: Path, policy: str) -> None:
+    path = tmp_path / "t.csv"
+    prices = [55, 40, 150, 160, 90, 80, 200]  # regimes 0 0 1 1 0 0 1, one second apart
+    path.write_text(
+        "symbol,ts,price\n"
+        + "".join(f"X,{100 + i},{p}\n" for i, p in enumerate(prices))
+        + "Y,5,50\nY,6,40\n"
+    )
+    out = io.BytesIO()
+    summary = replay(
+        path,
+        out,
+        settings_with(OUTPUT_EMIT_POLICY=policy),
+        pipeline_factory=DriftingPipeline,
+    )
+    x, y = summary.per_key["X"], summary.per_key["Y"]
+    assert (x.ticks, x.first_ts, x.last_ts, x.last_regime) == (7, 100.0, 106.0, 1)
+    # Regime 0 for 2 s, 1 for 2 s, 0 for 2 s; the last record ends the span. With on_change
+    # the records are 100, 102, 104 and 106, and the spans are the same.
+    assert (x.warm_seconds, x.turbulent_seconds, x.turbulent_share) == (6.0, 2.0, 1 / 3)
+    assert (x.switches, x.top_regime) == (3, 1)
+    if policy == "every_tick":
+        assert x.drift_alarms == 2  # 150-160, then 200
+        # Y's first record is not warm: one warm record, no span, the share of records.
+        assert (y.ticks, y.warm_records, y.switches, y.turbulent_share) == (2, 1, 0, 0.0)
+    else:
+        assert x.records == 4  # the record at 160 was not written
+        # Y's one record was not warm: no regime figures.
+        assert (y.ticks, y.records, y.warm_records, y.turbulent_share) == (2, 1, 0, None)
+    table = summary_table(summary.per_key)
+    assert table[0].split() == [
+        "key", "ticks", "from", "to", "turbulent", "switches", "drift_alarms", "last_regime"
+    ]  # fmt: skip
+    assert table[1].split()[:2] == ["X", "7"] and table[1].split()[4:] == [
+        "33.3%", "3", str(x.drift_alarms), "1"
+    ]  # fmt: skip
+    assert len(summary_table(summary.per_key, limit=1)) == 3  # and "... and 1 more keys"
+
+
 def test_key_field_and_event_ticks(tmp_path: Path) -> None:
     path = tmp_path / "events.csv"
     path.write_text("sensor,ts,temp,load\n007,1,20.5,3\n007,2,21,\n")
@@ -298,6 +348,30 @@ def test_main_writes_json_lines_progress_and_summary(
     if importlib.util.find_spec("tqdm") is None:
         assert "replay: 30/30 rows (100%)" in err
     assert "gives no regimes" not in err
+
+
+def test_main_ends_with_a_table_of_keys_and_fails_when_nothing_was_applied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("symbol,ts,price\n" + "".join(f"Q,{i},{100 + i}\n" for i in range(60)))
+    out = str(tmp_path / "out.jsonl")
+    assert replay_mod.main([str(path), "-o", out, "--no-progress"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-2].split()[:3] == ["key", "ticks", "from"]
+    assert lines[-1].split()[:4] == ["Q", "60", "1970-01-01", "1970-01-01"]
+    # Every row rejected: exit code 1 and a line saying why, with a hint.
+    path.write_text("symbol,ts,price\n" + "".join(f"Q,{i}e20,{100 + i}\n" for i in range(1, 4)))
+    assert replay_mod.main([str(path), "-o", out, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "0 ticks applied" in err
+    assert err.splitlines()[-1] == (
+        "streamgmm replay: error: no row could be applied (3 of 3 rows rejected as ts_jump); "
+        "the timestamps are far ahead of the clock: is [input] ts_unit right?"
+    )
+    path.write_text("symbol,ts,price\n")
+    assert replay_mod.main([str(path), "-o", out, "--no-progress"]) == 1
+    assert "no row could be applied: the file has no rows" in capsys.readouterr().err
 
 
 def test_main_names_keys_that_give_no_regimes(

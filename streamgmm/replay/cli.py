@@ -1,7 +1,11 @@
 """``streamgmm replay FILE --output OUT``: the command's arguments, its settings and its summary.
 
-Exit codes: 0, or :data:`~streamgmm.exits.EXIT_USAGE` for a bad setting or an input file
-that cannot be replayed (with one line on stderr saying why).
+The summary, on stderr: the rows, ticks, records and rejections by reason, then a table of
+each key's figures (:mod:`~streamgmm.replay.summary`).
+
+Exit codes: 0; :data:`~streamgmm.exits.EXIT_USAGE` for a bad setting or an input file that
+cannot be replayed (with one line on stderr saying why); :data:`~streamgmm.exits.EXIT_FAILURE`
+when no row could be applied (every row rejected, or none at all).
 """
 
 from __future__ import annotations
@@ -11,16 +15,18 @@ import gc
 import sys
 from typing import IO
 
-from streamgmm.exits import EXIT_USAGE
+from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
 from streamgmm.replay.files import ReplayError, add_file_arguments, tick_file
-from streamgmm.replay.run import replay
+from streamgmm.replay.run import ReplaySummary, replay
+from streamgmm.replay.summary import summary_table
 from streamgmm.settings.flags import add_cli_overrides, settings_from_args
 from streamgmm.settings.spec import ConfigError
 
 __all__ = ["main"]
 
-#: Keys whose stream problem the summary names, one line each; the rest are counted.
-_PROBLEMS_SHOWN = 20
+#: Keys whose figures, and whose stream problem, the summary shows, one line each; the rest
+#: are counted.
+_KEYS_SHOWN = 20
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,8 +51,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``streamgmm replay``; ``argv`` excludes the subcommand name.
 
-    Returns 0 on success and :data:`~streamgmm.exits.EXIT_USAGE` for a bad configuration or
-    an unusable input file.
+    Returns 0 on success, :data:`~streamgmm.exits.EXIT_USAGE` for a bad configuration or an
+    unusable input file, and :data:`~streamgmm.exits.EXIT_FAILURE` when no row could be applied.
     """
     args = _parser().parse_args(argv)
     try:
@@ -96,15 +102,34 @@ def main(argv: list[str] | None = None) -> int:
         ),
         file=sys.stderr,
     )
+    if summary.per_key:
+        print("\n".join(summary_table(summary.per_key, _KEYS_SHOWN)), file=sys.stderr)
     problems = list(summary.stream_problems.items())
-    for key, problem in problems[:_PROBLEMS_SHOWN]:
+    for key, problem in problems[:_KEYS_SHOWN]:
         print(f"streamgmm replay: key {key!r} gives no regimes: {problem}", file=sys.stderr)
-    if len(problems) > _PROBLEMS_SHOWN:
+    if len(problems) > _KEYS_SHOWN:
         print(
-            f"streamgmm replay: {len(problems) - _PROBLEMS_SHOWN} more keys give no regimes",
+            f"streamgmm replay: {len(problems) - _KEYS_SHOWN} more keys give no regimes",
             file=sys.stderr,
         )
+    if summary.ticks == 0:
+        print(f"streamgmm replay: error: {_nothing_applied(summary)}", file=sys.stderr)
+        return EXIT_FAILURE
     return 0
+
+
+def _nothing_applied(summary: ReplaySummary) -> str:
+    """Why no row could be applied, in one line."""
+    if not summary.rows:
+        return "no row could be applied: the file has no rows"
+    if not summary.dead_letters:
+        return "no row could be applied: every row was out of order and skipped"
+    reason, count = summary.dead_letters.most_common(1)[0]
+    hint = {
+        "ts_jump": "the timestamps are far ahead of the clock: is [input] ts_unit right?",
+        "empty_key": "is the key column right? (--columns symbol=COLUMN, [input] key_field)",
+    }.get(reason, "--dead-letters FILE shows each row's reason")
+    return f"no row could be applied ({count} of {summary.rows} rows rejected as {reason}); {hint}"
 
 
 if __name__ == "__main__":  # pragma: no cover

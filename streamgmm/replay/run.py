@@ -35,6 +35,7 @@ from streamgmm.replay.files import (
 )
 from streamgmm.replay.message import as_parsed_json, row_message
 from streamgmm.replay.progress import Progress
+from streamgmm.replay.summary import KeyFigures
 from streamgmm.settings.service import Settings
 from streamgmm.ticks.decode import TickDecoder, group_by_key, non_finite_literal
 from streamgmm.ticks.keystate import KeyState, Pipeline
@@ -60,6 +61,8 @@ class ReplaySummary:
     #: Keys whose stream gave no regimes at the end of the file, with the detector's reason
     #: (``stream_problem``; the service logs it per key when it begins).
     stream_problems: dict[str, str] = field(default_factory=dict)
+    #: Each key's figures, from the records written for it (:mod:`~streamgmm.replay.summary`).
+    per_key: dict[str, KeyFigures] = field(default_factory=dict)
 
 
 def replay(
@@ -158,7 +161,7 @@ class _Replay:
         self.dead_letters = dead_letters
         self.summary = summary
         self.decoder = TickDecoder(settings)
-        self.rules = TickRules.from_settings(settings, keep_outputs=False)
+        self.rules = TickRules.from_settings(settings, keep_outputs=False, keep_labels=True)
         self.states: dict[str, KeyState] = {}
         self.readers: list[tuple[str, bool]] = []
         self.columns: CsvColumns | None = None
@@ -170,7 +173,7 @@ class _Replay:
         by_key, rejected = group_by_key(
             (self._decode(row, row_number), None) for row_number, row in enumerate(rows, first)
         )
-        runs = [self.rules.apply(self._state(key), group) for key, group in by_key.items()]
+        runs = [(key, self.rules.apply(self._state(key), group)) for key, group in by_key.items()]
         self._write(runs, rejected, lambda row_number: rows[row_number - first])
 
     def start_csv(self, names: list[str]) -> None:
@@ -226,11 +229,11 @@ class _Replay:
             )
             single = by_key.pop(key, None)
             if single is None:
-                runs.append(self.rules.apply_block(self._state(key), block))
+                runs.append((key, self.rules.apply_block(self._state(key), block)))
             else:
                 merged = sorted([*((t, None) for t in block.ticks()), *single], key=_offset_of)
-                runs.append(self.rules.apply(self._state(key), merged))
-        runs += [self.rules.apply(self._state(key), group) for key, group in by_key.items()]
+                runs.append((key, self.rules.apply(self._state(key), merged)))
+        runs += [(key, self.rules.apply(self._state(key), group)) for key, group in by_key.items()]
         self._write(runs, rejected, row)
 
     def _state(self, key: str) -> KeyState:
@@ -241,18 +244,25 @@ class _Replay:
 
     def _write(
         self,
-        runs: list[KeyRun],
+        runs: list[tuple[str, KeyRun]],
         rejected: list[DeadLetter],
         row: Callable[[int], dict[str, object]],
     ) -> None:
-        """Write the chunk's records and dead letters, each in row order."""
+        """Write the chunk's records and dead letters, each in row order; each key's records
+        go into its figures."""
         summary = self.summary
         records: list[tuple[int, bytes]] = []
-        for run in runs:
+        for key, run in runs:
             records += run.records
             rejected += run.dead_letters
             summary.ticks += run.applied
             summary.skipped_out_of_order += run.skipped
+            figures = summary.per_key.get(key)
+            if figures is None:
+                figures = summary.per_key[key] = KeyFigures()
+            figures.ticks += run.applied
+            for labels in run.labels:
+                figures.observe(labels)
         # Back to row order: keys were applied one after the other.
         records.sort(key=_first)
         self.output.write(b"".join([value + b"\n" for _row, value in records]))

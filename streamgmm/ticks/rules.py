@@ -39,7 +39,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -51,13 +51,24 @@ from streamgmm.ticks.keystate import KeyState, Pipeline
 from streamgmm.ticks.record import SOURCE_FIELDS
 from streamgmm.ticks.tick import DeadLetter, Tick, TickBlock, dead_letter_for
 
-__all__ = ["BLOCK_RUN", "KeyRun", "TickRules", "is_out_of_order", "should_emit"]
+__all__ = ["BLOCK_RUN", "KeyRun", "Labels", "TickRules", "is_out_of_order", "should_emit"]
 
 #: Runs of at least this many ticks go through the detector's ``learn_predict_block`` and the
 #: column encoder; shorter ones (a poll's few ticks of one key among many) through
 #: ``learn_predict_many`` and the per-record encoder, cheaper for a few ticks. Measured with
 #: ``benchmarks/bench_apply.py``: columns ÷ dicts per tick 1.9 at 4 ticks, 1.06 at 32, 0.73 at 64.
 BLOCK_RUN = 48
+
+
+class Labels(NamedTuple):
+    """What a batch of the output records written says of the regimes, as columns: each
+    record's ``ts``, ``regime``, ``drift_detected`` and ``warm``, and the number of regimes."""
+
+    ts: np.ndarray
+    regime: np.ndarray
+    drift_detected: np.ndarray
+    warm: np.ndarray
+    n_regimes: int
 
 
 @dataclass
@@ -82,6 +93,9 @@ class KeyRun:
     ticks, outputs
         Every tick the detector learnt from, and its output (a :func:`~streamgmm.regime.output.
         make_output` dict); empty when the rules were made with ``keep_outputs=False``.
+    labels
+        The records' regime columns (:class:`Labels`), a batch per call to the detector;
+        empty unless the rules were made with ``keep_labels=True``.
     """
 
     records: list[tuple[int, bytes]] = field(default_factory=list)
@@ -91,6 +105,7 @@ class KeyRun:
     applied: int = 0
     ticks: list[Tick] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
+    labels: list[Labels] = field(default_factory=list)
 
 
 def should_emit(
@@ -146,6 +161,8 @@ class TickRules:
     keep_outputs
         Fill :attr:`KeyRun.ticks` and :attr:`KeyRun.outputs` (the service's metrics read
         them); ``streamgmm replay`` needs only the records.
+    keep_labels
+        Fill :attr:`KeyRun.labels` (``streamgmm replay``'s per-key summary reads them).
     """
 
     def __init__(
@@ -157,6 +174,7 @@ class TickRules:
         max_ts_jump: float = math.inf,
         clock: Callable[[], float] = time.time,
         keep_outputs: bool = True,
+        keep_labels: bool = False,
     ) -> None:
         if out_of_order not in OUT_OF_ORDER:
             raise ValueError(f"out_of_order must be one of {OUT_OF_ORDER}, got {out_of_order!r}")
@@ -170,9 +188,12 @@ class TickRules:
         self.max_ts_jump = float(max_ts_jump)
         self.clock = clock
         self.keep_outputs = keep_outputs
+        self.keep_labels = keep_labels
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, keep_outputs: bool = True) -> TickRules:
+    def from_settings(
+        cls, settings: Settings, *, keep_outputs: bool = True, keep_labels: bool = False
+    ) -> TickRules:
         """The rules ``[input] out_of_order``, ``max_ts_jump_seconds`` and
         ``[output] emit_policy/emit_every_n`` set."""
         return cls(
@@ -181,6 +202,7 @@ class TickRules:
             settings.emit_every_n,
             max_ts_jump=settings.max_ts_jump_seconds,
             keep_outputs=keep_outputs,
+            keep_labels=keep_labels,
         )
 
     def _jump_limit(self, last_ts: float | None, now: float) -> float:
@@ -363,6 +385,17 @@ class TickRules:
         run.records += [
             (applied[j].offset, encode_output_record(applied[j], applied_outs[j])) for j in emitted
         ]
+        if self.keep_labels and emitted:
+            written = [applied_outs[j] for j in emitted]
+            run.labels.append(
+                Labels(
+                    np.array([applied[j].ts for j in emitted]),
+                    np.array([out["regime"] for out in written], dtype=np.int64),
+                    np.array([out["drift_detected"] for out in written], dtype=bool),
+                    np.array([out["warm"] for out in written], dtype=bool),
+                    len(written[0]["probabilities"]),
+                )
+            )
         run.applied += len(applied)
         if self.keep_outputs:
             run.ticks += applied
@@ -390,11 +423,21 @@ class TickRules:
         if emitted:
             rows = [index[j] for j in emitted]
             source = block if len(rows) == len(block) else block.take(rows)
+            written = columns if len(rows) == len(index) else take_columns(columns, emitted)
             encoded = encode_output_columns(
-                {f.name: getattr(source, f.name) for f in SOURCE_FIELDS},
-                columns if len(rows) == len(index) else take_columns(columns, emitted),
+                {f.name: getattr(source, f.name) for f in SOURCE_FIELDS}, written
             )
             run.records += zip(source.offset.tolist(), encoded, strict=True)
+            if self.keep_labels:
+                run.labels.append(
+                    Labels(
+                        source.ts,
+                        np.asarray(written["regime"], dtype=np.int64),
+                        np.asarray(written["drift_detected"], dtype=bool),
+                        np.asarray(written["warm"], dtype=bool),
+                        len(written["probabilities"]),
+                    )
+                )
         run.applied += len(index)
         if self.keep_outputs:
             run.ticks += (
