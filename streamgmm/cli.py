@@ -97,8 +97,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"streamgmm: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings.log_level)
+    from streamgmm._precompile import compile_if_cold
     from streamgmm.service.runner import run_service
 
+    compile_if_cold()
     return run_service(settings)
 
 
@@ -122,9 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return _run(args)
     if args.command == "demo":
+        from streamgmm._precompile import compile_if_cold
         from streamgmm.demo import run_demo
 
         configure_logging("WARNING")
+        compile_if_cold()
         return run_demo(
             follow=args.follow,
             live=not args.no_live,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from streamgmm._precompile import compile_if_cold
 from streamgmm.frame import regimes_frame
 from streamgmm.regime import RegimeDetector
 
@@ -234,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.n_regimes < 1:
         parser.error(f"--n-regimes must be a positive integer, got {args.n_regimes}")
+    compile_if_cold()
     frame = run_sp500(n_regimes=args.n_regimes)
     path = plot_regimes(args.output, frame=frame)
     for name, value in summarise(frame).items():

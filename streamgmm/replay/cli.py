@@ -15,6 +15,7 @@ import gc
 import sys
 from typing import IO
 
+from streamgmm._precompile import compile_if_cold
 from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
 from streamgmm.replay.files import ReplayError, add_file_arguments, tick_file
 from streamgmm.replay.run import ReplaySummary, replay
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     try:
         source = tick_file(args)
+        source.check(settings)  # before compiling: a file that cannot be replayed says so now
+        compile_if_cold()
         out_handle = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
         if args.dead_letters:
             dl_handle = open(args.dead_letters, "wb")  # noqa: SIM115
