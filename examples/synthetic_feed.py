@@ -7,12 +7,17 @@ service's input format.
     python examples/synthetic_feed.py --bootstrap-servers localhost:9092 --topic ticks
 
 It runs until Ctrl-C (or SIGTERM), or until ``--count`` ticks per instrument were sent. The
-Docker Compose file (deploy/docker-compose.yml) runs it as its ``producer`` service.
+Docker Compose file (deploy/docker-compose.yml) runs it as its ``producer`` service. With
+``--csv FILE`` it writes ``--count`` ticks per instrument to a CSV file instead, the input of
+``streamgmm produce`` and ``streamgmm replay``; ``examples/ticks.csv`` was written so:
+
+    python examples/synthetic_feed.py --csv examples/ticks.csv --instruments 3 --count 500
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import json
 import math
@@ -73,6 +78,16 @@ def send(
     return sent
 
 
+def write_csv(path: str, instruments: int, count: int) -> int:
+    """Write ``count`` ticks per instrument to ``path`` as CSV; return the number of rows."""
+    rows = list(itertools.islice(ticks(instruments), count * instruments))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["symbol", "ts", "price", "volume"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap-servers", default="localhost:9092")
@@ -81,7 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="ticks per second, 0: no pause")
     parser.add_argument("--count", type=int, default=None, help="ticks per instrument")
     parser.add_argument("--api-version", default="2.5", help='broker protocol version or "auto"')
+    parser.add_argument("--csv", metavar="FILE", help="write --count ticks to a CSV file instead")
     args = parser.parse_args(argv)
+    if args.csv:
+        n = write_csv(args.csv, args.instruments, args.count or 500)
+        print(f"wrote {n} ticks to {args.csv}", file=sys.stderr)
+        return 0
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
     client = {}
     if args.api_version != "auto":

@@ -90,7 +90,7 @@ def compile_if_cold(stream: TextIO | None = None) -> float | None:
         return None
     stream = stream or sys.stderr
     print(
-        "streamgmm: compiling the numba kernels, about half a minute on 2 cores (once: they "
+        "streamgmm: compiling the numba kernels, 20 to 30 s on a recent CPU (once: they "
         "are cached for later runs) ...",
         file=stream,
         flush=True,

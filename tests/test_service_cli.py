@@ -204,5 +204,5 @@ def test_python_dash_m_streamgmm_is_the_cli() -> None:
         [sys.executable, "-m", "streamgmm", "--help"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
-    for command in ("run", "replay", "produce", "demo", "plot"):
+    for command in ("run", "replay", "produce", "consume", "broker", "demo", "plot"):
         assert command in proc.stdout
