@@ -70,8 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--output",
         metavar="PNG",
-        default="streamgmm-regimes.png",
-        help="where to write the regime plot (default: %(default)s)",
+        default=None,
+        help="where to write the regime plot (default: where streamgmm plot writes it)",
     )
     demo.add_argument("--no-plot", action="store_true", help="skip the PNG")
     demo.add_argument(
@@ -131,13 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from streamgmm._precompile import compile_if_cold
         from streamgmm.demo import run_demo
+        from streamgmm.plot import DEFAULT_OUTPUT
 
         configure_logging("WARNING")
         compile_if_cold()
         return run_demo(
             follow=args.follow,
             live=not args.no_live,
-            output_png=None if args.no_plot else args.output,
+            output_png=None if args.no_plot else (args.output or DEFAULT_OUTPUT),
             metrics_port=args.metrics_port,
             duration=args.duration,
         )

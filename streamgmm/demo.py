@@ -2,11 +2,14 @@
 
 1. starts the embedded tansu broker (memory storage, 127.0.0.1, free port);
 2. creates the input topic (the service creates its output, dead-letter and changelog topics);
-3. streams the S&P 500 daily closes from ``arch.data.sp500`` plus three synthetic instruments;
+3. streams the S&P 500 daily closes from ``arch.data.sp500`` plus three synthetic instruments
+   (:data:`SYNTHETIC` says what each one is);
 4. runs the service in-process (the same :class:`~streamgmm.service.runner.ServiceRunner` as
    ``streamgmm run``) with Prometheus metrics on 127.0.0.1;
-5. shows a live table of regime probabilities and drift per instrument;
-6. writes the regime PNG (:func:`streamgmm.plot.plot_regimes`) and stops the broker.
+5. shows a live table of regime probabilities and drift per instrument, under the metrics
+   address and over a legend of the instruments;
+6. writes the regime PNG (:func:`streamgmm.plot.plot_regimes`, to the file ``streamgmm plot``
+   writes unless told otherwise) and stops the broker.
 
 It finishes by itself in about a minute; ``--follow`` keeps the synthetic instruments
 streaming until Ctrl-C; ``--no-live`` prints only a final summary (scripts and tests).
@@ -29,13 +32,22 @@ from kafka import KafkaProducer
 
 from streamgmm.broker import EmbeddedBroker
 from streamgmm.exits import EXIT_FAILURE
+from streamgmm.plot import DEFAULT_OUTPUT
 from streamgmm.service.runner import ServiceRunner
 from streamgmm.settings.layers import load_settings
 
 INPUT_TOPIC = "demo.ticks"
 PARTITIONS = 3
 DEFAULT_DURATION = 45.0  # seconds of streaming; start-up, restore and the plot add the rest
-SYNTHETIC = ("SYN-CALM", "SYN-SWITCH", "SYN-SHOCK")
+#: The instruments the demo streams, and what each is (the table's legend). The synthetic ones
+#: are random walks with the volatility per tick :func:`_synthetic` gives them.
+INSTRUMENTS: dict[str, str] = {
+    "SP500": "the S&P 500's daily closes, 1999-2018 (arch.data.sp500)",
+    "SYN-CALM": "synthetic: calm throughout (0.6 % a tick)",
+    "SYN-SWITCH": "synthetic: calm (0.7 %) and turbulent (2.5 %) in turn, 400 ticks each",
+    "SYN-SHOCK": "synthetic: calm (0.8 %), turbulent (4 %) for the last 100 of every 1000 ticks",
+}
+SYNTHETIC = tuple(name for name in INSTRUMENTS if name.startswith("SYN-"))
 
 
 @dataclass
@@ -72,23 +84,32 @@ class LiveTable:
             row.last_ts = float(record["ts"])
             self.total += 1
 
-    def render(self, header: str = "") -> str:
+    def render(self, header: str = "", legend: bool = False) -> str:
+        """The table, under ``header``; with ``legend``, over a line per instrument saying
+        what it is (:data:`INSTRUMENTS`). Each heading is one word over its own column."""
         with self._lock:
             rows = sorted(self._rows.items())
-        lines = [header] if header else []
+        lines = header.splitlines() if header else []
         n_reg = max((len(r.probabilities) for _k, r in rows), default=2)
         probs = " ".join(f"P(r{i})".rjust(7) for i in range(n_reg))
         lines.append(
             f"{'instrument':<12} {'ticks':>6} {'date':>10} {'regime':>6} {probs}"
-            f" {'drift':>7} {'events':>6}"
+            f" {'drift_score':>11} {'drift_alarms':>12}"
         )
         for key, r in rows:
             date = time.strftime("%Y-%m-%d", time.gmtime(r.last_ts)) if r.last_ts else "-"
             p = " ".join(f"{r.probabilities.get(str(i), math.nan):7.3f}" for i in range(n_reg))
             lines.append(
                 f"{key:<12} {r.ticks:>6} {date:>10} {r.regime:>6} {p}"
-                f" {r.drift_score:>7.2f} {r.drift_events:>6}"
+                f" {r.drift_score:>11.2f} {r.drift_events:>12}"
             )
+        if legend:
+            lines.append("")
+            lines += [f"{key:<12} {text}" for key, text in INSTRUMENTS.items()]
+            lines += [
+                "regime 0 is the calmest; P(rN): the probability of regime N now",
+                "drift_alarms: times the stream stopped fitting its model (drift_score reached 1)",
+            ]
         return "\n".join(lines)
 
 
@@ -150,7 +171,7 @@ def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
 def run_demo(
     follow: bool = False,
     live: bool = True,
-    output_png: str | Path | None = "streamgmm-regimes.png",
+    output_png: str | Path | None = DEFAULT_OUTPUT,
     metrics_port: int = 0,
     duration: float | None = None,
     out: TextIO | None = None,
@@ -191,17 +212,20 @@ def run_demo(
         if not runner.ready.wait(60):
             print("the service did not join its consumer group within 60 s", file=sys.stderr)
             return EXIT_FAILURE
+        metrics = ""
         if runner.metrics_address is not None:
             host, port = runner.metrics_address
-            print(f"service running; metrics on http://{host}:{port}/metrics", file=out)
-        sent = _stream(broker, follow, live, duration, table, out)
+            metrics = f"metrics on http://{host}:{port}/metrics"
+            print(f"service running; {metrics}", file=out)
+        sent = _stream(broker, follow, live, duration, table, out, metrics)
         # Let the service drain what was sent.
         deadline = time.monotonic() + 60
         while table.total < sent and time.monotonic() < deadline:
             time.sleep(0.1)
         runner.stop()
         thread.join(60)
-        print(table.render(f"\nfinal: {table.total} of {sent} ticks processed"), file=out)
+        final = f"\nfinal: {table.total} of {sent} ticks processed"
+        print(table.render(final, legend=True), file=out)
         if output_png is not None:
             from streamgmm.plot import plot_regimes
 
@@ -227,8 +251,12 @@ def _stream(
     duration: float,
     table: LiveTable,
     out: TextIO,
+    metrics: str = "",
 ) -> int:
-    """Produce the feed paced over ``duration`` seconds; return the number of ticks sent."""
+    """Produce the feed paced over ``duration`` seconds; return the number of ticks sent.
+
+    The live table is redrawn on a cleared screen, so its header repeats ``metrics`` (where
+    the service's metrics are)."""
     producer = KafkaProducer(**broker.client_kwargs(), linger_ms=5)
     n_total = 5031 * (1 + len(SYNTHETIC))
     per_tick = duration / n_total if duration > 0 else 0.0
@@ -249,7 +277,9 @@ def _stream(
                 header = f"streamgmm demo - {sent} ticks sent, {table.total} processed" + (
                     " (Ctrl-C to stop)" if follow else ""
                 )
-                out.write("\x1b[2J\x1b[H" + table.render(header) + "\n")
+                if metrics:
+                    header += f"\n{metrics}"
+                out.write("\x1b[2J\x1b[H" + table.render(header, legend=True) + "\n")
                 out.flush()
         producer.flush()
     finally:
