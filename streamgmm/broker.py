@@ -330,14 +330,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     (exit 0). Exit code 2 for a bad setting or a port in use, 1 if the broker fails.
     """
     from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
-    from streamgmm.settings.flags import settings_from_args
-    from streamgmm.settings.spec import ConfigError
+    from streamgmm.settings.flags import command_settings
 
     args = _parser().parse_args(argv)
-    try:
-        settings = settings_from_args(args, "streamgmm broker")
-    except ConfigError as exc:
-        print(f"streamgmm broker: error: {exc}", file=sys.stderr)
+    settings = command_settings(args, "streamgmm broker")
+    if settings is None:
         return EXIT_USAGE
     port = args.port
     if port is None:

@@ -23,9 +23,8 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
-from streamgmm.settings.flags import add_cli_overrides, settings_from_args
+from streamgmm.settings.flags import add_cli_overrides, command_settings
 from streamgmm.settings.layers import did_you_mean
-from streamgmm.settings.spec import ConfigError
 
 __all__ = ["format_record", "main"]
 
@@ -104,10 +103,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         if value is not None and not value > 0:
             print(f"streamgmm consume: error: {name} must be > 0, got {value}", file=sys.stderr)
             return EXIT_USAGE
-    try:
-        settings = settings_from_args(args, "streamgmm consume")
-    except ConfigError as exc:
-        print(f"streamgmm consume: error: {exc}", file=sys.stderr)
+    settings = command_settings(args, "streamgmm consume")
+    if settings is None:
         return EXIT_USAGE
 
     from kafka import KafkaConsumer, TopicPartition

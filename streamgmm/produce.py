@@ -17,8 +17,7 @@ import time
 from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
 from streamgmm.replay.files import ReplayError, add_file_arguments, key_column, tick_file
 from streamgmm.replay.message import row_message
-from streamgmm.settings.flags import add_cli_overrides, settings_from_args
-from streamgmm.settings.spec import ConfigError
+from streamgmm.settings.flags import add_cli_overrides, command_settings
 
 __all__ = ["main"]
 
@@ -55,11 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     unreadable file.
     """
     args = _parser().parse_args(argv)
-    try:
-        # --bootstrap-servers is among the flags settings_from_args reads.
-        settings = settings_from_args(args, "streamgmm produce", {"input_topic": args.topic})
-    except ConfigError as exc:
-        print(f"streamgmm produce: error: {exc}", file=sys.stderr)
+    # --bootstrap-servers is among the flags command_settings reads.
+    settings = command_settings(args, "streamgmm produce", {"input_topic": args.topic})
+    if settings is None:
         return EXIT_USAGE
     if args.rate is not None and not args.rate > 0:
         print(f"streamgmm produce: error: --rate must be > 0, got {args.rate}", file=sys.stderr)

@@ -20,8 +20,7 @@ from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
 from streamgmm.replay.files import ReplayError, add_file_arguments, tick_file
 from streamgmm.replay.run import ReplaySummary, replay
 from streamgmm.replay.summary import summary_table
-from streamgmm.settings.flags import add_cli_overrides, settings_from_args
-from streamgmm.settings.spec import ConfigError
+from streamgmm.settings.flags import add_cli_overrides, command_settings
 
 __all__ = ["main"]
 
@@ -56,10 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     unusable input file, and :data:`~streamgmm.exits.EXIT_FAILURE` when no row could be applied.
     """
     args = _parser().parse_args(argv)
-    try:
-        settings = settings_from_args(args, "streamgmm replay")
-    except ConfigError as exc:
-        print(f"streamgmm replay: error: {exc}", file=sys.stderr)
+    settings = command_settings(args, "streamgmm replay")
+    if settings is None:
         return EXIT_USAGE
     out_handle: IO[bytes] | None = None
     dl_handle: IO[bytes] | None = None

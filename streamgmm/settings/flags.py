@@ -2,7 +2,8 @@
 
 :func:`add_cli_overrides` adds them to a command's parser; :func:`overrides_from_args` turns
 what was given into the top layer of :func:`~streamgmm.settings.layers.load_settings`, and
-:func:`settings_from_args` loads a command's settings with them, its warnings on stderr.
+:func:`settings_from_args` loads a command's settings with them, its warnings on stderr
+(:func:`command_settings`: and its error).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from streamgmm.settings.layers import load_settings
 from streamgmm.settings.service import Settings
 from streamgmm.settings.spec import ConfigError
 
-__all__ = ["add_cli_overrides", "overrides_from_args", "settings_from_args"]
+__all__ = ["add_cli_overrides", "command_settings", "overrides_from_args", "settings_from_args"]
 
 
 _CLI_FLAGS: tuple[tuple[str, str, str, type], ...] = (
@@ -95,3 +96,15 @@ def settings_from_args(
 
     overrides = {**(extra or {}), **overrides_from_args(args)}
     return load_settings(getattr(args, "config", None), os.environ, overrides, warn=warn)
+
+
+def command_settings(
+    args: argparse.Namespace, command: str, extra: Mapping[str, object] | None = None
+) -> Settings | None:
+    """:func:`settings_from_args`, or None once a bad setting's one-line error is printed on
+    stderr (``<command>: error: ...``), for the command to exit with code 2."""
+    try:
+        return settings_from_args(args, command, extra)
+    except ConfigError as exc:
+        print(f"{command}: error: {exc}", file=sys.stderr)
+        return None
