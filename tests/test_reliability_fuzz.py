@@ -19,7 +19,7 @@ accounted for, and checks:
 A second test sends the shapes that used to stop a partition for good, once each: a value of
 1,048,400 bytes and keys of 600 kB and 1 MB (their dead-letter copies exceed the producer's
 1 MiB limit, so they arrive truncated, with headers saying so), a value one byte under
-``max_record_bytes``, a 4,301-digit integer, JSON nested 65,000 deep and a tick dated 1e18;
+``max_record_bytes``, a 4,301-digit integer, JSON nested 65,000 deep and a tick dated 1e21;
 valid ticks of the same keys and partitions after them must still get their outputs.
 
 At the end the metrics endpoint must agree with the topics, and SIGTERM must give exit 0.
@@ -245,7 +245,9 @@ def bad_record(draw: st.DrawFn) -> tuple[str, bytes | None, Any, frozenset[str]]
         return kind, long, {}, frozenset({"oversized_key"})
     if kind == "ts_jump":
         # Far beyond the wall clock and the key's last ts: dead-lettered, the key not locked.
-        ts = draw(st.sampled_from([1e18, 1.7e308, 4e9, 2e11]))
+        # The year 2096 in seconds, milliseconds and nanoseconds ([input] ts_unit = "auto"),
+        # the year 4822, and sizes beyond every unit (read as seconds).
+        ts = draw(st.sampled_from([4e9, 4e12, 4e18, 9e10, 1e21, 1.7e308]))
         return kind, key, {"ts": ts}, frozenset({"ts_jump"})
     # missing: drop a required field
     field = draw(st.sampled_from(["price", "ts"]))
@@ -445,7 +447,7 @@ def test_shapes_that_stalled_a_partition_each_get_a_dead_letter(env: Env) -> Non
         (host, lambda: _padded_tick("HOST", MAX_RECORD_BYTES - 1), "output", False),
         (host, lambda: _render(host, {"price": Raw("9" * 4301)}), "invalid_json", False),
         (host, lambda: b"[" * 65_000, "invalid_json", False),
-        (host, lambda: _render(host, {"ts": 1e18}), "ts_jump", False),
+        (host, lambda: _render(host, {"ts": 1e21}), "ts_jump", False),
         (long_key, lambda: valid(b"L"), "oversized_key", False),
         (huge_key, lambda: valid(b"H"), "oversized_key", True),
     ]
