@@ -256,8 +256,8 @@ def _detector_parameters() -> set[str]:
     names: set[str] = set()
     for cls in (RegimeDetector, EventDetector):
         names |= set(inspect.signature(cls).parameters)
-    # fields is [input] event_fields; EventDetector's n_components is the setting n_regimes.
-    return (names - {"fields", "n_components"}) | {"n_regimes"}
+    # fields is [input] event_fields.
+    return names - {"fields"}
 
 
 def test_every_detector_parameter_is_a_documented_setting() -> None:
@@ -305,7 +305,7 @@ def test_every_detector_parameter_is_reachable_from_file_env_and_flag(tmp_path: 
     )
     detector = make_pipeline(event)
     assert isinstance(detector, EventDetector)
-    assert (detector.n_components, detector.fields) == (3, ["a", "b"])
+    assert (detector.n_regimes, detector.fields) == (3, ["a", "b"])
 
 
 def _text(value: object) -> str:

@@ -252,7 +252,7 @@ def test_state_round_trip_continues_bit_identically(split: int) -> None:
 
 def test_event_detector_round_trip_and_regimes() -> None:
     rng = np.random.default_rng(0)
-    det = EventDetector(["latency", "cpu"], n_components=2)
+    det = EventDetector(["latency", "cpu"], n_regimes=2)
     ticks = []
     for t in range(1200):
         busy = (t // 300) % 2 == 1
@@ -381,18 +381,61 @@ def test_the_event_detector_takes_the_regime_detectors_model_settings() -> None:
 
     regime = inspect.signature(RegimeDetector).parameters
     event = inspect.signature(EventDetector).parameters
-    shared = [name for name in event if name not in ("fields", "n_components")]
+    shared = [name for name in event if name != "fields"]
     assert shared == [name for name in regime if name in shared]
-    assert shared[0] == "warmup" and shared[-1] == "drift_halflife"
+    assert shared[0] == "n_regimes" and shared[-1] == "drift_halflife"
     regime_hints = typing.get_type_hints(RegimeDetector.__init__)
     event_hints = typing.get_type_hints(EventDetector.__init__)
     for name in shared:
         assert event[name].default == regime[name].default, name
-        assert event[name].kind == regime[name].kind == inspect.Parameter.KEYWORD_ONLY, name
+        assert event[name].kind == regime[name].kind, name
         assert event_hints[name] == regime_hints[name], name
+    assert event["n_regimes"].kind == inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert all(event[name].kind == inspect.Parameter.KEYWORD_ONLY for name in shared[1:])
     documented = _numpydoc_parameters(RegimeDetector.__doc__)
     assert all(documented.get(name) for name in shared)
-    assert set(_numpydoc_parameters(EventDetector.__doc__)) == {"fields", "n_components"}
+    assert set(_numpydoc_parameters(EventDetector.__doc__)) == {"fields", "n_regimes"}
+
+
+def test_n_components_is_the_old_name_of_n_regimes() -> None:
+    """``EventDetector(fields, n_components=3)`` still works, with a DeprecationWarning that
+    names n_regimes; the second positional argument is the number of regimes."""
+    import warnings
+
+    with pytest.warns(DeprecationWarning, match="use n_regimes"):
+        old = EventDetector(["a", "b"], n_components=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = EventDetector(["a", "b"], n_regimes=3)
+        positional = EventDetector(["a", "b"], 3)
+    assert old.to_state() == new.to_state() == positional.to_state()
+    assert old.n_regimes == positional.n_regimes == 3
+    assert old.to_state()["params"]["n_regimes"] == 3
+    assert "n_components" not in old.to_state()["params"]
+    with pytest.warns(DeprecationWarning, match="n_regimes"):
+        assert old.n_components == 3
+    with pytest.raises(TypeError, match="both"), pytest.warns(DeprecationWarning):
+        EventDetector(["a"], n_components=2, n_regimes=3)
+
+
+def test_an_event_state_that_says_n_components_is_still_read() -> None:
+    """Snapshots written before the rename store ``n_components``: they restore, without a
+    warning, and are written back with ``n_regimes``."""
+    import warnings
+    from pathlib import Path
+
+    stored = Path(__file__).parent / "data" / "behaviour" / "snapshot_events.json"
+    old = json.loads(stored.read_text())["state"]["pipeline"]
+    assert "n_components" in old["params"] and "n_regimes" not in old["params"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        restored = EventDetector.from_state(old)
+    renamed = {("n_regimes" if k == "n_components" else k): v for k, v in old["params"].items()}
+    assert restored.to_state() == {**old, "params": renamed}
+    assert list(restored.to_state()["params"]) == list(renamed)  # the same order
+    both = {**old, "params": {**old["params"], "n_regimes": 2}}
+    with pytest.raises(ValueError, match="old and its new name"):
+        EventDetector.from_state(both)
 
 
 def test_event_detector_field_validation() -> None:

@@ -13,9 +13,11 @@ unpacked (an output dict per tick, or columns: :mod:`~streamgmm.regime.output`);
 
 from __future__ import annotations
 
+import functools
 import inspect
+import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 from river import base
@@ -28,7 +30,7 @@ from streamgmm.regime import state as snapshot
 from streamgmm.regime.output import OutputBlock, make_output, make_output_columns
 from streamgmm.regime.step import regime_run
 
-__all__ = ["MAX_FEATURES", "MAX_REGIMES", "MAX_WARMUP", "StreamProblem"]
+__all__ = ["MAX_FEATURES", "MAX_REGIMES", "MAX_WARMUP", "StreamProblem", "takes_old_names"]
 
 #: Caps on a detector's shape; they bound what a stored state can make ``from_state`` allocate.
 MAX_REGIMES = 8
@@ -60,11 +62,41 @@ class StreamProblem(str):
         return problem
 
 
+_D = TypeVar("_D", bound=type)
+
+
+def takes_old_names(cls: _D) -> _D:
+    """Let detector class ``cls`` take the old names of its settings (``cls._RENAMED``) as
+    keywords, with a DeprecationWarning naming the new one. ``inspect.signature`` still shows
+    the real parameters."""
+    init = cls.__init__  # type: ignore[misc]
+    renamed: Mapping[str, str] = cls._RENAMED  # type: ignore[attr-defined]
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        for old, new in renamed.items():
+            if old in kwargs:
+                warnings.warn(
+                    f"{cls.__name__}({old}=...) is deprecated: use {new}=...",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                if new in kwargs:
+                    raise TypeError(f"{cls.__name__}() got both {old} and {new}")
+                kwargs[new] = kwargs.pop(old)
+        init(self, *args, **kwargs)
+
+    setattr(cls, "__init__", __init__)  # noqa: B010 (mypy keeps the real signature)
+    return cls
+
+
 class _Detector(base.Base):
     """The shared pipeline; subclasses say how a tick becomes numbers."""
 
     _KIND: ClassVar[str] = ""
     _FEATURE_KIND: ClassVar[int] = L.TICKS
+    #: Old names of settings, still taken with a DeprecationWarning (old name -> new name).
+    _RENAMED: ClassVar[Mapping[str, str]] = {}
 
     # -- construction ----------------------------------------------------------------------
     def _build(self, n_regimes: int, n_features: int, settings: Mapping[str, Any]) -> None:
@@ -455,6 +487,7 @@ class _Detector(base.Base):
     def from_state(cls, state: Mapping[str, Any]) -> Self:
         """Rebuild from :meth:`to_state`, validating every part first; outputs continue
         bit-identically."""
-        detector = cls(**snapshot.params_from_state(state, cls._KIND, cls._param_names()))
+        params = snapshot.params_from_state(state, cls._KIND, cls._param_names(), cls._RENAMED)
+        detector = cls(**params)
         snapshot.load(detector._buf, state)
         return detector

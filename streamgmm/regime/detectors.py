@@ -6,12 +6,13 @@ and which settings of the time rules it takes.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from streamgmm.regime import features, profile
 from streamgmm.regime import layout as L
-from streamgmm.regime.base import MAX_FEATURES, _Detector
+from streamgmm.regime.base import MAX_FEATURES, _Detector, takes_old_names
 
 __all__ = ["EventDetector", "RegimeDetector"]
 
@@ -161,6 +162,7 @@ class RegimeDetector(_Detector):
         return t, p
 
 
+@takes_old_names
 class EventDetector(_Detector):
     """Regimes of numeric event streams; regime 0 has the smallest (standardised) variance.
 
@@ -168,12 +170,13 @@ class EventDetector(_Detector):
     arguments from ``warmup`` to ``drift_halflife`` are :class:`RegimeDetector`'s model
     settings, with the same defaults and meaning (documented there once; an event's feature
     vector stands where a return does). A test holds the two signatures equal.
+    ``n_components`` is the old name of ``n_regimes``: still taken, with a DeprecationWarning.
 
     Parameters
     ----------
     fields
         Numeric tick fields the model sees, as they are (at most 16).
-    n_components
+    n_regimes
         Number of regimes (hidden states), at most 8.
 
     Examples
@@ -191,12 +194,14 @@ class EventDetector(_Detector):
 
     _KIND = "EventDetector"
     _FEATURE_KIND = L.EVENTS
+    _RENAMED: ClassVar[Mapping[str, str]] = {"n_components": "n_regimes"}
     fields: list[str]
+    n_regimes: int
 
     def __init__(
         self,
         fields: Sequence[str],
-        n_components: int = 2,
+        n_regimes: int = 2,
         *,
         warmup: int = 50,
         alpha: float = 0.85,
@@ -229,12 +234,17 @@ class EventDetector(_Detector):
                 f"got {fields!r}"
             )
         self._store_params({**locals(), "fields": names})
-        self._build(n_components, len(names), locals())
+        self._build(n_regimes, len(names), locals())
 
     @property
-    def n_regimes(self) -> int:
-        """Number of regimes (``n_components``)."""
-        return self._k
+    def n_components(self) -> int:
+        """The old name of :attr:`n_regimes` (deprecated)."""
+        warnings.warn(
+            "EventDetector.n_components is deprecated: use n_regimes",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.n_regimes
 
     def _value_names(self) -> list[str]:
         return self.fields

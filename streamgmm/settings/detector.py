@@ -34,11 +34,9 @@ from streamgmm.settings.spec import ConfigError, Spec, toml_value
 __all__ = ["check_detector", "detector_class", "detector_kwargs", "detector_specs"]
 
 # Derived from the detector classes: the first class that has a parameter gives its type,
-# default and meaning. Detector parameters that other settings supply, and the settings'
-# names for parameters a class names differently:
+# default and meaning. Detector parameters that other settings supply:
 _DETECTOR_CLASSES = ("RegimeDetector", "EventDetector")
 _SET_ELSEWHERE = frozenset({"fields"})  # [input] event_fields
-_SETTING_NAME = {"n_components": "n_regimes"}  # EventDetector's name -> the setting's
 #: Values that meant None before the [detector] section was derived; still read that way.
 _LEGACY_NONE: dict[str, object] = {"halflife": 0.0, "seed": -1}
 
@@ -159,18 +157,17 @@ def detector_specs() -> tuple[Spec, ...]:
                 continue
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 continue
-            key = _SETTING_NAME.get(name, name)
-            owners.setdefault(key, []).append(cls_name)
-            if key in specs:
+            owners.setdefault(name, []).append(cls_name)
+            if name in specs:
                 continue
             where = f"{cls_name}.__init__ parameter {name!r}"
             if param.default is param.empty:
                 raise TypeError(f"{where} has no default, so the service cannot leave it unset")
             parse = _hint_parser(hints[name], where)
-            if key in _LEGACY_NONE:
-                parse = _with_legacy_none(parse, _LEGACY_NONE[key])
-            specs[key] = Spec(
-                "detector", key, f"detector.{key}", parse, _toml_default(param.default),
+            if name in _LEGACY_NONE:
+                parse = _with_legacy_none(parse, _LEGACY_NONE[name])
+            specs[name] = Spec(
+                "detector", name, f"detector.{name}", parse, _toml_default(param.default),
                 docs.get(name) or f"See {cls_name}.",
             )  # fmt: skip
     for key, spec in specs.items():
@@ -206,17 +203,11 @@ def _parameters(tick_kind: str) -> Mapping[str, inspect.Parameter]:
 def detector_kwargs(settings: Settings) -> dict[str, Any]:
     """Keyword arguments of the detector class ``settings.tick_kind`` selects.
 
-    The ``[detector]`` parameters that were set and that this class takes, under its own names,
-    plus ``fields`` (``[input] event_fields``) for event ticks. Parameters left unset take the
-    class's defaults.
+    The ``[detector]`` parameters that were set and that this class takes, plus ``fields``
+    (``[input] event_fields``) for event ticks. Parameters left unset take the class's defaults.
     """
     accepted = _parameters(settings.tick_kind)
-    to_param = {setting: param for param, setting in _SETTING_NAME.items() if param in accepted}
-    kwargs = {
-        to_param.get(key, key): value
-        for key, value in settings.detector.items()
-        if to_param.get(key, key) in accepted
-    }
+    kwargs = {key: value for key, value in settings.detector.items() if key in accepted}
     if "fields" in accepted:
         kwargs["fields"] = list(settings.event_fields)
     return kwargs
@@ -237,11 +228,6 @@ def check_detector(
         message = " ".join(str(exc).split())
         given = sorted(settings.detector, key=len, reverse=True)
         named = [k for k in given if re.search(rf"\b{re.escape(k)}\b", message)]
-        named += [
-            setting
-            for param, setting in _SETTING_NAME.items()
-            if setting in given and re.search(rf"\b{re.escape(param)}\b", message)
-        ]
         if not named and len(given) == 1:
             named = given  # the one setting given is the one at fault
         if named:
