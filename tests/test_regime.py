@@ -371,30 +371,37 @@ def test_the_two_regime_row_unpacks_in_layout_order() -> None:
     assert L.row_width(2) == 12
 
 
-def test_the_event_detector_takes_the_regime_detectors_model_settings() -> None:
-    """EventDetector's model settings are RegimeDetector's: the same names in the same order,
-    defaults and annotations, documented once (in RegimeDetector's docstring)."""
+def test_the_two_detectors_share_one_declaration_of_the_model_settings() -> None:
+    """Both detectors take ModelSettings' fields, declared once: the same names, defaults,
+    annotations, kinds and texts; each adds only its own (the time rules, the fields)."""
     import inspect
-    import typing
 
-    from streamgmm.settings.detector import _numpydoc_parameters
+    from streamgmm.regime.params import ModelSettings, TimeRules, params_of
 
+    assert issubclass(RegimeDetector, ModelSettings) and issubclass(EventDetector, ModelSettings)
+    model = [p.name for p in params_of(ModelSettings)]
+    assert model[0] == "n_regimes" and model[-1] == "drift_halflife"
     regime = inspect.signature(RegimeDetector).parameters
     event = inspect.signature(EventDetector).parameters
-    shared = [name for name in event if name != "fields"]
-    assert shared == [name for name in regime if name in shared]
-    assert shared[0] == "n_regimes" and shared[-1] == "drift_halflife"
-    regime_hints = typing.get_type_hints(RegimeDetector.__init__)
-    event_hints = typing.get_type_hints(EventDetector.__init__)
-    for name in shared:
-        assert event[name].default == regime[name].default, name
-        assert event[name].kind == regime[name].kind, name
-        assert event_hints[name] == regime_hints[name], name
-    assert event["n_regimes"].kind == inspect.Parameter.POSITIONAL_OR_KEYWORD
-    assert all(event[name].kind == inspect.Parameter.KEYWORD_ONLY for name in shared[1:])
-    documented = _numpydoc_parameters(RegimeDetector.__doc__)
-    assert all(documented.get(name) for name in shared)
-    assert set(_numpydoc_parameters(EventDetector.__doc__)) == {"fields", "n_regimes"}
+    assert [n for n in regime if n in model] == [n for n in event if n in model] == model
+    assert set(regime) - set(model) == {p.name for p in params_of(TimeRules)}
+    assert set(event) - set(model) == {"fields"}
+    for name in model:
+        a, b = regime[name], event[name]
+        assert (a.default, a.annotation, a.kind) == (b.default, b.annotation, b.kind), name
+        declared = ModelSettings.__dataclass_fields__[name]  # one field object, shared
+        assert RegimeDetector.__dataclass_fields__[name] is declared, name
+        assert EventDetector.__dataclass_fields__[name] is declared, name
+    # The positional parameters: the number of regimes (after an event detector's fields).
+    assert regime["n_regimes"].kind == inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert list(event)[:2] == ["fields", "n_regimes"]
+    # Each parameter is documented in the class's docstring with its declared text.
+    for cls in (RegimeDetector, EventDetector):
+        doc = inspect.getdoc(cls) or ""
+        section = doc.split("Parameters\n----------\n", 1)[1].split("\nExamples\n")[0]
+        for param in params_of(cls):
+            assert f"\n{param.name}\n    " in "\n" + section, (cls, param.name)
+            assert " ".join(param.text.split()) in " ".join(section.split()), (cls, param.name)
 
 
 def test_n_components_is_the_old_name_of_n_regimes() -> None:
@@ -436,6 +443,22 @@ def test_an_event_state_that_says_n_components_is_still_read() -> None:
     both = {**old, "params": {**old["params"], "n_regimes": 2}}
     with pytest.raises(ValueError, match="old and its new name"):
         EventDetector.from_state(both)
+
+
+def test_the_settings_are_read_only_and_stored_as_given() -> None:
+    """A detector's settings cannot be changed after it is built (its buffer was made from
+    them), and its stored params are river's ``_get_params``, in the same order."""
+    import dataclasses
+
+    det = RegimeDetector(n_regimes=3, halflife=1000)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        det.alpha = 0.5  # type: ignore[misc]
+    params = det.to_state()["params"]
+    assert params == det._get_params() and list(params) == list(det._get_params())
+    assert params["halflife"] == 1000 and type(params["halflife"]) is int
+    assert det.clone().to_state() == det.to_state()
+    event = EventDetector(("a", "b"))
+    assert event.fields == ["a", "b"] and event.to_state()["params"] == event._get_params()
 
 
 def test_event_detector_field_validation() -> None:
