@@ -17,7 +17,7 @@ import math
 
 import numba as nb
 
-__all__ = ["LOG_2PI", "MAX_ABS_VALUE", "MAX_SETTING", "TINY", "hot", "jit"]
+__all__ = ["LOG_2PI", "MAX_ABS_VALUE", "TINY", "hot", "jit"]
 
 #: A compiled function, cached on disk. ``error_model="numpy"``: divisions are guarded
 #: explicitly, so numba's per-division zero checks (which would raise ZeroDivisionError) only
@@ -34,6 +34,3 @@ TINY = 1e-300
 #: sums of a few hundred of those, stay finite.
 MAX_ABS_VALUE = 1e100
 LOG_2PI = math.log(2.0 * math.pi)
-#: Bound on a model setting's magnitude (a half-life, a threshold): products of settings and
-#: statistics stay finite below it.
-MAX_SETTING = 1e12

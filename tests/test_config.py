@@ -294,8 +294,8 @@ def _detector_parameters() -> set[str]:
     names: set[str] = set()
     for cls in (RegimeDetector, EventDetector):
         names |= set(inspect.signature(cls).parameters)
-    # fields is [input] event_fields; EventDetector's n_components is the setting n_regimes.
-    return (names - {"fields", "n_components"}) | {"n_regimes"}
+    # fields is [input] event_fields.
+    return names - {"fields"}
 
 
 def test_every_detector_parameter_is_a_documented_setting() -> None:
@@ -343,7 +343,73 @@ def test_every_detector_parameter_is_reachable_from_file_env_and_flag(tmp_path: 
     )
     detector = make_pipeline(event)
     assert isinstance(detector, EventDetector)
-    assert (detector.n_components, detector.fields) == (3, ["a", "b"])
+    assert (detector.n_regimes, detector.fields) == (3, ["a", "b"])
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        # A rule between two settings names the one at fault, with its source and value.
+        (
+            {"STREAMGMM_DETECTOR_PRIOR_LOW": "5"},
+            "invalid setting detector.prior_high = 3.5 (from defaults): prior_high must be at "
+            "least prior_low (5.0), got 3.5",
+        ),
+        (
+            {"STREAMGMM_DETECTOR_PRIOR_LOW": "5", "STREAMGMM_DETECTOR_PRIOR_HIGH": "4"},
+            "invalid setting detector.prior_high = '4' (from env STREAMGMM_DETECTOR_PRIOR_HIGH)",
+        ),
+        (
+            {"STREAMGMM_DETECTOR_SELF_TRANSITION": "1"},
+            "invalid setting detector.self_transition = '1' (from env "
+            "STREAMGMM_DETECTOR_SELF_TRANSITION): self_transition must be below 1",
+        ),
+        # The event detector's fields are [input] event_fields: checked at start, too.
+        (
+            {
+                "STREAMGMM_INPUT_TICK_KIND": "event",
+                "STREAMGMM_INPUT_EVENT_FIELDS": ",".join(f"f{i}" for i in range(17)),
+            },
+            "invalid setting input.event_fields = 'f0,f1,",
+        ),
+    ],
+)
+def test_detector_rules_between_settings_name_the_setting(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env, {})
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+    # Alone, each value is fine: with n_regimes 1 a certain stay is allowed.
+    if "STREAMGMM_DETECTOR_SELF_TRANSITION" in env:
+        assert load_settings(None, {**env, "STREAMGMM_DETECTOR_N_REGIMES": "1"}, {}).detector == {
+            "self_transition": 1.0,
+            "n_regimes": 1,
+        }
+
+
+def test_detector_settings_are_read_and_checked_without_loading_the_model() -> None:
+    """The declaration the [detector] section is read from imports neither numba nor river
+    (the service's producer process and the configuration check import the settings)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from streamgmm.settings.layers import load_settings\n"
+        "from streamgmm.settings.spec import ConfigError\n"
+        "load_settings(None, {'STREAMGMM_DETECTOR_ALPHA': '0.9'}, {})\n"
+        "try:\n"
+        "    load_settings(None, {'STREAMGMM_DETECTOR_ALPHA': '0.5'}, {})\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n"
+        "print(sorted(m for m in ('numba', 'river') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout.splitlines()
+    assert out[0].startswith("invalid setting detector.alpha = '0.5'") and "(0.5, 1.0]" in out[0]
+    assert out[1] == "[]"
 
 
 def _text(value: object) -> str:

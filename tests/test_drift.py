@@ -136,3 +136,25 @@ def test_from_state_refuses_what_it_cannot_trust() -> None:
             LikelihoodDriftMonitor.from_state(broken)
     with pytest.raises(ValueError, match="unknown"):
         LikelihoodDriftMonitor.from_state({**state, "extra": 1})
+
+
+def test_the_monitor_takes_the_detectors_drift_settings() -> None:
+    """LikelihoodDriftMonitor's settings are the detectors' drift_* settings, declared once:
+    the same defaults, types, bounds and texts; a detector hands its own to its monitor."""
+    from streamgmm.regime.params import DriftMonitorSettings, ModelSettings, params_of, values_of
+
+    model = {p.name: p for p in params_of(ModelSettings)}
+    monitor = params_of(LikelihoodDriftMonitor)
+    assert [p.name for p in monitor] == [
+        "threshold", "delta", "clip", "reference_halflife", "min_instances", "halflife",
+    ]  # fmt: skip
+    for p in monitor:
+        q = model[f"drift_{p.name}"]
+        assert (p.default, p.kind, p.lo, p.hi, p.lo_open, p.text) == (
+            q.default, q.kind, q.lo, q.hi, q.lo_open, q.text,
+        )  # fmt: skip
+    given = DriftMonitorSettings.of(ModelSettings(drift_threshold=7.0, drift_min_instances=3))
+    expected = {**values_of(LikelihoodDriftMonitor()), "threshold": 7.0, "min_instances": 3}
+    assert values_of(given) == expected
+    with pytest.raises(ValueError, match=r"min_instances must be in \[0, 2147483648\]"):
+        LikelihoodDriftMonitor(min_instances=-1)

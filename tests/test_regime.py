@@ -252,7 +252,7 @@ def test_state_round_trip_continues_bit_identically(split: int) -> None:
 
 def test_event_detector_round_trip_and_regimes() -> None:
     rng = np.random.default_rng(0)
-    det = EventDetector(["latency", "cpu"], n_components=2)
+    det = EventDetector(["latency", "cpu"], n_regimes=2)
     ticks = []
     for t in range(1200):
         busy = (t // 300) % 2 == 1
@@ -371,28 +371,94 @@ def test_the_two_regime_row_unpacks_in_layout_order() -> None:
     assert L.row_width(2) == 12
 
 
-def test_the_event_detector_takes_the_regime_detectors_model_settings() -> None:
-    """EventDetector's model settings are RegimeDetector's: the same names in the same order,
-    defaults and annotations, documented once (in RegimeDetector's docstring)."""
+def test_the_two_detectors_share_one_declaration_of_the_model_settings() -> None:
+    """Both detectors take ModelSettings' fields, declared once: the same names, defaults,
+    annotations, kinds and texts; each adds only its own (the time rules, the fields)."""
     import inspect
-    import typing
 
-    from streamgmm.settings.detector import _numpydoc_parameters
+    from streamgmm.regime.params import ModelSettings, TimeRules, params_of
 
+    assert issubclass(RegimeDetector, ModelSettings) and issubclass(EventDetector, ModelSettings)
+    model = [p.name for p in params_of(ModelSettings)]
+    assert model[0] == "n_regimes" and model[-1] == "drift_halflife"
     regime = inspect.signature(RegimeDetector).parameters
     event = inspect.signature(EventDetector).parameters
-    shared = [name for name in event if name not in ("fields", "n_components")]
-    assert shared == [name for name in regime if name in shared]
-    assert shared[0] == "warmup" and shared[-1] == "drift_halflife"
-    regime_hints = typing.get_type_hints(RegimeDetector.__init__)
-    event_hints = typing.get_type_hints(EventDetector.__init__)
-    for name in shared:
-        assert event[name].default == regime[name].default, name
-        assert event[name].kind == regime[name].kind == inspect.Parameter.KEYWORD_ONLY, name
-        assert event_hints[name] == regime_hints[name], name
-    documented = _numpydoc_parameters(RegimeDetector.__doc__)
-    assert all(documented.get(name) for name in shared)
-    assert set(_numpydoc_parameters(EventDetector.__doc__)) == {"fields", "n_components"}
+    assert [n for n in regime if n in model] == [n for n in event if n in model] == model
+    assert set(regime) - set(model) == {p.name for p in params_of(TimeRules)}
+    assert set(event) - set(model) == {"fields"}
+    for name in model:
+        a, b = regime[name], event[name]
+        assert (a.default, a.annotation, a.kind) == (b.default, b.annotation, b.kind), name
+        declared = ModelSettings.__dataclass_fields__[name]  # one field object, shared
+        assert RegimeDetector.__dataclass_fields__[name] is declared, name
+        assert EventDetector.__dataclass_fields__[name] is declared, name
+    # The positional parameters: the number of regimes (after an event detector's fields).
+    assert regime["n_regimes"].kind == inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert list(event)[:2] == ["fields", "n_regimes"]
+    # Each parameter is documented in the class's docstring with its declared text.
+    for cls in (RegimeDetector, EventDetector):
+        doc = inspect.getdoc(cls) or ""
+        section = doc.split("Parameters\n----------\n", 1)[1].split("\nExamples\n")[0]
+        for param in params_of(cls):
+            assert f"\n{param.name}\n    " in "\n" + section, (cls, param.name)
+            assert " ".join(param.text.split()) in " ".join(section.split()), (cls, param.name)
+
+
+def test_n_components_is_the_old_name_of_n_regimes() -> None:
+    """``EventDetector(fields, n_components=3)`` still works, with a DeprecationWarning that
+    names n_regimes; the second positional argument is the number of regimes."""
+    import warnings
+
+    with pytest.warns(DeprecationWarning, match="use n_regimes"):
+        old = EventDetector(["a", "b"], n_components=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = EventDetector(["a", "b"], n_regimes=3)
+        positional = EventDetector(["a", "b"], 3)
+    assert old.to_state() == new.to_state() == positional.to_state()
+    assert old.n_regimes == positional.n_regimes == 3
+    assert old.to_state()["params"]["n_regimes"] == 3
+    assert "n_components" not in old.to_state()["params"]
+    with pytest.warns(DeprecationWarning, match="n_regimes"):
+        assert old.n_components == 3
+    with pytest.raises(TypeError, match="both"), pytest.warns(DeprecationWarning):
+        EventDetector(["a"], n_components=2, n_regimes=3)
+
+
+def test_an_event_state_that_says_n_components_is_still_read() -> None:
+    """Snapshots written before the rename store ``n_components``: they restore, without a
+    warning, and are written back with ``n_regimes``."""
+    import warnings
+    from pathlib import Path
+
+    stored = Path(__file__).parent / "data" / "behaviour" / "snapshot_events.json"
+    old = json.loads(stored.read_text())["state"]["pipeline"]
+    assert "n_components" in old["params"] and "n_regimes" not in old["params"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        restored = EventDetector.from_state(old)
+    renamed = {("n_regimes" if k == "n_components" else k): v for k, v in old["params"].items()}
+    assert restored.to_state() == {**old, "params": renamed}
+    assert list(restored.to_state()["params"]) == list(renamed)  # the same order
+    both = {**old, "params": {**old["params"], "n_regimes": 2}}
+    with pytest.raises(ValueError, match="old and its new name"):
+        EventDetector.from_state(both)
+
+
+def test_the_settings_are_read_only_and_stored_as_given() -> None:
+    """A detector's settings cannot be changed after it is built (its buffer was made from
+    them), and its stored params are river's ``_get_params``, in the same order."""
+    import dataclasses
+
+    det = RegimeDetector(n_regimes=3, halflife=1000)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        det.alpha = 0.5  # type: ignore[misc]
+    params = det.to_state()["params"]
+    assert params == det._get_params() and list(params) == list(det._get_params())
+    assert params["halflife"] == 1000 and type(params["halflife"]) is int
+    assert det.clone().to_state() == det.to_state()
+    event = EventDetector(("a", "b"))
+    assert event.fields == ["a", "b"] and event.to_state()["params"] == event._get_params()
 
 
 def test_event_detector_field_validation() -> None:

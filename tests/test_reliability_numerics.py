@@ -175,7 +175,7 @@ def test_service_pipeline_survives_adversarial_series(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(SERIES))
 def test_two_field_full_covariance_stays_spd(name: str) -> None:
-    det = EventDetector(["price", "volume"], n_components=3)
+    det = EventDetector(["price", "volume"], n_regimes=3)
     figures = run_series(det, SERIES[name](N_PER_SERIES_3D, np.random.default_rng(2)), 3, name)
     # Fields constant through every warm-up window give no scale: "constant", and "jumps",
     # whose price and volume are constant for 50 ticks at a time.

@@ -21,6 +21,8 @@ the order a tick meets them, one module each:
 5. **Output** (:mod:`~streamgmm.regime.output`): the step's output row becomes the detector's
    output, the fields of the output record that :mod:`streamgmm.ticks.record` writes.
 
+:mod:`~streamgmm.regime.params` declares every setting of the detectors once (both detectors,
+the drift monitor and the service's ``[detector]`` section are made from it);
 :mod:`~streamgmm.regime.step` runs the stages per tick; :mod:`~streamgmm.regime.layout` says
 where each stage keeps its settings and state in the detector's one ``float64`` buffer;
 :mod:`~streamgmm.regime.state` writes that state out as versioned JSON by named parts, one per
@@ -36,10 +38,11 @@ from typing import TYPE_CHECKING
 from streamgmm._lazy import exports
 
 if TYPE_CHECKING:
-    from streamgmm.regime.base import MAX_FEATURES, MAX_REGIMES, MAX_WARMUP, StreamProblem
+    from streamgmm.regime.base import StreamProblem
     from streamgmm.regime.detectors import EventDetector, RegimeDetector
     from streamgmm.regime.drift import LikelihoodDriftMonitor
     from streamgmm.regime.output import OUTPUT_KEYS
+    from streamgmm.regime.params import MAX_FEATURES, MAX_REGIMES, MAX_WARMUP
 
 __all__ = [
     "MAX_FEATURES",
@@ -54,9 +57,9 @@ __all__ = [
 
 # Loaded on first use: importing one stage (or the output schema) does not compile the step.
 _EXPORTS = {
-    "MAX_FEATURES": "streamgmm.regime.base",
-    "MAX_REGIMES": "streamgmm.regime.base",
-    "MAX_WARMUP": "streamgmm.regime.base",
+    "MAX_FEATURES": "streamgmm.regime.params",
+    "MAX_REGIMES": "streamgmm.regime.params",
+    "MAX_WARMUP": "streamgmm.regime.params",
     "OUTPUT_KEYS": "streamgmm.regime.output",
     "EventDetector": "streamgmm.regime.detectors",
     "LikelihoodDriftMonitor": "streamgmm.regime.drift",

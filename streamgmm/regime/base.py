@@ -13,27 +13,23 @@ unpacked (an output dict per tick, or columns: :mod:`~streamgmm.regime.output`);
 
 from __future__ import annotations
 
-import inspect
+import functools
+import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 from river import base
 
-from streamgmm import _validate as V
 from streamgmm.mixture import layout as mx
 from streamgmm.regime import drift, features, hmm, labels
 from streamgmm.regime import layout as L
 from streamgmm.regime import state as snapshot
 from streamgmm.regime.output import OutputBlock, make_output, make_output_columns
+from streamgmm.regime.params import DriftMonitorSettings, ModelSettings, params_of, values_of
 from streamgmm.regime.step import regime_run
 
-__all__ = ["MAX_FEATURES", "MAX_REGIMES", "MAX_WARMUP", "StreamProblem"]
-
-#: Caps on a detector's shape; they bound what a stored state can make ``from_state`` allocate.
-MAX_REGIMES = 8
-MAX_FEATURES = 16
-MAX_WARMUP = 10_000
+__all__ = ["StreamProblem", "takes_old_names"]
 
 
 class StreamProblem(str):
@@ -60,40 +56,60 @@ class StreamProblem(str):
         return problem
 
 
-class _Detector(base.Base):
-    """The shared pipeline; subclasses say how a tick becomes numbers."""
+_D = TypeVar("_D", bound=type)
+
+
+def takes_old_names(cls: _D) -> _D:
+    """Let detector class ``cls`` take the old names of its settings (``cls._RENAMED``) as
+    keywords, with a DeprecationWarning naming the new one. ``inspect.signature`` still shows
+    the real parameters."""
+    init = cls.__init__  # type: ignore[misc]
+    renamed: Mapping[str, str] = cls._RENAMED  # type: ignore[attr-defined]
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        for old, new in renamed.items():
+            if old in kwargs:
+                warnings.warn(
+                    f"{cls.__name__}({old}=...) is deprecated: use {new}=...",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                if new in kwargs:
+                    raise TypeError(f"{cls.__name__}() got both {old} and {new}")
+                kwargs[new] = kwargs.pop(old)
+        init(self, *args, **kwargs)
+
+    setattr(cls, "__init__", __init__)  # noqa: B010 (mypy keeps the dataclass's signature)
+    return cls
+
+
+class _Detector(base.Base, ModelSettings):
+    """The shared pipeline; subclasses say how a tick becomes numbers.
+
+    A detector class also extends its settings class (:mod:`~streamgmm.regime.params`), whose
+    fields are its constructor's parameters: constructing it checks them, then
+    :meth:`__post_init__` builds the buffer and each stage writes its settings into it.
+    """
 
     _KIND: ClassVar[str] = ""
     _FEATURE_KIND: ClassVar[int] = L.TICKS
 
     # -- construction ----------------------------------------------------------------------
-    def _build(self, n_regimes: int, n_features: int, settings: Mapping[str, Any]) -> None:
-        """The buffer, with each stage's settings validated and written by the stage."""
-        k = V.integer("n_regimes", n_regimes, lo=1, hi=MAX_REGIMES)
-        warmup = V.integer("warmup", settings["warmup"], lo=2, hi=MAX_WARMUP)
-        buf = L.new_buffer(self._FEATURE_KIND, k, n_features, warmup)
-        hmm.settings(
-            buf,
-            alpha=settings["alpha"],
-            step_offset=settings["step_offset"],
-            halflife=settings["halflife"],
-            self_transition=settings["self_transition"],
-            transition_prior=settings["transition_prior"],
-            variance_prior=settings["variance_prior"],
-            prior_low=settings["prior_low"],
-            prior_high=settings["prior_high"],
-            variance_floor=settings["variance_floor"],
-        )
-        labels.settings(buf, label_hysteresis=settings["label_hysteresis"])
-        drift.settings(
-            buf,
-            threshold=settings["drift_threshold"],
-            delta=settings["drift_delta"],
-            clip=settings["drift_clip"],
-            reference_halflife=settings["drift_reference_halflife"],
-            min_instances=settings["drift_min_instances"],
-            halflife=settings["drift_halflife"],
-        )
+    def __post_init__(self) -> None:
+        super().__post_init__()  # every setting checked against its declaration
+        self._build(self._n_features())
+
+    def _n_features(self) -> int:
+        raise NotImplementedError
+
+    def _build(self, n_features: int) -> None:
+        """The buffer, with the model's settings written by the stages that read them."""
+        k = self.n_regimes
+        buf = L.new_buffer(self._FEATURE_KIND, k, n_features, self.warmup)
+        hmm.settings(buf, self)
+        labels.settings(buf, self)
+        drift.settings(buf, DriftMonitorSettings.of(self))
         # The starting state: a fixed emission model's schedule, no intraday correction,
         # uniform last probabilities, regime r shown as model state r.
         mix = L.mixture(buf)
@@ -114,23 +130,13 @@ class _Detector(base.Base):
     def _value_columns(self) -> int:
         return 1 if self._FEATURE_KIND == L.TICKS else self._d
 
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        """The constructor's keyword arguments: the one definition of the detector's settings."""
-        return list(inspect.signature(cls.__init__).parameters)[1:]
-
-    def _store_params(self, arguments: Mapping[str, Any]) -> None:
-        """Keep each constructor argument as the attribute of the same name (scikit-learn)."""
-        for name in self._param_names():
-            setattr(self, name, arguments[name])
-
     # -- reading ticks ---------------------------------------------------------------------
     def _read(self, tick: Mapping[str, Any]) -> tuple[float, ...]:
         """``(ts, values...)`` of a tick as floats; ValueError for a missing or non-numeric
         field (finiteness and ranges are the compiled step's checks)."""
         raise NotImplementedError
 
-    def _value_names(self) -> list[str]:
+    def _value_names(self) -> Sequence[str]:
         raise NotImplementedError
 
     def _refusal(self, row: list[float], tick: Mapping[str, Any]) -> ValueError:
@@ -449,12 +455,13 @@ class _Detector(base.Base):
     # -- state -----------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """Versioned, JSON-safe state: settings, features, model statistics, drift, last output."""
-        return snapshot.to_state(self._buf, self._KIND, self._get_params())
+        return snapshot.to_state(self._buf, self._KIND, values_of(self))
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Self:
         """Rebuild from :meth:`to_state`, validating every part first; outputs continue
         bit-identically."""
-        detector = cls(**snapshot.params_from_state(state, cls._KIND, cls._param_names()))
+        names = [param.name for param in params_of(cls)]
+        detector = cls(**snapshot.params_from_state(state, cls._KIND, names, cls._RENAMED))
         snapshot.load(detector._buf, state)
         return detector

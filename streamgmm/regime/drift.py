@@ -47,7 +47,7 @@ import numpy as np
 from river import base
 
 from streamgmm import _validate as V
-from streamgmm._numeric import MAX_SETTING, TINY, hot, jit
+from streamgmm._numeric import TINY, hot, jit
 from streamgmm.regime.layout import (
     DRIFT_CLIP,
     DRIFT_DECAY,
@@ -72,6 +72,7 @@ from streamgmm.regime.layout import (
     TICKS,
     new_buffer,
 )
+from streamgmm.regime.params import DriftMonitorSettings, documented, params_of, values_of
 
 __all__ = [
     "LikelihoodDriftMonitor",
@@ -205,7 +206,6 @@ _STATE_BOUNDS = {
     "mean_log_likelihood": 1.7e308,
     "mean_weight": 1e13,
 }
-_PARAMS = ("threshold", "delta", "clip", "reference_halflife", "min_instances", "halflife")
 
 _STATE_SLOTS = {
     "reference_mean": REF_MEAN,
@@ -223,32 +223,16 @@ _STATE_SLOTS = {
 }
 
 
-def settings(
-    buf: np.ndarray,
-    *,
-    threshold: float,
-    delta: float,
-    clip: float,
-    reference_halflife: float,
-    min_instances: int,
-    halflife: float,
-) -> None:
-    """Validate the monitor's settings and write them into a buffer's header."""
-    for name, value, lo in (
-        ("threshold", threshold, 1e-9),
-        ("clip", clip, 1e-9),
-        ("reference_halflife", reference_halflife, 1.0),
-        ("halflife", halflife, 1.0),
-    ):
-        V.number(f"drift {name}", value, lo=lo, hi=MAX_SETTING)
-    V.number("drift delta", delta, lo=0.0, hi=MAX_SETTING)
-    V.integer("drift min_instances", min_instances, hi=2**31)
-    buf[DRIFT_THRESHOLD] = threshold
-    buf[DRIFT_DELTA] = delta
-    buf[DRIFT_CLIP] = clip
-    buf[DRIFT_MIN] = min_instances
-    buf[DRIFT_DECAY] = 2.0 ** (-1.0 / reference_halflife)
-    buf[MEAN_DECAY] = 2.0 ** (-1.0 / halflife)
+def settings(buf: np.ndarray, s: DriftMonitorSettings) -> None:
+    """Write the monitor's settings (checked by their declaration,
+    :class:`~streamgmm.regime.params.DriftMonitorSettings`) into a buffer's header, the
+    half-lives as decay factors."""
+    buf[DRIFT_THRESHOLD] = s.threshold
+    buf[DRIFT_DELTA] = s.delta
+    buf[DRIFT_CLIP] = s.clip
+    buf[DRIFT_MIN] = s.min_instances
+    buf[DRIFT_DECAY] = 2.0 ** (-1.0 / s.reference_halflife)
+    buf[MEAN_DECAY] = 2.0 ** (-1.0 / s.halflife)
 
 
 def to_state(buf: np.ndarray) -> dict[str, Any]:
@@ -274,24 +258,13 @@ def from_state(path: str, state: Any, buf: np.ndarray) -> None:
         buf[slot] = values[name]
 
 
-class LikelihoodDriftMonitor(base.Base):
+@documented
+class LikelihoodDriftMonitor(base.Base, DriftMonitorSettings):
     """Page-Hinkley on the standardised shortfall of the log-likelihood.
 
-    Parameters
-    ----------
-    threshold
-        Page-Hinkley threshold, in reference standard deviations of accumulated shortfall.
-    delta
-        Slack per tick, in reference standard deviations: a sustained drop of the likelihood
-        smaller than this is tolerated.
-    clip
-        Largest surprise one tick can contribute, in reference standard deviations.
-    reference_halflife
-        Half-life in ticks of the reference mean and variance.
-    min_instances
-        Ticks before an alarm is possible.
-    halflife
-        Half-life in ticks of :attr:`mean_log_likelihood`.
+    Its settings are the detectors' drift settings without their ``drift_`` prefix, with the
+    same defaults and bounds (:class:`~streamgmm.regime.params.DriftMonitorSettings`);
+    ``min_instances`` counts updates and ``halflife`` is that of :attr:`mean_log_likelihood`.
 
     Examples
     --------
@@ -309,31 +282,10 @@ class LikelihoodDriftMonitor(base.Base):
     (1, 48)
     """
 
-    def __init__(
-        self,
-        threshold: float = 20.0,
-        delta: float = 0.5,
-        clip: float = 4.0,
-        reference_halflife: float = 500.0,
-        min_instances: int = 30,
-        halflife: float = 20.0,
-    ) -> None:
-        self.threshold = threshold
-        self.delta = delta
-        self.clip = clip
-        self.reference_halflife = reference_halflife
-        self.min_instances = min_instances
-        self.halflife = halflife
+    def __post_init__(self) -> None:
+        super().__post_init__()  # every setting checked against its declaration
         self._buf = new_buffer(TICKS, 1, 1, 0)
-        settings(
-            self._buf,
-            threshold=threshold,
-            delta=delta,
-            clip=clip,
-            reference_halflife=reference_halflife,
-            min_instances=min_instances,
-            halflife=halflife,
-        )
+        settings(self._buf, self)
         self.drift_detected = False
         self._ll = np.empty(1)
         self._expected = np.empty(1)
@@ -379,7 +331,7 @@ class LikelihoodDriftMonitor(base.Base):
         return {
             "version": STATE_VERSION,
             "kind": "LikelihoodDriftMonitor",
-            "params": self._get_params(),
+            "params": values_of(self),
             "state": to_state(self._buf),
             "n_drifts": self.n_drifts,
             "drift_detected": self.drift_detected,
@@ -397,7 +349,7 @@ class LikelihoodDriftMonitor(base.Base):
                 f"version={state['version']!r} (expected version {STATE_VERSION})"
             )
         params = state["params"]
-        V.fields("state.params", params, _PARAMS)
+        V.fields("state.params", params, [param.name for param in params_of(cls)])
         monitor = cls(**params)
         from_state("state.state", state["state"], monitor._buf)
         monitor._buf[N_DRIFTS] = V.integer("state.n_drifts", state["n_drifts"])

@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 
 from streamgmm import _validate as V
-from streamgmm._numeric import MAX_ABS_VALUE, MAX_SETTING, hot, jit
+from streamgmm._numeric import MAX_ABS_VALUE, hot, jit
 from streamgmm.mixture import layout as mx
 from streamgmm.regime import profile
 from streamgmm.regime.layout import (
@@ -100,6 +100,7 @@ from streamgmm.regime.layout import (
     WARMUP_BUFFER,
     read_layout,
 )
+from streamgmm.regime.params import TimeRules
 
 __all__ = ["check_number", "from_state", "read_volume", "refusal", "settings", "to_state"]
 
@@ -388,19 +389,13 @@ def replay_tick(buf, lay, mix, mlay, i, values):
 # -- settings and state (Python) ------------------------------------------------------------------
 
 
-def settings(
-    buf: np.ndarray, *, dt_unit: float | str, gap_units: float, min_dt_units: float
-) -> None:
-    """Validate the time rules' settings of price ticks (the arguments of the same names) and
-    write them; ``dt_unit="auto"`` is stored as 0 (the warm-up's median spacing)."""
-    if dt_unit == "auto":
-        buf[DT_UNIT] = 0.0
-    elif isinstance(dt_unit, str):
-        raise ValueError(f"dt_unit must be 'auto' or a number of seconds, got {dt_unit!r}")
-    else:
-        buf[DT_UNIT] = V.number("dt_unit", dt_unit, lo=1e-9, hi=MAX_SETTING)
-    buf[GAP_UNITS] = V.number("gap_units", gap_units, lo=1.0, hi=MAX_SETTING)
-    buf[MIN_DT_UNITS] = V.number("min_dt_units", min_dt_units, lo=1e-9, hi=1.0)
+def settings(buf: np.ndarray, s: TimeRules) -> None:
+    """Write the time rules' settings of price ticks (checked by their declaration,
+    :class:`~streamgmm.regime.params.TimeRules`); ``dt_unit="auto"`` is stored as 0 (the
+    warm-up's median spacing)."""
+    buf[DT_UNIT] = 0.0 if s.dt_unit == "auto" else s.dt_unit
+    buf[GAP_UNITS] = s.gap_units
+    buf[MIN_DT_UNITS] = s.min_dt_units
 
 
 _FIELDS = ("last_ts", "last_price", "unit", "loc", "scale", "warmup", "profile")

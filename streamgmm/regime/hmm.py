@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 
 from streamgmm import _validate as V
-from streamgmm._numeric import LOG_2PI, MAX_SETTING, TINY, hot, jit
+from streamgmm._numeric import LOG_2PI, TINY, hot, jit
 from streamgmm.mixture import layout as mx
 from streamgmm.mixture.kernels import factorise, log_gauss_full
 from streamgmm.regime.layout import (
@@ -104,13 +104,10 @@ from streamgmm.regime.layout import (
     VARIANCE_PRIOR,
     read_layout,
 )
+from streamgmm.regime.params import ModelSettings
 
 __all__ = ["FIELDS", "from_state", "initialise", "learn", "refresh", "settings", "to_state"]
 
-#: Bounds on the prior weights (in ticks) and on the prior variance multipliers: beyond them
-#: products of settings and statistics could overflow.
-_PRIOR_WEIGHT = 1e9
-_PRIOR_RATIO = 1e6
 #: Largest magnitude of a stored emission statistic.
 _MAX_MOMENT = 1e200
 # Filtered probabilities are normalised by the step; a stored state may be off by rounding only.
@@ -433,42 +430,21 @@ def refresh(buf):
         _maximise(buf, mix, _step_size(buf))
 
 
-def settings(
-    buf: np.ndarray,
-    *,
-    alpha: float,
-    step_offset: float,
-    halflife: float | None,
-    self_transition: float,
-    transition_prior: float,
-    variance_prior: float,
-    prior_low: float,
-    prior_high: float,
-    variance_floor: float,
-) -> None:
-    """Validate the model's settings (named as the detectors' arguments) and write them."""
-    k = int(buf[N_REGIMES])
-    buf[ALPHA] = V.number("alpha", alpha, lo=0.5, hi=1.0, lo_open=True)
-    buf[STEP_OFFSET] = V.number("step_offset", step_offset, lo=0.0, hi=MAX_SETTING)
-    if halflife is None:
-        buf[MIN_STEP] = 0.0
-    else:
-        h = V.number("halflife", halflife, lo=1.0, hi=MAX_SETTING)
-        buf[MIN_STEP] = 1.0 - 2.0 ** (-1.0 / h)
-    buf[SELF_TRANSITION] = V.number(
-        "self_transition", self_transition, lo=0.0, hi=1.0, lo_open=True
-    )
-    if self_transition >= 1.0 and k > 1:
-        raise ValueError(f"self_transition must be below 1, got {self_transition!r}")
-    buf[TRANSITION_PRIOR] = V.number("transition_prior", transition_prior, lo=0.0, hi=_PRIOR_WEIGHT)
-    buf[VARIANCE_PRIOR] = V.number("variance_prior", variance_prior, lo=0.0, hi=_PRIOR_WEIGHT)
-    low = V.number("prior_low", prior_low, lo=1.0 / _PRIOR_RATIO, hi=_PRIOR_RATIO)
-    high = V.number("prior_high", prior_high, lo=low, hi=_PRIOR_RATIO)
-    buf[PRIOR_LOW], buf[PRIOR_HIGH] = low, high
-    buf[VARIANCE_FLOOR] = V.number("variance_floor", variance_floor, lo=0.0, hi=1.0, lo_open=True)
-
-
 # -- settings and state (Python) ------------------------------------------------------------------
+
+
+def settings(buf: np.ndarray, s: ModelSettings) -> None:
+    """Write the model's settings (checked by their declaration,
+    :class:`~streamgmm.regime.params.ModelSettings`); ``halflife`` becomes the smallest step."""
+    buf[ALPHA] = s.alpha
+    buf[STEP_OFFSET] = s.step_offset
+    buf[MIN_STEP] = 0.0 if s.halflife is None else 1.0 - 2.0 ** (-1.0 / s.halflife)
+    buf[SELF_TRANSITION] = s.self_transition
+    buf[TRANSITION_PRIOR] = s.transition_prior
+    buf[VARIANCE_PRIOR] = s.variance_prior
+    buf[PRIOR_LOW], buf[PRIOR_HIGH] = s.prior_low, s.prior_high
+    buf[VARIANCE_FLOOR] = s.variance_floor
+
 
 #: The model's entries in the state's ``hmm`` part (the labels' ``order`` is stored beside them).
 FIELDS = ("filtered", "transition_stats", "emission_stats")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from streamgmm import _validate as V
-from streamgmm._numeric import MAX_SETTING, hot
+from streamgmm._numeric import hot
 from streamgmm.mixture import layout as mx
 from streamgmm.regime.layout import (
     HYSTERESIS,
@@ -28,6 +28,7 @@ from streamgmm.regime.layout import (
     ORDER,
     TABLE,
 )
+from streamgmm.regime.params import ModelSettings
 
 __all__ = ["from_state", "relabel", "reset", "settings", "to_state"]
 
@@ -83,9 +84,9 @@ def relabel(buf, lay, mix, mlay):
 # -- settings and state (Python) ------------------------------------------------------------------
 
 
-def settings(buf: np.ndarray, *, label_hysteresis: float) -> None:
-    """Validate the hysteresis (the detectors' ``label_hysteresis``) and write it."""
-    buf[HYSTERESIS] = V.number("label_hysteresis", label_hysteresis, lo=0.0, hi=MAX_SETTING)
+def settings(buf: np.ndarray, s: ModelSettings) -> None:
+    """Write the hysteresis (``label_hysteresis``, checked by its declaration)."""
+    buf[HYSTERESIS] = s.label_hysteresis
 
 
 def to_state(buf: np.ndarray) -> list[int]:

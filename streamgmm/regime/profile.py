@@ -37,6 +37,7 @@ from streamgmm.regime.layout import (
     UNIT,
     read_layout,
 )
+from streamgmm.regime.params import TimeRules
 
 __all__ = ["from_state", "learns", "settings", "tick_multiplier", "to_state", "update"]
 
@@ -151,12 +152,11 @@ def update(buf, lay, ts, z):
 # -- settings and state (Python) ------------------------------------------------------------------
 
 
-def settings(buf: np.ndarray, *, intraday_profile: bool, profile_halflife: float) -> None:
-    """Validate the profile's settings (the arguments of the same names) and write them."""
-    buf[PROFILE] = V.flag("intraday_profile", intraday_profile)
-    buf[PROFILE_HALFLIFE] = DAY_SECONDS * V.number(
-        "profile_halflife", profile_halflife, lo=1e-3, hi=1e6
-    )
+def settings(buf: np.ndarray, s: TimeRules) -> None:
+    """Write the profile's settings (checked by their declaration,
+    :class:`~streamgmm.regime.params.TimeRules`); the half-life in seconds."""
+    buf[PROFILE] = s.intraday_profile
+    buf[PROFILE_HALFLIFE] = DAY_SECONDS * s.profile_halflife
 
 
 _FIELDS = ("on", "day", "s", "s2", "n", "buckets")

@@ -80,8 +80,14 @@ def to_state(buf: np.ndarray, kind: str, params: Mapping[str, Any]) -> dict[str,
     }
 
 
-def params_from_state(state: Any, kind: str, names: Sequence[str]) -> dict[str, Any]:
-    """The constructor arguments stored in ``state``, after its fields, kind and version."""
+def params_from_state(
+    state: Any, kind: str, names: Sequence[str], renamed: Mapping[str, str]
+) -> dict[str, Any]:
+    """The constructor arguments stored in ``state``, after its fields, kind and version.
+
+    A state written before a setting was renamed stores it under its old name (``renamed``:
+    old name -> new name); it is read under the new one.
+    """
     V.fields("state", state, _STATE_FIELDS)
     if state["kind"] != kind:
         raise ValueError(f"state: not a {kind} snapshot (kind {state['kind']!r})")
@@ -90,6 +96,11 @@ def params_from_state(state: Any, kind: str, names: Sequence[str]) -> dict[str, 
             f"{kind} state version {state['version']!r} is not supported (expected {STATE_VERSION})"
         )
     params = state["params"]
+    if isinstance(params, Mapping) and any(old in params for old in renamed):
+        read = {renamed.get(name, name): value for name, value in params.items()}
+        if len(read) != len(params):
+            raise ValueError("state.params has a setting under both its old and its new name")
+        params = read
     V.fields("state.params", params, names)
     return dict(params)
 

@@ -1,9 +1,9 @@
 """Layered loading: defaults < config file < environment < command line, validated once.
 
 :func:`load_settings` gathers each setting's raw value and where it came from, layer by layer,
-then parses every value with its declared parser (:mod:`streamgmm.settings.service`), checks
-the rules that involve more than one setting, derives the topic names, and has the detector
-check the ``[detector]`` settings given. A bad value raises
+then parses every value with its declared parser (:mod:`streamgmm.settings.service`, and the
+detectors' own declaration for ``[detector]``), checks the rules that involve more than one
+setting, and derives the topic names. A bad value raises
 :class:`~streamgmm.settings.spec.ConfigError` whose message is one line naming the setting,
 where it came from and the value, so a command can print it and exit with code 2. A name that
 is not a setting (in a file, a flag or a ``STREAMGMM_*`` environment variable) comes with the
@@ -173,8 +173,7 @@ def load_settings(
         else:
             typed[spec.attr] = value
     settings = _finish(typed, detector, sources, values)
-    if detector:
-        check_detector(settings, sources, values)
+    check_detector(settings, sources, values)
     return settings
 
 

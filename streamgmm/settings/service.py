@@ -3,8 +3,8 @@
 Each field is one setting (:func:`~streamgmm.settings.spec.setting`): its TOML section and key
 (``[kafka] bootstrap_servers``), its parser with its bounds and choices, its default and its
 meaning. ``[security]`` is one field made of several settings, the kafka-python options passed
-through as they are. The ``[detector]`` settings are derived from the detector classes instead
-(:mod:`streamgmm.settings.detector`).
+through as they are. The ``[detector]`` settings are declared with the detectors instead
+(:mod:`streamgmm.regime.params`) and read by :mod:`streamgmm.settings.detector`.
 """
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ SECTION_DOCS: dict[str, str] = {
     "security": "Passed unchanged to every kafka-python client (consumer, producer, admin). "
     "Empty = not set.",
     "detector": "The per-key detector: the parameters of streamgmm.RegimeDetector (market ticks) "
-    "and streamgmm.EventDetector (event ticks), with their defaults. Checked by the detector "
-    'itself when the service starts. For a parameter that may be None, "" (or "none") means '
-    "None.",
+    "and streamgmm.EventDetector (event ticks), with their defaults. Checked against the "
+    'detectors\' declaration when the service starts. For a parameter that may be None, "" (or '
+    '"none") means None.',
     "logging": "Log lines on stderr.",
 }
 #: Section order of configs/default.toml and the docs table.
@@ -323,8 +323,8 @@ class Settings:
     log_level: str = setting(
         "logging", "level", Choice(_LOG_LEVELS, case=str.upper), "INFO", "One of $choices."
     )
-    # [detector]: only the parameters that were set (by name), typed and checked by the
-    # detector; its own defaults apply to the others (see streamgmm.settings.detector)
+    # [detector]: only the parameters that were set (by name), typed and checked against the
+    # detectors' declaration; their own defaults apply to the others (streamgmm.settings.detector)
     detector: Mapping[str, Any] = field(default_factory=dict, hash=False)
     # fmt: on
 
