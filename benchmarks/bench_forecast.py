@@ -23,8 +23,9 @@ Models:
   refit point on all data so far, the recursion running tick by tick with those parameters;
 * ``ham``: statsmodels ``MarkovRegression(k_regimes=2, switching_variance=True)``, refitted at
   each refit point on all data so far, filtering tick by tick (fits cached on disk);
-* ``det``: the current ``streamgmm.RegimeDetector()`` (its ``log_likelihood`` plus log 100;
-  gap ticks, where it makes no forecast, are left out of its comparisons).
+* ``det``: the package's ``streamgmm.RegimeDetector()``, the default candidate (``--model
+  det``): its ``log_likelihood``, labels and drift flags, and the exact quantiles of the pooled
+  predictive it reports per tick (the compiled step's extra columns).
 
 Usage::
 
@@ -475,16 +476,60 @@ def _t_mixture_quantile2(w, m, sd, nu, p):
     return 0.5 * (lo + hi)
 
 
-def detector_pred(s: Series, r: np.ndarray) -> Pred:
+def package_rows(ts: np.ndarray, price: np.ndarray) -> np.ndarray:
+    """The package's ``RegimeDetector()`` over a series: its compiled step's rows, with the
+    predictive each tick was scored under (the ``X_*`` columns after the public ones)."""
     from streamgmm.regime import RegimeDetector
+    from streamgmm.regime import layout as L
 
-    run = rs.run_detector(s.ts, s.price, RegimeDetector, keep_outputs=True)
-    ll = np.array([o["log_likelihood"] for o in run.outputs], dtype=float)
-    ll = np.where(run.warm, ll, np.nan)
-    stale = np.r_[False, ll[1:] == ll[:-1]]
-    ll[stale] = np.nan
-    nan = np.full(r.size, np.nan)
-    return Pred(ll + LOG100, nan, nan, nan, label=run.regime.astype(float))
+    det = RegimeDetector()
+    data = np.column_stack([np.asarray(ts, float), np.asarray(price, float)])
+    rows = np.empty((data.shape[0], L.market_row_width(extra=True)))
+    det._step(det._buf, data, rows)
+    return rows
+
+
+def package_pred(s: Series, r: np.ndarray) -> Pred:
+    """The candidate: the package's RegimeDetector (its log_likelihood, its drift flag, its
+    label and P(turbulent)); the scored predictive's variance and exact t-mixture quantiles
+    from the components it reports."""
+    from streamgmm.regime import layout as L
+
+    rows = package_rows(s.ts, s.price)[1:]
+    e = L.R_PROBS + 4
+    scored = np.isfinite(rows[:, L.R_LL])
+    wa = np.where(scored, rows[:, e + L.X_W], np.nan)
+    w = np.column_stack([wa, 1.0 - wa])
+    mean = rows[:, [e + L.X_MEAN_A, e + L.X_MEAN_B]]
+    sd = rows[:, [e + L.X_SD_A, e + L.X_SD_B]]
+    nu2 = rows[:, [e + L.X_NU_A, e + L.X_NU_B]]
+    var = np.sum(w * sd**2, axis=1)
+    ok = np.isfinite(var)
+    q = {}
+    for level in (0.01, 0.05):
+        q[level] = np.full(r.size, np.nan)
+        if ok.any():
+            q[level][ok] = _t_mixture_quantile_means(w[ok], mean[ok], sd[ok], nu2[ok], level)
+    warm = rows[:, L.R_WARM] == 1.0
+    pred = Pred(rows[:, L.R_LL], var, q[0.01], q[0.05])
+    pred.label = np.where(warm, rows[:, L.R_REGIME], np.nan)
+    pred.p_turb = np.where(warm, rows[:, L.R_PROBS + 1], np.nan)
+    pred.extra = {"drift": np.where(scored, rows[:, L.R_DRIFT], np.nan), "wa": wa}
+    return pred
+
+
+def _t_mixture_quantile_means(w, m, sd, nu, p):
+    """Quantile of a mixture of unit-variance Student-t's with per-component means and dof."""
+    k = np.sqrt((nu - 2.0) / nu)
+    lo = np.min(m - 30 * sd, axis=1)
+    hi = np.max(m + 30 * sd, axis=1)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        cdf = np.sum(w * stats.t.cdf((mid[:, None] - m) / (sd * k), nu), axis=1)
+        below = cdf < p
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+    return 0.5 * (lo + hi)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -585,7 +630,7 @@ def calm_first(label: np.ndarray, r: np.ndarray, mask: np.ndarray) -> bool | Non
 # ---------------------------------------------------------------------------------------------
 
 _PARAMS: dict[str, float] = {}
-_MODEL = "pool"
+_MODEL = "det"
 
 
 def evaluate(s: Series) -> dict[str, Any]:
@@ -594,7 +639,9 @@ def evaluate(s: Series) -> dict[str, Any]:
     mask = np.zeros(r.size, dtype=bool)
     if points.size:
         mask[points[0] :] = True
-    if _MODEL == "pool":
+    if _MODEL == "det":
+        cand = package_pred(s, r)
+    elif _MODEL == "pool":
         cand = pool_pred(s, r, _PARAMS)
     elif _MODEL == "ms":
         cand = ms_pred(s, r, _PARAMS)
@@ -606,7 +653,8 @@ def evaluate(s: Series) -> dict[str, Any]:
         "ewma": ewma_pred(r),
         "garch": garch_pred(s, r),
         "ham": hamilton_pred(s, r),
-        "det": detector_pred(s, r),
+        # the package's detector; with --model det it is the candidate itself
+        "det": cand if _MODEL == "det" else package_pred(s, r),
     }
     res: dict[str, Any] = {"name": s.name, "split": s.split, "kind": s.kind, "n": int(mask.sum())}
     cand = preds["cand"]
@@ -654,7 +702,7 @@ def evaluate(s: Series) -> dict[str, Any]:
     return res
 
 
-def _init(params: dict[str, float], model: str = "pool") -> None:
+def _init(params: dict[str, float], model: str = "det") -> None:
     global _PARAMS, _MODEL
     _PARAMS = params
     _MODEL = model
@@ -859,11 +907,20 @@ DRIFT_N = 20_000
 JUMP_DEADLINE = 100
 
 
+def _drift_flags(ts: np.ndarray, price: np.ndarray, params: dict[str, float]) -> np.ndarray:
+    """Per tick 1.0 on a drift alarm, 0.0 otherwise, NaN where nothing was scored."""
+    if _MODEL == "det":
+        from streamgmm.regime import layout as L
+
+        rows = package_rows(ts, price)
+        return np.where(np.isfinite(rows[:, L.R_LL]), rows[:, L.R_DRIFT], np.nan)
+    return fm.run_pool(ts, price, **params)[:, fm.Q_DRIFT]
+
+
 def _drift_stationary(job: tuple[int, str, dict[str, float]]) -> tuple[str, int, int]:
     seed, kind, params = job
     s = syn.heavy_tailed_stream(seed, DRIFT_N, kind, t0=SYN_T0)
-    out = fm.run_pool(s.ts, s.price, **params)
-    d = out[:, fm.Q_DRIFT]
+    d = _drift_flags(s.ts, s.price, params)
     warm = np.isfinite(d)
     return kind, int(np.nansum(d[warm])), int(warm.sum())
 
@@ -875,8 +932,7 @@ def _drift_jump(job: tuple[int, str, dict[str, float]]) -> tuple[str, int | None
     else:
         s = syn.variance_jump(syn.heavy_tailed_stream(seed, 3000, kind, t0=SYN_T0), 1500, 3.0)
         ts, price, at = s.ts, s.price, 1500
-    out = fm.run_pool(ts, price, **params)
-    d = np.nan_to_num(out[:, fm.Q_DRIFT])
+    d = np.nan_to_num(_drift_flags(ts, price, params))
     alarms = np.flatnonzero(d == 1.0)
     after = alarms[alarms >= at]
     before = int(np.sum(alarms < at))
@@ -947,19 +1003,17 @@ def speed_section(params: dict[str, float], repeats: int = 7) -> dict[str, float
         fm.ms_run(np.zeros(offs["end"]), cfg_a, ts, price, ms_out, offs["theta"])
 
     runs = {"pool": pool, "gjr": gjr, "ms": ms}
-    try:  # the current detector's compiled step, for the ratio (its module may move)
-        from streamgmm import _regime_kernel as kernel
-        from streamgmm.regime import RegimeDetector
-    except ImportError:
-        pass
-    else:
-        data = np.column_stack([ts, price])
-        rows = np.empty((n, _row_width(2)))
+    from streamgmm.regime import RegimeDetector
+    from streamgmm.regime import layout as L
 
-        def current() -> None:
-            kernel.regime_run(RegimeDetector()._buf, data, rows)
+    data = np.column_stack([ts, price])
+    rows = np.empty((n, L.market_row_width()))
 
-        runs["current"] = current
+    def current() -> None:
+        det = RegimeDetector()
+        det._step(det._buf, data, rows)
+
+    runs["current"] = current
     times: dict[str, list[float]] = {k: [] for k in runs}
     for fn in runs.values():
         fn()  # compile
@@ -977,16 +1031,10 @@ def speed_section(params: dict[str, float], repeats: int = 7) -> dict[str, float
     if "current_us" in result:
         ratios = {k: np.median(np.array(v) / np.array(times["current"])) for k, v in times.items()}
         print(
-            "  per-repeat ratio to the current detector's step (median): "
+            "  per-repeat ratio to the package detector's step (median): "
             + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items() if k != "current")
         )
     return result
-
-
-def _row_width(n_regimes: int) -> int:
-    from streamgmm import _regime_layout as layout
-
-    return int(layout.row_width(n_regimes))
 
 
 def main() -> None:
@@ -994,7 +1042,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("tuning", "held-out", "fresh"), action="append")
     parser.add_argument("--params", default="{}")
-    parser.add_argument("--model", choices=("pool", "vlr", "ms"), default="pool")
+    parser.add_argument("--model", choices=("det", "pool", "vlr", "ms"), default="det")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--series", default=None, help="comma-separated names to keep")
     parser.add_argument("--json", type=Path, default=None)
@@ -1003,6 +1051,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     params = json.loads(args.params)
+    _init(params, args.model)  # the drift section's workers inherit it
     splits = [s.upper() for s in (args.only or ["tuning", "held-out"])]
     print(f"candidate {args.model}, settings: {json.dumps({**fm.DEFAULTS, **params})}")
     everything: dict[str, Any] = {"params": params, "splits": {}}

@@ -22,7 +22,6 @@ import numpy as np
 
 from streamgmm import RegimeDetector
 from streamgmm.regime import layout as L
-from streamgmm.regime.step import regime_run
 
 DAY = 86400.0
 
@@ -108,9 +107,9 @@ def _floor(ticks: list[dict[str, Any]], warm: list[dict[str, Any]]) -> tuple[flo
     fields = [(t["ts"], t["price"], t.get("volume")) for t in ticks]
     read = (time.perf_counter() - started) / n
     data = np.array([f[:2] for f in fields])
-    rows = np.empty((n, L.row_width(2)))
+    rows = np.empty((n, L.market_row_width()))
     started = time.perf_counter()
-    regime_run(det._buf, data, rows)
+    det._step(det._buf, data, rows)
     step = (time.perf_counter() - started) / n
     listed = rows.tolist()
     output = det._output  # one make_output with its two probability dicts

@@ -31,7 +31,7 @@ from streamgmm.regime import EventDetector, RegimeDetector
 from streamgmm.regime.drift import LikelihoodDriftMonitor
 from streamgmm.service.snapshot import decode_snapshot, encode_snapshot
 from streamgmm.settings.layers import load_settings
-from streamgmm.synthetic import switching_stream
+from streamgmm.synthetic import intraday_stream, switching_stream
 from streamgmm.ticks.keystate import KeyState
 from streamgmm.ticks.rules import TickRules
 from streamgmm.ticks.tick import Tick
@@ -41,12 +41,17 @@ LONG_CASES = int(os.environ.get("STREAMGMM_FUZZ_CASES", "250000"))
 
 
 def _regime_states() -> list[dict[str, Any]]:
+    """The market detector in its warm-up, running on daily ticks, and running on intraday
+    bars (its profile and gap buckets filled)."""
     ticks = switching_stream(0, n=400).ticks()
     states = []
-    for n_regimes, n in ((2, 30), (2, 400), (3, 400)):
-        det = RegimeDetector(n_regimes=n_regimes, warmup=20 if n == 30 else 50)
+    for n, warmup in ((15, 20), (400, 50)):
+        det = RegimeDetector(warmup=warmup)
         det.learn_predict_many(ticks[:n])
         states.append(det.to_state())
+    det = RegimeDetector()
+    det.learn_predict_many(intraday_stream(0, days=12).ticks())
+    states.append(det.to_state())
     return states
 
 
@@ -181,9 +186,22 @@ def mutations(draw: Any, kind: str) -> tuple[dict[str, Any], list[str]]:
     return state, done
 
 
+#: Output fields that are NaN (null in the record) where no forecast was made.
+NULLABLE = ("log_likelihood", "volatility", "value_at_risk")
+
+
 def _finite(value: Any) -> bool:
+    """Finite numbers throughout; the forecast's fields may be NaN or null (no forecast),
+    and a warm output carries a finite next-tick forecast."""
     if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
+        if value.get("warm") is True and not all(
+            isinstance(value.get(k), float | int | type(None)) for k in NULLABLE[1:]
+        ):
+            return False
+        return all(
+            _finite(v) or (k in NULLABLE and (v is None or (isinstance(v, float) and v != v)))
+            for k, v in value.items()
+        )
     if isinstance(value, bool | int):
         return True
     return isinstance(value, float) and math.isfinite(value)
@@ -234,7 +252,7 @@ def _exercise(kind: str, state: dict[str, Any]) -> None:
     json.dumps(obj.to_state(), allow_nan=False)
     rng = np.random.default_rng(3)
     if kind == "regime":
-        ts0 = (obj.to_state()["features"]["last_ts"] or 0.0) + 1.0
+        ts0 = (obj.to_state()["clock"]["last_ts"] or 0.0) + 1.0
         ticks = [
             {"ts": ts0 + i, "price": float(100 * math.exp(rng.normal(0, 0.01)))} for i in range(100)
         ]

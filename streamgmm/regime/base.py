@@ -26,7 +26,7 @@ from streamgmm.regime import drift, features, hmm, labels
 from streamgmm.regime import layout as L
 from streamgmm.regime import state as snapshot
 from streamgmm.regime.output import OutputBlock, make_output, make_output_columns
-from streamgmm.regime.params import DriftMonitorSettings, ModelSettings, params_of, values_of
+from streamgmm.regime.params import DriftMonitorSettings, ModelSettings, Shape, params_of
 from streamgmm.regime.step import regime_run
 
 __all__ = ["StreamProblem", "takes_old_names"]
@@ -84,32 +84,42 @@ def takes_old_names(cls: _D) -> _D:
     return cls
 
 
-class _Detector(base.Base, ModelSettings):
-    """The shared pipeline; subclasses say how a tick becomes numbers.
+class _Detector(base.Base, Shape):
+    """The shared pipeline; subclasses say how a tick becomes numbers and build the buffer.
 
     A detector class also extends its settings class (:mod:`~streamgmm.regime.params`), whose
     fields are its constructor's parameters: constructing it checks them, then
-    :meth:`__post_init__` builds the buffer and each stage writes its settings into it.
+    :meth:`__post_init__` builds the buffer (:meth:`_build`) and each stage writes its settings
+    into it. ``_step`` is the compiled step, ``_slots`` where the counters live.
     """
 
     _KIND: ClassVar[str] = ""
     _FEATURE_KIND: ClassVar[int] = L.TICKS
 
+    _buf: np.ndarray
+    _k: int
+    _d: int
+    _width: int
+    _step: Any
+    _slots: Mapping[str, int]
+
     # -- construction ----------------------------------------------------------------------
     def __post_init__(self) -> None:
         super().__post_init__()  # every setting checked against its declaration
-        self._build(self._n_features())
+        self._build()
+        self._one_data = np.empty((1, 1 + self._value_columns()))
+        self._one_row = np.empty((1, self._width))
 
-    def _n_features(self) -> int:
+    def _build(self) -> None:
         raise NotImplementedError
 
-    def _build(self, n_features: int) -> None:
-        """The buffer, with the model's settings written by the stages that read them."""
+    def _build_hmm(self, n_features: int, settings: ModelSettings) -> None:
+        """The event model's buffer, with the settings written by the stages that read them."""
         k = self.n_regimes
         buf = L.new_buffer(self._FEATURE_KIND, k, n_features, self.warmup)
-        hmm.settings(buf, self)
-        labels.settings(buf, self)
-        drift.settings(buf, DriftMonitorSettings.of(self))
+        hmm.settings(buf, settings)
+        labels.settings(buf, settings)
+        drift.settings(buf, DriftMonitorSettings.of(settings))
         # The starting state: a fixed emission model's schedule, no intraday correction,
         # uniform last probabilities, regime r shown as model state r.
         mix = L.mixture(buf)
@@ -124,8 +134,8 @@ class _Detector(base.Base, ModelSettings):
         self._k = k
         self._d = n_features
         self._width = L.row_width(k)
-        self._one_data = np.empty((1, 1 + self._value_columns()))
-        self._one_row = np.empty((1, self._width))
+        self._step = regime_run
+        self._slots = _HMM_SLOTS
 
     def _value_columns(self) -> int:
         return 1 if self._FEATURE_KIND == L.TICKS else self._d
@@ -149,36 +159,42 @@ class _Detector(base.Base, ModelSettings):
     def _run(self, data: np.ndarray, rows: np.ndarray, buf: np.ndarray | None = None) -> None:
         """Apply the ticks packed in ``data`` (a row per tick: ``ts``, then the values) in order
         to this detector's buffer (or to ``buf``); ``rows`` receives one output row per tick."""
-        regime_run(self._buf if buf is None else buf, data, rows)
+        self._step(self._buf if buf is None else buf, data, rows)
 
     # -- outputs ---------------------------------------------------------------------------
     def _output(self, row: list[float]) -> dict[str, Any]:
         """The output record of one row, through the schema's one constructor."""
         k = self._k
-        if k == 2:
-            # The usual case, unpacked by position (0.1 us a tick faster than by name): the
-            # layout's R_* order, which test_the_two_regime_row_unpacks_in_layout_order holds.
-            _, _, regime, warm, seen, ll, score, drifted, p0, p1, r0, r1 = row
-            return make_output(
-                1 if regime else 0,
-                {0: p0, 1: p1},
-                {0: r0, 1: r1},
-                ll,
-                score,
-                drifted != 0.0,
-                int(seen),
-                warm != 0.0,
-            )
         p = L.R_PROBS
+        if k == 2:
+            # The usual case, by position (0.1 us a tick faster than by name): the layout's
+            # R_* order, which test_the_two_regime_row_unpacks_in_layout_order holds.
+            # NaN (no forecast) is None in the output: null in the record.
+            ll, vol, var = row[5], row[8], row[9]
+            return make_output(
+                1 if row[2] else 0,
+                {0: row[p], 1: row[p + 1]},
+                {0: row[p + 2], 1: row[p + 3]},
+                ll if ll == ll else None,
+                row[6],
+                row[7] != 0.0,
+                int(row[4]),
+                row[3] != 0.0,
+                vol if vol == vol else None,
+                var if var == var else None,
+            )
+        ll, vol, var = row[L.R_LL], row[L.R_VOLATILITY], row[L.R_VAR]
         return make_output(
             int(row[L.R_REGIME]),
             dict(enumerate(row[p : p + k])),
             dict(enumerate(row[p + k : p + 2 * k])),
-            row[L.R_LL],
+            ll if ll == ll else None,
             row[L.R_DRIFT_SCORE],
             row[L.R_DRIFT] != 0.0,
             int(row[L.R_SEEN]),
             row[L.R_WARM] != 0.0,
+            vol if vol == vol else None,
+            var if var == var else None,
         )
 
     # -- the per-tick call -----------------------------------------------------------------
@@ -310,11 +326,13 @@ class _Detector(base.Base, ModelSettings):
             list(map(int, cols[L.R_REGIME])),
             cols[p : p + k],
             cols[p + k : p + 2 * k],
-            cols[L.R_LL],
+            [v if v == v else None for v in cols[L.R_LL]],
             cols[L.R_DRIFT_SCORE],
             [v != 0.0 for v in cols[L.R_DRIFT]],
             list(map(int, cols[L.R_SEEN])),
             [v != 0.0 for v in cols[L.R_WARM]],
+            [v if v == v else None for v in cols[L.R_VOLATILITY]],
+            [v if v == v else None for v in cols[L.R_VAR]],
         )
         return OutputBlock(index, columns, refused)
 
@@ -341,47 +359,43 @@ class _Detector(base.Base, ModelSettings):
     @property
     def warm(self) -> bool:
         """True once outputs come from the running model (after the warm-up)."""
-        return int(self._buf[L.PHASE]) == L.RUNNING
+        return int(self._buf[self._slots["phase"]]) == L.RUNNING
 
     @property
     def n_samples_seen(self) -> int:
         """Ticks accepted (skipped and refused ticks excluded)."""
-        return int(self._buf[L.N_SEEN])
+        return int(self._buf[self._slots["n_seen"]])
 
     @property
     def n_duplicates(self) -> int:
         """Ticks skipped for a repeated ``ts``."""
-        return int(self._buf[L.N_DUPLICATES])
+        return int(self._buf[self._slots["n_duplicates"]])
 
     @property
     def n_out_of_order(self) -> int:
         """Ticks skipped for a ``ts`` older than the last accepted one."""
-        return int(self._buf[L.N_OUT_OF_ORDER])
+        return int(self._buf[self._slots["n_out_of_order"]])
 
     @property
     def n_gaps(self) -> int:
-        """Ticks after a session gap (no evidence; the filter only moved one step)."""
-        return int(self._buf[L.N_GAPS])
+        """Ticks after a gap (a closure): market ticks score them with the gap's learnt
+        variance multiplier; events have none."""
+        return int(self._buf[self._slots["n_gaps"]])
 
     @property
     def n_label_changes(self) -> int:
         """How often the ranking of regimes changed after the warm-up."""
-        return int(self._buf[L.N_LABEL_CHANGES])
+        return int(self._buf[self._slots["n_label_changes"]])
 
     @property
     def n_drifts(self) -> int:
         """Drift alarms so far."""
-        return int(self._buf[L.N_DRIFTS])
-
-    @property
-    def drift_score(self) -> float:
-        """The drift monitor's score; an alarm fires at 1."""
-        return float(self._buf[L.DRIFT_SCORE])
+        return int(self._buf[self._slots["n_drifts"]])
 
     @property
     def mean_log_likelihood(self) -> float:
-        """EWMA of the log-likelihood (half-life ``drift_halflife`` ticks)."""
-        return float(self._buf[L.MEAN_LL])
+        """EWMA of the log-likelihood (dashboards)."""
+        return float(self._buf[self._slots["mean_ll"]])
 
     @property
     def stream_problem(self) -> StreamProblem | None:
@@ -389,73 +403,30 @@ class _Detector(base.Base, ModelSettings):
 
         ``"no scale: ..."`` (kind ``no_scale``) when the warm-up has started over for lack of
         variation (a price that does not move, an event field that stays constant) for four
-        warm-ups' worth of ticks; ``"mostly gaps: ..."`` (kind ``mostly_gaps``) when more than
-        half of the ticks since the warm-up were session gaps (so they were not evidence: set
-        ``dt_unit`` or ``gap_units``). The service logs it once per key and counts such keys in
-        a metric, by :attr:`StreamProblem.kind`.
+        warm-ups' worth of ticks. The service logs it once per key and counts such keys in a
+        metric, by :attr:`StreamProblem.kind`.
         """
-        buf = self._buf
-        seen = int(buf[L.N_SEEN])
-        warmup = int(buf[L.WARMUP])
-        if not self.warm:
-            if seen >= 4 * warmup:
-                return StreamProblem(
-                    "no_scale",
-                    f"{seen} ticks and the values never varied over a warm-up of {warmup} "
-                    "(a constant price or field?); outputs stay warm=False",
-                )
-            return None
-        gaps, steps = int(buf[L.N_GAPS]), int(buf[L.N_STEPS])
-        if gaps > 100 and gaps > steps:
+        seen = self.n_samples_seen
+        warmup = self.warmup
+        if not self.warm and seen >= 4 * warmup:
             return StreamProblem(
-                "mostly_gaps",
-                f"{gaps} of the ticks since the warm-up were session gaps and only {steps} "
-                "were evidence; set dt_unit (seconds) or gap_units",
+                "no_scale",
+                f"{seen} ticks and the values never varied over a warm-up of {warmup} "
+                "(a constant price or field?); outputs stay warm=False",
             )
         return None
 
-    @property
-    def regime_order(self) -> list[int] | None:
-        """``regime_order[r]`` is the model state shown as regime ``r``; None before warm-up."""
-        if not self.warm:
-            return None
-        return [int(v) for v in L.regions(self._buf)["order"]]
-
-    def _regime_order(self) -> np.ndarray:
+    def _fitted(self) -> None:
         if not self.warm:
             raise AttributeError("the detector is still warming up: there is no fitted model")
-        return L.regions(self._buf)["order"].astype(int)
-
-    @property
-    def transition_matrix_(self) -> np.ndarray:
-        """Estimated transition probabilities between regimes, shape (K, K), in regime order."""
-        order = self._regime_order()
-        a = L.regions(self._buf)["transitions"].reshape(self._k, self._k)
-        return a[np.ix_(order, order)].copy()
-
-    @property
-    def means_(self) -> np.ndarray:
-        """Regime means of the feature in its own units, shape (K, D), in regime order."""
-        order = self._regime_order()
-        r = L.regions(self._buf)
-        means = mx.regions(L.mixture(self._buf))["means"].reshape(self._k, self._d)
-        return (means * r["scale"] + r["loc"])[order]
-
-    @property
-    def covariances_(self) -> np.ndarray:
-        """Regime covariances in the feature's units (floor included), shape (K, D, D)."""
-        order = self._regime_order()
-        r = L.regions(self._buf)
-        regions = mx.regions(L.mixture(self._buf))
-        factor = regions["factor"].reshape(self._k, self._d, self._d)
-        cov = factor @ np.swapaxes(factor, 1, 2)
-        scale = r["scale"]
-        return (cov * np.outer(scale, scale))[order]
 
     # -- state -----------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
-        """Versioned, JSON-safe state: settings, features, model statistics, drift, last output."""
-        return snapshot.to_state(self._buf, self._KIND, values_of(self))
+        """Versioned, JSON-safe state: settings, counters, each stage's part."""
+        raise NotImplementedError
+
+    def _load(self, state: Mapping[str, Any]) -> None:
+        raise NotImplementedError
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Self:
@@ -463,5 +434,18 @@ class _Detector(base.Base, ModelSettings):
         bit-identically."""
         names = [param.name for param in params_of(cls)]
         detector = cls(**snapshot.params_from_state(state, cls._KIND, names, cls._RENAMED))
-        snapshot.load(detector._buf, state)
+        detector._load(state)
         return detector
+
+
+#: Where the event model's step keeps the counters the views read.
+_HMM_SLOTS = {
+    "phase": L.PHASE,
+    "n_seen": L.N_SEEN,
+    "n_duplicates": L.N_DUPLICATES,
+    "n_out_of_order": L.N_OUT_OF_ORDER,
+    "n_gaps": L.N_GAPS,
+    "n_label_changes": L.N_LABEL_CHANGES,
+    "n_drifts": L.N_DRIFTS,
+    "mean_ll": L.MEAN_LL,
+}

@@ -56,6 +56,8 @@ from streamgmm.regime.layout import (
     DRIFT_SCORE,
     DRIFT_SEEN,
     DRIFT_THRESHOLD,
+    M_CUSUM,
+    M_N_DRIFTS,
     MEAN_DECAY,
     MEAN_LL,
     MEAN_LL_WEIGHT,
@@ -185,6 +187,51 @@ def drift_run(buf, log_likelihood, expected, alarms, scores):
         track_log_likelihood(buf, log_likelihood[i])
         alarms[i] = update(buf, log_likelihood[i] - expected[i], 1.0)
         scores[i] = buf[DRIFT_SCORE]
+
+
+# -- the market detector's drift: CUSUM of the forecast's probability integral transform --------
+
+#: CUSUM ``S <- max(0, S + min(z^2, PIT_CLIP) - PIT_SLACK)`` on the normal score ``z`` of the
+#: forecast's probability integral transform; an alarm at ``S > PIT_THRESHOLD`` (then ``S = 0``).
+PIT_SLACK = 1.25
+PIT_CLIP = 6.0
+PIT_THRESHOLD = 24.0
+
+
+@hot
+def pit_update(buf, z):
+    """One tick of the market detector's drift monitor; True on an alarm.
+
+    Under a calibrated forecast ``z`` is standard normal and ``E[z^2] = 1``, so the CUSUM
+    drifts down; it climbs while returns keep exceeding what the forecast allowed. An alarm
+    means: for longer than the forecaster's own dynamics explain, the returns were larger than
+    its predictive said.
+    """
+    s = buf[M_CUSUM] + min(z * z, PIT_CLIP) - PIT_SLACK
+    s = max(s, 0.0)
+    if s > PIT_THRESHOLD:
+        buf[M_CUSUM] = 0.0
+        buf[M_N_DRIFTS] += 1.0
+        return True
+    buf[M_CUSUM] = s
+    return False
+
+
+@hot
+def pit_score(buf):
+    """The CUSUM over its threshold: an alarm fires above 1."""
+    return buf[M_CUSUM] / PIT_THRESHOLD
+
+
+def pit_to_state(buf: np.ndarray) -> dict[str, Any]:
+    """The market detector's drift part: the CUSUM."""
+    return {"cusum": float(buf[M_CUSUM])}
+
+
+def pit_from_state(path: str, state: Any, buf: np.ndarray) -> None:
+    """Validate the market detector's drift part and write it into ``buf``."""
+    V.fields(path, state, ("cusum",))
+    buf[M_CUSUM] = V.number(f"{path}.cusum", state["cusum"], lo=0.0, hi=PIT_THRESHOLD)
 
 
 # -- settings and state (Python) ------------------------------------------------------------------

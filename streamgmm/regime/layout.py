@@ -110,9 +110,11 @@ LAST_LL, LAST_DRIFT, LAST_WARM = TABLE.slots(3)
 WARMING, RUNNING = range(2)
 
 # -- the output row -------------------------------------------------------------------------------
-#: Status, field, regime, warm, n_samples_seen, log-likelihood, drift score, drift flag, then K
-#: filtered and K raw probabilities in regime order.
-R_STATUS, R_FIELD, R_REGIME, R_WARM, R_SEEN, R_LL, R_DRIFT_SCORE, R_DRIFT, R_PROBS = range(9)
+#: Status, field, regime, warm, n_samples_seen, log-likelihood (NaN: no forecast), drift score,
+#: drift flag, the next tick's volatility and value at risk (NaN where there is none), then K
+#: filtered and K raw probabilities in regime order. Both detectors' steps write this row.
+(R_STATUS, R_FIELD, R_REGIME, R_WARM, R_SEEN, R_LL, R_DRIFT_SCORE, R_DRIFT,
+ R_VOLATILITY, R_VAR, R_PROBS) = range(11)  # fmt: skip
 #: Per-tick status: an output row from the running model, or the repeated cold output during
 #: the warm-up; the first tick of a price stream (it only sets the reference price); skipped
 #: ticks (the previous output repeats with drift_detected false); refused ticks (the state is
@@ -154,3 +156,92 @@ def regions(buf: np.ndarray) -> dict[str, np.ndarray]:
 def mixture(buf: np.ndarray) -> np.ndarray:
     """The emission model's own buffer (a view), laid out by :mod:`streamgmm.mixture.layout`."""
     return TABLE.view(buf, EMISSIONS)
+
+
+# == the market detector's buffer ================================================================
+# RegimeDetector runs the forecaster's step (:mod:`streamgmm.regime.forecast`): a volatility
+# forecast pooled from two models, a regime filter on its level, and drift on its probability
+# integral transform. Its buffer is a second table; the shape is the warm-up's length U.
+MARKET = Table("warmup")
+(M_WARMUP,) = MARKET.shape
+#: Gap buckets: log2 of a spacing in units, [2, 4), [4, 8), ... (bucket 0: an ordinary step).
+GAP_BUCKETS = 24
+
+# -- a volatility model's block (one per model, :mod:`streamgmm.regime.volatility`) --------------
+# The model's scalars; its parameters theta = (a, g, b, log(nu - 2), mu, c); the derivatives of
+# its variance (GJR: h, EGARCH: log h) by theta; the curvature of the recursive maximum
+# likelihood and its Cholesky factor (reused between refactorisations); the tick's score and
+# step (working space); the cached constants of the t density at the cached nu. The time rules
+# and the intraday profile standardise by the model's own variance, so each model keeps its
+# own gap and profile sums (:mod:`streamgmm.regime.clock`).
+N_THETA = 6
+(VH, VV, VW, VSTEPS, VNU, VLOGC, VDIGAMMA,
+ A0_S, A0_N, PROF_DAY, PROF_S, PROF_N, _V_HEAD) = range(13)  # fmt: skip
+VTHETA = _V_HEAD
+VDH = VTHETA + N_THETA
+VFISH = VDH + N_THETA
+VCHOL = VFISH + N_THETA * N_THETA
+VGRAD = VCHOL + N_THETA * N_THETA
+VSTEP = VGRAD + N_THETA
+VGAP_S = VSTEP + N_THETA
+VGAP_N = VGAP_S + GAP_BUCKETS
+VPRO_S = VGAP_N + GAP_BUCKETS
+VPRO_N = VPRO_S + PROFILE_BUCKETS
+MODEL_SIZE = VPRO_N + PROFILE_BUCKETS
+
+WARM_TICKS = MARKET.region("warm_ticks", lambda u: 2 * u)
+GJR = MARKET.region("gjr", lambda u: MODEL_SIZE)
+EGARCH = MARKET.region("egarch", lambda u: MODEL_SIZE)
+M_END = MARKET.end()
+
+# -- header slots -------------------------------------------------------------------------------
+# time rules (:mod:`streamgmm.regime.clock`): settings; the unit and scale; the last tick;
+# counters; the warm-up's fill.
+M_DT_UNIT, M_GAP_UNITS, M_MIN_DT, M_PROFILE, M_PROFILE_HALFLIFE = MARKET.slots(5)
+M_UNIT, M_SCALE, M_LAST_TS, M_LAST_PRICE = MARKET.slots(4)
+M_N_SEEN, M_N_DUPLICATES, M_N_OUT_OF_ORDER, M_N_GAPS, M_N_BUFFERED = MARKET.slots(5)
+# pool (:mod:`streamgmm.regime.volatility`): the two models' log weights; the value-at-risk's
+# level as its normal score.
+M_LOG_W_GJR, M_LOG_W_EG, M_VAR_Z = MARKET.slots(3)
+# regime filter (:mod:`streamgmm.regime.level`): the smoothed level and its weight; filtered
+# probabilities (2), transitions (2 x 2), statistics per state (occupancy, sums of y and y^2),
+# pair statistics (2 x 2), means (2) and the shared variance, steps, the high state, the
+# count of label changes; the tick's raw probabilities (working space).
+M_LEVEL, M_LEVEL_W = MARKET.slots(2)
+M_PF0, M_PF1 = MARKET.slots(2)
+M_T00, M_T01, M_T10, M_T11 = MARKET.slots(4)
+M_S0, M_SY0, M_SYY0, M_S1, M_SY1, M_SYY1 = MARKET.slots(6)
+M_X00, M_X01, M_X10, M_X11 = MARKET.slots(4)
+M_MU0, M_MU1, M_VAR = MARKET.slots(3)
+M_HMM_N, M_HIGH, M_N_LABEL_CHANGES = MARKET.slots(3)
+M_RAW0, M_RAW1 = MARKET.slots(2)
+# drift (:mod:`streamgmm.regime.drift`): the CUSUM and the count of alarms.
+M_CUSUM, M_N_DRIFTS = MARKET.slots(2)
+# the step (:mod:`streamgmm.regime.forecast`): the phase; the next tick's forecast
+# (volatility and value at risk, natural units) and the last output's drift flag.
+M_PHASE, M_NEXT_SD, M_NEXT_VAR = MARKET.slots(3)
+# dashboards: the EWMA of the log-likelihood (half-life 20 ticks) and its weight.
+M_MEAN_LL, M_MEAN_LL_W = MARKET.slots(2)
+
+#: Extra columns of the market step's row, after the probabilities: the predictive the tick was
+#: scored under (weight of the GJR model; each model's mean, sd and degrees of freedom, natural
+#: log-return units) and the tick's probability integral transform.
+(X_W, X_MEAN_A, X_SD_A, X_NU_A, X_MEAN_B, X_SD_B, X_NU_B, X_PIT) = range(8)
+N_EXTRA = 8
+
+
+def market_row_width(extra: bool = False) -> int:
+    """Width of the market step's output row (two regimes), with ``extra`` the scored
+    predictive's columns after it (written only into rows that wide)."""
+    return R_PROBS + 4 + (N_EXTRA if extra else 0)
+
+
+@hot
+def read_market_layout(buf):
+    """The market buffer's shape and region starts, as integers."""
+    return read_ints(buf, M_END)
+
+
+def new_market_buffer(u: int) -> np.ndarray:
+    """A zeroed market-detector buffer with its shape and table of contents."""
+    return MARKET.new(u)

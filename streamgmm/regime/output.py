@@ -77,7 +77,10 @@ OUTPUT_FIELDS: tuple[Field, ...] = (
     Field(
         "log_likelihood",
         "number",
-        "log density of the tick under the key's model",
+        "market ticks: natural log of the predictive density of this tick's log return "
+        "`log(p_t / p_{t-1})` given all earlier ticks (per unit of log return); events: log "
+        "density of the event's fields under the model; null where no forecast was made "
+        "(warm-up, skipped ticks)",
         nullable=True,
     ),
     Field("drift_score", "number", "the likelihood-drift monitor's score", nullable=True),
@@ -91,6 +94,22 @@ OUTPUT_FIELDS: tuple[Field, ...] = (
         "false until the key's model has finished its warm-up: before then `regime` and the "
         "probabilities are placeholders",
     ),
+    Field(
+        "volatility",
+        "number",
+        "market ticks: predictive standard deviation of the next tick's log return, one time "
+        "unit ahead (natural log-return units, e.g. 0.012 = 1.2 %); null during the warm-up "
+        "and for events",
+        nullable=True,
+    ),
+    Field(
+        "value_at_risk",
+        "number",
+        "market ticks: predictive `1 - var_level` quantile (default 1 %) of the next tick's "
+        "log return, one time unit ahead, a negative number in natural log-return units; null "
+        "during the warm-up and for events",
+        nullable=True,
+    ),
 )
 #: The keys of a detector's output dict, in order.
 OUTPUT_KEYS: tuple[str, ...] = tuple(field.name for field in OUTPUT_FIELDS)
@@ -100,11 +119,13 @@ def make_output(
     regime: int,
     probabilities: dict[int, float],
     raw_probabilities: dict[int, float],
-    log_likelihood: float,
+    log_likelihood: float | None,
     drift_score: float,
     drift_detected: bool,
     n_samples_seen: int,
     warm: bool,
+    volatility: float | None,
+    value_at_risk: float | None,
 ) -> dict[str, Any]:
     """A detector's output for one tick: a dict with exactly :data:`OUTPUT_KEYS`, in order.
 
@@ -113,7 +134,9 @@ def make_output(
 
     Examples
     --------
-    >>> out = make_output(1, {0: 0.25, 1: 0.75}, {0: 0.5, 1: 0.5}, -1.5, 0.0, False, 300, True)
+    >>> out = make_output(
+    ...     1, {0: 0.25, 1: 0.75}, {0: 0.5, 1: 0.5}, 2.5, 0.0, False, 300, True, 0.01, -0.026
+    ... )
     >>> tuple(out) == OUTPUT_KEYS
     True
     """
@@ -126,6 +149,8 @@ def make_output(
         "drift_detected": drift_detected,
         "n_samples_seen": n_samples_seen,
         "warm": warm,
+        "volatility": volatility,
+        "value_at_risk": value_at_risk,
     }
 
 
@@ -133,11 +158,13 @@ def make_output_columns(
     regime: Sequence[int],
     probabilities: Sequence[Sequence[float]],
     raw_probabilities: Sequence[Sequence[float]],
-    log_likelihood: Sequence[float],
+    log_likelihood: Sequence[float | None],
     drift_score: Sequence[float],
     drift_detected: Sequence[bool],
     n_samples_seen: Sequence[int],
     warm: Sequence[bool],
+    volatility: Sequence[float | None],
+    value_at_risk: Sequence[float | None],
 ) -> dict[str, Any]:
     """Outputs of a run of ticks in column form: :data:`OUTPUT_KEYS`, a column per field.
 
@@ -153,6 +180,7 @@ def make_output_columns(
     >>> cols = make_output_columns(
     ...     [0, 1], ([0.75, 0.25], [0.25, 0.75]), ([0.5, 0.5], [0.5, 0.5]),
     ...     [-1.0, -2.0], [0.0, 0.1], [False, False], [300, 301], [True, True],
+    ...     [0.01, 0.01], [-0.026, -0.025],
     ... )  # fmt: skip
     >>> tuple(cols) == OUTPUT_KEYS
     True
@@ -160,7 +188,7 @@ def make_output_columns(
     {0: 0.25, 1: 0.75}
     """
     columns = (regime, probabilities, raw_probabilities, log_likelihood, drift_score,
-               drift_detected, n_samples_seen, warm)  # fmt: skip
+               drift_detected, n_samples_seen, warm, volatility, value_at_risk)  # fmt: skip
     return dict(zip(OUTPUT_KEYS, columns, strict=True))
 
 

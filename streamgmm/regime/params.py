@@ -5,8 +5,9 @@ Each setting is one field of a frozen dataclass here, made with :func:`setting`:
 its name and type, :func:`setting` its default, its bounds (or the words it takes besides
 numbers) and what it means. The class it is declared in says which detectors take it:
 
-- :class:`ModelSettings`: the number of regimes and the model's settings (warm-up, hidden
-  Markov model, labels, drift), the same for both detectors;
+- :class:`Shape`: the number of regimes and the warm-up, which both detectors take;
+- :class:`ForecastSettings`: the market detector's forecast (the value at risk's level);
+- :class:`ModelSettings`: the event detector's hidden Markov model, labels and drift;
 - :class:`TimeRules`: the time rules and the intraday profile of price ticks;
 - :class:`EventFields`: the fields an event detector reads;
 - :class:`MarketSettings` (:class:`~streamgmm.regime.RegimeDetector`) and :class:`EventSettings`
@@ -50,10 +51,12 @@ __all__ = [
     "DriftMonitorSettings",
     "EventFields",
     "EventSettings",
+    "ForecastSettings",
     "MarketSettings",
     "ModelSettings",
     "Param",
     "SettingError",
+    "Shape",
     "TimeRules",
     "documented",
     "params_of",
@@ -190,32 +193,36 @@ class TimeRules(_Settings):
         lo=1e-9, hi=MAX_SETTING,
     )
     gap_units: float = setting(
-        4.0, "Spacings above this many units are session gaps: their return is not evidence.",
+        2.0,
+        "Spacings of at least this many units (and at least 2) are gaps (closures): their return "
+        "is evidence, its variance scaled by a multiplier learnt per doubling of the gap's "
+        "length.",
         lo=1.0, hi=MAX_SETTING,
     )
     min_dt_units: float = setting(
-        0.1, "Spacings below this many units count as this many when returns are scaled up.",
+        0.1, "Spacings below this many units count as this many for the variance they carry.",
         lo=1e-9, hi=1.0,
     )
     intraday_profile: bool = setting(
         True,
-        "Divide returns by the learnt volatility of their half-hour of the UTC day, once that "
-        "profile differs from flat beyond noise (time units below six hours only); see "
-        "`streamgmm.regime.features`.",
+        "Scale each return's variance by the learnt volatility of its half-hour of the UTC day "
+        "(time units below six hours only); see `streamgmm.regime.clock`.",
     )
     profile_halflife: float = setting(
-        20.0, "Half-life, in days, of the intraday profile's sums.", lo=1e-3, hi=1e6,
+        60.0, "Half-life, in days, of the intraday profile's sums.", lo=1e-3, hi=1e6,
     )
     # fmt: on
 
 
 @dataclass(frozen=True, eq=False)
-class ModelSettings(_Settings):
-    """The number of regimes and the model's settings, the same for both detectors."""
+class Shape(_Settings):
+    """The number of regimes and the warm-up, which both detectors take."""
 
     # fmt: off
     n_regimes: int = setting(
-        2, f"Number of regimes (hidden states), at most {MAX_REGIMES}.",
+        2,
+        f"Number of regimes (hidden states), at most {MAX_REGIMES}; the market detector has "
+        "two (calm and turbulent volatility).",
         lo=1, hi=MAX_REGIMES,
     )
     _: KW_ONLY
@@ -225,6 +232,38 @@ class ModelSettings(_Settings):
         "unit and the scale. Outputs have `warm=False` until then.",
         lo=2, hi=MAX_WARMUP,
     )
+    # fmt: on
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ForecastSettings(Shape):
+    """The market detector's forecast settings (:class:`MarketSettings`)."""
+
+    # fmt: off
+    var_level: float = setting(
+        0.99,
+        "Confidence level of `value_at_risk`: the output is the predictive `1 - var_level` "
+        "quantile of the next tick's log return.",
+        lo=0.5, hi=1.0 - 1e-9, lo_open=True,
+    )
+    # fmt: on
+
+    def _check_together(self) -> None:
+        super()._check_together()
+        if self.n_regimes != 2:
+            raise SettingError(
+                "n_regimes",
+                "n_regimes must be 2 for market ticks (calm and turbulent), "
+                f"got {self.n_regimes!r}",
+            )
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ModelSettings(Shape):
+    """The event detector's model: an online Gaussian hidden Markov model, its labels and its
+    drift monitor."""
+
+    # fmt: off
     alpha: float = setting(
         0.85,
         "Exponent of the online-EM step `(t + step_offset) ** -alpha` after `t` ticks with "
@@ -358,9 +397,9 @@ class EventFields(_Settings):
 # a constructor takes the positional fields first: (n_regimes, *, time rules, model settings)
 # and (fields, n_regimes, *, model settings).
 @dataclass(frozen=True, eq=False)
-class MarketSettings(ModelSettings, TimeRules):
-    """What :class:`~streamgmm.regime.RegimeDetector` takes: the model's settings and the time
-    rules of price ticks."""
+class MarketSettings(ForecastSettings, TimeRules):
+    """What :class:`~streamgmm.regime.RegimeDetector` takes: the forecast's settings and the
+    time rules of price ticks."""
 
 
 @dataclass(frozen=True, eq=False)

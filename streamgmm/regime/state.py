@@ -17,8 +17,27 @@ from typing import Any
 import numpy as np
 
 from streamgmm import _validate as V
-from streamgmm.regime import drift, features, hmm, labels, step
+from streamgmm._numeric import MAX_ABS_VALUE
+from streamgmm.regime import drift, features, forecast, hmm, labels, level, step, volatility
 from streamgmm.regime.layout import (
+    EGARCH,
+    GJR,
+    M_LAST_PRICE,
+    M_LAST_TS,
+    M_LOG_W_EG,
+    M_LOG_W_GJR,
+    M_N_BUFFERED,
+    M_N_DRIFTS,
+    M_N_DUPLICATES,
+    M_N_GAPS,
+    M_N_LABEL_CHANGES,
+    M_N_OUT_OF_ORDER,
+    M_N_SEEN,
+    M_PHASE,
+    M_SCALE,
+    M_UNIT,
+    M_WARMUP,
+    MARKET,
     N_DRIFTS,
     N_DUPLICATES,
     N_GAPS,
@@ -30,13 +49,25 @@ from streamgmm.regime.layout import (
     RUNNING,
     TABLE,
     TRANSITIONS,
+    WARM_TICKS,
     WARMING,
     mixture,
 )
 
-__all__ = ["STATE_VERSION", "load", "params_from_state", "to_state"]
+__all__ = [
+    "STATE_VERSION",
+    "load",
+    "market_load",
+    "market_to_state",
+    "params_from_state",
+    "to_state",
+]
 
-STATE_VERSION = 2
+#: Version 3: the market detector's forecaster (:func:`market_to_state`); the event detector's
+#: state is unchanged from version 2, which it still reads.
+STATE_VERSION = 3
+#: Versions an event detector reads (its parts did not change).
+_EVENT_VERSIONS = (2, 3)
 
 _COUNTERS = {
     "n_samples_seen": N_SEEN,
@@ -88,13 +119,23 @@ def params_from_state(
     A state written before a setting was renamed stores it under its old name (``renamed``:
     old name -> new name); it is read under the new one.
     """
-    V.fields("state", state, _STATE_FIELDS)
+    market = kind == "RegimeDetector"
+    V.fields("state", state, ("version", "kind", "params"), _MARKET_FIELDS + _STATE_FIELDS)
     if state["kind"] != kind:
         raise ValueError(f"state: not a {kind} snapshot (kind {state['kind']!r})")
-    if state["version"] != STATE_VERSION:
+    version = state["version"]
+    readable = _EVENT_VERSIONS if kind == "EventDetector" else (STATE_VERSION,)
+    if isinstance(version, bool) or version not in readable:
+        hint = ""
+        if kind == "RegimeDetector" and version in (1, 2):
+            hint = (
+                ": it holds the earlier regime model, which nothing of the forecasting detector "
+                "can be made from; the key starts afresh (re-warms in `warmup` ticks)"
+            )
         raise ValueError(
-            f"{kind} state version {state['version']!r} is not supported (expected {STATE_VERSION})"
+            f"{kind} state version {version!r} is not supported (expected {STATE_VERSION}){hint}"
         )
+    V.fields("state", state, _MARKET_FIELDS if market else _STATE_FIELDS)
     params = state["params"]
     if isinstance(params, Mapping) and any(old in params for old in renamed):
         read = {renamed.get(name, name): value for name, value in params.items()}
@@ -131,3 +172,109 @@ def load(buf: np.ndarray, state: Mapping[str, Any]) -> None:
         raise ValueError(
             "state.hmm: the statistics give a non-finite model (a moment beyond range?)"
         )
+
+
+# -- the market detector (RegimeDetector) ---------------------------------------------------------
+
+_MARKET_COUNTERS = {
+    "n_samples_seen": M_N_SEEN,
+    "n_duplicates": M_N_DUPLICATES,
+    "n_out_of_order": M_N_OUT_OF_ORDER,
+    "n_gaps": M_N_GAPS,
+    "n_label_changes": M_N_LABEL_CHANGES,
+    "n_drifts": M_N_DRIFTS,
+}
+_MARKET_FIELDS = (
+    "version",
+    "kind",
+    "params",
+    "counters",
+    "running",
+    "clock",
+    "gjr",
+    "egarch",
+    "pool",
+    "level",
+    "drift",
+    "forecast",
+)
+
+
+def market_to_state(buf: np.ndarray, kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The state of a market detector: settings, counters, then one part per stage."""
+    running = int(buf[M_PHASE]) == RUNNING
+    u = int(buf[M_WARMUP])
+    seen = buf[M_N_SEEN] > 0.0
+    warm = MARKET.view(buf, WARM_TICKS).reshape(u, 2)[: int(buf[M_N_BUFFERED])]
+    return {
+        "version": STATE_VERSION,
+        "kind": kind,
+        "params": dict(params),
+        "counters": {name: int(buf[slot]) for name, slot in _MARKET_COUNTERS.items()},
+        "running": running,
+        "clock": {
+            "last_ts": float(buf[M_LAST_TS]) if seen else None,
+            "last_price": float(buf[M_LAST_PRICE]) if seen else None,
+            "unit": float(buf[M_UNIT]) if running else None,
+            "scale": float(buf[M_SCALE]) if running else None,
+            "warmup": warm.tolist(),
+        },
+        "gjr": volatility.to_state(MARKET.view(buf, GJR)) if running else None,
+        "egarch": volatility.to_state(MARKET.view(buf, EGARCH)) if running else None,
+        "pool": [float(buf[M_LOG_W_GJR]), float(buf[M_LOG_W_EG])] if running else None,
+        "level": level.to_state(buf) if running else None,
+        "drift": drift.pit_to_state(buf),
+        "forecast": forecast.next_to_state(buf),
+    }
+
+
+def market_load(buf: np.ndarray, state: Mapping[str, Any]) -> None:
+    """Validate the parts of a market detector's ``state`` and write them into ``buf``
+    (a fresh detector's, built from the state's settings)."""
+    V.fields("state", state, _MARKET_FIELDS)
+    counters = state["counters"]
+    V.fields("state.counters", counters, tuple(_MARKET_COUNTERS))
+    for name, slot in _MARKET_COUNTERS.items():
+        buf[slot] = V.integer(f"state.counters.{name}", counters[name])
+    running = V.flag("state.running", state["running"])
+    buf[M_PHASE] = RUNNING if running else WARMING
+    seen = buf[M_N_SEEN] > 0.0
+    c = state["clock"]
+    V.fields("state.clock", c, ("last_ts", "last_price", "unit", "scale", "warmup"))
+    last_ts = V.optional_number("state.clock.last_ts", c["last_ts"])
+    last_price = V.optional_number(
+        "state.clock.last_price", c["last_price"], lo=0.0, hi=MAX_ABS_VALUE, lo_open=True
+    )
+    if (last_ts is None) == seen or (last_price is None) == seen:
+        raise ValueError("state.clock: last_ts and last_price are set exactly when ticks were seen")
+    unit = V.optional_number("state.clock.unit", c["unit"], lo=1e-9, hi=1e300)
+    scale = V.optional_number("state.clock.scale", c["scale"], lo=0.0, hi=1e300, lo_open=True)
+    if (unit is None or scale is None) == running:
+        raise ValueError("state.clock: unit and scale are set exactly once the model runs")
+    u = int(buf[M_WARMUP])
+    warm = c["warmup"]
+    limit = 0 if running else u - 1
+    if not isinstance(warm, list) or len(warm) > limit:
+        raise ValueError(f"state.clock.warmup must be a list of at most {limit} entries")
+    entries = V.matrix("state.clock.warmup", warm, (len(warm), 2), lo=-MAX_ABS_VALUE,
+                       hi=MAX_ABS_VALUE)  # fmt: skip
+    if len(warm) and not (entries[:, 0] >= 0.0).all():
+        raise ValueError("state.clock.warmup spacings must be non-negative")
+    buf[M_LAST_TS] = 0.0 if last_ts is None else last_ts
+    buf[M_LAST_PRICE] = 0.0 if last_price is None else last_price
+    buf[M_UNIT] = 0.0 if unit is None else unit
+    buf[M_SCALE] = 0.0 if scale is None else scale
+    MARKET.view(buf, WARM_TICKS)[: entries.size] = entries.ravel()
+    buf[M_N_BUFFERED] = len(warm)
+    parts = ("gjr", "egarch", "pool", "level")
+    if not running:
+        if any(state[name] is not None for name in parts):
+            raise ValueError(f"state: {', '.join(parts)} must be null during the warm-up")
+    else:
+        volatility.from_state("state.gjr", state["gjr"], MARKET.view(buf, GJR), False)
+        volatility.from_state("state.egarch", state["egarch"], MARKET.view(buf, EGARCH), True)
+        pool = V.matrix("state.pool", state["pool"], (2,), lo=-1e6, hi=1e6)
+        buf[M_LOG_W_GJR], buf[M_LOG_W_EG] = pool
+        level.from_state("state.level", state["level"], buf)
+    drift.pit_from_state("state.drift", state["drift"], buf)
+    forecast.next_from_state("state.forecast", state["forecast"], buf)

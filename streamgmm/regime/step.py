@@ -61,6 +61,8 @@ from streamgmm.regime.layout import (
     R_REGIME,
     R_SEEN,
     R_STATUS,
+    R_VAR,
+    R_VOLATILITY,
     R_WARM,
     RAW,
     RUNNING,
@@ -101,6 +103,8 @@ def _write_output(buf, lay, row, status, warm):
     row[R_LL] = buf[LAST_LL]
     row[R_DRIFT_SCORE] = buf[DRIFT_SCORE]
     row[R_DRIFT] = buf[LAST_DRIFT]
+    row[R_VOLATILITY] = np.nan  # no return forecast from this step
+    row[R_VAR] = np.nan
     best = 0
     for r in range(k_total):
         p = buf[lay[LAST_P] + r]
@@ -145,6 +149,7 @@ def _apply(buf, lay, mix, mlay, ts, vals, row):
         features.skip(buf, status)
         _write_output(buf, lay, row, status, buf[LAST_WARM])
         row[R_DRIFT] = 0.0
+        row[R_LL] = np.nan  # nothing was scored: never the previous tick's value
         return status
     if status != S_WARM and status != S_FIRST:
         row[R_STATUS] = status
@@ -176,11 +181,13 @@ def _apply(buf, lay, mix, mlay, ts, vals, row):
         drift.track_log_likelihood(buf, buf[LAST_LL])
         if drift.update(buf, buf[EXCESS], float(lay[N_FEATURES])):
             buf[LAST_DRIFT] = 1.0
-    # The output is in the labels the tick was scored under; a new ranking applies from the
-    # next tick on.
-    _remember_outputs(buf, lay, scored)
+    # A new ranking applies at once: the output's probabilities are in the same regime order
+    # as the fitted views (means_, covariances_) after this tick.
     labels.relabel(buf, lay, mix, mlay)
+    _remember_outputs(buf, lay, scored)
     _write_output(buf, lay, row, S_WARM, 1.0)
+    if not scored:
+        row[R_LL] = np.nan  # no forecast was scored on this tick
     return S_WARM
 
 

@@ -337,8 +337,8 @@ class ServiceMetrics:
     def _observe(self, key: str, state: _KeyState, outs: Sequence[dict[str, Any]]) -> None:
         mean, drift, rises = state.mean, state.drift, 0
         for out in outs:
-            log_likelihood = float(out["log_likelihood"])
-            if math.isfinite(log_likelihood):
+            log_likelihood = float(out["log_likelihood"] or math.nan)  # None: no forecast
+            if math.isfinite(log_likelihood) and out["log_likelihood"] is not None:
                 mean = (
                     log_likelihood
                     if mean is None
