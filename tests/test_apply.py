@@ -65,6 +65,8 @@ class Recording:
                     False,
                     self.n,
                     True,
+                    0.01,
+                    -0.03,
                 )
             )
         return outs

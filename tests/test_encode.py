@@ -35,7 +35,9 @@ def test_the_schema_is_the_one_list_of_fields() -> None:
     assert len(set(RECORD_KEYS)) == len(RECORD_KEYS)
     # The source fields are read from the decoded tick.
     assert {f.name for f in SOURCE_FIELDS} <= set(Tick._fields)
-    out = make_output(1, {0: 0.25, 1: 0.75}, {0: 0.5, 1: 0.5}, -1.5, 0.25, True, 7, True)
+    out = make_output(
+        1, {0: 0.25, 1: 0.75}, {0: 0.5, 1: 0.5}, -1.5, 0.25, True, 7, True, 0.01, -0.03
+    )
     assert tuple(out) == OUTPUT_KEYS
     # The fast encoder is generated from the schema: every field, in order, and nothing else.
     positions = [ENCODER_SOURCE.index(f'"{name}":') for name in RECORD_KEYS]
@@ -48,8 +50,12 @@ def test_the_schema_is_the_one_list_of_fields() -> None:
 
 def test_a_record_carries_the_warm_flag() -> None:
     tick = Tick("SPX", 1.5, {"price": 2.0}, "ticks", 3, 77)
-    cold = make_output(0, {0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.5}, 0.0, 0.0, False, 1, False)
-    assert json.loads(encode_output_record(tick, cold))["warm"] is False
+    cold = make_output(
+        0, {0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.5}, None, 0.0, False, 1, False, None, None
+    )
+    record = json.loads(encode_output_record(tick, cold))
+    assert record["warm"] is False
+    assert record["log_likelihood"] is record["volatility"] is record["value_at_risk"] is None
     assert build_output_record(tick, {**cold, "warm": True})["warm"] is True
 
 
@@ -64,6 +70,8 @@ def _numpy_output() -> dict[str, Any]:
         "drift_detected": np.bool_(True),
         "n_samples_seen": np.int64(9),
         "warm": True,
+        "volatility": np.float64(0.012),
+        "value_at_risk": None,
     }
 
 
@@ -92,6 +100,8 @@ _floats = st.one_of(
     st.floats(min_value=0.0, max_value=1.0).map(np.float64),
     st.integers(-(2**40), 2**40),
 )
+#: A forecast field: a number, or None where no forecast was made.
+_forecast = st.one_of(_floats, st.none())
 
 
 @settings(max_examples=300, deadline=None)
@@ -104,11 +114,13 @@ _floats = st.one_of(
     regime=st.integers(0, 15),
     probabilities=st.lists(_floats, min_size=1, max_size=16),
     raw=st.lists(_floats, min_size=1, max_size=16),
-    log_likelihood=_floats,
+    log_likelihood=_forecast,
     drift_score=_floats,
     drift_detected=st.booleans(),
     n_samples_seen=st.integers(0, 2**62),
     warm=st.booleans(),
+    volatility=_forecast,
+    value_at_risk=_forecast,
 )
 def test_encode_output_record_matches_json_dumps_byte_for_byte(
     key: str,
@@ -124,6 +136,8 @@ def test_encode_output_record_matches_json_dumps_byte_for_byte(
     drift_detected: bool,
     n_samples_seen: int,
     warm: bool,
+    volatility: Any,
+    value_at_risk: Any,
 ) -> None:
     tick = Tick(key, ts, {"price": 1.0}, topic, partition, offset)
     out = make_output(
@@ -135,6 +149,8 @@ def test_encode_output_record_matches_json_dumps_byte_for_byte(
         drift_detected,
         n_samples_seen,
         warm,
+        volatility,
+        value_at_risk,
     )
     assert encode_output_record(tick, out) == encode_output(build_output_record(tick, out))
 
@@ -156,6 +172,7 @@ _column_floats = st.one_of(
     st.floats(min_value=-1e-3, max_value=1e-3),
     st.floats(min_value=0.0, max_value=1.0),
 )
+_column_forecasts = st.one_of(_column_floats, st.none())
 
 
 @settings(max_examples=300, deadline=None)
@@ -173,6 +190,9 @@ def test_encode_output_columns_matches_the_generic_encoder_record_by_record(
     def floats() -> list[float]:
         return data.draw(st.lists(_column_floats, min_size=n, max_size=n))
 
+    def forecasts() -> list[float | None]:
+        return data.draw(st.lists(_column_forecasts, min_size=n, max_size=n))
+
     ts = data.draw(
         st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=n, max_size=n)
     )
@@ -181,11 +201,13 @@ def test_encode_output_columns_matches_the_generic_encoder_record_by_record(
         data.draw(st.lists(st.integers(0, 15), min_size=n, max_size=n)),
         [floats() for _ in range(k)],
         [floats() for _ in range(k)],
-        floats(),
+        forecasts(),
         floats(),
         data.draw(st.lists(st.booleans(), min_size=n, max_size=n)),
         data.draw(st.lists(st.integers(0, 2**62), min_size=n, max_size=n)),
         data.draw(st.lists(st.booleans(), min_size=n, max_size=n)),
+        forecasts(),
+        forecasts(),
     )
     # The source as a block holds it: one key, topic and partition; ts and offsets as arrays.
     source = {
@@ -218,6 +240,7 @@ def test_number_columns_are_written_as_repr_writes_each_float() -> None:
     columns = make_output_columns(
         [0] * values.size, [], [], values.tolist(), [0.0] * values.size,
         [False] * values.size, [1] * values.size, [True] * values.size,
+        [None] * values.size, [None] * values.size,
     )  # fmt: skip
     records = encode_output_columns(
         {"key": "K", "ts": 0.0, "topic": "t", "partition": 0, "offset": 0}, columns

@@ -69,6 +69,8 @@ class StepPipeline:
             "drift_detected": False,
             "n_samples_seen": self.n,
             "warm": True,
+            "volatility": 0.01,
+            "value_at_risk": -0.03,
         }
 
     def learn_predict_many(

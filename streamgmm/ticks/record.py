@@ -53,7 +53,10 @@ RECORD_KEYS: tuple[str, ...] = tuple(field.name for field in RECORD_FIELDS)
 
 
 def finite_or_none(value: object) -> float | None:
-    """A number as the record writes it: a float, or None when it is not finite."""
+    """A number as the record writes it: a float, or None when it is not finite (or None:
+    no value, such as no forecast)."""
+    if value is None:
+        return None
     number = float(value)  # type: ignore[arg-type]
     return number if math.isfinite(number) else None
 
