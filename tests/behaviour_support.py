@@ -383,10 +383,18 @@ def _snapshot_settings(api: dict[str, Any], kind: str) -> Any:
     return _settings(api)
 
 
+#: The snapshots ``write`` records again: the market detector's state format changed in state
+#: version 3; the event snapshot stays as the fixed commit wrote it (version 2, still read).
+REWRITTEN_KINDS = ("market",)
+
+
 def write_snapshots(api: dict[str, Any]) -> None:
-    """Write :data:`SNAPSHOTS` with the code imported (only when recording)."""
+    """Write the :data:`SNAPSHOTS` of :data:`REWRITTEN_KINDS` with the code imported (only when
+    recording)."""
     ts, price = _sp500()
     for name, kind, n in SNAPSHOTS:
+        if kind not in REWRITTEN_KINDS:
+            continue
         settings = _snapshot_settings(api, kind)
         state = api["KeyState"](api["make_pipeline"](settings), 0)
         rules = api["TickRules"].from_settings(settings)

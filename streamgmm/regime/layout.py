@@ -171,12 +171,13 @@ GAP_BUCKETS = 24
 # The model's scalars; its parameters theta = (a, g, b, log(nu - 2), mu, c); the derivatives of
 # its variance (GJR: h, EGARCH: log h) by theta; the curvature of the recursive maximum
 # likelihood and its Cholesky factor (reused between refactorisations); the tick's score and
-# step (working space); the cached constants of the t density at the cached nu. The time rules
+# step (working space); the cached constants of the t density at the cached nu, and its
+# value-at-risk quantile at the nu it was computed for (NaN: recompute). The time rules
 # and the intraday profile standardise by the model's own variance, so each model keeps its
 # own gap and profile sums (:mod:`streamgmm.regime.clock`).
 N_THETA = 6
-(VH, VV, VW, VSTEPS, VNU, VLOGC, VDIGAMMA,
- A0_S, A0_N, PROF_DAY, PROF_S, PROF_N, _V_HEAD) = range(13)  # fmt: skip
+(VH, VV, VW, VSTEPS, VNU, VLOGC, VDIGAMMA, VQ_NU, VQ,
+ A0_S, A0_N, PROF_DAY, PROF_S, PROF_N, _V_HEAD) = range(15)  # fmt: skip
 VTHETA = _V_HEAD
 VDH = VTHETA + N_THETA
 VFISH = VDH + N_THETA

@@ -49,6 +49,8 @@ from streamgmm.regime.layout import (
     VH,
     VLOGC,
     VNU,
+    VQ,
+    VQ_NU,
     VSTEP,
     VSTEPS,
     VTHETA,
@@ -76,8 +78,12 @@ MAX_STEP = (0.01, 0.01, 0.01, 0.1, 0.02, 0.02)
 #: Bounds on a score component and a tangent, so the curvature stays finite.
 MAX_SCORE = 1e6
 MAX_TANGENT = 1e12
-#: nu moves by less than this before the t density's constants are recomputed.
-NU_TOLERANCE = 1e-6
+#: nu moves by this fraction before the t density's constants (lgamma, digamma) are
+#: recomputed; in between the log constant is moved to first order (:func:`t_logpdf`).
+NU_TOLERANCE = 1e-2
+#: Newton steps of the pool's quantile, and the relative error in probability it stops at.
+QUANTILE_STEPS = 1
+QUANTILE_TOLERANCE = 1e-4
 #: Starting values (a, g, b, nu) and the curvature's diagonal prior, per model.
 GJR_START = (0.05, 0.0, 0.9, 6.0)
 EGARCH_START = (0.05, 0.0, 0.95, 6.0)
@@ -116,8 +122,8 @@ def nu_of(m):
 
 @hot
 def refresh_constants(m):
-    """The t density's log constant and the digamma difference at the model's nu, recomputed
-    only when nu has moved; returns nu as cached."""
+    """The t density's log constant and the digamma difference, recomputed only when the
+    model's nu has moved by :data:`NU_TOLERANCE` since they were; returns the model's nu."""
     nu = nu_of(m)
     if abs(nu - m[VNU]) > NU_TOLERANCE * nu:
         m[VNU] = nu
@@ -127,13 +133,17 @@ def refresh_constants(m):
             - 0.5 * (LOG_PI + math.log(nu - 2.0))
         )
         m[VDIGAMMA] = digamma(0.5 * (nu + 1.0)) - digamma(0.5 * nu)
-    return m[VNU]
+    return nu
 
 
 @hot
 def t_logpdf(m, u, nu):
-    """Log density at ``u`` of the unit-variance Student-t with the model's cached constant."""
-    return m[VLOGC] - 0.5 * (nu + 1.0) * math.log1p(u * u / (nu - 2.0))
+    """Log density at ``u`` of the unit-variance Student-t with ``nu`` degrees of freedom: the
+    log constant from the model's cache, moved to ``nu`` to first order (its derivative is the
+    cached digamma difference's; the error is below 1e-4 nats within the cache's tolerance)."""
+    c = m[VNU]
+    logc = m[VLOGC] + (0.5 * m[VDIGAMMA] - 0.5 / (c - 2.0)) * (nu - c)
+    return logc - 0.5 * (nu + 1.0) * math.log1p(u * u / (nu - 2.0))
 
 
 @hot
@@ -209,6 +219,7 @@ def start(m, egarch):
     m[VW] = V_START_WEIGHT
     m[VSTEPS] = 0.0
     m[VNU] = 0.0
+    m[VQ_NU] = np.nan
     for i in range(N_THETA):
         m[VDH + i] = 0.0
     for i in range(N_THETA * N_THETA):
@@ -441,26 +452,36 @@ def pool_weight(log_a, log_b):
 
 
 @hot
+def _unit_quantile(m, z):
+    """The unit-variance t quantile at normal score ``z`` for the model's cached nu, itself
+    cached until nu moves."""
+    if m[VQ_NU] != m[VNU]:
+        m[VQ_NU] = m[VNU]
+        m[VQ] = t_quantile(z, m[VNU])
+    return m[VQ]
+
+
+@hot
 def mixture_quantile(w, ma, mb, s_a, s_b, z):
     """The quantile with normal score ``z`` of the pool ``w t_a + (1 - w) t_b``, each model's
     unit-variance t (its mean, its cached nu and constant) scaled by ``s``: Newton on the
-    mixture's CDF (Wallace's normal scores) from the weighted component quantiles, at most four
-    steps, kept between the component quantiles."""
+    mixture's CDF (Wallace's normal scores) from the weighted component quantiles, at most
+    :data:`QUANTILE_STEPS` steps, kept between the component quantiles."""
     mu_a, mu_b = ma[VTHETA + 4], mb[VTHETA + 4]
     nu_a, nu_b = ma[VNU], mb[VNU]
-    qa = mu_a + s_a * t_quantile(z, nu_a)
-    qb = mu_b + s_b * t_quantile(z, nu_b)
+    qa = mu_a + s_a * _unit_quantile(ma, z)
+    qb = mu_b + s_b * _unit_quantile(mb, z)
     q = w * qa + (1.0 - w) * qb
     lo = min(qa, qb)
     hi = max(qa, qb)
     if hi - lo <= 1e-12 * (abs(hi) + abs(lo)):
         return q
     p = norm_cdf(z)
-    for _ in range(4):
+    for _ in range(QUANTILE_STEPS):
         ua = (q - mu_a) / s_a
         ub = (q - mu_b) / s_b
         f = w * norm_cdf(t_normal_score(ua, nu_a)) + (1.0 - w) * norm_cdf(t_normal_score(ub, nu_b))
-        if abs(f - p) <= 1e-10 * p:
+        if abs(f - p) <= QUANTILE_TOLERANCE * p:
             break
         dens = (
             w * math.exp(t_logpdf(ma, ua, nu_a)) / s_a
@@ -537,6 +558,7 @@ def from_state(path: str, state: Any, m: np.ndarray, egarch: bool) -> None:
     m[VFISH : VFISH + k * k] = fish.ravel()
     m[VCHOL : VCHOL + k * k] = factor.ravel()
     m[VNU], m[VLOGC], m[VDIGAMMA] = _t_constants(f"{path}.t_constants", state["t_constants"])
+    m[VQ_NU] = np.nan  # the quantile's cache: recomputed by the step, as it would be
 
 
 def _t_constants(path: str, value: Any) -> tuple[float, float, float]:
