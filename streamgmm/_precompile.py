@@ -1,7 +1,7 @@
 """Compile the numba kernels ``streamgmm run`` uses into numba's on-disk cache, ahead of time.
 
 :func:`compile_if_cold` is what the commands (``run``, ``replay``, ``demo``, ``plot``) call
-before their work: when :func:`kernels_cached` finds the regime step missing from numba's
+before their work: when :func:`kernels_cached` finds the market step missing from numba's
 cache, it says so in one line, compiles every kernel (:func:`precompile`) and says how long
 that took, so a first run is not silent for the half-minute it compiles; with a warm cache it
 prints nothing and costs a fraction of a millisecond.
@@ -16,8 +16,7 @@ the kernels instead of compiling them for 30-60 s of CPU.
 The Docker image runs it at build time with ``NUMBA_CPU_NAME=generic``, so that the cached
 machine code targets no particular CPU and a container on another host still uses it; the same
 variable must then be set at run time, as the image does. Event streams
-(``tick_kind = "event"``) run the same compiled step (its arguments have the same types
-whatever the number of fields), so they are covered too.
+(``tick_kind = "event"``) run the event model's step, compiled here too by a short event run.
 """
 
 from __future__ import annotations
@@ -55,14 +54,18 @@ def precompile() -> float:
     det = RegimeDetector.from_state(json.loads(json.dumps(det.to_state())))  # checkpoints
     det.learn_predict_many(ticks[1000:])
     det.learn_predict_one(ticks[-1])  # a duplicate tick
+    from streamgmm.regime import EventDetector
+
+    events = EventDetector(["a"])
+    events.learn_predict_many([{"ts": t["ts"], "a": t["price"]} for t in ticks[:200]])
     return time.perf_counter() - started
 
 
 def kernels_cached() -> bool | None:
-    """Whether numba's cache holds the regime step (:func:`~streamgmm.regime.step.regime_run`)
+    """Whether numba's cache holds the market step (:func:`~streamgmm.regime.forecast.market_run`)
     for this source, this numba and this CPU; None when it cannot be told.
 
-    The step inlines every stage of the regime layer, so it is almost all of the compile time
+    The step inlines every stage of the market detector, so it is most of the compile time
     (about 28 s of 30 on 2 cores); the other kernels :func:`precompile` compiles take about a
     second together. The check reads the step's cache index, as numba itself does when it
     loads the kernel: the index is fresh when it was written for the same source text (numba
@@ -73,9 +76,9 @@ def kernels_cached() -> bool | None:
     try:
         from numba.core.registry import cpu_target
 
-        from streamgmm.regime.step import regime_run
+        from streamgmm.regime.forecast import market_run
 
-        index = regime_run._cache._cache_file._load_index()  # type: ignore[attr-defined]
+        index = market_run._cache._cache_file._load_index()  # type: ignore[attr-defined]
         machine = cpu_target.target_context.codegen().magic_tuple()
         return any(key[1] == machine for key in index)
     except Exception:  # numba's internals moved, or caching is off: say nothing

@@ -1,34 +1,36 @@
-"""Regime detection per tick: features -> online hidden Markov model -> labels -> drift.
+"""Regime detection per tick: a next-tick forecast, regimes of its level, drift.
 
 :class:`RegimeDetector` (price ticks) and :class:`EventDetector` (numeric event ticks) run one
 compiled step per tick, for one tick (:meth:`~RegimeDetector.learn_predict_one`), many
 (:meth:`~RegimeDetector.learn_predict_many`) or columns of them
-(:meth:`~RegimeDetector.learn_predict_block`), with identical results. The step's stages, in
-the order a tick meets them, one module each:
+(:meth:`~RegimeDetector.learn_predict_block`), with identical results.
 
-1. **Features** (:mod:`~streamgmm.regime.features`): the time rules (duplicates, out of order,
-   session gaps), the return scaled to the time unit (automatic by default) or the event's
-   fields, standardised by the warm-up's scale, and divided by the intraday volatility
-   profile (:mod:`~streamgmm.regime.profile`).
-2. **Model** (:mod:`~streamgmm.regime.hmm`): a Gaussian hidden Markov model in the feature,
-   Hamilton's Markov-switching model, learnt online by Cappé's online EM with conjugate priors;
-   its emission model is a :class:`streamgmm.OnlineGaussianMixture` buffer
-   (:mod:`streamgmm.mixture`).
-3. **Labels** (:mod:`~streamgmm.regime.labels`): regimes ranked by variance, so regime 0 is
-   always the calmest, with hysteresis.
-4. **Drift** (:mod:`~streamgmm.regime.drift`): Page-Hinkley on the shortfall of the
-   regime-conditional log-likelihood (also alone: :class:`LikelihoodDriftMonitor`).
-5. **Output** (:mod:`~streamgmm.regime.output`): the step's output row becomes the detector's
-   output, the fields of the output record that :mod:`streamgmm.ticks.record` writes.
+The market detector's step (:mod:`~streamgmm.regime.forecast`), stage by stage, one module each:
 
-:mod:`~streamgmm.regime.params` declares every setting of the detectors once (both detectors,
-the drift monitor and the service's ``[detector]`` section are made from it);
-:mod:`~streamgmm.regime.step` runs the stages per tick; :mod:`~streamgmm.regime.layout` says
-where each stage keeps its settings and state in the detector's one ``float64`` buffer;
-:mod:`~streamgmm.regime.state` writes that state out as versioned JSON by named parts, one per
-stage, and validates every part before writing it back. :mod:`~streamgmm.regime.base` and
-:mod:`~streamgmm.regime.detectors` are the Python face: reading ticks, the one path into the
-step, unpacking its rows.
+1. **Time rules** (:mod:`~streamgmm.regime.clock`): duplicates and out-of-order ticks, the time
+   unit and scale, a variance multiplier per closure length (closures are evidence), the
+   intraday profile.
+2. **Volatility** (:mod:`~streamgmm.regime.volatility`): GJR-GARCH and Beta-t-EGARCH with
+   Student-t innovations, learnt by recursive maximum likelihood, pooled: the predictive of the
+   next log return (``log_likelihood``, ``volatility``, ``value_at_risk``).
+3. **Regimes** (:mod:`~streamgmm.regime.level`): a two-state hidden Markov model on the
+   forecast's volatility level; regime 0 the calmer.
+4. **Drift** (:mod:`~streamgmm.regime.drift`): a CUSUM of the forecast's probability integral
+   transform.
+5. **Output** (:mod:`~streamgmm.regime.output`): the fields of the output record.
+
+The event detector's step (:mod:`~streamgmm.regime.step`): features
+(:mod:`~streamgmm.regime.features`), an online Gaussian hidden Markov model
+(:mod:`~streamgmm.regime.hmm`, its emission model a :mod:`streamgmm.mixture` buffer), labels
+ranked by variance (:mod:`~streamgmm.regime.labels`), Page-Hinkley drift
+(:mod:`~streamgmm.regime.drift`, also alone: :class:`LikelihoodDriftMonitor`).
+
+:mod:`~streamgmm.regime.params` declares every setting of the detectors once;
+:mod:`~streamgmm.regime.layout` says where each stage keeps its settings and state in the
+detector's one ``float64`` buffer (a table per step); :mod:`~streamgmm.regime.state` writes
+that state out as versioned JSON by named parts, one per stage, and validates every part
+before writing it back. :mod:`~streamgmm.regime.base` and :mod:`~streamgmm.regime.detectors`
+are the Python face: reading ticks, the one path into the step, unpacking its rows.
 """
 
 from __future__ import annotations
