@@ -315,11 +315,11 @@ def _detector_calls(api: dict[str, Any]) -> dict[str, bytes]:
     det = api["RegimeDetector"]()
     one = [det.learn_predict_one(t) for t in ticks]
     captured["one"] = _json_lines(iter(one)) + _json_lines(iter([det.to_state()]))
-    det = api["RegimeDetector"](n_regimes=3)
+    det = api["RegimeDetector"](var_level=0.95)  # (a market detector has two regimes)
     many: list[Any] = []
     for start in range(0, len(ticks), 333):
         many += det.learn_predict_many(ticks[start : start + 333])
-    captured["many_k3"] = _json_lines(iter(many)) + _json_lines(iter([det.to_state()]))
+    captured["many_var95"] = _json_lines(iter(many)) + _json_lines(iter([det.to_state()]))
     det = api["RegimeDetector"]()
     blocks: list[Any] = []
     for start in range(0, len(ticks), 1024):
