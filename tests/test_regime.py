@@ -686,7 +686,8 @@ def test_a_state_of_the_earlier_market_model_is_refused_with_its_version() -> No
     from pathlib import Path
 
     stored = Path(__file__).parent / "data" / "behaviour"
-    old_market = json.loads((stored / "snapshot_v2_market.json").read_text())
+    # A service snapshot of a market key written before state version 3.
+    old_market = json.loads((stored / "snapshot_v2_market.json").read_text())["state"]["pipeline"]
     assert old_market["version"] == 2
     with pytest.raises(ValueError, match=r"state version 2 is not supported \(expected 3\)"):
         RegimeDetector.from_state(old_market)
