@@ -12,8 +12,9 @@ replay`` build per key), 200,000 per series:
   runs of 1,000 equal prices at rising ts, alternating with a random walk;
 - ``tiny_dt``: a random walk with ticks 1 µs apart (returns scaled by 1/sqrt(dt) become huge).
 
-Claims, per tick: every number in the output is finite, probabilities lie in [0, 1] and sum to
-1, the regime is a valid index. Every 20,000 ticks and at the end, the inspected state (restored
+Claims, per tick: every number in the output is finite (the forecast's fields are None where no
+forecast was made, and finite with a positive volatility and a negative value at risk once
+warm), probabilities lie in [0, 1] and sum to 1, the regime is a valid index. Every 20,000 ticks and at the end, the inspected state (restored
 with ``from_state`` from ``to_state()``, as the changelog would) has finite weights and means,
 symmetric positive-definite covariances (Cholesky succeeds, smallest eigenvalue > 0) and is
 JSON-safe (the snapshot codec refuses NaN / inf).
@@ -22,7 +23,7 @@ The service's default detector sees one feature, so its covariances are 1x1; the
 therefore also run (shorter) through a two-field event detector with three regimes (price and
 volume as they are), where symmetry and positive definiteness are not trivial. A last check
 replays a file of all series through ``streamgmm.replay.replay`` and finds no null
-(non-finite) field in any output record.
+(non-finite) field in any output record but the forecast's where none was made.
 """
 
 from __future__ import annotations
@@ -112,8 +113,14 @@ def check_output(out: dict[str, Any], n_regimes: int, where: str) -> None:
         assert len(probs) == n_regimes, where
         assert all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in probs), (where, name, probs)
         assert abs(sum(probs) - 1.0) <= SUM_TOL, (where, name, probs)
-    assert math.isfinite(out["log_likelihood"]), (where, out["log_likelihood"])
+    # No forecast (the warm-up, a skipped tick) is None; a forecast is finite.
+    ll = out["log_likelihood"]
+    assert ll is None or math.isfinite(ll), (where, ll)
     assert math.isfinite(out["drift_score"]), (where, out["drift_score"])
+    vol, var = out["volatility"], out["value_at_risk"]
+    if vol is not None or var is not None:  # market ticks once warm
+        assert out["warm"] and math.isfinite(vol) and vol > 0.0, (where, vol)
+        assert math.isfinite(var) and var < 0.0, (where, var)
 
 
 def check_state(det: Any, where: str) -> dict[str, float]:
@@ -198,9 +205,13 @@ def test_replay_of_adversarial_file_has_no_null_fields(tmp_path: Path) -> None:
     assert summary.rows == n_rows and not summary.dead_letters
     lines = out.getvalue().splitlines()
     assert len(lines) == summary.records > 0
+    forecast = ("log_likelihood", "volatility", "value_at_risk")
     for line in lines:
         rec = json.loads(line)
-        assert None not in rec.values(), rec
+        # null only where no forecast was made: the warm-up and skipped ticks
+        assert None not in [v for k, v in rec.items() if k not in forecast], rec
+        if rec["warm"]:
+            assert rec["volatility"] is not None and rec["value_at_risk"] is not None, rec
         assert None not in rec["probabilities"].values(), rec
         assert None not in rec["raw_probabilities"].values(), rec
 
@@ -208,14 +219,14 @@ def test_replay_of_adversarial_file_has_no_null_fields(tmp_path: Path) -> None:
 def test_filtered_probabilities_sum_to_one_after_extreme_likelihood() -> None:
     """A random walk, 1,000 equal prices (the calm regime's variance falls to its floor), then
     one 5 % step: an emission far in every regime's tail."""
-    det = RegimeDetector(n_regimes=3)
+    det = RegimeDetector()
     rng = np.random.default_rng(2)
     prices = list(100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, 500))))
     prices += [prices[-1]] * 1000 + [prices[-1] * 1.05]
     worst = 0.0
     for i, price in enumerate(prices):
         out = det.learn_predict_one({"ts": T0 + i, "price": float(price)})
-        check_output(out, 3, f"tick {i}")
+        check_output(out, 2, f"tick {i}")
         worst = max(worst, abs(math.fsum(out["probabilities"].values()) - 1.0))
     assert out["log_likelihood"] < -20  # the extreme tick this reproducer is about (-47)
     assert worst <= 1e-9, worst

@@ -545,7 +545,9 @@ def from_state(path: str, state: Any, m: np.ndarray, egarch: bool) -> None:
         raise ValueError(f"{path}.curvature must be symmetric")
     if not np.all(np.linalg.eigvalsh(fish) > 0.0):
         raise ValueError(f"{path}.curvature must be positive definite")
-    factor = V.matrix(f"{path}.factor", state["factor"], (k, k), lo=-1e8, hi=1e8)
+    # The factor's lower triangle is the Cholesky factor (entries up to the square root of the
+    # curvature's); its upper triangle keeps the curvature's copy it was made from.
+    factor = V.matrix(f"{path}.factor", state["factor"], (k, k), lo=-1e15, hi=1e15)
     if factor[0, 0] > 0.0 and not (np.diag(factor) > 0.0).all():
         raise ValueError(f"{path}.factor must have a positive diagonal (or a zero first entry)")
     clock.from_state(f"{path}.time", state["time"], m)
