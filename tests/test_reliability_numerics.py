@@ -14,7 +14,8 @@ replay`` build per key), 200,000 per series:
 
 Claims, per tick: every number in the output is finite (the forecast's fields are None where no
 forecast was made, and finite with a positive volatility and a negative value at risk once
-warm), probabilities lie in [0, 1] and sum to 1, the regime is a valid index. Every 20,000 ticks and at the end, the inspected state (restored
+warm), probabilities lie in [0, 1] and sum to 1, the regime is a valid index. Every 20,000
+ticks and at the end, the inspected state (restored
 with ``from_state`` from ``to_state()``, as the changelog would) has finite weights and means,
 symmetric positive-definite covariances (Cholesky succeeds, smallest eigenvalue > 0) and is
 JSON-safe (the snapshot codec refuses NaN / inf).
