@@ -410,6 +410,12 @@ def test_main_exit_code_2_for_unusable_input(
     assert "\n" not in err
     assert "output.emit_policy = 'sometimes'" in err
 
+    names = ["--set", "output.regime_names=calm,normal,turbulent"]  # three names, two regimes
+    assert replay_mod.main([str(no_price), "--output", out, *names]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "output.regime_names = 'calm,normal,turbulent' (from command line): 3 names" in err
+
 
 def test_parquet_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "ticks.parquet"
