@@ -28,8 +28,9 @@ MARKERS = ("# fragment:", "# not run by the tests", "# terminal ")
 #: Words about how the work was organised, not about the software. "session" alone is not one:
 #: trading sessions and session_timeout_ms are the software's.
 PROCESS_WORDS = re.compile(
-    r"\bissues?\b|\bthis machine\b|\bshared (?:\d+-core )?machine\b|suggested architecture"
-    r"|\bhelper(?:s)? (?:session|agent)|\b(?:work|coding|agent) sessions?\b|\bthe lead\b",
+    r"\bissues?\b|\bthis\s+machine\b|\bshared\s+(?:\d+-core\s+)?machine\b"
+    r"|suggested\s+architecture|\bhelpers?\s+(?:session|agent)|\b(?:work|coding|agent)\s+sessions?\b"
+    r"|\bthe\s+lead\b|\bthis\s+was\s+built\s+on\b",
     re.IGNORECASE,
 )
 USER_DOCS = [REPO / "README.md", REPO / "CHANGELOG.md", *sorted((REPO / "docs").glob("*.md"))]
