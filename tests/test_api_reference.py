@@ -81,7 +81,7 @@ def test_learn_one_has_a_numpy_docstring_with_an_example() -> None:
 @pytest.mark.parametrize(
     "estimator,given",
     [
-        (RegimeDetector(n_regimes=3, warmup=80), ["n_regimes=3", "warmup=80"]),
+        (RegimeDetector(var_level=0.95, warmup=80), ["var_level=0.95", "warmup=80"]),
         (EventDetector(fields=["temp", "load"]), ["fields=['temp', 'load']"]),
         (OnlineGaussianMixture(n_components=4, halflife=500), ["n_components=4", "halflife=500"]),
         (LikelihoodDriftMonitor(threshold=10.0), ["threshold=10."]),

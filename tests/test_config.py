@@ -346,21 +346,31 @@ def test_every_detector_parameter_is_reachable_from_file_env_and_flag(tmp_path: 
     assert (detector.n_regimes, detector.fields) == (3, ["a", "b"])
 
 
+#: The environment of an event-tick service (the event model's settings apply to it).
+EVENTS = {"STREAMGMM_INPUT_TICK_KIND": "event", "STREAMGMM_INPUT_EVENT_FIELDS": "a"}
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
         # A rule between two settings names the one at fault, with its source and value.
         (
-            {"STREAMGMM_DETECTOR_PRIOR_LOW": "5"},
+            {"STREAMGMM_DETECTOR_N_REGIMES": "3"},
+            "invalid setting detector.n_regimes = '3' (from env STREAMGMM_DETECTOR_N_REGIMES): "
+            "n_regimes must be 2 for market ticks",
+        ),
+        # The event model's settings (event ticks only) are checked for event ticks.
+        (
+            {**EVENTS, "STREAMGMM_DETECTOR_PRIOR_LOW": "5"},
             "invalid setting detector.prior_high = 3.5 (from defaults): prior_high must be at "
             "least prior_low (5.0), got 3.5",
         ),
         (
-            {"STREAMGMM_DETECTOR_PRIOR_LOW": "5", "STREAMGMM_DETECTOR_PRIOR_HIGH": "4"},
+            {**EVENTS, "STREAMGMM_DETECTOR_PRIOR_LOW": "5", "STREAMGMM_DETECTOR_PRIOR_HIGH": "4"},
             "invalid setting detector.prior_high = '4' (from env STREAMGMM_DETECTOR_PRIOR_HIGH)",
         ),
         (
-            {"STREAMGMM_DETECTOR_SELF_TRANSITION": "1"},
+            {**EVENTS, "STREAMGMM_DETECTOR_SELF_TRANSITION": "1"},
             "invalid setting detector.self_transition = '1' (from env "
             "STREAMGMM_DETECTOR_SELF_TRANSITION): self_transition must be below 1",
         ),
@@ -459,11 +469,15 @@ def test_a_settings_text_names_its_choices_from_the_parser() -> None:
 
 def test_regime_names_default_to_the_number_of_regimes_and_can_be_given(tmp_path: Path) -> None:
     assert load_settings(None, {}, {}).regime_names == ("calm", "turbulent")
-    three = load_settings(None, {}, {"detector.n_regimes": 3})
+    three = load_settings(None, EVENTS, {"detector.n_regimes": 3})  # market ticks have two
     assert three.regime_names == ("calm", "normal", "turbulent")
     path = write(tmp_path, '[output]\nregime_names = ["quiet", "stressed"]\n')
     assert load_settings(path, {}, {}).regime_names == ("quiet", "stressed")
-    env = {"STREAMGMM_OUTPUT_REGIME_NAMES": " low , mid,high", "STREAMGMM_DETECTOR_N_REGIMES": "3"}
+    env = {
+        **EVENTS,
+        "STREAMGMM_OUTPUT_REGIME_NAMES": " low , mid,high",
+        "STREAMGMM_DETECTOR_N_REGIMES": "3",
+    }
     assert load_settings(None, env, {}).regime_names == ("low", "mid", "high")
 
 
@@ -496,6 +510,10 @@ def test_bad_regime_names_are_one_line_errors(given: dict, source: str, message:
 
 
 def test_regime_names_must_match_n_regimes_from_a_file(tmp_path: Path) -> None:
-    path = write(tmp_path, '[output]\nregime_names = ["a", "b"]\n[detector]\nn_regimes = 3\n')
+    path = write(
+        tmp_path,
+        '[input]\ntick_kind = "event"\nevent_fields = ["a"]\n'
+        '[output]\nregime_names = ["a", "b"]\n[detector]\nn_regimes = 3\n',
+    )
     with pytest.raises(ConfigError, match=rf"\(from config file {path}\): 2 names for 3 regimes"):
         load_settings(path, {}, {})
