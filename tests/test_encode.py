@@ -281,7 +281,7 @@ def test_time_is_ts_as_iso_8601_utc() -> None:
     assert iso_time(-86400.0) == "1969-12-31T00:00:00Z"
     assert iso_time(1e18) is None  # past the year 9999: null
     tick = Tick("SPX", 1704205800.0, {"price": 2.0}, "ticks", 0, 1)
-    out = make_output(0, {0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.5}, 0.0, 0.0, False, 1, False)
+    out = make_output(0, {0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.5}, None, 0.0, False, 1, False, None, None)
     record = json.loads(encode_output_record(tick, out))
     assert (record["ts"], record["time"]) == (1704205800.0, "2024-01-02T14:30:00Z")
     assert list(record).index("time") == list(record).index("ts") + 1
@@ -293,8 +293,9 @@ def test_a_long_time_column_equals_the_record_by_record_text(fraction: float) ->
     ts = np.arange(60, dtype=np.float64) * 86_399.0 + 1704205800.0 + fraction
     n = ts.size
     columns = make_output_columns(
-        [0] * n, [[1.0] * n], [[1.0] * n], [0.0] * n, [0.0] * n, [False] * n, [1] * n, [True] * n
-    )
+        [0] * n, [[1.0] * n], [[1.0] * n], [0.0] * n, [0.0] * n, [False] * n, [1] * n, [True] * n,
+        [0.01] * n, [-0.03] * n,
+    )  # fmt: skip
     source = {"key": "K", "ts": ts, "topic": "t", "partition": 0, "offset": np.arange(n)}
     times = [json.loads(r)["time"] for r in encode_output_columns(source, columns)]
     assert times == [iso_time(t) for t in ts.tolist()]
@@ -303,9 +304,9 @@ def test_a_long_time_column_equals_the_record_by_record_text(fraction: float) ->
 
 def test_regime_name_defaults_and_given_names() -> None:
     tick = Tick("SPX", 1.0, {"price": 2.0}, "ticks", 0, 1)
-    two = make_output(1, {0: 0.2, 1: 0.8}, {0: 0.5, 1: 0.5}, 0.0, 0.0, False, 1, True)
+    two = make_output(1, {0: 0.2, 1: 0.8}, {0: 0.5, 1: 0.5}, 0.0, 0.0, False, 1, True, 0.01, -0.03)
     three = make_output(1, {0: 0.1, 1: 0.8, 2: 0.1}, {0: 0.5, 1: 0.5, 2: 0.0}, 0.0, 0.0,
-                        False, 1, True)  # fmt: skip
+                        False, 1, True, None, None)  # fmt: skip
     assert json.loads(encode_output_record(tick, two))["regime_name"] == "turbulent"
     assert json.loads(encode_output_record(tick, three))["regime_name"] == "normal"
     named = encode_output_record(tick, two, ("quiet", 'wild "one"'))
@@ -313,7 +314,7 @@ def test_regime_name_defaults_and_given_names() -> None:
     assert named == encode_output(build_output_record(tick, two, ("quiet", 'wild "one"')))
     columns = make_output_columns(
         [0, 1], [[0.9, 0.2], [0.1, 0.8]], [[0.5, 0.5], [0.5, 0.5]], [0.0, 0.0], [0.0, 0.0],
-        [False, False], [1, 2], [True, True],
+        [False, False], [1, 2], [True, True], [0.01, 0.01], [-0.03, -0.03],
     )  # fmt: skip
     source = {"key": "K", "ts": np.array([1.0, 2.0]), "topic": "t", "partition": 0,
               "offset": np.array([0, 1])}  # fmt: skip

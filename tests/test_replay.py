@@ -361,7 +361,9 @@ def test_main_writes_a_csv_table_with_a_column_per_regime_probability(
         assert row["regime_name"] == ["calm", "turbulent"][record["regime"]]
         assert float(row["p_turbulent"]) == record["probabilities"]["1"]
         assert float(row["raw_p_calm"]) == record["raw_probabilities"]["0"]
-        assert float(row["log_likelihood"]) == record["log_likelihood"]
+        for name in ("log_likelihood", "volatility", "value_at_risk"):  # null: an empty cell
+            value = record[name]
+            assert row[name] == "" if value is None else float(row[name]) == value
         assert row["warm"] == ("true" if record["warm"] else "false")
     # Each input date is its record's time, at midnight UTC.
     assert [r["time"] for r in rows] == [f"{day}T00:00:00Z" for _, day, _, _ in ticks]
