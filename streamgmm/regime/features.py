@@ -1,5 +1,10 @@
 """Features from raw ticks: the time rules, the scaled return, the warm-up's unit and scale.
 
+The stage of the event detector's step (:mod:`streamgmm.regime.step`). The market detector,
+:class:`~streamgmm.regime.RegimeDetector`, runs the forecaster's step instead, whose time rules
+are :mod:`streamgmm.regime.clock` (closures there are evidence); the price-tick rules below
+are this step's own.
+
 The first stage of the step (:mod:`streamgmm.regime.step`): a tick's numbers are read and
 checked (:func:`check_number`, :func:`read_volume` on the Python side; :func:`standardise` in
 the compiled step), the time rules sort it, and its standardised feature vector is written

@@ -1,4 +1,6 @@
-"""The compiled per-tick step of the regime detectors: the stages in order, and the output row.
+"""The compiled per-tick step of the event detector: the stages in order, and the output row.
+
+(:class:`~streamgmm.regime.RegimeDetector` runs :func:`streamgmm.regime.forecast.market_run`.)
 
 :func:`regime_run` is the one entry into the step: the detectors call it for one tick or many
 (:mod:`streamgmm.regime.base`), and it applies each tick in order with :func:`_apply`:
