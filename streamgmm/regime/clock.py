@@ -97,6 +97,8 @@ def gap_multiplier(m, b):
         mult = (a / a0) ** 2
         if n >= 1.0:
             prior = a
+    if math.isnan(mult):
+        return 1.0
     return min(max(mult, MIN_GAP_MULTIPLIER), MAX_MULTIPLIER)
 
 
@@ -154,7 +156,10 @@ def profile_multiplier(buf, m, ts):
         return 1.0
     b = half_hour(ts)
     own = (m[VPRO_S + b] + PROFILE_PRIOR * mean) / (m[VPRO_N + b] + PROFILE_PRIOR)
-    return min(max((own / mean) ** 2, MIN_MULTIPLIER), MAX_MULTIPLIER)
+    mult = (own / mean) ** 2
+    if math.isnan(mult):  # no multiplier rather than a poisoned state
+        return 1.0
+    return min(max(mult, MIN_MULTIPLIER), MAX_MULTIPLIER)
 
 
 @hot
@@ -211,6 +216,16 @@ def from_state(path: str, state: Any, m: np.ndarray) -> None:
     day = V.number(f"{path}.profile_day", state["profile_day"], lo=-1e12, hi=1e12)
     total = V.matrix(f"{path}.profile_total", state["profile_total"], (2,), lo=0.0, hi=_MAX_SUM)
     prof = V.matrix(f"{path}.profile", state["profile"], (2, PROFILE_BUCKETS), lo=0.0, hi=_MAX_SUM)
+    # Each sum is of observations of at most MAX_ABS_Z: a sum beyond MAX_ABS_Z times its count
+    # was not written by the step (and would give a non-finite multiplier).
+    for name, sums, counts in (
+        ("ordinary", a0[:1], a0[1:]),
+        ("gaps", gaps[0], gaps[1]),
+        ("profile_total", total[:1], total[1:]),
+        ("profile", prof[0], prof[1]),
+    ):
+        if np.any(sums > MAX_ABS_Z * counts * (1.0 + 1e-9)):
+            raise ValueError(f"{path}.{name}: a sum exceeds {MAX_ABS_Z:g} times its count")
     m[A0_S], m[A0_N] = a0
     m[VGAP_S : VGAP_S + GAP_BUCKETS] = gaps[0]
     m[VGAP_N : VGAP_N + GAP_BUCKETS] = gaps[1]
