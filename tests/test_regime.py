@@ -711,9 +711,12 @@ def test_a_stored_state_out_of_bounds_is_refused() -> None:
         (("level", "filtered"), [0.7, 0.7], "sum to 1"),
         (("drift", "cusum"), 1e9, "cusum"),
         (("gjr", "t_constants"), [6.0, 0.0, 0.0], "does not match"),
+        # a count the step cannot have written (state fuzz find: NaN multipliers)
+        (("gjr", "time", "profile_total"), [10.0, 1e-300], "exceeds 1000 times its count"),
+        (("egarch", "time", "ordinary"), [5.0, 0.001], "exceeds 1000 times its count"),
     ]:
         state = json.loads(json.dumps(good))
-        node = state
+        node: Any = state
         for key in path[:-1]:
             node = node[key]
         node[path[-1]] = value
