@@ -352,8 +352,8 @@ def next_from_state(path: str, state: Any, buf: np.ndarray) -> None:
     """Validate the forecast part and write it into ``buf``."""
     V.fields(path, state, ("volatility", "value_at_risk", "mean_log_likelihood"))
     running = buf[M_PHASE] == RUNNING
-    sd = V.optional_number(f"{path}.volatility", state["volatility"], lo=0.0, hi=1e200)
-    var = V.optional_number(f"{path}.value_at_risk", state["value_at_risk"], lo=-1e200, hi=1e200)
+    sd = V.optional_number(f"{path}.volatility", state["volatility"], lo=0.0, hi=1e300)
+    var = V.optional_number(f"{path}.value_at_risk", state["value_at_risk"], lo=-1e300, hi=1e300)
     if (sd is None or var is None) == running:
         raise ValueError(f"{path}: volatility and value_at_risk are set exactly once running")
     mean_ll = V.matrix(f"{path}.mean_log_likelihood", state["mean_log_likelihood"], (2,),

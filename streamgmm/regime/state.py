@@ -248,7 +248,9 @@ def market_load(buf: np.ndarray, state: Mapping[str, Any]) -> None:
     if (last_ts is None) == seen or (last_price is None) == seen:
         raise ValueError("state.clock: last_ts and last_price are set exactly when ticks were seen")
     unit = V.optional_number("state.clock.unit", c["unit"], lo=1e-9, hi=1e300)
-    scale = V.optional_number("state.clock.scale", c["scale"], lo=0.0, hi=1e300, lo_open=True)
+    # The warm-up's root mean square of percent returns (each at most 1e100, over a spacing of
+    # at least 1e-9 units): at most about 3e104.
+    scale = V.optional_number("state.clock.scale", c["scale"], lo=0.0, hi=1e105, lo_open=True)
     if (unit is None or scale is None) == running:
         raise ValueError("state.clock: unit and scale are set exactly once the model runs")
     u = int(buf[M_WARMUP])
@@ -273,7 +275,8 @@ def market_load(buf: np.ndarray, state: Mapping[str, Any]) -> None:
     else:
         volatility.from_state("state.gjr", state["gjr"], MARKET.view(buf, GJR), False)
         volatility.from_state("state.egarch", state["egarch"], MARKET.view(buf, EGARCH), True)
-        pool = V.matrix("state.pool", state["pool"], (2,), lo=-1e6, hi=1e6)
+        # log weights: forgotten at 0.999 a tick, each tick adding a log density above -1e5
+        pool = V.matrix("state.pool", state["pool"], (2,), lo=-1e12, hi=1e12)
         buf[M_LOG_W_GJR], buf[M_LOG_W_EG] = pool
         level.from_state("state.level", state["level"], buf)
     drift.pit_from_state("state.drift", state["drift"], buf)
