@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
 from streamgmm.regime import EventDetector, RegimeDetector
-from streamgmm.service.kafka_io import kafka_client_kwargs
+from streamgmm.service.kafka.kafka_python import kafka_client_kwargs
 from streamgmm.settings.detector import detector_specs
 from streamgmm.settings.flags import add_cli_overrides, overrides_from_args
 from streamgmm.settings.layers import load_settings

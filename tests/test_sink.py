@@ -20,7 +20,8 @@ from conftest import KafkaTools
 
 from streamgmm.broker import EmbeddedBroker
 from streamgmm.service.dead_letters import dead_letter_headers
-from streamgmm.service.kafka_io import DeliveryError, Producer, RecordRefused
+from streamgmm.service.kafka import DeliveryError, RecordRefused
+from streamgmm.service.kafka.kafka_python import Producer
 from streamgmm.service.sink import ProducerProcess
 from streamgmm.ticks.tick import DeadLetter
 
