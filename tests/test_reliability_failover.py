@@ -48,7 +48,7 @@ PARTITIONS = 4
 
 
 def test_survivor_takes_over_killed_instance_exactly(
-    broker: EmbeddedBroker, tmp_path: Path, record_property: RecordProperty
+    broker: EmbeddedBroker, tmp_path: Path, record_property: RecordProperty, client: str
 ) -> None:
     bootstrap = broker.bootstrap_servers
     name = f"rf-{uuid.uuid4().hex[:8]}"
@@ -59,6 +59,7 @@ def test_survivor_takes_over_killed_instance_exactly(
         bootstrap,
         name,
         metrics=False,
+        client=client,
         **{
             "checkpoint.every_records": 400,
             "checkpoint.every_seconds": 1.0,

@@ -86,7 +86,7 @@ def test_snapshot_codec_refuses_every_pickle_protocol(tmp_path: Path, protocol: 
 
 
 def test_pickle_in_changelog_is_rejected_and_nothing_executes(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: EmbeddedBroker, tmp_path: Path, client: str
 ) -> None:
     bootstrap = broker.bootstrap_servers
     name = f"rp-{uuid.uuid4().hex[:8]}"
@@ -96,6 +96,7 @@ def test_pickle_in_changelog_is_rejected_and_nothing_executes(
         bootstrap,
         name,
         metrics=False,
+        client=client,
         **{"checkpoint.on_bad_snapshot": "fail"},
     )
     settings = load_settings(config, {}, {})
@@ -173,12 +174,12 @@ def _crafted_changelog(settings: Any) -> dict[str, bytes]:
 
 
 def test_bad_snapshots_reset_their_keys_and_sigterm_is_prompt(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: EmbeddedBroker, tmp_path: Path, client: str
 ) -> None:
     bootstrap = broker.bootstrap_servers
     name = f"rb-{uuid.uuid4().hex[:8]}"
     topic = f"{name}-in"
-    config = write_config(tmp_path / "svc.toml", bootstrap, name)
+    config = write_config(tmp_path / "svc.toml", bootstrap, name, client=client)
     settings = load_settings(config, {}, {})
     assert settings.on_bad_snapshot == "reset_key"  # the default
     broker.create_topics(

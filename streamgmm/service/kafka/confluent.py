@@ -67,15 +67,14 @@ ONE_PRODUCER = False
 
 #: Error codes about one record that no retry can cure (as kafka-python's
 #: ``PERMANENT_RECORD_ERRORS``): too large, or refused by the broker's record validation.
-PERMANENT_CODES = frozenset(
-    {
-        KafkaError.MSG_SIZE_TOO_LARGE,
-        KafkaError.INVALID_MSG_SIZE,
-        KafkaError.RECORD_LIST_TOO_LARGE,
-        KafkaError.INVALID_RECORD,
-        KafkaError.INVALID_TIMESTAMP,
-    }
-)
+#: Each is named in dead letters as kafka-python names it, so that a dead letter's
+#: ``streamgmm.refused`` header does not depend on the client.
+PERMANENT_CODES = {
+    KafkaError.MSG_SIZE_TOO_LARGE: "MessageSizeTooLargeError",
+    KafkaError.RECORD_LIST_TOO_LARGE: "RecordListTooLargeError",
+    KafkaError.INVALID_RECORD: "InvalidRecordError",
+    KafkaError.INVALID_TIMESTAMP: "InvalidTimestampError",
+}
 #: ``[security]`` (kafka-python names) -> librdkafka names.
 SECURITY_NAMES = {
     "security_protocol": "security.protocol",
@@ -436,8 +435,9 @@ class Producer:
         err: KafkaError,
         divert: bool,
     ) -> None:
-        text = f"{err.name()}: {err.str()}"
-        if err.code() not in PERMANENT_CODES:
+        code = err.code()
+        text = f"{PERMANENT_CODES.get(code, err.name())}: {err.str()}"
+        if code not in PERMANENT_CODES:
             self._failures.append(text)
         elif not divert or self._dead_letter_topic is None:
             self._refusals.append(text)
