@@ -125,7 +125,11 @@ def test_pickle_in_changelog_is_rejected_and_nothing_executes(
     assert not marker.exists(), "the pickle in the changelog was executed"
     lines = [line for line in log.splitlines() if "rejected" in line]
     assert len(lines) == 1, log[-3000:]
-    assert settings.changelog_topic in lines[0] and "pickle" in lines[0], lines[0]
+    assert settings.changelog_topic in lines[0], lines[0]
+    # Whichever partition the restore read first: protocol 2+ pickles start with 0x80 and are
+    # named as pickles; a protocol 0 or 1 pickle is text that is no JSON.
+    named = "pickle" if "changelog[0]" in lines[0] or "changelog[2]" in lines[0] else "JSON"
+    assert named in lines[0], lines[0]
     assert "(key 'AAA')" in lines[0] and 'on_bad_snapshot = "fail"' in lines[0], lines[0]
     assert "Traceback" not in log, log[-3000:]
     assert read_topic(bootstrap, settings.output_topic) == []

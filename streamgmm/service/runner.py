@@ -57,6 +57,8 @@ BACKOFF_MAX = 30.0
 #: Longest single poll; bounds how long a SIGTERM waits before the loop notices it.
 POLL_TIMEOUT_MS = 250
 
+#: Seconds between two updates of the consumer lag gauges.
+LAG_INTERVAL = 0.5
 #: Seconds between two listings of the broker's topics while the input topic is missing.
 TOPIC_LISTING_INTERVAL = 60.0
 #: Most topic names one listing shows.
@@ -401,8 +403,9 @@ class ServiceRunner:
             self._sink.send_pending()
             self._publish_batch_metrics()
         now = time.monotonic()
-        if batch or now - self._last_lag_update >= 1.0:
-            # Also refreshed while idle, so a lag alert does not read a stale gauge.
+        if now - self._last_lag_update >= LAG_INTERVAL:
+            # Busy or idle alike: per poll, the client's watermark lookups cost more than a
+            # fresher gauge is worth, and while idle a lag alert must not read a stale one.
             self._last_lag_update = now
             self._update_lag()
         self._maybe_checkpoint()
@@ -479,9 +482,7 @@ class ServiceRunner:
         else:
             pending.extend(outs)
         # Every tick of the run waited the same time since its poll returned.
-        latency = time.perf_counter() - started
-        for _ in outs:
-            self.metrics.observe_latency(latency)
+        self.metrics.observe_latency(time.perf_counter() - started, len(outs))
         for tick, out in zip(run.ticks, outs, strict=True) if self._observers else ():
             record = build_output_record(tick, out)
             for observer in self._observers:

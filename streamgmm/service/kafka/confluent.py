@@ -7,10 +7,16 @@ an output over. Callbacks (rebalances, delivery reports, logs) run on the thread
 ``consume``, ``poll`` or ``flush``, so the guarantees of :mod:`.kafka_python` hold the same
 way: a revoke's checkpoint runs while the processing thread is inside ``poll``.
 
-- On assign, the partitions are assigned *paused*; the runner restores their keys' state,
-  seeks them to their committed offsets and resumes them.
-- On revoke, the runner's hook checkpoints the revoked partitions (asynchronous commit); on
-  lost, nothing is written.
+- On assign, the partitions are assigned at their committed offsets (or where
+  ``auto_offset_reset`` says). They are not paused (librdkafka aborts when a partition paused
+  during its assignment is stopped before its fetcher started): the runner restores their
+  keys' state right after the ``poll`` that assigned them, before it processes any record,
+  and drops records of a partition it has not restored yet. Its seek to the committed offset
+  is then a no-op while nothing of the partition was read (librdkafka cannot seek a partition
+  whose fetcher has not started), and a real seek once records were dropped.
+- On revoke, the runner's hook checkpoints the revoked partitions; its commit is synchronous
+  here (librdkafka allows it in a rebalance callback), so it lands before the partitions are
+  handed over. On lost, nothing is written.
 - Delivery reports come back per record: failures are kept until the next ``flush``, which
   raises :class:`~streamgmm.service.kafka.DeliveryError`, and a record refused for good (too
   large, invalid) is copied to the dead-letter topic exactly as with kafka-python.
@@ -31,6 +37,7 @@ from typing import Any
 try:
     from confluent_kafka import (
         OFFSET_BEGINNING,
+        OFFSET_END,
         Consumer,
         KafkaError,
         KafkaException,
@@ -108,6 +115,9 @@ def client_config(settings: Any) -> dict[str, Any]:
         "socket.timeout.ms": min(s.request_timeout_ms, 300_000),
         "retry.backoff.ms": max(1, min(s.retry_backoff_ms, 300_000)),
         "reconnect.backoff.max.ms": min(s.reconnect_backoff_max_ms, 3_600_000),
+        # librdkafka's 5 minutes would leave a topic that came back (a broker that lost its
+        # data, a topic created again) unnoticed for as long.
+        "topic.metadata.refresh.interval.ms": 10_000,
     }
     for name, value in s.security.items():
         if name == "ssl_check_hostname":
@@ -167,6 +177,10 @@ class _GroupConsumer:
         self._events = RebalanceEvents()
         self._max = s.max_poll_records
         self._timeout_ms = s.request_timeout_ms
+        self._reset = OFFSET_BEGINNING if s.auto_offset_reset == "earliest" else OFFSET_END
+        # Offsets partitions were assigned at and not read or moved since: a seek there is
+        # a no-op, and must be one (see the module notes).
+        self._fresh: dict[TopicPartition, int] = {}
         self._consumer = Consumer(
             {
                 **_with_logger(client_config(s)),
@@ -178,6 +192,10 @@ class _GroupConsumer:
                 "heartbeat.interval.ms": s.heartbeat_interval_ms,
                 "max.poll.interval.ms": s.max_poll_interval_ms,
                 "enable.partition.eof": False,
+                # Incremental rebalances: a partition that stays with this member is neither
+                # revoked nor restored, and librdkafka 2.12 can abort when an eager rebalance
+                # stops and restarts partitions in quick succession.
+                "partition.assignment.strategy": "cooperative-sticky",
             }
         )
         self._consumer.subscribe(
@@ -187,12 +205,18 @@ class _GroupConsumer:
     # Rebalance callbacks: librdkafka runs them inside consume(), on the processing thread.
     def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
         assigned = {TopicPartition(p.topic, p.partition) for p in partitions}
-        consumer.assign(partitions)
         if not assigned:
+            consumer.incremental_assign(partitions)
             return
+        # Explicit offsets: the fetchers start at once, with nothing to look up first.
+        starts = consumer.committed(partitions, timeout=self._timeout_ms / 1000)
+        for p in starts:
+            _raise_on(p.error)
+            if p.offset < 0:
+                p.offset = self._reset
+            self._fresh[TopicPartition(p.topic, p.partition)] = p.offset
+        consumer.incremental_assign(starts)
         log.info("partitions assigned: %s", fmt_partitions(assigned))
-        # Paused until the processing thread has restored their keys' state.
-        consumer.pause(partitions)
         with self._lock:
             self._events.assigned |= assigned
             self._events.revoked -= assigned
@@ -200,6 +224,8 @@ class _GroupConsumer:
 
     def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
         revoked = {TopicPartition(p.topic, p.partition) for p in partitions}
+        for tp in revoked:
+            self._fresh.pop(tp, None)
         if not revoked:
             return
         log.info("partitions revoked: %s", fmt_partitions(revoked))
@@ -211,6 +237,8 @@ class _GroupConsumer:
 
     def _lost(self, _consumer: Any, partitions: list[Any]) -> None:
         lost = {TopicPartition(p.topic, p.partition) for p in partitions}
+        for tp in lost:
+            self._fresh.pop(tp, None)
         if not lost:
             return
         log.warning("partitions lost (group moved on without us): %s", fmt_partitions(lost))
@@ -222,7 +250,12 @@ class _GroupConsumer:
 
     # The interface.
     def poll(self, timeout_ms: int) -> dict[TopicPartition, list[Record]]:
-        return _group(self._consumer.consume(self._max, timeout_ms / 1000), "consumer")
+        batch = _group(self._consumer.consume(self._max, timeout_ms / 1000), "consumer")
+        if self._fresh:
+            for tp in batch:
+                # Read from where it was assigned: a seek there is a real one from now on.
+                self._fresh.pop(tp, None)
+        return batch
 
     def drain_events(self) -> RebalanceEvents:
         with self._lock:
@@ -233,15 +266,20 @@ class _GroupConsumer:
         return {TopicPartition(p.topic, p.partition) for p in self._consumer.assignment()}
 
     def committed(self, tp: TopicPartition, timeout_ms: int) -> int | None:
+        fresh = self._fresh.get(tp)
+        if fresh is not None:
+            # Looked up when it was assigned, after every revoke's (synchronous) commit.
+            return fresh if fresh >= 0 else None
         (got,) = self._consumer.committed([_RdTP(*tp)], timeout=timeout_ms / 1000)
         _raise_on(got.error)
         return int(got.offset) if got.offset >= 0 else None
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
-        self._consumer.seek(_RdTP(tp.topic, tp.partition, offset))
+        if self._fresh.pop(tp, None) != offset:
+            self._consumer.seek(_RdTP(tp.topic, tp.partition, offset))
 
     def seek_to_beginning(self, tp: TopicPartition) -> None:
-        self._consumer.seek(_RdTP(tp.topic, tp.partition, OFFSET_BEGINNING))
+        self.seek(tp, OFFSET_BEGINNING)
 
     def pause(self, tps: Iterable[TopicPartition]) -> None:
         parts = [_RdTP(*tp) for tp in tps]
@@ -249,6 +287,9 @@ class _GroupConsumer:
             self._consumer.pause(parts)
 
     def resume(self, tps: Iterable[TopicPartition]) -> None:
+        tps = list(tps)
+        for tp in tps:
+            self._fresh.pop(tp, None)
         parts = [_RdTP(*tp) for tp in tps]
         if parts:
             self._consumer.resume(parts)
@@ -264,8 +305,10 @@ class _GroupConsumer:
                 _raise_on(got.error)
 
     def commit_async(self, positions: Mapping[TopicPartition, int]) -> None:
+        # librdkafka lets a rebalance callback commit synchronously, so the revoke's commit
+        # lands before the partitions are handed over; the next assignment starts there.
         if positions:
-            self._consumer.commit(offsets=_offsets(positions), asynchronous=True)
+            self._consumer.commit(offsets=_offsets(positions), asynchronous=False)
 
     def close(self) -> None:
         self._consumer.close()
@@ -276,7 +319,13 @@ def _offsets(positions: Mapping[TopicPartition, int]) -> list[Any]:
 
 
 class _Reader:
-    """:class:`~streamgmm.service.kafka.Reader`: librdkafka's consumer, assigned by hand."""
+    """:class:`~streamgmm.service.kafka.Reader`: librdkafka's consumer, assigned by hand.
+
+    A partition, once added, stays assigned; the reader moves it with seeks and pauses the
+    partitions it is not reading. librdkafka 2.12 can abort when one partition is removed from
+    an assignment twice before its fetcher has stopped, which re-assigning on every seek did.
+    Assignment changes and seeks wait for the next :meth:`poll`.
+    """
 
     def __init__(self, settings: Any) -> None:
         self._timeout = settings.request_timeout_ms / 1000
@@ -290,7 +339,10 @@ class _Reader:
                 "enable.partition.eof": False,
             }
         )
-        self._assigned: dict[TopicPartition, int] = {}
+        self._added: set[TopicPartition] = set()  # ever assigned (incrementally)
+        self._reading: set[TopicPartition] = set()  # the current assignment
+        self._paused: set[TopicPartition] = set()
+        self._moves: dict[TopicPartition, int] = {}  # offsets to seek to at the next poll
         self._positions: dict[TopicPartition, int] = {}
 
     def topics(self) -> set[str]:
@@ -302,27 +354,49 @@ class _Reader:
             return set()
         return set(meta.partitions)
 
-    def _reassign(self) -> None:
-        parts = [_RdTP(tp.topic, tp.partition, o) for tp, o in self._assigned.items()]
-        self._consumer.assign(parts)
-
     def assign(self, tps: list[TopicPartition]) -> None:
-        self._assigned = dict.fromkeys(tps, OFFSET_BEGINNING)
+        self._reading = set(tps)
         self._positions = {}
-        self._reassign()
+        self._moves = {tp: OFFSET_BEGINNING for tp in tps}
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
-        # Assigning again with offsets: a seek right after assign can find the fetcher not
-        # started yet.
-        self._assigned[tp] = offset
+        self._moves[tp] = offset
         self._positions[tp] = offset
-        self._reassign()
 
     def seek_to_beginning(self, tps: list[TopicPartition]) -> None:
         for tp in tps:
-            self._assigned[tp] = OFFSET_BEGINNING
+            self._moves[tp] = OFFSET_BEGINNING
             self._positions[tp] = 0
-        self._reassign()
+
+    def _apply(self) -> None:
+        consumer = self._consumer
+        new = [tp for tp in self._reading if tp not in self._added]
+        if new:
+            consumer.incremental_assign(
+                [_RdTP(tp.topic, tp.partition, self._moves.pop(tp, OFFSET_BEGINNING)) for tp in new]
+            )
+            self._added.update(new)
+        stop = [_RdTP(*tp) for tp in self._added - self._reading - self._paused]
+        if stop:
+            consumer.pause(stop)
+            self._paused.update(self._added - self._reading)
+        go = [_RdTP(*tp) for tp in self._reading & self._paused]
+        if go:
+            consumer.resume(go)
+            self._paused -= self._reading
+        deadline = time.monotonic() + self._timeout
+        while self._moves:
+            try:
+                for tp, offset in self._moves.items():
+                    consumer.seek(_RdTP(tp.topic, tp.partition, offset))
+            except KafkaException as exc:
+                # A partition whose fetcher has not started yet cannot be sought: let it start
+                # and seek them all again, as what this reads is dropped.
+                if exc.args[0].code() != KafkaError._STATE or time.monotonic() > deadline:
+                    raise
+                consumer.consume(1, 0.05)
+                continue
+            self._moves.clear()
 
     def end_offsets(self, tps: list[TopicPartition], timeout_ms: int) -> dict[TopicPartition, int]:
         ends = {}
@@ -332,7 +406,10 @@ class _Reader:
         return ends
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Record]]:
+        if self._moves or self._reading - self._added or self._reading & self._paused:
+            self._apply()
         batch = _group(self._consumer.consume(max_records, timeout_ms / 1000), "reader")
+        batch = {tp: recs for tp, recs in batch.items() if tp in self._reading}
         for tp, recs in batch.items():
             self._positions[tp] = recs[-1][2] + 1
         return batch
