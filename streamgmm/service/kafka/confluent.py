@@ -64,7 +64,8 @@ from streamgmm.service.kafka import (
 )
 
 log = logging.getLogger(__name__)
-_rdlog = logging.getLogger("streamgmm.librdkafka")
+#: librdkafka's own log lines (quietened like kafka-python's: :mod:`streamgmm.logs`).
+_rdlog = logging.getLogger("librdkafka")
 
 NAME = "confluent"
 #: librdkafka's errors: broker trouble.
@@ -472,7 +473,10 @@ class Producer:
     ) -> None:
         conf = {
             **_with_logger(config),
-            "message.timeout.ms": max(120_000, timeout_ms),
+            # A record not delivered within the request timeout fails (the runner rewinds and
+            # sends it again), as kafka-python's blocked send does: to a topic the broker
+            # lost, librdkafka would otherwise wait minutes.
+            "message.timeout.ms": timeout_ms,
             "on_delivery": self._report,
         }
         if output:
