@@ -52,6 +52,7 @@ except ImportError:  # pragma: no cover - depends on the install
 
 from streamgmm.service.dead_letters import HEADER_REFUSED, refused_copy
 from streamgmm.service.kafka import (
+    BrokerError,
     DeliveredCallback,
     DeliveryError,
     PartitionHook,
@@ -182,6 +183,7 @@ class _GroupConsumer:
         # Offsets partitions were assigned at and not read or moved since: a seek there is
         # a no-op, and must be one (see the module notes).
         self._fresh: dict[TopicPartition, int] = {}
+        self._lost_now: set[TopicPartition] = set()
         self._consumer = Consumer(
             {
                 **_with_logger(client_config(s)),
@@ -245,6 +247,7 @@ class _GroupConsumer:
         log.warning("partitions lost (group moved on without us): %s", fmt_partitions(lost))
         if self._on_lost_hook is not None:
             self._on_lost_hook(lost)
+        self._lost_now |= lost
         with self._lock:
             self._events.lost |= lost
             self._events.assigned -= lost
@@ -252,6 +255,14 @@ class _GroupConsumer:
     # The interface.
     def poll(self, timeout_ms: int) -> dict[TopicPartition, list[Record]]:
         batch = _group(self._consumer.consume(self._max, timeout_ms / 1000), "consumer")
+        if self._lost_now:
+            # Cut off long enough for the group to move on: as after kafka-python's failed
+            # deliveries, the runner recreates its producers and topics (a broker that came
+            # back may have lost them) and rewinds to its last checkpoint.
+            lost, self._lost_now = self._lost_now, set()
+            raise BrokerError(
+                f"partitions lost while cut off from the group: {fmt_partitions(lost)}"
+            )
         if self._fresh:
             for tp in batch:
                 # Read from where it was assigned: a seek there is a real one from now on.
