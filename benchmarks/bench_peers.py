@@ -85,8 +85,9 @@ BARE = ("bare-confluent", "quixstreams", "bare-kafka-python")
 STREAMGMM_VARIANTS: dict[str, tuple[str, ...]] = {
     "streamgmm": (),
     "streamgmm-on-change": ("output.emit_policy=on_change",),
-    "streamgmm-confluent": ("kafka.client=confluent", "output.producer_process=false"),
-    "streamgmm-confluent-process": ("kafka.client=confluent",),
+    # producer_process = "auto" (the default) means false with confluent.
+    "streamgmm-confluent": ("kafka.client=confluent",),
+    "streamgmm-confluent-process": ("kafka.client=confluent", "output.producer_process=true"),
 }
 DEFAULT_CONTENDERS = (
     "bare-confluent", "quixstreams", "bare-kafka-python", "streamgmm", "streamgmm-confluent",

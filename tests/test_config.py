@@ -513,3 +513,18 @@ def test_security_settings_map_to_librdkafka_names(tmp_path: Path) -> None:
 def test_an_unknown_client_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"kafka\.client"):
         load_settings(None, {"STREAMGMM_KAFKA_CLIENT": "librdkafka"}, {})
+
+
+def test_producer_process_auto_follows_the_client() -> None:
+    from streamgmm.settings.service import use_producer_process
+
+    def use(**env: str) -> bool:
+        return use_producer_process(load_settings(None, env, {}))
+
+    assert load_settings(None, {}, {}).producer_process is None  # "auto"
+    assert use() is True  # kafka-python: the child process pays off
+    assert use(STREAMGMM_KAFKA_CLIENT="confluent") is False
+    assert use(STREAMGMM_KAFKA_CLIENT="confluent", STREAMGMM_OUTPUT_PRODUCER_PROCESS="true") is True
+    assert use(STREAMGMM_OUTPUT_PRODUCER_PROCESS="false") is False
+    with pytest.raises(ConfigError, match=r'output\.producer_process.*true, false or "auto"'):
+        load_settings(None, {"STREAMGMM_OUTPUT_PRODUCER_PROCESS": "maybe"}, {})

@@ -42,7 +42,7 @@ from streamgmm.service.kafka import (
 from streamgmm.service.keystore import KeyStore
 from streamgmm.service.metrics import ServiceMetrics
 from streamgmm.service.sink import ProducerProcess
-from streamgmm.settings.service import Settings
+from streamgmm.settings.service import Settings, use_producer_process
 from streamgmm.settings.spec import ConfigError
 from streamgmm.ticks.decode import TickDecoder, group_by_key
 from streamgmm.ticks.encode import build_output_record
@@ -287,7 +287,8 @@ class ServiceRunner:
         ensure_reachable(s.bootstrap_servers)
         self._close_writers(timeout=1)
         timeout_ms = s.request_timeout_ms
-        if s.producer_process:
+        use_process = use_producer_process(s)
+        if use_process:
             self._sink = ProducerProcess(
                 client, {"compression": s.compression_type, "timeout_ms": timeout_ms},
                 on_delivered=self._delivered,
@@ -300,7 +301,7 @@ class ServiceRunner:
                 client, self._delivered, output=True, compression=s.compression_type,
                 timeout_ms=timeout_ms, dead_letter_topic=s.dlq_topic, on_refused=self._refused,
             )  # fmt: skip
-        if s.producer_process or not kafka.ONE_PRODUCER:
+        if use_process or not kafka.ONE_PRODUCER:
             self._producer = kafka.make_producer(client, output=False, timeout_ms=timeout_ms)
         else:
             assert not isinstance(self._sink, ProducerProcess)

@@ -16,6 +16,7 @@ from typing import Any
 from streamgmm.settings.parsers import (
     Choice,
     boolean,
+    boolean_or_auto,
     field_list,
     integer,
     kafka_version,
@@ -41,6 +42,7 @@ __all__ = [
     "TICK_KINDS",
     "TS_UNITS",
     "Settings",
+    "use_producer_process",
 ]
 
 #: Batch codecs kafka-python produces with the codec packages the core install brings.
@@ -277,13 +279,18 @@ class Settings:
     emit_every_n: int = setting(
         "output", "emit_every_n", integer(1), 10, 'N for emit_policy = "every_n".'
     )
-    producer_process: bool = setting(
-        "output", "producer_process", boolean, True,
-        "Produce output and dead-letter records from a child process (true), so that "
-        "kafka-python's producer runs on another core instead of sharing the service's "
-        "interpreter lock; about 1.8x the throughput on 2 cores "
-        "(benchmarks/bench_service.py). false keeps one process, for platforms that restrict "
-        "subprocesses. Snapshots are always written from the service process.",
+    #: None ("auto"): true with kafka-python, false with confluent (see use_producer_process).
+    producer_process: bool | None = setting(
+        "output", "producer_process", boolean_or_auto, "auto",
+        "Produce output and dead-letter records from a child process (true), so that the "
+        "producer runs on another core instead of sharing the service's interpreter lock, or "
+        "from the service process (false, also for platforms that restrict subprocesses). "
+        '"auto" (the default) is true with kafka-python, whose producer costs enough CPU per '
+        "record for the child to pay off (about 1.8x the throughput on 2 cores, "
+        "benchmarks/bench_service.py), and false with confluent, whose librdkafka produces "
+        "from its own threads already (benchmarks/bench_peers.py measured 1.16x the "
+        "throughput without the child). Snapshots are always written from the service "
+        "process.",
     )
     #: None: uncompressed batches.
     compression_type: str | None = setting(
@@ -346,3 +353,10 @@ class Settings:
 
 #: Every setting but ``[detector]``'s, in the order of the :class:`Settings` fields.
 SPECS: tuple[Spec, ...] = specs_of(Settings)
+
+
+def use_producer_process(settings: Settings) -> bool:
+    """Whether the service produces from a child process (``[output] producer_process``)."""
+    if settings.producer_process is None:
+        return settings.client == "kafka-python"
+    return settings.producer_process
