@@ -386,12 +386,14 @@ class ServiceRunner:
         assert self._consumer is not None
         if self._restoring:
             self._restore()
+        restored = set(self._owned)
         batch = self._consumer.poll(POLL_TIMEOUT_MS)
         self._apply_rebalance_events()
         for tp, recs in batch.items():
-            if tp not in self._owned:
-                # Fetched before a restore/rewind: its partition will be re-read from the
-                # committed offset once restored.
+            if tp not in restored or tp not in self._owned:
+                # Fetched before a restore/rewind (a client that does not pause a partition
+                # it assigns may return its records in the poll that assigned it): its
+                # partition is re-read from the committed offset once restored.
                 continue
             # Counters move once per partition batch: per-record calls cost more than the
             # count is worth.
