@@ -528,3 +528,47 @@ def test_producer_process_auto_follows_the_client() -> None:
     assert use(STREAMGMM_OUTPUT_PRODUCER_PROCESS="false") is False
     with pytest.raises(ConfigError, match=r'output\.producer_process.*true, false or "auto"'):
         load_settings(None, {"STREAMGMM_OUTPUT_PRODUCER_PROCESS": "maybe"}, {})
+
+
+def test_regime_names_default_to_the_number_of_regimes_and_can_be_given(tmp_path: Path) -> None:
+    assert load_settings(None, {}, {}).regime_names == ("calm", "turbulent")
+    three = load_settings(None, {}, {"detector.n_regimes": 3})
+    assert three.regime_names == ("calm", "normal", "turbulent")
+    path = write(tmp_path, '[output]\nregime_names = ["quiet", "stressed"]\n')
+    assert load_settings(path, {}, {}).regime_names == ("quiet", "stressed")
+    env = {"STREAMGMM_OUTPUT_REGIME_NAMES": " low , mid,high", "STREAMGMM_DETECTOR_N_REGIMES": "3"}
+    assert load_settings(None, env, {}).regime_names == ("low", "mid", "high")
+
+
+@pytest.mark.parametrize(
+    "given,source,message",
+    [
+        (
+            {"output.regime_names": "a,b,c"},
+            "command line",
+            r"^invalid setting output\.regime_names = 'a,b,c' \(from command line\): 3 names "
+            r"for 2 regimes \(detector\.n_regimes\); give one name per regime$",
+        ),
+        (
+            {"output.regime_names": ["calm", " "]},
+            "command line",
+            r"^invalid setting output\.regime_names = \['calm', ' '\] \(from command line\): "
+            r"a name is blank$",
+        ),
+        (
+            {"output.regime_names": "calm,calm"},
+            "command line",
+            r"^invalid setting output\.regime_names = 'calm,calm' .*'calm' is given twice",
+        ),
+    ],
+)
+def test_bad_regime_names_are_one_line_errors(given: dict, source: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_settings(None, {}, given)
+    assert "\n" not in str(info.value) and source in str(info.value)
+
+
+def test_regime_names_must_match_n_regimes_from_a_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[output]\nregime_names = ["a", "b"]\n[detector]\nn_regimes = 3\n')
+    with pytest.raises(ConfigError, match=rf"\(from config file {path}\): 2 names for 3 regimes"):
+        load_settings(path, {}, {})

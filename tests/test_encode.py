@@ -25,12 +25,23 @@ from streamgmm.ticks.encode import (
     encode_output_columns,
     encode_output_record,
 )
-from streamgmm.ticks.record import RECORD_FIELDS, RECORD_KEYS, SOURCE_FIELDS, fields_table
+from streamgmm.ticks.record import (
+    DERIVED_FIELDS,
+    RECORD_FIELDS,
+    RECORD_KEYS,
+    SOURCE_FIELDS,
+    fields_table,
+    iso_time,
+)
 from streamgmm.ticks.tick import Tick
 
 
 def test_the_schema_is_the_one_list_of_fields() -> None:
-    assert RECORD_FIELDS == SOURCE_FIELDS + OUTPUT_FIELDS
+    # The source, then the detector's output, each derived field right after its own.
+    derived = set(DERIVED_FIELDS.values())
+    assert tuple(f for f in RECORD_FIELDS if f not in derived) == SOURCE_FIELDS + OUTPUT_FIELDS
+    assert RECORD_KEYS[RECORD_KEYS.index("ts") + 1] == "time"
+    assert RECORD_KEYS[RECORD_KEYS.index("regime") + 1] == "regime_name"
     assert tuple(f.name for f in RECORD_FIELDS) == RECORD_KEYS
     assert len(set(RECORD_KEYS)) == len(RECORD_KEYS)
     # The source fields are read from the decoded tick.
@@ -195,10 +206,11 @@ def test_encode_output_columns_matches_the_generic_encoder_record_by_record(
         "partition": partition,
         "offset": np.array(offsets, dtype=np.int64),
     }
-    got = encode_output_columns(source, columns)
+    names = data.draw(st.one_of(st.none(), st.lists(st.text(), min_size=k, max_size=k)))
+    got = encode_output_columns(source, columns, names)
     outs = output_rows(columns)
     want = [
-        encode_output(build_output_record(Tick(key, t, {}, topic, partition, o), out))
+        encode_output(build_output_record(Tick(key, t, {}, topic, partition, o), out, names))
         for t, o, out in zip(ts, offsets, outs, strict=True)
     ]
     assert got == want
@@ -233,3 +245,56 @@ def test_the_columns_encoder_is_generated_from_the_schema() -> None:
     positions = [COLUMNS_ENCODER_SOURCE.index(f'"{name}":') for name in RECORD_KEYS]
     assert positions == sorted(positions)
     assert COLUMNS_ENCODER_SOURCE.count('":{v') == len(RECORD_KEYS)
+
+
+# --------------------------------------------------------------------------- for people
+
+
+def test_time_is_ts_as_iso_8601_utc() -> None:
+    # 2024-01-02 14:30:00 UTC is 1704205800 seconds since the epoch.
+    assert iso_time(1704205800.0) == "2024-01-02T14:30:00Z"
+    assert iso_time(1704205800.5) == "2024-01-02T14:30:00.5Z"
+    assert iso_time(0.0) == "1970-01-01T00:00:00Z"
+    assert iso_time(-86400.0) == "1969-12-31T00:00:00Z"
+    assert iso_time(1e18) is None  # past the year 9999: null
+    tick = Tick("SPX", 1704205800.0, {"price": 2.0}, "ticks", 0, 1)
+    out = make_output(0, {0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.5}, 0.0, 0.0, False, 1, False)
+    record = json.loads(encode_output_record(tick, out))
+    assert (record["ts"], record["time"]) == (1704205800.0, "2024-01-02T14:30:00Z")
+    assert list(record).index("time") == list(record).index("ts") + 1
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.25])
+def test_a_long_time_column_equals_the_record_by_record_text(fraction: float) -> None:
+    # 60 values: past the short-column path. Whole seconds take the vectorised path.
+    ts = np.arange(60, dtype=np.float64) * 86_399.0 + 1704205800.0 + fraction
+    n = ts.size
+    columns = make_output_columns(
+        [0] * n, [[1.0] * n], [[1.0] * n], [0.0] * n, [0.0] * n, [False] * n, [1] * n, [True] * n
+    )
+    source = {"key": "K", "ts": ts, "topic": "t", "partition": 0, "offset": np.arange(n)}
+    times = [json.loads(r)["time"] for r in encode_output_columns(source, columns)]
+    assert times == [iso_time(t) for t in ts.tolist()]
+    assert times[0] == ("2024-01-02T14:30:00Z" if fraction == 0.0 else "2024-01-02T14:30:00.25Z")
+
+
+def test_regime_name_defaults_and_given_names() -> None:
+    tick = Tick("SPX", 1.0, {"price": 2.0}, "ticks", 0, 1)
+    two = make_output(1, {0: 0.2, 1: 0.8}, {0: 0.5, 1: 0.5}, 0.0, 0.0, False, 1, True)
+    three = make_output(1, {0: 0.1, 1: 0.8, 2: 0.1}, {0: 0.5, 1: 0.5, 2: 0.0}, 0.0, 0.0,
+                        False, 1, True)  # fmt: skip
+    assert json.loads(encode_output_record(tick, two))["regime_name"] == "turbulent"
+    assert json.loads(encode_output_record(tick, three))["regime_name"] == "normal"
+    named = encode_output_record(tick, two, ("quiet", 'wild "one"'))
+    assert json.loads(named)["regime_name"] == 'wild "one"'
+    assert named == encode_output(build_output_record(tick, two, ("quiet", 'wild "one"')))
+    columns = make_output_columns(
+        [0, 1], [[0.9, 0.2], [0.1, 0.8]], [[0.5, 0.5], [0.5, 0.5]], [0.0, 0.0], [0.0, 0.0],
+        [False, False], [1, 2], [True, True],
+    )  # fmt: skip
+    source = {"key": "K", "ts": np.array([1.0, 2.0]), "topic": "t", "partition": 0,
+              "offset": np.array([0, 1])}  # fmt: skip
+    got = [json.loads(r)["regime_name"] for r in encode_output_columns(source, columns)]
+    assert got == ["calm", "turbulent"]
+    got = [json.loads(r)["regime_name"] for r in encode_output_columns(source, columns, ("a", "b"))]
+    assert got == ["a", "b"]

@@ -1,6 +1,7 @@
-"""The three-terminal quick start runs as written: broker, service, then produce and consume.
+"""The README's three-terminal quick start runs as written: broker, service, then produce and
+consume.
 
-The commands are read from the document's ``bash`` blocks whose first line is
+The commands are read from the README's ``bash`` blocks whose first line is
 ``# terminal N``: terminals 1 and 2 run in the background (the broker, then the service), and
 terminal 3's commands run one after the other and must succeed. They run as written, through
 bash, with the ``streamgmm`` script of this environment first on PATH. Only the environment
@@ -28,7 +29,6 @@ from streamgmm.broker import free_port
 pytestmark = pytest.mark.integration
 
 README = REPO / "README.md"
-GUIDE = REPO / "docs" / "quickstart.md"
 
 
 def terminals(text: str) -> dict[int, list[str]]:
@@ -42,13 +42,8 @@ def terminals(text: str) -> dict[int, list[str]]:
     return found
 
 
-def _source() -> Path:
-    """The README once it holds the quick start, else its guide."""
-    return README if terminals(README.read_text("utf-8")) else GUIDE
-
-
 def test_the_quick_start_has_three_terminals() -> None:
-    steps = terminals(_source().read_text("utf-8"))
+    steps = terminals(README.read_text("utf-8"))
     assert sorted(steps) == [1, 2, 3]
     assert steps[1][0].startswith("streamgmm broker")
     assert steps[2] == ["streamgmm run"]
@@ -59,7 +54,7 @@ def test_the_quick_start_has_three_terminals() -> None:
 
 
 def test_the_quick_start_runs_as_written(tmp_path: Path) -> None:
-    steps = terminals(_source().read_text("utf-8"))
+    steps = terminals(README.read_text("utf-8"))
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -329,6 +329,50 @@ def test_replay_with_the_service_pipeline_equals_a_direct_run(tmp_path: Path) ->
         assert record["drift_detected"] == expected["drift_detected"]
 
 
+def test_main_writes_a_csv_table_with_a_column_per_regime_probability(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+
+    path = tmp_path / "sp500.csv"
+    ticks = sp500_csv(path, 300)
+    json_path, csv_path = tmp_path / "out.jsonl", tmp_path / "out.csv"
+    assert replay_mod.main([str(path), "--output", str(json_path), "--no-progress"]) == 0
+    command = [str(path), "--output", str(csv_path), "--format", "csv", "--no-progress"]
+    assert replay_mod.main(command) == 0
+    capsys.readouterr()
+    records = [json.loads(line) for line in json_path.read_text().splitlines()]
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
+    expected = [k for k in RECORD_KEYS if not k.endswith("probabilities")]
+    assert [c for c in header if not c.startswith(("p_", "raw_p_"))] == expected
+    probabilities = ["p_calm", "p_turbulent", "raw_p_calm", "raw_p_turbulent"]
+    assert [c for c in header if c.startswith(("p_", "raw_p_"))] == probabilities
+    assert len(rows) == len(records) == len(ticks)
+    for row, record in zip(rows, records, strict=True):
+        assert row["key"] == record["key"] and row["time"] == record["time"]
+        assert float(row["ts"]) == record["ts"]
+        assert int(row["regime"]) == record["regime"]
+        assert row["regime_name"] == record["regime_name"]
+        assert row["regime_name"] == ["calm", "turbulent"][record["regime"]]
+        assert float(row["p_turbulent"]) == record["probabilities"]["1"]
+        assert float(row["raw_p_calm"]) == record["raw_probabilities"]["0"]
+        assert float(row["log_likelihood"]) == record["log_likelihood"]
+        assert row["warm"] == ("true" if record["warm"] else "false")
+    # Each input date is its record's time, at midnight UTC.
+    assert [r["time"] for r in rows] == [f"{day}T00:00:00Z" for _, day, _, _ in ticks]
+    assert {r["regime_name"] for r in rows if r["warm"] == "true"} == {"calm", "turbulent"}
+
+    named = [*command, "--set", "output.regime_names=quiet,wild"]
+    assert replay_mod.main(named) == 0
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        assert "p_wild" in (reader.fieldnames or [])
+        assert {r["regime_name"] for r in reader} == {"quiet", "wild"}
+
+
 def test_main_writes_json_lines_progress_and_summary(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -409,6 +453,12 @@ def test_main_exit_code_2_for_unusable_input(
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
     assert "output.emit_policy = 'sometimes'" in err
+
+    names = ["--set", "output.regime_names=calm,normal,turbulent"]  # three names, two regimes
+    assert replay_mod.main([str(no_price), "--output", out, *names]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "output.regime_names = 'calm,normal,turbulent' (from command line): 3 names" in err
 
 
 def test_parquet_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -248,16 +248,19 @@ class OnlineGaussianMixture(base.Clusterer):
 
     @property
     def n_features(self) -> int:
+        """Number of features, fixed at initialisation (0 before)."""
         return len(self.feature_names_)
 
     @property
     def n_samples_seen_(self) -> int:
+        """Points learnt, warm-up included."""
         if self._state is None:
             return len(self._buffer)
         return int(self._state[L.N_SEEN])
 
     @property
     def n_reseeds_(self) -> int:
+        """Number of dead-component reseeds."""
         return 0 if self._state is None else int(self._state[L.N_RESEEDS])
 
     def _regions(self) -> dict[str, np.ndarray]:
@@ -272,15 +275,20 @@ class OnlineGaussianMixture(base.Clusterer):
 
     @property
     def weights_(self) -> np.ndarray:
+        """Mixture weights, shape ``(n_components,)``; they sum to 1."""
         mass = self._regions()["mass"]
         return mass / mass.sum()
 
     @property
     def means_(self) -> np.ndarray:
+        """Component means, shape ``(n_components, n_features)``, columns in
+        ``feature_names_`` order."""
         return self._regions()["means"].reshape(self.n_components, self.n_features).copy()
 
     @property
     def covariances_(self) -> np.ndarray:
+        """Covariances in scikit-learn's shapes: ``(K, D, D)`` for "full", ``(K, D)`` for
+        "diag" and ``(K,)`` for "spherical", floor included (what the densities use)."""
         d = self.n_features
         factor = self._regions()["factor"].reshape(self.n_components, -1)
         if self.covariance_type == "full":
@@ -406,6 +414,49 @@ class OnlineGaussianMixture(base.Clusterer):
     # ----------------------------------------------------------------------------------------
 
     def learn_one(self, x: dict[Any, Any]) -> None:
+        """Learn one point: an E-step and an M-step, or a place in the warm-up buffer.
+
+        During the warm-up the point is buffered; the ``warmup``-th point fixes the features
+        (the buffer's sorted keys) and fits the model on the buffer. Afterwards the point
+        updates every component's decayed statistics by its responsibility. Keys outside the
+        features are ignored (counted in ``n_unknown_keys_``); a point lacking some features is
+        learnt by the EM step for missing data.
+
+        Parameters
+        ----------
+        x
+            Feature name -> number.
+
+        Returns
+        -------
+        None
+            river-style: the model is updated in place.
+
+        Raises
+        ------
+        ValueError
+            For a non-finite or non-numeric value, or a magnitude beyond ``1e100``, naming the
+            feature; the model is left unchanged.
+
+        Examples
+        --------
+        >>> import random
+        >>> from streamgmm import OnlineGaussianMixture
+        >>> rng = random.Random(0)
+        >>> model = OnlineGaussianMixture(n_components=2, warmup=20, seed=0)
+        >>> for _ in range(200):
+        ...     model.learn_one({"x": rng.gauss(rng.choice([0.0, 10.0]), 1.0)})
+        >>> model.is_initialised, model.n_samples_seen_
+        (True, 200)
+        >>> sorted(round(mean) for mean in model.means_[:, 0])
+        [0, 10]
+        >>> model.learn_one({"x": float("nan")})
+        Traceback (most recent call last):
+            ...
+        ValueError: feature 'x' has non-finite value nan
+        >>> model.n_samples_seen_  # unchanged
+        200
+        """
         state = self._state
         if state is None:
             self._learn_warmup(x)

@@ -22,6 +22,7 @@ __all__ = [
     "OUTPUT_KEYS",
     "Field",
     "OutputBlock",
+    "default_regime_names",
     "make_output",
     "make_output_columns",
     "output_rows",
@@ -80,8 +81,19 @@ OUTPUT_FIELDS: tuple[Field, ...] = (
         "log density of the tick under the key's model",
         nullable=True,
     ),
-    Field("drift_score", "number", "the likelihood-drift monitor's score", nullable=True),
-    Field("drift_detected", "boolean", "the likelihood-drift monitor's alarm"),
+    Field(
+        "drift_score",
+        "number",
+        "the likelihood-drift monitor's score, scaled so that its alarm fires above 1: the "
+        "Page-Hinkley statistic divided by `detector.drift_threshold`; it starts over after "
+        "an alarm",
+        nullable=True,
+    ),
+    Field(
+        "drift_detected",
+        "boolean",
+        "the likelihood-drift monitor's alarm, raised when `drift_score` goes above 1",
+    ),
     Field(
         "n_samples_seen", "integer", "ticks applied to this key's model, ever (survives restarts)"
     ),
@@ -94,6 +106,25 @@ OUTPUT_FIELDS: tuple[Field, ...] = (
 )
 #: The keys of a detector's output dict, in order.
 OUTPUT_KEYS: tuple[str, ...] = tuple(field.name for field in OUTPUT_FIELDS)
+
+
+def default_regime_names(n_regimes: int) -> tuple[str, ...]:
+    """The names of ``n_regimes`` regimes, calmest first, when none are given.
+
+    Two regimes are ``calm`` and ``turbulent``, three ``calm``, ``normal`` and ``turbulent``;
+    one is ``calm``; more are ``calm``, ``normal_1`` ... ``normal_{n-2}``, ``turbulent``.
+
+    Examples
+    --------
+    >>> default_regime_names(2), default_regime_names(3)
+    (('calm', 'turbulent'), ('calm', 'normal', 'turbulent'))
+    """
+    if n_regimes <= 1:
+        return ("calm",)[:n_regimes]
+    if n_regimes == 3:
+        return ("calm", "normal", "turbulent")
+    middle = tuple(f"normal_{i}" for i in range(1, n_regimes - 1))
+    return ("calm", *middle, "turbulent")
 
 
 def make_output(

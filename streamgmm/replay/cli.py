@@ -1,5 +1,8 @@
 """``streamgmm replay FILE --output OUT``: the command's arguments, its settings and its summary.
 
+The records are written as JSON lines, or with ``--format csv`` as one flat table
+(:mod:`~streamgmm.replay.table`).
+
 The summary, on stderr: the rows, ticks, records and rejections by reason, then a table of
 each key's figures (:mod:`~streamgmm.replay.summary`).
 
@@ -20,6 +23,7 @@ from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
 from streamgmm.replay.files import ReplayError, add_file_arguments, tick_file
 from streamgmm.replay.run import ReplaySummary, replay
 from streamgmm.replay.summary import summary_table
+from streamgmm.replay.table import CsvRecords
 from streamgmm.settings.flags import add_cli_overrides, command_settings
 
 __all__ = ["main"]
@@ -33,11 +37,19 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamgmm replay",
         description="Run the service's per-key regime pipeline over a CSV or Parquet file of "
-        "ticks (columns symbol, ts, price, volume) and write JSON-lines output records.",
+        "ticks (columns symbol, ts, price, volume) and write its output records, as JSON "
+        "lines or as a CSV table.",
     )
     parser.add_argument("file", metavar="FILE", help="CSV or Parquet (.parquet) file of ticks")
     parser.add_argument(
-        "--output", "-o", metavar="OUT", required=True, help="JSON-lines output file ('-': stdout)"
+        "--output", "-o", metavar="OUT", required=True, help="output file ('-': stdout)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("jsonl", "csv"),
+        default="jsonl",
+        help="jsonl (default): one JSON record per line; csv: a table with a header, one "
+        "column per field and one per regime probability (p_calm, p_turbulent, ...)",
     )
     add_file_arguments(parser)
     add_cli_overrides(parser, kafka_flags=False)
@@ -69,11 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         source.check(settings)  # before compiling: a file that cannot be replayed says so now
         compile_if_cold()
         out_handle = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+        records: IO[bytes] = out_handle
+        if args.format == "csv":
+            records = CsvRecords(out_handle, settings.regime_names)  # type: ignore[assignment]
         if args.dead_letters:
             dl_handle = open(args.dead_letters, "wb")  # noqa: SIM115
         summary = replay(
             source,
-            out_handle,
+            records,
             settings,
             dead_letters=dl_handle,
             progress=not args.no_progress,

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
+from streamgmm.regime.output import default_regime_names
 from streamgmm.regime.params import (
     EventSettings,
     MarketSettings,
@@ -27,7 +29,13 @@ from streamgmm.settings.parsers import Invalid, boolean, integer, number
 from streamgmm.settings.service import Settings
 from streamgmm.settings.spec import ConfigError, Spec, toml_value
 
-__all__ = ["check_detector", "detector_class", "detector_kwargs", "detector_specs"]
+__all__ = [
+    "check_detector",
+    "check_regime_names",
+    "detector_class",
+    "detector_kwargs",
+    "detector_specs",
+]
 
 #: The settings of the detector each ``[input] tick_kind`` runs, and that detector's class.
 _SETTINGS: dict[str, type] = {"market": MarketSettings, "event": EventSettings}
@@ -146,3 +154,29 @@ def check_detector(
             raw = next(p.default for p in params_of(_SETTINGS[kind]) if p.name == exc.setting)
             source = "defaults"
         raise ConfigError(f"invalid setting {name} = {raw!r} (from {source}): {exc}") from None
+
+
+def check_regime_names(
+    settings: Settings, sources: Mapping[str, str], values: Mapping[str, tuple[object, str]]
+) -> Settings:
+    """``settings`` with ``regime_names`` filled in: the given names, one per regime, or the
+    default names (:func:`~streamgmm.regime.output.default_regime_names`) when none are given.
+
+    Raises
+    ------
+    ConfigError
+        When the number of names is not ``detector.n_regimes``.
+    """
+    kind = "event" if settings.tick_kind == "event" else "market"
+    n_regimes = int(_SETTINGS[kind](**detector_kwargs(settings)).n_regimes)
+    names = settings.regime_names
+    if not names:
+        return replace(settings, regime_names=default_regime_names(n_regimes))
+    if len(names) != n_regimes:
+        name = "output.regime_names"
+        raw, source = values[name][0], sources[name]
+        raise ConfigError(
+            f"invalid setting {name} = {raw!r} (from {source}): {len(names)} names for "
+            f"{n_regimes} regimes (detector.n_regimes); give one name per regime"
+        )
+    return settings

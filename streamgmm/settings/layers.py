@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from streamgmm.settings.detector import check_detector
+from streamgmm.settings.detector import check_detector, check_regime_names
 from streamgmm.settings.parsers import Invalid
 from streamgmm.settings.service import SPECS, Settings
 from streamgmm.settings.spec import ENV_PREFIX, ConfigError
@@ -174,7 +174,7 @@ def load_settings(
             typed[spec.attr] = value
     settings = _finish(typed, detector, sources, values)
     check_detector(settings, sources, values)
-    return settings
+    return check_regime_names(settings, sources, values)
 
 
 def _finish(

@@ -20,6 +20,7 @@ __all__ = [
     "field_list",
     "integer",
     "kafka_version",
+    "name_list",
     "nonempty_string",
     "number",
     "optional_field_name",
@@ -185,6 +186,22 @@ def string_list(raw: object) -> tuple[str, ...]:
         items = [part.strip() for part in raw]
     else:
         raise Invalid("expected a comma-separated string or a list of strings")
+    return tuple(items)
+
+
+def name_list(raw: object) -> tuple[str, ...]:
+    """Distinct, non-blank names: a comma-separated string or a list of strings (empty: none)."""
+    if isinstance(raw, str):
+        items = [part.strip() for part in raw.split(",")] if raw.strip() else []
+    elif isinstance(raw, list | tuple) and all(isinstance(part, str) for part in raw):
+        items = [part.strip() for part in raw]
+    else:
+        raise Invalid("expected a comma-separated string or a list of strings")
+    if any(not item for item in items):
+        raise Invalid("a name is blank")
+    for i, item in enumerate(items):
+        if item in items[:i]:
+            raise Invalid(f"the name {item!r} is given twice; names must differ")
     return tuple(items)
 
 

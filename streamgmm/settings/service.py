@@ -20,6 +20,7 @@ from streamgmm.settings.parsers import (
     field_list,
     integer,
     kafka_version,
+    name_list,
     nonempty_string,
     optional_field_name,
     positive_float,
@@ -298,6 +299,14 @@ class Settings:
         Choice(("none", *COMPRESSION_TYPES), case=str.lower, none="none"), "none",
         "Codec of output and dead-letter batches: $alternatives. Input topics in any of these "
         "are read whatever this says; changelog snapshots stay uncompressed.",
+    )
+    #: Empty when made directly; load_settings fills in the default names.
+    regime_names: tuple[str, ...] = setting(
+        "output", "regime_names", name_list, [],
+        "Names of the regimes, calmest first, written as each record's regime_name: one "
+        "name per regime (as many as detector.n_regimes), distinct and not blank. Empty -> "
+        '"calm", "turbulent" for two regimes, "calm", "normal", "turbulent" for three '
+        '(one: "calm"; more: "calm", "normal_1", ..., "turbulent").',
     )
     # [checkpoint]
     checkpoint_every_records: int = setting(

@@ -31,7 +31,9 @@ from streamgmm.ticks.record import (
     RECORD_FIELDS,
     SOURCE_FIELDS,
     finite_or_none,
+    iso_time,
     json_value,
+    regime_name,
     regime_probabilities,
 )
 from streamgmm.ticks.tick import Tick
@@ -48,7 +50,9 @@ __all__ = [
 _SOURCE_NAMES = frozenset(field.name for field in SOURCE_FIELDS)
 
 
-def build_output_record(tick: Tick, out: Mapping[str, Any]) -> dict[str, Any]:
+def build_output_record(
+    tick: Tick, out: Mapping[str, Any], names: Sequence[str] | None = None
+) -> dict[str, Any]:
     """The JSON-safe output record of one processed tick, as a dict.
 
     Parameters
@@ -57,18 +61,26 @@ def build_output_record(tick: Tick, out: Mapping[str, Any]) -> dict[str, Any]:
         The decoded tick (gives the source fields: key, ts, topic, partition, offset).
     out
         The detector's output for it (``learn_predict_one``'s result).
+    names
+        The regimes' names (``[output] regime_names``); None: the default names for the
+        number of regimes in ``out``.
 
     Returns
     -------
     dict
         The keys of :data:`streamgmm.ticks.record.RECORD_KEYS`, with plain JSON-safe values.
     """
-    return {
-        field.name: json_value(
-            field, getattr(tick, field.name) if field.name in _SOURCE_NAMES else out[field.name]
-        )
-        for field in RECORD_FIELDS
-    }
+
+    def value(name: str) -> object:
+        if name in _SOURCE_NAMES:
+            return getattr(tick, name)
+        if name == "time":
+            return tick.ts
+        if name == "regime_name":
+            return regime_name(out["regime"], names, len(out["probabilities"]))
+        return out[name]
+
+    return {field.name: json_value(field, value(field.name)) for field in RECORD_FIELDS}
 
 
 _OUTPUT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -105,6 +117,17 @@ def _json_number(value: object) -> str:
     return "null" if number is None else repr(number)
 
 
+def _json_time(ts: object) -> str:
+    text = iso_time(ts)  # type: ignore[arg-type]
+    return "null" if text is None else f'"{text}"'
+
+
+def _json_regime_name(
+    regime: object, names: Sequence[str] | None, probabilities: Mapping[Any, Any]
+) -> str:
+    return _json_string(regime_name(regime, names, len(probabilities)))
+
+
 def _json_probabilities(probabilities: Mapping[Any, Any]) -> str:
     if len(probabilities) == 2:
         # The usual record: regimes 0 and 1 with finite float probabilities.
@@ -127,34 +150,45 @@ _WRITERS = {
     "integer": "{int(%s)}",
     "boolean": '{"true" if %s else "false"}',
     "probabilities": "{_json_probabilities(%s)}",
+    "time": "{_json_time(%s)}",
+    "regime_name": '{_json_regime_name(%s, names, out["probabilities"])}',
 }
+#: What a derived field is made of, in the per-record encoder.
+_DERIVED_FROM = {"time": "tick.ts", "regime_name": 'out["regime"]'}
 
 
 def _encoder_source() -> str:
     parts = []
     for field in RECORD_FIELDS:
-        value = f"tick.{field.name}" if field.name in _SOURCE_NAMES else f'out["{field.name}"]'
+        if field.name in _DERIVED_FROM:
+            value = _DERIVED_FROM[field.name]
+        elif field.name in _SOURCE_NAMES:
+            value = f"tick.{field.name}"
+        else:
+            value = f'out["{field.name}"]'
         parts.append(f'"{field.name}":' + _WRITERS[field.kind] % value)
     # {{ and }} are the record's own braces inside the f-string.
     template = "{{" + ",".join(parts) + "}}"
-    return f"def encode_output_record(tick, out):\n    return f'{template}'.encode()\n"
+    return f"def encode_output_record(tick, out, names=None):\n    return f'{template}'.encode()\n"
 
 
 #: Source of :func:`encode_output_record`, generated from :data:`RECORD_FIELDS`.
 ENCODER_SOURCE = _encoder_source()
 
 
-def _compile_encoder() -> Callable[[Tick, Mapping[str, Any]], bytes]:
+def _compile_encoder() -> Callable[..., bytes]:
     namespace: dict[str, Any] = {
         "_json_string": _json_string,
         "_json_number": _json_number,
         "_json_probabilities": _json_probabilities,
+        "_json_time": _json_time,
+        "_json_regime_name": _json_regime_name,
     }
     exec(compile(ENCODER_SOURCE, f"<{__name__} encoder>", "exec"), namespace)
-    encoder: Callable[[Tick, Mapping[str, Any]], bytes] = namespace["encode_output_record"]
+    encoder: Callable[..., bytes] = namespace["encode_output_record"]
     encoder.__doc__ = (
         "The output record as UTF-8 JSON, without building it as a dict first.\n\n"
-        "Byte for byte ``encode_output(build_output_record(tick, out))``."
+        "Byte for byte ``encode_output(build_output_record(tick, out, names))``."
     )
     encoder.__module__ = __name__
     return encoder
@@ -239,33 +273,87 @@ def _probabilities_texts(columns: Sequence[Any], n: int) -> list[str]:
     ]
 
 
+# Seconds of 0001-01-01 and 10000-01-01 since the epoch: the dates ISO-8601 text is written for.
+_FIRST_SECOND, _PAST_LAST_SECOND = -62135596800.0, 253402300800.0
+
+
+def _time_texts(value: Any, n: int) -> list[str]:
+    """The ``time`` of each record from its ``ts``."""
+    if not _is_column(value):
+        return [_json_time(value)] * n
+    array = _float_array(value) if len(value) >= _SHORT else None
+    if (
+        array is not None
+        and bool(np.all(array == np.floor(array)))  # whole seconds (False for NaN and inf)
+        and bool(np.all((array >= _FIRST_SECOND) & (array < _PAST_LAST_SECOND)))
+    ):
+        seconds = array.astype(np.int64).astype("datetime64[s]")
+        return [f'"{text}Z"' for text in np.datetime_as_string(seconds, unit="s").tolist()]
+    return [_json_time(v) for v in (value.tolist() if type(value) is np.ndarray else value)]
+
+
+def _regime_name_texts(
+    regimes: Any, names: Sequence[str] | None, probabilities: Sequence[Any], n: int
+) -> list[str]:
+    """The ``regime_name`` of each record from its ``regime``."""
+    n_regimes = len(probabilities)
+    texts = [_json_string(regime_name(r, names, n_regimes)) for r in range(n_regimes)]
+    if isinstance(regimes, np.ndarray):
+        regimes = regimes.tolist()
+    return [
+        texts[r]
+        if type(r) is int and 0 <= r < n_regimes
+        else _json_string(regime_name(r, names, n_regimes))
+        for r in regimes
+    ]
+
+
 _COLUMN_WRITERS = {
     "string": "_string_texts",
     "number": "_number_texts",
     "integer": "_integer_texts",
     "boolean": "_boolean_texts",
     "probabilities": "_probabilities_texts",
+    "time": "_time_texts",
+    "regime_name": "_regime_name_texts",
+}
+#: What a derived field is made of, in the columns encoder.
+_DERIVED_COLUMNS = {
+    "time": 'source["ts"], n',
+    "regime_name": 'columns["regime"], names, columns["probabilities"], n',
 }
 
 
 def _columns_encoder_source() -> str:
-    count = next(f.name for f in RECORD_FIELDS[len(SOURCE_FIELDS) :] if f.kind != "probabilities")
+    count = next(
+        f.name
+        for f in RECORD_FIELDS
+        if f.name not in _SOURCE_NAMES and f.name not in _DERIVED_COLUMNS
+        and f.kind != "probabilities"
+    )  # fmt: skip
     lines = [
-        "def encode_output_columns(source, columns):",
+        "def encode_output_columns(source, columns, names=None):",
         f'    n = len(columns["{count}"])',
     ]
-    names, parts = [], []
+    temps, parts = [], []
     for i, field in enumerate(RECORD_FIELDS):
+        if field.name in _DERIVED_COLUMNS:
+            lines.append(
+                f"    t{i} = {_COLUMN_WRITERS[field.kind]}({_DERIVED_COLUMNS[field.name]})"
+            )
+            temps.append(f"t{i}")
+            parts.append(f'"{field.name}":{{v{i}}}')
+            continue
         value = (
             f'source["{field.name}"]' if field.name in _SOURCE_NAMES else f'columns["{field.name}"]'
         )
         lines.append(f"    t{i} = {_COLUMN_WRITERS[field.kind]}({value}, n)")
-        names.append(f"t{i}")
+        temps.append(f"t{i}")
         parts.append(f'"{field.name}":{{v{i}}}')
     template = "{{" + ",".join(parts) + "}}"
-    values = ", ".join(f"v{i}" for i in range(len(names)))
+    values = ", ".join(f"v{i}" for i in range(len(temps)))
     lines.append(
-        f"    return [f'{template}'.encode() for {values} in zip({', '.join(names)}, strict=True)]"
+        f"    return [f'{template}'.encode() for {values} in zip({', '.join(temps)}, strict=True)]"
     )
     return "\n".join(lines) + "\n"
 
@@ -274,18 +362,18 @@ def _columns_encoder_source() -> str:
 COLUMNS_ENCODER_SOURCE = _columns_encoder_source()
 
 
-def _compile_columns_encoder() -> Callable[[Mapping[str, Any], Mapping[str, Any]], list[bytes]]:
+def _compile_columns_encoder() -> Callable[..., list[bytes]]:
     namespace: dict[str, Any] = {name: globals()[name] for name in _COLUMN_WRITERS.values()}
     exec(compile(COLUMNS_ENCODER_SOURCE, f"<{__name__} columns encoder>", "exec"), namespace)
-    encoder: Callable[[Mapping[str, Any], Mapping[str, Any]], list[bytes]] = namespace[
-        "encode_output_columns"
-    ]
+    encoder: Callable[..., list[bytes]] = namespace["encode_output_columns"]
     encoder.__doc__ = (
         "A run of output records as UTF-8 JSON, one bytes object per record.\n\n"
         "``source`` maps each source field (key, ts, topic, partition, offset) to one value for\n"
         "every record or to a column (a list, tuple or NumPy array); ``columns`` holds the\n"
-        "detector's outputs in column form (:func:`streamgmm.regime.output.make_output_columns`).\n"
-        "Record ``j`` is byte for byte ``encode_output(build_output_record(tick_j, out_j))``."
+        "detector's outputs in column form (:func:`streamgmm.regime.output.make_output_columns`);\n"
+        "``names`` the regimes' names (None: the default names).\n"
+        "Record ``j`` is byte for byte\n"
+        "``encode_output(build_output_record(tick_j, out_j, names))``."
     )
     encoder.__module__ = __name__
     return encoder

@@ -163,6 +163,9 @@ class TickRules:
         them); ``streamgmm replay`` needs only the records.
     keep_labels
         Fill :attr:`KeyRun.labels` (``streamgmm replay``'s per-key summary reads them).
+    regime_names
+        The regimes' names the records carry (``[output] regime_names``); None: the default
+        names for the detector's number of regimes.
     """
 
     def __init__(
@@ -175,6 +178,7 @@ class TickRules:
         clock: Callable[[], float] = time.time,
         keep_outputs: bool = True,
         keep_labels: bool = False,
+        regime_names: Sequence[str] | None = None,
     ) -> None:
         if out_of_order not in OUT_OF_ORDER:
             raise ValueError(f"out_of_order must be one of {OUT_OF_ORDER}, got {out_of_order!r}")
@@ -189,13 +193,14 @@ class TickRules:
         self.clock = clock
         self.keep_outputs = keep_outputs
         self.keep_labels = keep_labels
+        self.regime_names = tuple(regime_names) if regime_names else None
 
     @classmethod
     def from_settings(
         cls, settings: Settings, *, keep_outputs: bool = True, keep_labels: bool = False
     ) -> TickRules:
         """The rules ``[input] out_of_order``, ``max_ts_jump_seconds`` and
-        ``[output] emit_policy/emit_every_n`` set."""
+        ``[output] emit_policy/emit_every_n/regime_names`` set."""
         return cls(
             settings.out_of_order,
             settings.emit_policy,
@@ -203,6 +208,7 @@ class TickRules:
             max_ts_jump=settings.max_ts_jump_seconds,
             keep_outputs=keep_outputs,
             keep_labels=keep_labels,
+            regime_names=settings.regime_names,
         )
 
     def _jump_limit(self, last_ts: float | None, now: float) -> float:
@@ -382,8 +388,10 @@ class TickRules:
             [out["regime"] for out in applied_outs],
             [out["n_samples_seen"] for out in applied_outs],
         )
+        names = self.regime_names
         run.records += [
-            (applied[j].offset, encode_output_record(applied[j], applied_outs[j])) for j in emitted
+            (applied[j].offset, encode_output_record(applied[j], applied_outs[j], names))
+            for j in emitted
         ]
         if self.keep_labels and emitted:
             written = [applied_outs[j] for j in emitted]
@@ -425,7 +433,7 @@ class TickRules:
             source = block if len(rows) == len(block) else block.take(rows)
             written = columns if len(rows) == len(index) else take_columns(columns, emitted)
             encoded = encode_output_columns(
-                {f.name: getattr(source, f.name) for f in SOURCE_FIELDS}, written
+                {f.name: getattr(source, f.name) for f in SOURCE_FIELDS}, written, self.regime_names
             )
             run.records += zip(source.offset.tolist(), encoded, strict=True)
             if self.keep_labels:
