@@ -2,28 +2,23 @@
 "confluent"``): librdkafka's consumer, producer and admin client.
 
 librdkafka fetches, batches, compresses and sends from its own threads, outside the
-interpreter lock; what is left in Python per record is one call to take it and one to hand
-an output over. Callbacks (rebalances, delivery reports, logs) run on the thread that calls
-``consume``, ``poll`` or ``flush``, so the guarantees of :mod:`.kafka_python` hold the same
-way: a revoke's checkpoint runs while the processing thread is inside ``poll``.
+interpreter lock. Callbacks (rebalances, delivery reports, logs) run on the thread that calls
+``consume``, ``poll`` or ``flush``: a revoke's checkpoint runs while the processing thread is
+inside ``poll``, as with :mod:`.kafka_python`.
 
-- On assign, the partitions are assigned at their committed offsets (or where
-  ``auto_offset_reset`` says). They are not paused (librdkafka aborts when a partition paused
-  during its assignment is stopped before its fetcher started): the runner restores their
-  keys' state right after the ``poll`` that assigned them, before it processes any record,
-  and drops records of a partition it has not restored yet. Its seek to the committed offset
-  is then a no-op while nothing of the partition was read (librdkafka cannot seek a partition
-  whose fetcher has not started), and a real seek once records were dropped.
-- On revoke, the runner's hook checkpoints the revoked partitions; its commit is synchronous
-  here (librdkafka allows it in a rebalance callback), so it lands before the partitions are
-  handed over. On lost, nothing is written.
-- Delivery reports come back per record: failures are kept until the next ``flush``, which
-  raises :class:`~streamgmm.service.kafka.DeliveryError`, and a record refused for good (too
-  large, invalid) is copied to the dead-letter topic exactly as with kafka-python.
-
-``[security]`` settings carry kafka-python's names; :func:`client_config` maps them to
-librdkafka's (``security.protocol``, ``sasl.mechanism``, ``sasl.username``, ``sasl.password``,
-``ssl.ca.location``, ...).
+- Rebalances are incremental (``cooperative-sticky``). Assigned partitions start at their
+  committed offsets and are not paused (librdkafka 2.12 aborts when such a partition is
+  stopped before its fetcher started); the runner restores them right after the ``poll`` that
+  assigned them and leaves records it read before for the re-read from the committed offset.
+  Its seek there is a no-op while nothing of the partition was read (a fetcher that has not
+  started cannot seek).
+- A revoke's commit is synchronous (librdkafka allows it in a rebalance callback). Lost
+  partitions write nothing, and the next ``poll`` raises
+  :class:`~streamgmm.service.kafka.BrokerError`: the runner recreates its producers and
+  topics and rewinds, as after kafka-python's failed deliveries.
+- Delivery failures are kept until the next ``flush``; a record refused for good is copied to
+  the dead-letter topic as with kafka-python. :func:`client_config` maps ``[security]`` to
+  librdkafka's names.
 """
 
 from __future__ import annotations
@@ -71,13 +66,10 @@ _rdlog = logging.getLogger("librdkafka")
 NAME = "confluent"
 #: librdkafka's errors: broker trouble.
 ERRORS: tuple[type[BaseException], ...] = (KafkaException,)
-#: Outputs report only failures; snapshots need their offsets: two producers.
+#: Snapshots get a producer of their own, without the output batching.
 ONE_PRODUCER = False
-
-#: Error codes about one record that no retry can cure (as kafka-python's
-#: ``PERMANENT_RECORD_ERRORS``): too large, or refused by the broker's record validation.
-#: Each is named in dead letters as kafka-python names it, so that a dead letter's
-#: ``streamgmm.refused`` header does not depend on the client.
+#: Error codes no retry can cure (kafka-python's ``PERMANENT_RECORD_ERRORS``), named as
+#: kafka-python names them, so a dead letter's ``streamgmm.refused`` header is the same.
 PERMANENT_CODES = {
     KafkaError.MSG_SIZE_TOO_LARGE: "MessageSizeTooLargeError",
     KafkaError.RECORD_LIST_TOO_LARGE: "RecordListTooLargeError",
@@ -97,7 +89,7 @@ SECURITY_NAMES = {
     "ssl_password": "ssl.key.password",
     "ssl_crlfile": "ssl.crl.location",
 }
-#: Output batching: librdkafka's linger of 5 ms, with larger batches, moved the most records/s.
+#: Output batching, as for kafka-python's output producer: 20 ms linger, large batches.
 OUTPUT_PRODUCER_CONFIG = {"linger.ms": 20, "batch.size": 1024 * 1024}
 #: Records handed to librdkafka between two services of its delivery reports.
 _POLL_EVERY = 1000
@@ -180,8 +172,7 @@ class _GroupConsumer:
         self._max = s.max_poll_records
         self._timeout_ms = s.request_timeout_ms
         self._reset = OFFSET_BEGINNING if s.auto_offset_reset == "earliest" else OFFSET_END
-        # Offsets partitions were assigned at and not read or moved since: a seek there is
-        # a no-op, and must be one (see the module notes).
+        # Offsets partitions were assigned at and not read since (see the module notes).
         self._fresh: dict[TopicPartition, int] = {}
         self._lost_now: set[TopicPartition] = set()
         self._consumer = Consumer(
@@ -195,9 +186,7 @@ class _GroupConsumer:
                 "heartbeat.interval.ms": s.heartbeat_interval_ms,
                 "max.poll.interval.ms": s.max_poll_interval_ms,
                 "enable.partition.eof": False,
-                # Incremental rebalances: a partition that stays with this member is neither
-                # revoked nor restored, and librdkafka 2.12 can abort when an eager rebalance
-                # stops and restarts partitions in quick succession.
+                # Incremental rebalances (see the module notes).
                 "partition.assignment.strategy": "cooperative-sticky",
             }
         )
@@ -226,39 +215,34 @@ class _GroupConsumer:
             self._events.lost -= assigned
 
     def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
-        revoked = {TopicPartition(p.topic, p.partition) for p in partitions}
-        for tp in revoked:
-            self._fresh.pop(tp, None)
-        if not revoked:
-            return
-        log.info("partitions revoked: %s", fmt_partitions(revoked))
-        if self._on_revoke_hook is not None:
-            self._on_revoke_hook(revoked)
-        with self._lock:
-            self._events.revoked |= revoked
-            self._events.assigned -= revoked
+        self._gone(partitions, lost=False)
 
     def _lost(self, _consumer: Any, partitions: list[Any]) -> None:
-        lost = {TopicPartition(p.topic, p.partition) for p in partitions}
-        for tp in lost:
+        self._gone(partitions, lost=True)
+
+    def _gone(self, partitions: list[Any], lost: bool) -> None:
+        gone = {TopicPartition(p.topic, p.partition) for p in partitions}
+        for tp in gone:
             self._fresh.pop(tp, None)
-        if not lost:
+        if not gone:
             return
-        log.warning("partitions lost (group moved on without us): %s", fmt_partitions(lost))
-        if self._on_lost_hook is not None:
-            self._on_lost_hook(lost)
-        self._lost_now |= lost
+        if lost:
+            log.warning("partitions lost (group moved on without us): %s", fmt_partitions(gone))
+            self._lost_now |= gone
+        else:
+            log.info("partitions revoked: %s", fmt_partitions(gone))
+        hook = self._on_lost_hook if lost else self._on_revoke_hook
+        if hook is not None:
+            hook(gone)
         with self._lock:
-            self._events.lost |= lost
-            self._events.assigned -= lost
+            (self._events.lost if lost else self._events.revoked).update(gone)
+            self._events.assigned -= gone
 
     # The interface.
     def poll(self, timeout_ms: int) -> dict[TopicPartition, list[Record]]:
         batch = _group(self._consumer.consume(self._max, timeout_ms / 1000), "consumer")
         if self._lost_now:
-            # Cut off long enough for the group to move on: as after kafka-python's failed
-            # deliveries, the runner recreates its producers and topics (a broker that came
-            # back may have lost them) and rewinds to its last checkpoint.
+            # As after kafka-python's failed deliveries (see the module notes).
             lost, self._lost_now = self._lost_now, set()
             raise BrokerError(
                 f"partitions lost while cut off from the group: {fmt_partitions(lost)}"
@@ -317,8 +301,7 @@ class _GroupConsumer:
                 _raise_on(got.error)
 
     def commit_async(self, positions: Mapping[TopicPartition, int]) -> None:
-        # librdkafka lets a rebalance callback commit synchronously, so the revoke's commit
-        # lands before the partitions are handed over; the next assignment starts there.
+        # Synchronous: allowed in a rebalance callback, and it lands before the hand-over.
         if positions:
             self._consumer.commit(offsets=_offsets(positions), asynchronous=False)
 
@@ -402,8 +385,7 @@ class _Reader:
                 for tp, offset in self._moves.items():
                     consumer.seek(_RdTP(tp.topic, tp.partition, offset))
             except KafkaException as exc:
-                # A partition whose fetcher has not started yet cannot be sought: let it start
-                # and seek them all again, as what this reads is dropped.
+                # Not started yet: let it start, then seek all again (what this reads is dropped).
                 if exc.args[0].code() != KafkaError._STATE or time.monotonic() > deadline:
                     raise
                 consumer.consume(1, 0.05)
@@ -469,6 +451,10 @@ class Producer:
         Codec of output batches; bound of a delivery and of a blocked hand-over.
     dead_letter_topic, on_refused
         As for :class:`.kafka_python.Producer`.
+    extra
+        Further librdkafka settings (``{"linger.ms": 5}``).
+
+    :func:`make_producer` is this class.
     """
 
     def __init__(
@@ -481,19 +467,19 @@ class Producer:
         timeout_ms: int = 30000,
         dead_letter_topic: str | None = None,
         on_refused: RefusedCallback | None = None,
+        **extra: Any,
     ) -> None:
         conf = {
             **_with_logger(config),
-            # A record not delivered within the request timeout fails (the runner rewinds and
-            # sends it again), as kafka-python's blocked send does: to a topic the broker
-            # lost, librdkafka would otherwise wait minutes.
+            # Fail within the request timeout, as kafka-python's blocked send does (to a lost
+            # topic librdkafka would wait minutes); the runner rewinds and sends it again.
             "message.timeout.ms": timeout_ms,
             "on_delivery": self._report,
         }
         if output:
             conf.update(OUTPUT_PRODUCER_CONFIG)
             conf["compression.type"] = compression or "none"
-        self._producer = _RdProducer(conf)
+        self._producer = _RdProducer({**conf, **extra})
         self._timeout = timeout_ms / 1000
         self._on_delivered = on_delivered
         self._dead_letter_topic = dead_letter_topic
@@ -676,30 +662,8 @@ class Producer:
         self._tell_delivered()
 
 
-def make_producer(
-    config: Mapping[str, Any],
-    on_delivered: DeliveredCallback | None = None,
-    *,
-    output: bool = True,
-    compression: str | None = None,
-    timeout_ms: int = 30000,
-    dead_letter_topic: str | None = None,
-    on_refused: RefusedCallback | None = None,
-    **extra: Any,
-) -> Producer:
-    """An output producer (batched, compressed as asked) or a snapshot producer.
-
-    ``extra`` holds further librdkafka settings (``{"linger.ms": 5}``).
-    """
-    return Producer(
-        {**config, **extra},
-        on_delivered,
-        output=output,
-        compression=compression,
-        timeout_ms=timeout_ms,
-        dead_letter_topic=dead_letter_topic,
-        on_refused=on_refused,
-    )
+#: An output producer (batched, compressed as asked) or a snapshot producer.
+make_producer = Producer
 
 
 # =============================================================================== admin
