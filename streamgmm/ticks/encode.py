@@ -20,6 +20,7 @@ in :mod:`streamgmm.ticks.record`; both encoders below are derived from its :data
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -125,7 +126,15 @@ def _json_time(ts: object) -> str:
 def _json_regime_name(
     regime: object, names: Sequence[str] | None, probabilities: Mapping[Any, Any]
 ) -> str:
+    if type(regime) is int and (names is None or type(names) is tuple):
+        return _json_regime_name_of(regime, names, len(probabilities))
     return _json_string(regime_name(regime, names, len(probabilities)))
+
+
+@functools.lru_cache(maxsize=256)
+def _json_regime_name_of(regime: int, names: tuple[str, ...] | None, n_regimes: int) -> str:
+    """:func:`_json_regime_name` of an int id and hashable names, written once per id."""
+    return _json_string(regime_name(regime, names, n_regimes))
 
 
 def _json_probabilities(probabilities: Mapping[Any, Any]) -> str:
@@ -146,7 +155,9 @@ def _json_probabilities(probabilities: Mapping[Any, Any]) -> str:
 # Each kind's text as an f-string replacement field around the value's expression.
 _WRITERS = {
     "string": "{_json_string(%s)}",
-    "number": "{_json_number(%s)}",
+    # A finite float written in place (the usual value), anything else by _json_number: a
+    # function call per number is a measurable share of a record.
+    "number": "{(repr(_n) if type(_n := %s) is float and _n - _n == 0.0 else _json_number(_n))}",
     "integer": "{int(%s)}",
     "boolean": '{"true" if %s else "false"}',
     "probabilities": "{_json_probabilities(%s)}",
