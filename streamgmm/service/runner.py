@@ -487,7 +487,7 @@ class ServiceRunner:
         # Every tick of the run waited the same time since its poll returned.
         self.metrics.observe_latency(time.perf_counter() - started, len(outs))
         for tick, out in zip(run.ticks, outs, strict=True) if self._observers else ():
-            record = build_output_record(tick, out)
+            record = build_output_record(tick, out, self.settings.regime_names)
             for observer in self._observers:
                 observer(key, record)
 
