@@ -85,8 +85,13 @@ BARE = ("bare-confluent", "quixstreams", "bare-kafka-python")
 STREAMGMM_VARIANTS: dict[str, tuple[str, ...]] = {
     "streamgmm": (),
     "streamgmm-on-change": ("output.emit_policy=on_change",),
+    # producer_process = "auto" (the default) means false with confluent.
+    "streamgmm-confluent": ("kafka.client=confluent",),
+    "streamgmm-confluent-process": ("kafka.client=confluent", "output.producer_process=true"),
 }
-DEFAULT_CONTENDERS = ("bare-confluent", "quixstreams", "bare-kafka-python", "streamgmm")
+DEFAULT_CONTENDERS = (
+    "bare-confluent", "quixstreams", "bare-kafka-python", "streamgmm", "streamgmm-confluent",
+)  # fmt: skip
 #: The goals: (variant whose --set flags contain this, peer, figure, bound): the variant's
 #: figure over the peer's is at least (rate) or at most (CPU) the bound.
 GOALS = (

@@ -39,7 +39,7 @@ from typing import IO
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
-from streamgmm.service.kafka_io import create_topics
+from streamgmm.service.kafka.kafka_python import create_topics
 
 log = logging.getLogger(__name__)
 

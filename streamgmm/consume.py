@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
-    from streamgmm.service.kafka_io import ensure_reachable, kafka_client_kwargs
+    from streamgmm.service.kafka import BrokerError, ensure_reachable
+    from streamgmm.service.kafka.kafka_python import kafka_client_kwargs
 
     servers = ",".join(settings.bootstrap_servers)
     if sys.platform != "win32":
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
                 last = time.monotonic()
             elif args.timeout is not None and time.monotonic() - last >= args.timeout:
                 break
-    except KafkaError as exc:
+    except (KafkaError, BrokerError) as exc:
         print(f"streamgmm consume: cannot read {args.topic} from {servers}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

@@ -14,8 +14,10 @@ def configure_logging(level: str, process: str = "") -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format=f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s",
     )
-    # kafka-python logs every failed reconnect at ERROR; the runner already says what is wrong
-    # in one line. At DEBUG the client's own warnings come back for troubleshooting.
-    logging.getLogger("kafka").setLevel(
-        logging.WARNING if level.upper() == "DEBUG" else logging.CRITICAL
-    )
+    # kafka-python and librdkafka log every failed reconnect at ERROR; the runner already says
+    # what is wrong in one line. At DEBUG the clients' own warnings come back for
+    # troubleshooting.
+    for client in ("kafka", "librdkafka"):
+        logging.getLogger(client).setLevel(
+            logging.WARNING if level.upper() == "DEBUG" else logging.CRITICAL
+        )

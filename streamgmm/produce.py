@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    from streamgmm.service.kafka_io import kafka_client_kwargs
+    from streamgmm.service.kafka.kafka_python import kafka_client_kwargs
 
     failures: list[BaseException] = []
     try:

@@ -31,6 +31,22 @@ TEST_SESSION_TIMEOUT_MS = 6000
 TEST_HEARTBEAT_MS = 500
 
 
+#: ``[kafka] client`` values: service tests whose outcome depends on the client run on each.
+CLIENTS = ("kafka-python", "confluent")
+
+
+@pytest.fixture(params=CLIENTS)
+def client(request: pytest.FixtureRequest) -> str:
+    """The ``[kafka] client`` the service under test uses; each test runs once per client."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module", params=CLIENTS)
+def module_client(request: pytest.FixtureRequest) -> str:
+    """As ``client``, for module-scoped services (one service per client per module)."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[EmbeddedBroker]:
     """A tansu broker with memory storage on 127.0.0.1, shared by the whole session."""
@@ -159,13 +175,17 @@ def start_service(config: Path, log_path: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def service_config(broker: EmbeddedBroker, name: str, path: Path, **extra: Any) -> Path:
+def service_config(
+    broker: EmbeddedBroker, name: str, path: Path, client: str = "kafka-python", **extra: Any
+) -> Path:
     """Write a TOML config for a test service instance and return its path.
 
-    ``extra`` maps ``"section.key"`` to a value, e.g. ``{"checkpoint.every_records": 500}``.
+    ``client`` is ``[kafka] client``; ``extra`` maps ``"section.key"`` to a value, e.g.
+    ``{"checkpoint.every_records": 500}``.
     """
     sections: dict[str, dict[str, Any]] = {
         "kafka": {
+            "client": client,
             "bootstrap_servers": broker.bootstrap_servers,
             "group_id": f"{name}-group",
             "session_timeout_ms": TEST_SESSION_TIMEOUT_MS,

@@ -74,6 +74,7 @@ def write_config(
     name: str,
     *,
     metrics: bool = True,
+    client: str = "kafka-python",
     **extra: Any,
 ) -> Path:
     """Write a TOML config for a service instance on the test broker; return ``path``.
@@ -81,10 +82,12 @@ def write_config(
     ``name`` prefixes the topics and group (input ``<name>-in``, group ``<name>-group``).
     ``extra`` maps ``"section.key"`` to a value, e.g. ``{"checkpoint.every_records": 500}``.
     With ``metrics=False`` the metrics server is disabled; with ``metrics=True`` it binds an
-    ephemeral port on the default host (the shipped default, 127.0.0.1).
+    ephemeral port on the default host (the shipped default, 127.0.0.1). ``client`` is
+    ``[kafka] client``.
     """
     sections: dict[str, dict[str, Any]] = {
         "kafka": {
+            "client": client,
             "bootstrap_servers": bootstrap,
             "group_id": f"{name}-group",
             "session_timeout_ms": SESSION_TIMEOUT_MS,

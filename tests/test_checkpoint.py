@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 from conftest import KafkaTools
-from kafka import KafkaConsumer
 
 from streamgmm.broker import EmbeddedBroker
 from streamgmm.service.checkpoint import BadSnapshot, Changelog, ChangelogError, Checkpointer
-from streamgmm.service.kafka_io import Producer
+from streamgmm.service.kafka import Producer, get_client
 from streamgmm.service.keystore import KeyStore
 from streamgmm.settings.layers import load_settings
 from streamgmm.ticks.keystate import KeyState
@@ -40,12 +39,21 @@ class Poisoned:
         return {"s2": float("inf")}
 
 
-@pytest.fixture
-def changelog(broker: EmbeddedBroker, unique: str) -> Iterator[tuple[Changelog, Producer]]:
+@pytest.fixture(params=["kafka-python", "confluent"])
+def changelog(
+    request: pytest.FixtureRequest, broker: EmbeddedBroker, unique: str
+) -> Iterator[tuple[Changelog, Producer]]:
     topic = f"{unique}.changelog"
     broker.create_topics({topic: 1})
-    producer = Producer(broker.client_kwargs())
-    reader = KafkaConsumer(**broker.client_kwargs(), group_id=None, enable_auto_commit=False)
+    env = {
+        "STREAMGMM_KAFKA_CLIENT": request.param,
+        "STREAMGMM_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "STREAMGMM_KAFKA_GROUP_ID": unique,
+    }
+    settings = load_settings(None, env, {})
+    client = get_client(request.param)
+    producer = client.make_producer(client.client_config(settings), output=False)
+    reader = client.make_reader(settings)
     try:
         yield Changelog(topic, producer, reader, 1, timeout_ms=10000), producer
     finally:
@@ -84,6 +92,12 @@ def test_an_unwritable_state_starts_its_key_afresh(
     assert written[b"K"]["next_offset"] == 12
     assert written[b"K"]["state"]["pipeline"]["counters"]["n_samples_seen"] == 0
     assert written[b"H"]["next_offset"] == 3
+    # Restoring reads them back through this client's reader, at the offsets the write gave.
+    index, bad = log.read_index([0])
+    assert set(index) == {"K", "H"} and bad == []
+    assert index["H"].changelog_offset == refs["H"].changelog_offset
+    snapshot, _value = log.load(index["H"])
+    assert (snapshot.key, snapshot.next_offset) == ("H", 3)
 
 
 def test_an_unwritable_state_fails_with_one_line_when_asked(

@@ -73,12 +73,12 @@ def _read_counting_wire_bytes(broker: EmbeddedBroker, topic: str, expect: int):
 
 
 def test_every_input_codec_is_consumed_and_outputs_are_compressed(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: EmbeddedBroker, tmp_path: Path, client: str
 ) -> None:
     name = f"cz-{uuid.uuid4().hex[:8]}"
     broker.create_topics({f"{name}-in": 1})
     config = service_config(
-        broker, name, tmp_path / "svc.toml", **{"output.compression_type": "zstd"}
+        broker, name, tmp_path / "svc.toml", client, **{"output.compression_type": "zstd"}
     )
     settings = load_settings(config, {}, {})
     keys = {codec: f"{codec.upper()}-KEY" for codec in COMPRESSION_TYPES}

@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
 from streamgmm.regime import EventDetector, RegimeDetector
-from streamgmm.service.kafka_io import kafka_client_kwargs
+from streamgmm.service.kafka.kafka_python import kafka_client_kwargs
 from streamgmm.settings.detector import detector_specs
 from streamgmm.settings.flags import add_cli_overrides, overrides_from_args
 from streamgmm.settings.layers import load_settings
@@ -465,6 +465,79 @@ def test_a_settings_text_names_its_choices_from_the_parser() -> None:
     y, z = specs_of(Declared)
     assert (y.attr, y.doc, y.choices) == ("y", '"a" first; a, b or c.', ("a", "b", "c"))
     assert (z.name, z.env, z.doc) == ("x.z", "STREAMGMM_X_Z", "One of P, Q.")
+
+
+def test_security_settings_map_to_librdkafka_names(tmp_path: Path) -> None:
+    """``client = "confluent"``: every ``[security]`` setting under librdkafka's name, and a
+    configuration librdkafka accepts for its consumer, producer and admin client."""
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    from confluent_kafka.admin import AdminClient
+
+    from streamgmm.service.kafka import confluent
+
+    path = write(
+        tmp_path,
+        "[kafka]\n"
+        'client = "confluent"\n'
+        "[security]\n"
+        'security_protocol = "SASL_SSL"\n'
+        'sasl_mechanism = "SCRAM-SHA-512"\n'
+        'sasl_plain_username = "alice"\n'
+        'ssl_cafile = "/etc/ssl/ca.pem"\n'
+        'ssl_certfile = "/etc/ssl/client.pem"\n'
+        'ssl_keyfile = "/etc/ssl/client.key"\n'
+        'ssl_crlfile = "/etc/ssl/crl.pem"\n'
+        "ssl_check_hostname = false\n"
+        'sasl_kerberos_service_name = "kafka"\n',
+    )
+    env = {
+        "STREAMGMM_SECURITY_SASL_PLAIN_PASSWORD": " s3cret ",
+        "STREAMGMM_SECURITY_SSL_PASSWORD": "k3y",
+    }
+    settings = load_settings(path, env, {})
+    assert settings.client == "confluent"
+    config = confluent.client_config(settings)
+    assert {k: v for k, v in config.items() if k.startswith(("security", "sasl", "ssl"))} == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "alice",
+        "sasl.password": " s3cret ",
+        "sasl.kerberos.service.name": "kafka",
+        "ssl.ca.location": "/etc/ssl/ca.pem",
+        "ssl.certificate.location": "/etc/ssl/client.pem",
+        "ssl.key.location": "/etc/ssl/client.key",
+        "ssl.key.password": "k3y",
+        "ssl.crl.location": "/etc/ssl/crl.pem",
+        "ssl.endpoint.identification.algorithm": "none",
+    }
+    assert config["bootstrap.servers"] == "localhost:9092"
+    # librdkafka checks every property name and value when a client is made (no connection
+    # is needed for that); the certificate files need not exist until it connects.
+    plain = {**confluent.client_config(load_settings(None, {}, {})), "group.id": "g"}
+    for make in (confluent_kafka.Consumer, confluent_kafka.Producer, AdminClient):
+        make(plain)
+    with pytest.raises(confluent_kafka.KafkaException, match=r"ssl|SSL|certificate|No such file"):
+        confluent_kafka.Producer(config)  # it does read the files: proof the names are real
+
+
+def test_an_unknown_client_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"kafka\.client"):
+        load_settings(None, {"STREAMGMM_KAFKA_CLIENT": "librdkafka"}, {})
+
+
+def test_producer_process_auto_follows_the_client() -> None:
+    from streamgmm.settings.service import use_producer_process
+
+    def use(**env: str) -> bool:
+        return use_producer_process(load_settings(None, env, {}))
+
+    assert load_settings(None, {}, {}).producer_process is None  # "auto"
+    assert use() is True  # kafka-python: the child process pays off
+    assert use(STREAMGMM_KAFKA_CLIENT="confluent") is False
+    assert use(STREAMGMM_KAFKA_CLIENT="confluent", STREAMGMM_OUTPUT_PRODUCER_PROCESS="true") is True
+    assert use(STREAMGMM_OUTPUT_PRODUCER_PROCESS="false") is False
+    with pytest.raises(ConfigError, match=r'output\.producer_process.*true, false or "auto"'):
+        load_settings(None, {"STREAMGMM_OUTPUT_PRODUCER_PROCESS": "maybe"}, {})
 
 
 def test_regime_names_default_to_the_number_of_regimes_and_can_be_given(tmp_path: Path) -> None:

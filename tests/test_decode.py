@@ -14,6 +14,7 @@ from streamgmm.service.dead_letters import dead_letter_headers, refused_copy
 from streamgmm.settings.layers import load_settings
 from streamgmm.settings.service import Settings
 from streamgmm.settings.table import spec_named
+from streamgmm.ticks import decode as decode_mod
 from streamgmm.ticks.decode import AUTO_TS_UNITS, TickDecoder, ts_unit_of
 from streamgmm.ticks.tick import REASONS, DeadLetter, Tick, dead_letter_for, decode_key, encode_key
 
@@ -364,3 +365,35 @@ def test_refused_output_record_becomes_an_unproducible_dead_letter() -> None:
     named = dict(refused_copy(None, b"[" * 10, None, "x")[2])
     assert named["streamgmm.source.partition"] == b"-1"
     assert named["streamgmm.original.key_bytes"] == b"-1"
+
+
+FAST_PATH_VALUES = [
+    b'{"symbol":"A","ts":1.7e9,"price":101.5,"volume":3}',
+    b'{"symbol":"A","ts":1.7e9,"price":123456789012345678901234567890}',
+    b'{"symbol":"A","ts":-9223372036854775809,"price":1.0}',
+    b'{"symbol":123456789012345678901234567890,"ts":1.7e9,"price":1.0}',
+    b'{"symbol":"A","ts":1.7e9,"price":[123456789012345678901234567890]}',
+    b'{"symbol":"A","ts":1.7e9,"price":{"x":18446744073709551616}}',
+    b'{"symbol":"\\ud800","ts":1.7e9,"price":1.0}',
+    b'{"symbol":"A","ts":1.7e9,"price":1e400}',
+    b'{"symbol":"A","ts":1.7e9,"price":NaN}',
+    b'{"symbol":"A","ts":1.7e9,"price":1.0,"price":-1.0}',
+    b'{"symbol":"A\xff","ts":1.7e9,"price":1.0}',
+    b'\xef\xbb\xbf{"symbol":"A","ts":1.7e9,"price":1.0}',
+    b'{"symbol":"A","ts":"2024-01-02T03:04:05","price":01}',
+    b'[{"symbol":"A"}]',
+]
+
+
+@pytest.mark.parametrize("value", FAST_PATH_VALUES)
+def test_orjson_fast_path_decodes_as_python_json(
+    value: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """orjson parses a record when it gives what Python's json gives: the tick or the dead
+    letter (reason and detail) is the same with the fast path as without it."""
+    env = {"INPUT_KEY_FIELD": "symbol"}
+    fast = TickDecoder(market(**env)).decode(b"k", value, "t", 0, 7)
+    monkeypatch.setattr(decode_mod, "_fast_parse", lambda _value: None)
+    slow = TickDecoder(market(**env)).decode(b"k", value, "t", 0, 7)
+    assert fast == slow
+    assert repr(fast) == repr(slow)

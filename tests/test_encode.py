@@ -24,6 +24,7 @@ from streamgmm.ticks.encode import (
     encode_output,
     encode_output_columns,
     encode_output_record,
+    encode_output_run,
 )
 from streamgmm.ticks.record import (
     DERIVED_FIELDS,
@@ -322,3 +323,35 @@ def test_regime_name_defaults_and_given_names() -> None:
     assert got == ["calm", "turbulent"]
     got = [json.loads(r)["regime_name"] for r in encode_output_columns(source, columns, ("a", "b"))]
     assert got == ["a", "b"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["SPX", "SPX", "SPX", 'é\u2028"K']),
+            st.sampled_from(["ticks", "ticks", "other"]),
+            st.sampled_from([3, 3, 4]),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.integers(0, 2**62),
+            st.integers(0, 1),
+            _floats,
+            _floats,
+        ),
+        max_size=8,
+    ),
+    names=st.sampled_from([None, ("calm", "stormy"), ("only",)]),
+)
+def test_encode_output_run_equals_the_per_record_encoder(
+    rows: list[tuple[str, str, int, float, int, int, Any, Any]], names: tuple[str, ...] | None
+) -> None:
+    """A run's records, written with its key, topic and partition once, are byte for byte the
+    per-record encoder's; a tick of another key, topic or partition in the run too."""
+    ticks = [Tick(k, ts, {"price": 1.0}, t, p, o) for k, t, p, ts, o, _r, _ll, _d in rows]
+    outs = [
+        make_output(r, {0: 0.25, 1: 0.75}, {0: p, 1: 0.5}, ll, d, r == 1, o, True, d, None)
+        for _k, _t, _p, p, o, r, ll, d in rows
+    ]
+    assert encode_output_run(ticks, outs, names) == [
+        encode_output_record(tick, out, names) for tick, out in zip(ticks, outs, strict=True)
+    ]

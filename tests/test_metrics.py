@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import streamgmm
@@ -340,3 +341,24 @@ def test_key_resets_and_refused_records_are_counted(
     assert s[("streamgmm_keys_reset_total", ())] == 1
     assert s[("streamgmm_records_refused_total", (("outcome", "dead_lettered"),))] == 2
     assert s[("streamgmm_records_refused_total", (("outcome", "lost"),))] == 1
+
+
+def test_observing_n_latencies_at_once_equals_n_observations() -> None:
+    one, many = ServiceMetrics(), ServiceMetrics()
+    for seconds, n in ((0.002, 3), (0.0025, 2), (0.7, 1), (3.0, 4), (1e-6, 5)):
+        for _ in range(n):
+            one.observe_latency(seconds)
+        many.observe_latency(seconds, n)
+
+    def latency(m: ServiceMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = generate_latest(m.registry).decode()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name.startswith("streamgmm_processing_latency")
+        }
+
+    assert latency(one).keys() == latency(many).keys()
+    for key, value in latency(one).items():
+        assert latency(many)[key] == pytest.approx(value), key

@@ -64,7 +64,7 @@ def _check_batch(settings: object, sent: list, outputs: TopicReader) -> None:
         assert_states_close(last[key], want, f"output {key}")
 
 
-def test_service_survives_two_broker_restarts(tmp_path: Path) -> None:
+def test_service_survives_two_broker_restarts(tmp_path: Path, client: str) -> None:
     ticks = market_ticks(KEYS, 3 * PER_BATCH, seed=4)
     partition_of = {k: i for i, k in enumerate(KEYS)}
     batches = [
@@ -79,7 +79,11 @@ def test_service_survives_two_broker_restarts(tmp_path: Path) -> None:
         topic = f"{name}-in"
         broker.create_topics({topic: PARTITIONS})
         config = write_config(
-            tmp_path / "svc.toml", bootstrap, name, **{"checkpoint.every_seconds": 1.0}
+            tmp_path / "svc.toml",
+            bootstrap,
+            name,
+            client=client,
+            **{"checkpoint.every_seconds": 1.0},
         )
         settings = load_settings(config, {}, {})
         svc = ServiceProcess(config, tmp_path / "service.log")

@@ -52,7 +52,7 @@ SEED = 20261126
 
 
 def test_sigkill_at_random_points_is_exact(
-    broker: EmbeddedBroker, tmp_path: Path, record_property: RecordProperty
+    broker: EmbeddedBroker, tmp_path: Path, record_property: RecordProperty, client: str
 ) -> None:
     bootstrap = broker.bootstrap_servers
     name = f"rc-{uuid.uuid4().hex[:8]}"
@@ -64,6 +64,7 @@ def test_sigkill_at_random_points_is_exact(
         bootstrap,
         name,
         metrics=False,
+        client=client,
         **{
             "checkpoint.every_records": 1500,
             "checkpoint.every_seconds": 3600.0,

@@ -322,7 +322,9 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def env(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory, module_client: str
+) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("fuzz")
     name = f"rz-{uuid.uuid4().hex[:8]}"
     broker.create_topics({f"{name}-in": PARTITIONS})
@@ -330,6 +332,7 @@ def env(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Ite
         tmp / "svc.toml",
         broker.bootstrap_servers,
         name,
+        client=module_client,
         **{"input.max_record_bytes": MAX_RECORD_BYTES, "input.out_of_order": "reject"},
     )
     settings_ = load_settings(config, {}, {})
@@ -524,6 +527,16 @@ def test_metrics_agree_and_service_stops_cleanly(env: Env) -> None:
     assert dead == len(env.dlq.records)
     assert produced == len(env.outputs.records)
     assert consumed == dead + produced  # every record went exactly one way
+    # Lag per partition: one series per input partition, drained to 0.
+    wait_until(
+        lambda: (
+            [v for k, v in scrape(env.svc.metrics_port()).items()
+             if k.startswith("streamgmm_consumer_lag{")] == [0.0] * PARTITIONS
+        ),
+        10,
+        "the lag of every partition to read 0",
+        0.2,
+    )  # fmt: skip
     assert env.svc.terminate() == 0, env.svc.tail()
     kinds: dict[str, int] = {}
     for rec in env.dlq.records:

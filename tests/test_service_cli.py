@@ -206,3 +206,48 @@ def test_python_dash_m_streamgmm_is_the_cli() -> None:
     assert proc.returncode == 0, proc.stderr
     for command in ("run", "replay", "produce", "consume", "broker", "demo", "plot"):
         assert command in proc.stdout
+
+
+def test_a_missing_input_topic_lists_the_closest_topics_and_ctrl_c_stops_cleanly(
+    broker: EmbeddedBroker, unique: str, tmp_path: Path, client: str
+) -> None:
+    """A misspelt input topic: the wait names the broker's topics, closest first (again once
+    a minute), and Ctrl-C (SIGINT) during the wait is a clean stop, on either client."""
+    broker.create_topics({f"{unique}-ticks": 1, f"{unique}-orders": 1})
+    log_path = tmp_path / "run.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "streamgmm.cli", "run",
+                "--bootstrap-servers", broker.bootstrap_servers,
+                "--input-topic", f"{unique}-tiks",
+                "--group-id", unique,
+                "--metrics-port", "0",
+                "--set", f"kafka.client={client}",
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "closest names first" not in log_path.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        time.sleep(3.0)  # a few more checks for the topic, but no second listing yet
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log_path.read_text()
+    assert code == 0, text
+    (listing,) = [line for line in text.splitlines() if "closest names first" in line]
+    assert f"input topic {unique}-tiks does not exist yet" in listing
+    assert "again in 60s" in listing
+    names = listing.split("closest names first: ", 1)[1].split(", ")
+    # The misspelt name's neighbour comes first, ahead of the other topic of this test.
+    assert names[0] == f"{unique}-ticks", names[:5]
+    assert names.index(f"{unique}-ticks") < names.index(f"{unique}-orders")
+    assert "ERROR" not in text and "Traceback" not in text, text
+    assert "received SIGINT" in text

@@ -80,6 +80,7 @@ def test_mixed_input(
     unique: str,
     tmp_path: Path,
     producer_process: bool,
+    client: str,
 ) -> None:
     broker.create_topics({f"{unique}-in": 3})
     ticks = make_ticks(SYMBOLS, 1667, seed=1)[:5000]
@@ -116,6 +117,7 @@ def test_mixed_input(
         broker,
         unique,
         tmp_path / "svc.toml",
+        client,
         **{
             "input.max_record_bytes": MAX_RECORD_BYTES,
             "metrics.port": metrics_port,

@@ -61,7 +61,9 @@ def _as_sent(ticks: list[dict[str, Any]]) -> list[tuple[bytes, bytes, int]]:
 
 
 @pytest.fixture(scope="module")
-def kafka_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> KafkaRun:
+def kafka_run(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory, module_client: str
+) -> KafkaRun:
     tools = KafkaTools(broker)
     tmp = tmp_path_factory.mktemp("restart")
     name = f"rs-{uuid.uuid4().hex[:8]}"
@@ -70,6 +72,7 @@ def kafka_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
         broker,
         name,
         tmp / "svc.toml",
+        module_client,
         **{"checkpoint.every_records": 500, "checkpoint.every_seconds": 1.0},
     )
     settings = load_settings(config, {}, {})

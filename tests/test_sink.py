@@ -14,14 +14,17 @@ import signal
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 from conftest import KafkaTools
 
 from streamgmm.broker import EmbeddedBroker
 from streamgmm.service.dead_letters import dead_letter_headers
-from streamgmm.service.kafka_io import DeliveryError, Producer, RecordRefused
+from streamgmm.service.kafka import DeliveryError, RecordRefused, get_client
+from streamgmm.service.kafka import Producer as KafkaProducer
 from streamgmm.service.sink import ProducerProcess
+from streamgmm.settings.layers import load_settings
 from streamgmm.ticks.tick import DeadLetter
 
 pytestmark = pytest.mark.integration
@@ -208,9 +211,15 @@ class Refusals:
             self.counts[f"{topic}:{outcome}"] += 1
 
 
+def _client_config(broker: EmbeddedBroker, client: str) -> dict[str, Any]:
+    """``[kafka] client``'s configuration of the test broker, as the service makes it."""
+    env = {"STREAMGMM_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers}
+    return get_client(client).client_config(load_settings(None, env, {}))
+
+
 @pytest.mark.parametrize("in_process", [False, True], ids=["producer_process", "in_process"])
 def test_records_refused_for_good_are_dead_lettered_as_copies_that_fit(
-    broker: EmbeddedBroker, kafka_tools: KafkaTools, unique: str, in_process: bool
+    broker: EmbeddedBroker, kafka_tools: KafkaTools, unique: str, in_process: bool, client: str
 ) -> None:
     """A record over the 1 MiB ``max_request_size`` is no broker trouble: its copy, cut to fit,
     goes to the dead-letter topic, the flush succeeds and later records go out as usual.
@@ -223,15 +232,16 @@ def test_records_refused_for_good_are_dead_lettered_as_copies_that_fit(
     acks, refusals = Acks(), Refusals()
     big = b'{"key":"K","topic":"in","partition":3,"offset":77,"pad":"' + b"x" * 1_100_000 + b'"}'
     dead = DeadLetter(b"k" * 600_000, b"v" * 600_000, "oversized", "big", "in", 1, 9)
-    sink: Producer | ProducerProcess
+    sink: KafkaProducer | ProducerProcess
+    config = _client_config(broker, client)
     if in_process:
-        sink = Producer(
-            broker.client_kwargs(), acks, dead_letter_topic=dlq, on_refused=refusals, linger_ms=5
+        sink = get_client(client).make_producer(
+            config, acks, dead_letter_topic=dlq, on_refused=refusals
         )
     else:
         sink = ProducerProcess(
-            broker.client_kwargs(), {"linger_ms": 5}, on_delivered=acks, dead_letter_topic=dlq,
-            on_refused=refusals,
+            config, {}, on_delivered=acks, dead_letter_topic=dlq, on_refused=refusals,
+            client=client,
         )  # fmt: skip
     try:
         sink.send(out, value=b"before", key=b"K")
@@ -266,10 +276,14 @@ def test_records_refused_for_good_are_dead_lettered_as_copies_that_fit(
     assert letter.headers["streamgmm.detail"] == b"big"
 
 
-def test_a_refused_snapshot_is_never_copied(broker: EmbeddedBroker, unique: str) -> None:
+def test_a_refused_snapshot_is_never_copied(
+    broker: EmbeddedBroker, unique: str, client: str
+) -> None:
     topic = f"{unique}-changelog"
     broker.create_topics({topic: 1})
-    producer = Producer(broker.client_kwargs(), dead_letter_topic=f"{unique}-dlq")
+    producer = get_client(client).make_producer(
+        _client_config(broker, client), output=False, dead_letter_topic=f"{unique}-dlq"
+    )
     try:
         producer.send(topic, value=b"x" * 2_000_000, key=b"K", divert=False)
         with pytest.raises(RecordRefused, match="MessageSizeTooLargeError"):

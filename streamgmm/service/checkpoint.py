@@ -36,11 +36,14 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
-
-from streamgmm.service.kafka_io import Producer, RecordRefused
+from streamgmm.service.kafka import (
+    BrokerError,
+    GroupConsumer,
+    Producer,
+    Reader,
+    RecordRefused,
+    TopicPartition,
+)
 from streamgmm.service.snapshot import Snapshot, SnapshotError, decode_snapshot, encode_snapshot
 from streamgmm.ticks.tick import decode_key, encode_key
 
@@ -112,10 +115,8 @@ class BadSnapshotError(ChangelogError):
         self.bad = bad
 
 
-class ChangelogUnavailable(KafkaError):
+class ChangelogUnavailable(BrokerError):
     """The changelog could not be read in time (retryable, like any broker trouble)."""
-
-    retriable = True
 
 
 class Changelog:
@@ -128,7 +129,7 @@ class Changelog:
     producer : Producer
         The service process's producer. It also writes outputs only with
         ``producer_process = false``; the runner flushes outputs before writing snapshots.
-    reader : KafkaConsumer
+    reader : Reader
         A group-less consumer used only for restores.
     input_partitions : int
         Partition count of the input topic; enables co-partitioning when it matches.
@@ -138,7 +139,7 @@ class Changelog:
         self,
         topic: str,
         producer: Producer,
-        reader: KafkaConsumer,
+        reader: Reader,
         input_partitions: int,
         timeout_ms: int = 30000,
     ) -> None:
@@ -146,7 +147,7 @@ class Changelog:
         self._producer = producer
         self._reader = reader
         self._timeout_ms = timeout_ms
-        self._partitions = sorted(reader.partitions_for_topic(topic) or ())
+        self._partitions = sorted(reader.partitions_for(topic))
         if not self._partitions:
             # Retryable (the broker may be recovering), unlike a corrupt record.
             raise ChangelogUnavailable(
@@ -163,7 +164,7 @@ class Changelog:
 
         Raises
         ------
-        streamgmm.service.kafka_io.DeliveryError
+        streamgmm.service.kafka.DeliveryError
             When the broker did not acknowledge them; the caller must not commit then.
         """
         futures = []
@@ -189,9 +190,9 @@ class Changelog:
             ) from exc
         refs: dict[str, SnapshotRef] = {}
         for snap, future in futures:
-            meta = future.get(timeout=0)
+            partition, offset = self._producer.where(future)
             refs[snap.key] = SnapshotRef(
-                snap.key, snap.partition, snap.next_offset, meta.partition, meta.offset
+                snap.key, snap.partition, snap.next_offset, partition, offset
             )
         return refs
 
@@ -220,7 +221,7 @@ class Changelog:
         cl_parts = sorted(wanted) if self.copartitioned else self._partitions
         tps = [TopicPartition(self.topic, p) for p in cl_parts]
         self._reader.assign(tps)
-        self._reader.seek_to_beginning(*tps)
+        self._reader.seek_to_beginning(tps)
         end = self._reader.end_offsets(tps, timeout_ms=self._timeout_ms)
         index: dict[str, SnapshotRef] = {}
         bad: dict[bytes | None, BadSnapshot] = {}  # by record key: the latest record wins
@@ -234,28 +235,28 @@ class Changelog:
                     f"changelog {self.topic} restore made no progress for "
                     f"{RESTORE_STALL_SECONDS:.0f}s ({n_read} snapshot(s) read)"
                 )
-            batch = self._reader.poll(timeout_ms=1000, max_records=5000)
+            batch = self._reader.poll(1000, 5000)
             if batch:
                 last_progress = time.monotonic()
             for tp, records in batch.items():
-                for rec in records:
+                for rec_key, rec_value, rec_offset in records:
                     n_read += 1
-                    key = _text_key(rec.key)
-                    bad.pop(rec.key, None)
-                    if rec.value is None:  # tombstone: the key was deleted
+                    key = _text_key(rec_key)
+                    bad.pop(rec_key, None)
+                    if rec_value is None:  # tombstone: the key was deleted
                         if key is not None:
                             index.pop(key, None)
                         continue
                     try:
-                        snap = self._decode(rec.key, rec.value, tp, rec.offset)
+                        snap = self._decode(rec_key, rec_value, tp, rec_offset)
                     except BadSnapshotError as exc:
                         if key is not None:
                             index.pop(key, None)
-                        bad[rec.key] = exc.bad
+                        bad[rec_key] = exc.bad
                         continue
                     if snap.partition in wanted:
                         index[snap.key] = SnapshotRef(
-                            snap.key, snap.partition, snap.next_offset, tp.partition, rec.offset
+                            snap.key, snap.partition, snap.next_offset, tp.partition, rec_offset
                         )
             for tp in list(remaining):
                 # tansu reports a partition's end offset as the last batch's base offset + 1,
@@ -289,10 +290,12 @@ class Changelog:
         self._reader.seek(tp, ref.changelog_offset)
         deadline = time.monotonic() + RESTORE_STALL_SECONDS
         while time.monotonic() < deadline:
-            batch = self._reader.poll(timeout_ms=1000, max_records=1)
-            for rec in batch.get(tp, ()):
-                if rec.offset == ref.changelog_offset:
-                    return self._decode(rec.key, rec.value, tp, rec.offset), rec.value
+            batch = self._reader.poll(1000, 1)
+            for rec_key, rec_value, rec_offset in batch.get(tp, ()):
+                if rec_offset == ref.changelog_offset:
+                    snap = self._decode(rec_key, rec_value, tp, rec_offset)
+                    assert rec_value is not None  # decode_snapshot refuses None
+                    return snap, rec_value
                 break
         raise ChangelogUnavailable(
             f"snapshot of key {ref.key!r} at {self.topic}[{ref.changelog_partition}]"
@@ -392,7 +395,7 @@ class Checkpointer:
 
         Raises
         ------
-        streamgmm.service.kafka_io.DeliveryError
+        streamgmm.service.kafka.DeliveryError
             When a flush fails; nothing may be committed then.
         ChangelogError
             When a state cannot be written and ``reset`` is None or refuses.
@@ -418,7 +421,7 @@ class Checkpointer:
     def commit(
         self,
         store: KeyStates,
-        consumer: KafkaConsumer,
+        consumer: GroupConsumer,
         positions: Mapping[TopicPartition, int],
         *,
         partitions: Collection[int] | None = None,
@@ -439,27 +442,10 @@ class Checkpointer:
             Input partitions whose keys to save (a revoke saves only the revoked ones).
         sync
             Commit synchronously (waits up to ``timeout_ms``); False fires ``commit_async``,
-            the only commit a rebalance listener may make (see :mod:`.kafka_io`).
+            the only commit a rebalance listener may make (see :mod:`.kafka`).
         """
         store.remember(self.save(store.dirty(partitions), store.reset))
         if sync:
-            commit_offsets(consumer, positions, self._timeout_ms)
+            consumer.commit(positions, self._timeout_ms)
         else:
-            commit_offsets_async(consumer, positions)
-
-
-def commit_offsets(
-    consumer: KafkaConsumer, positions: Mapping[TopicPartition, int], timeout_ms: int = 30000
-) -> None:
-    """Synchronously commit ``positions`` (next offset to process per partition)."""
-    if positions:
-        consumer.commit(
-            {tp: OffsetAndMetadata(off, "", -1) for tp, off in positions.items()},
-            timeout_ms=timeout_ms,
-        )
-
-
-def commit_offsets_async(consumer: KafkaConsumer, positions: Mapping[TopicPartition, int]) -> None:
-    """Fire-and-forget commit, safe from a rebalance listener (see kafka_io module docs)."""
-    if positions:
-        consumer.commit_async({tp: OffsetAndMetadata(off, "", -1) for tp, off in positions.items()})
+            consumer.commit_async(positions)

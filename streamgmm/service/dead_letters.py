@@ -65,7 +65,7 @@ def refused_copy(
 ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
     """A dead letter that fits, for a record the broker refused for good.
 
-    The sinks (:mod:`streamgmm.service.kafka_io`, :mod:`streamgmm.service.sink`) send this
+    The sinks (:mod:`streamgmm.service.kafka`, :mod:`streamgmm.service.sink`) send this
     copy to the dead-letter topic when a record is too large to produce or the broker calls it
     invalid, instead of retrying a record no retry can deliver.
 

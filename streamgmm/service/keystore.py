@@ -18,7 +18,7 @@ record, reason ``bad_snapshot``); ``"fail"`` raises
 naming the record (or the key) and the reason.
 
 Single writer: the runner's processing thread, or a rebalance hook while that thread is parked
-in ``poll()`` (see :mod:`.kafka_io`).
+in ``poll()`` (see :mod:`.kafka`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ double every counter and histogram, per key too.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import math
@@ -276,9 +277,22 @@ class ServiceMetrics:
         """Count one valid record that was deliberately not applied, for ``reason``."""
         self._skipped.labels(reason=reason).inc()
 
-    def observe_latency(self, seconds: float) -> None:
-        """Record the processing time of one record."""
-        self._latency.observe(seconds)
+    def observe_latency(self, seconds: float, n: int = 1) -> None:
+        """Record the processing time of ``n`` records that each took ``seconds``.
+
+        The same as ``n`` observations, in one step: the runner observes a key's ticks of a
+        poll together, as they all waited the same time.
+        """
+        if n == 1:
+            self._latency.observe(seconds)
+            return
+        if n <= 0:
+            return
+        # prometheus-client has no weighted observe: its sum and the one bucket, by n.
+        latency = self._latency
+        latency._sum.inc(seconds * n)
+        i = bisect.bisect_left(latency._upper_bounds, seconds)
+        latency._buckets[i].inc(n)
 
     def observe_checkpoint(self, seconds: float) -> None:
         """Record the duration of one checkpoint."""

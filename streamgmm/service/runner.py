@@ -3,18 +3,20 @@
 Owns the orchestration: poll a batch, decode it (:mod:`streamgmm.ticks.decode`), hand each
 key's ticks to the per-key tick rules (:mod:`streamgmm.ticks.rules`, which encode their output
 records with :mod:`streamgmm.ticks.encode`), send records and dead letters to the sink
-(:mod:`.sink` or :class:`.kafka_io.Producer`), and checkpoint (:mod:`.checkpoint`) every
+(:mod:`.sink` or a :class:`.kafka.Producer`), and checkpoint (:mod:`.checkpoint`) every
 ``[checkpoint] every_records`` records or ``every_seconds``, on revoke and on shutdown.
 Per-key state lives in the key store (:mod:`.keystore`). The runner holds no maths (the
 detectors do), no wire formats and no per-key rules.
 
 One thread does all processing. Rebalance callbacks run while that thread is parked in
-``poll()`` (see :mod:`.kafka_io`), so per-key state has a single writer.
+``poll()`` (see :mod:`.kafka`), so per-key state has a single writer. The runner knows no Kafka
+library: ``[kafka] client`` picks the implementation of :mod:`.kafka`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import signal
 import threading
@@ -23,26 +25,24 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
-
 from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
 from streamgmm.service.checkpoint import BadSnapshot, Changelog, ChangelogError, Checkpointer
 from streamgmm.service.dead_letters import dead_letter_headers
-from streamgmm.service.kafka_io import (
+from streamgmm.service.kafka import (
+    BrokerError,
+    Client,
     DeliveryError,
+    GroupConsumer,
     Producer,
-    RebalanceRecorder,
-    create_topics,
+    Reader,
+    TopicPartition,
     ensure_reachable,
-    kafka_client_kwargs,
-    make_group_consumer,
-    make_reader,
+    get_client,
 )
 from streamgmm.service.keystore import KeyStore
 from streamgmm.service.metrics import ServiceMetrics
 from streamgmm.service.sink import ProducerProcess
-from streamgmm.settings.service import Settings
+from streamgmm.settings.service import Settings, use_producer_process
 from streamgmm.settings.spec import ConfigError
 from streamgmm.ticks.decode import TickDecoder, group_by_key
 from streamgmm.ticks.encode import build_output_record
@@ -57,15 +57,46 @@ BACKOFF_MAX = 30.0
 #: Longest single poll; bounds how long a SIGTERM waits before the loop notices it.
 POLL_TIMEOUT_MS = 250
 
+#: Seconds between two updates of the consumer lag gauges.
+LAG_INTERVAL = 0.5
+#: Seconds between two listings of the broker's topics while the input topic is missing.
+TOPIC_LISTING_INTERVAL = 60.0
+#: Most topic names one listing shows.
+TOPIC_LISTING_MAX = 20
+
 OutputObserver = Callable[[str, dict[str, Any]], None]
-#: Output producer batching, larger than kafka-python's defaults (linger 0 ms, 16 KiB):
-#: measured on the embedded broker, linger 20 ms with 256 KiB batches moved ~1.8x more
-#: records/s, because the sender computes CRCs and builds requests per batch.
-OUTPUT_PRODUCER_CONFIG = {"linger_ms": 20, "batch_size": 256 * 1024}
 
 
 class FatalServiceError(RuntimeError):
     """An error that retrying cannot fix (e.g. a changelog record that is not a snapshot)."""
+
+
+class _Stopped(Exception):
+    """A stop was asked for before the clients were set up."""
+
+
+def closest_topics(
+    wanted: str, topics: set[str] | list[str], limit: int = TOPIC_LISTING_MAX
+) -> str:
+    """The topic names, closest to ``wanted`` first (difflib's ratio), for a log line.
+
+    Examples
+    --------
+    >>> closest_topics("ticks", {"orders", "tick", "ticks.regimes", "__consumer_offsets"})
+    'tick, ticks.regimes, orders'
+    >>> closest_topics("ticks", set())
+    '(none)'
+    """
+    names = [t for t in topics if not t.startswith("__")]
+    if not names:
+        return "(none)"
+
+    def distance(name: str) -> tuple[float, str]:
+        return (-difflib.SequenceMatcher(None, wanted, name).ratio(), name)
+
+    names.sort(key=distance)
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
 class ServiceRunner:
@@ -100,16 +131,18 @@ class ServiceRunner:
         self.metrics_address: tuple[str, int] | None = None
         self.ready = threading.Event()  # set once the consumer has its first assignment
 
-        self._consumer: KafkaConsumer | None = None
+        self._client: Client | None = None  # [kafka] client, imported at start
+        self._errors: tuple[type[BaseException], ...] = (BrokerError, DeliveryError, OSError)
+        self._revoke_errors: tuple[type[BaseException], ...] = (*self._errors, ChangelogError)
+        self._consumer: GroupConsumer | None = None
         self._producer: Producer | None = None  # snapshots (and outputs in one process)
         self._sink: Producer | ProducerProcess | None = None  # outputs and dead letters
-        self._reader: KafkaConsumer | None = None
+        self._reader: Reader | None = None
         self._changelog: Changelog | None = None
         self._checkpointer: Checkpointer | None = None
         self._store: KeyStore | None = None  # per-key state; made with the changelog
         self._decoder: TickDecoder | None = None
         self._rules = TickRules.from_settings(settings)
-        self._recorder: RebalanceRecorder | None = None
 
         self._owned: set[TopicPartition] = set()  # assigned and restored
         self._restoring: set[TopicPartition] = set()  # assigned, waiting for restore
@@ -188,13 +221,21 @@ class ServiceRunner:
                     f"and port): {' '.join(str(exc).split()) or type(exc).__name__}"
                 ) from None
             log.info("metrics on http://%s:%d/metrics", *self.metrics_address)
+        try:
+            self._client = get_client(s.client)
+        except ImportError as exc:
+            raise ConfigError(str(exc)) from None
+        self._errors = (BrokerError, DeliveryError, OSError, *self._client.ERRORS)
+        self._revoke_errors = (*self._errors, ChangelogError)
         self._decoder = TickDecoder(s)
         backoff = BACKOFF_INITIAL
         while not self._stop.is_set():
             try:
                 self._connect()
                 return
-            except (KafkaError, DeliveryError, OSError) as exc:
+            except _Stopped:
+                return
+            except self._errors as exc:
                 log.error(
                     "cannot set up Kafka clients on %s: %s; retrying in %.1fs",
                     ",".join(s.bootstrap_servers),
@@ -207,9 +248,9 @@ class ServiceRunner:
 
     def _connect(self) -> None:
         s = self.settings
-        client = kafka_client_kwargs(s)
+        assert self._client is not None
         ensure_reachable(s.bootstrap_servers)
-        self._reader = make_reader(client, auto_offset_reset="earliest")
+        self._reader = self._client.make_reader(s)
         self._n_input = self._wait_for_input_topic()
         self._open_writers()
         assert self._changelog is not None
@@ -219,22 +260,14 @@ class ServiceRunner:
                 s.changelog_topic,
                 s.input_topic,
             )
-        self._recorder = RebalanceRecorder(on_revoke=self._on_revoke, on_lost=self._on_lost)
-        self._consumer = make_group_consumer(
-            client,
-            s.input_topic,
-            s.group_id,
-            self._recorder,
-            session_timeout_ms=s.session_timeout_ms,
-            heartbeat_interval_ms=s.heartbeat_interval_ms,
-            max_poll_records=s.max_poll_records,
-            max_poll_interval_ms=s.max_poll_interval_ms,
-            auto_offset_reset=s.auto_offset_reset,
+        self._consumer = self._client.make_group_consumer(
+            s, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         log.info(
-            "consuming %s as group %s; output %s, dead letters %s, changelog %s",
+            "consuming %s as group %s with %s; output %s, dead letters %s, changelog %s",
             s.input_topic,
             s.group_id,
+            s.client,
             s.output_topic,
             s.dlq_topic,
             s.changelog_topic,
@@ -248,32 +281,34 @@ class ServiceRunner:
         broker that lost its data has lost these topics too.
         """
         s = self.settings
-        assert self._reader is not None
-        client = kafka_client_kwargs(s)
+        assert self._reader is not None and self._client is not None
+        kafka = self._client
+        client = kafka.client_config(s)
         ensure_reachable(s.bootstrap_servers)
         self._close_writers(timeout=1)
-        producer_config = {
-            **OUTPUT_PRODUCER_CONFIG,
-            "max_block_ms": s.request_timeout_ms,
-            "compression_type": s.compression_type,
-        }
-        if s.producer_process:
+        timeout_ms = s.request_timeout_ms
+        use_process = use_producer_process(s)
+        if use_process:
             self._sink = ProducerProcess(
-                client, producer_config, on_delivered=self._delivered,
-                # Longer than max_block_ms, which the child may spend on one record.
-                write_timeout=s.request_timeout_ms / 1000 + 30.0,
-                dead_letter_topic=s.dlq_topic, on_refused=self._refused,
+                client, {"compression": s.compression_type, "timeout_ms": timeout_ms},
+                on_delivered=self._delivered,
+                # Longer than a hand-over may block, which the child may spend on one record.
+                write_timeout=timeout_ms / 1000 + 30.0,
+                dead_letter_topic=s.dlq_topic, on_refused=self._refused, client=kafka.NAME,
             )  # fmt: skip
-            self._producer = Producer(client, max_block_ms=s.request_timeout_ms)
         else:
-            self._producer = Producer(
-                client, on_delivered=self._delivered, dead_letter_topic=s.dlq_topic,
-                on_refused=self._refused, **producer_config,
+            self._sink = kafka.make_producer(
+                client, self._delivered, output=True, compression=s.compression_type,
+                timeout_ms=timeout_ms, dead_letter_topic=s.dlq_topic, on_refused=self._refused,
             )  # fmt: skip
-            self._sink = self._producer
+        if use_process or not kafka.ONE_PRODUCER:
+            self._producer = kafka.make_producer(client, output=False, timeout_ms=timeout_ms)
+        else:
+            assert not isinstance(self._sink, ProducerProcess)
+            self._producer = self._sink
         if s.create_topics:
             n = self._n_input
-            created = create_topics(
+            created = kafka.create_topics(
                 client,
                 {s.output_topic: n, s.dlq_topic: n, s.changelog_topic: n},
                 {s.changelog_topic: {"cleanup.policy": "compact"}},
@@ -296,21 +331,31 @@ class ServiceRunner:
         )
 
     def _wait_for_input_topic(self) -> int:
+        """Wait until the input topic exists; return its partition count.
+
+        While it is missing, the broker's topics are logged once a minute, closest names
+        first, as the input topic may be misspelt. A stop during the wait is a clean stop.
+        """
         assert self._reader is not None
-        announced = False
+        wanted = self.settings.input_topic
+        next_listing = 0.0
         while not self._stop.is_set():
             ensure_reachable(self.settings.bootstrap_servers)
-            parts = self._reader.partitions_for_topic(self.settings.input_topic)
+            parts = self._reader.partitions_for(wanted)
             if parts:
                 return len(parts)
-            if not announced:
+            now = time.monotonic()
+            if now >= next_listing:
                 log.warning(
-                    "input topic %s does not exist yet; waiting for it", self.settings.input_topic
+                    "input topic %s does not exist yet; waiting for it (listing the topics "
+                    "again in %.0fs). Topics on the broker, closest names first: %s",
+                    wanted,
+                    TOPIC_LISTING_INTERVAL,
+                    closest_topics(wanted, self._reader.topics()),
                 )
-                announced = True
-            self._reader.topics()  # refresh metadata
+                next_listing = now + TOPIC_LISTING_INTERVAL
             self._stop.wait(1.0)
-        raise KafkaError("stopped while waiting for the input topic")
+        raise _Stopped
 
     # ------------------------------------------------------------------ main loop
     def _loop(self) -> None:
@@ -327,7 +372,7 @@ class ServiceRunner:
                 backoff = BACKOFF_INITIAL
             except ChangelogError as exc:
                 raise FatalServiceError(str(exc)) from exc
-            except (KafkaError, DeliveryError, OSError) as exc:
+            except self._errors as exc:
                 log.error(
                     "broker trouble: %s; rewinding to the last checkpoint, retrying in %.1fs",
                     exc,
@@ -341,26 +386,29 @@ class ServiceRunner:
         assert self._consumer is not None
         if self._restoring:
             self._restore()
-        batch = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
+        restored = set(self._owned)
+        batch = self._consumer.poll(POLL_TIMEOUT_MS)
         self._apply_rebalance_events()
         for tp, recs in batch.items():
-            if tp not in self._owned:
-                # Fetched before a restore/rewind: its partition will be re-read from the
-                # committed offset once restored.
+            if tp not in restored or tp not in self._owned:
+                # Fetched before a restore/rewind (a client that does not pause a partition
+                # it assigns may return its records in the poll that assigned it): its
+                # partition is re-read from the committed offset once restored.
                 continue
             # Counters move once per partition batch: per-record calls cost more than the
             # count is worth.
             self.metrics.consumed(len(recs))
             self._process_batch(tp, recs)
-            self._positions[tp] = recs[-1].offset + 1
+            self._positions[tp] = recs[-1][2] + 1
             self._uncommitted.add(tp)
         if batch:
             assert self._sink is not None
             self._sink.send_pending()
             self._publish_batch_metrics()
         now = time.monotonic()
-        if batch or now - self._last_lag_update >= 1.0:
-            # Also refreshed while idle, so a lag alert does not read a stale gauge.
+        if now - self._last_lag_update >= LAG_INTERVAL:
+            # Busy or idle alike: per poll, the client's watermark lookups cost more than a
+            # fresher gauge is worth, and while idle a lag alert must not read a stale one.
             self._last_lag_update = now
             self._update_lag()
         self._maybe_checkpoint()
@@ -376,8 +424,8 @@ class ServiceRunner:
             self._batch_last_ts = None
 
     def _apply_rebalance_events(self) -> None:
-        assert self._recorder is not None
-        events = self._recorder.drain()
+        assert self._consumer is not None
+        events = self._consumer.drain_events()
         if events.revoked:
             self.metrics.rebalance("revoked")
         if events.lost:
@@ -389,7 +437,7 @@ class ServiceRunner:
             self.ready.set()
 
     # ------------------------------------------------------------------ per record
-    def _process_batch(self, tp: TopicPartition, recs: list[Any]) -> None:
+    def _process_batch(self, tp: TopicPartition, recs: list[tuple[Any, Any, int]]) -> None:
         """Handle one partition's records from one poll: outputs, dead letters or nothing.
 
         Records are decoded in offset order and grouped by key; each key's ticks then go
@@ -400,7 +448,7 @@ class ServiceRunner:
         started = time.perf_counter()
         decode, topic, partition = self._decoder.decode, tp.topic, tp.partition
         by_key, dead = group_by_key(
-            (decode(rec.key, rec.value, topic, partition, rec.offset), rec.value) for rec in recs
+            (decode(key, value, topic, partition, offset), value) for key, value, offset in recs
         )
         for dl in dead:
             self._dead_letter(dl)
@@ -437,11 +485,9 @@ class ServiceRunner:
         else:
             pending.extend(outs)
         # Every tick of the run waited the same time since its poll returned.
-        latency = time.perf_counter() - started
-        for _ in outs:
-            self.metrics.observe_latency(latency)
+        self.metrics.observe_latency(time.perf_counter() - started, len(outs))
         for tick, out in zip(run.ticks, outs, strict=True) if self._observers else ():
-            record = build_output_record(tick, out)
+            record = build_output_record(tick, out, self.settings.regime_names)
             for observer in self._observers:
                 observer(key, record)
 
@@ -517,7 +563,7 @@ class ServiceRunner:
                     partitions={tp.partition for tp in mine},
                     sync=False,
                 )
-            except (KafkaError, DeliveryError, ChangelogError) as exc:
+            except self._revoke_errors as exc:
                 # The next owner restores the previous snapshots and replays from the previous
                 # commit; models stay exact, some outputs are emitted again.
                 log.error("checkpoint on revoke failed: %s; the next owner replays more", exc)
@@ -545,7 +591,7 @@ class ServiceRunner:
     def _restore(self) -> None:
         """Index the changelog for partitions awaiting restore, seek, resume."""
         assert self._consumer is not None and self._store is not None
-        assignment = set(self._consumer.assignment())
+        assignment = self._consumer.assignment()
         tps = self._restoring & assignment
         self._restoring &= assignment
         if not tps:
@@ -561,7 +607,7 @@ class ServiceRunner:
             self._positions.pop(tp, None)
         self._owned |= tps
         self._restoring -= tps
-        self._consumer.resume(*tps)
+        self._consumer.resume(tps)
         log.info(
             "restored %d partition(s) in %.2fs: %s",
             len(tps),
@@ -586,8 +632,8 @@ class ServiceRunner:
         self._owned.clear()
         self._restoring = owned
         if owned:
-            with contextlib.suppress(KafkaError, AssertionError):
-                self._consumer.pause(*owned)
+            with contextlib.suppress(*self._errors, AssertionError):
+                self._consumer.pause(owned)
         self.metrics.set_active_keys(0)
 
     def _update_lag(self) -> None:
@@ -612,7 +658,7 @@ class ServiceRunner:
             try:
                 self._checkpoint()
                 break
-            except (KafkaError, DeliveryError, OSError) as exc:
+            except self._errors as exc:
                 log.error("final checkpoint failed (attempt %d/2): %s", attempt, exc)
                 if attempt == 1:
                     time.sleep(BACKOFF_INITIAL)
@@ -626,7 +672,7 @@ class ServiceRunner:
             client = getattr(self, name)
             if client is not None:
                 try:
-                    client.close(autocommit=False, timeout_ms=5000)
+                    client.close()
                 except Exception as exc:  # closing must not mask the exit path
                     log.warning("closing %s failed: %s", name.strip("_"), exc)
                 setattr(self, name, None)

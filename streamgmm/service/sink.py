@@ -13,7 +13,8 @@ little-endian) and ``length`` bytes of payload.
 
 Parent to child:
 
-- ``C`` configuration (JSON): kafka-python client and producer arguments and the log level.
+- ``C`` configuration (JSON): the client (``[kafka] client``), its configuration, the
+  producer's options and the log level.
   Always the first frame; the child answers ``A``.
 - ``T`` one topic name (UTF-8); topics are numbered in the order they are announced.
 - ``R`` records: u32 ``n``, then ``n`` times (i32 topic number, i32 key length, i32 value
@@ -37,7 +38,7 @@ Once a record fails, the child stops sending until the next flush, which reports
 since then as not delivered: the service answers a failed flush by rewinding to its last
 checkpoint and producing all of them again, while sending on to a broker that is away would
 cost up to ``max_block_ms`` per record. A record refused for good (too large, invalid) is no
-such failure: the child's producer is a :class:`~streamgmm.service.kafka_io.Producer` with
+such failure: the child's producer is a :class:`~streamgmm.service.kafka.Producer` with
 the dead-letter topic of the configuration, which sends a copy that fits there instead.
 
 The child ignores SIGINT and SIGTERM: the service decides when it stops, so a Ctrl-C aimed
@@ -59,18 +60,22 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import IO, Any
 
 from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
-from streamgmm.service.kafka_io import DeliveryError, Producer, RefusedCallback
+from streamgmm.service.kafka import (
+    DeliveredCallback,
+    DeliveryError,
+    Producer,
+    RefusedCallback,
+    get_client,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DeliveredCallback", "ProducerProcess"]
 
-#: ``callback(topic, n)`` is told that ``n`` more records of ``topic`` were acknowledged.
-DeliveredCallback = Callable[[str, int], None]
 
 _FRAME = struct.Struct("<cI")
 _F64 = struct.Struct("<d")
@@ -124,21 +129,21 @@ def _grow_pipe(fd: int) -> None:
 
 
 class ProducerProcess:
-    """A kafka-python producer in a child process, with :class:`kafka_io.Producer`'s calls.
+    """An output producer in a child process, with :class:`kafka.Producer`'s calls.
 
     Parameters
     ----------
     client_kwargs : Mapping
-        kafka-python client arguments (:func:`streamgmm.service.kafka_io.kafka_client_kwargs`);
-        they must be JSON-safe, as every setting the configuration accepts is.
+        The client's configuration (``client_config`` of :mod:`streamgmm.service.kafka`'s
+        implementations); it must be JSON-safe, as every setting the configuration accepts is.
     producer_kwargs : Mapping
-        Further ``KafkaProducer`` arguments (``linger_ms``, ``batch_size``, ...).
+        Further ``make_producer`` arguments (``compression``, ``timeout_ms``).
     on_delivered : callable or None
         ``on_delivered(topic, n)``: ``n`` more records of ``topic`` were acknowledged by the
         broker. Called from a reader thread.
     dead_letter_topic : str or None
         Where the child sends a copy that fits of each record refused for good (see
-        :class:`~streamgmm.service.kafka_io.Producer`).
+        :class:`~streamgmm.service.kafka.Producer`).
     on_refused : callable or None
         ``on_refused(topic, outcome)`` per refused record, from a reader thread.
     start_timeout : float
@@ -172,6 +177,7 @@ class ProducerProcess:
         *,
         dead_letter_topic: str | None = None,
         on_refused: RefusedCallback | None = None,
+        client: str = "kafka-python",
     ) -> None:
         self._on_delivered = on_delivered
         self._on_refused = on_refused
@@ -186,6 +192,7 @@ class ProducerProcess:
         self._answers: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self._closed = False
         config = {
+            "kafka": client,
             "client": dict(client_kwargs),
             "producer": dict(producer_kwargs),
             "dead_letter_topic": dead_letter_topic,
@@ -444,8 +451,14 @@ class _ChildProducer:
             return EXIT_FAILURE
         threading.Thread(target=self._pump, name="sink-pipe", daemon=True).start()
         threading.Thread(target=self._report, name="sink-progress", daemon=True).start()
+        assert self._producer is not None
         while True:
-            frame = self._frames.get()
+            try:
+                frame = self._frames.get(timeout=_PROGRESS_INTERVAL)
+            except queue.Empty:
+                # Idle: let a client that reports deliveries on this thread (librdkafka) do so.
+                self._producer.send_pending()
+                continue
             if frame is None:
                 # The service is gone: deliver what is here, briefly, and leave.
                 self._finish(5.0, answer=False)
@@ -473,9 +486,10 @@ class _ChildProducer:
         if isinstance(client.get("api_version"), list):
             client["api_version"] = tuple(client["api_version"])
         try:
-            self._producer = Producer(
+            self._producer = get_client(config.get("kafka", "kafka-python")).make_producer(
                 client,
                 self._acknowledged,
+                output=True,
                 dead_letter_topic=config.get("dead_letter_topic"),
                 on_refused=self._refused,
                 **config["producer"],

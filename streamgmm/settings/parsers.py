@@ -16,6 +16,7 @@ __all__ = [
     "Choice",
     "Invalid",
     "boolean",
+    "boolean_or_auto",
     "field_list",
     "integer",
     "kafka_version",
@@ -95,6 +96,16 @@ def boolean(raw: object) -> bool:
         if text in ("0", "false", "no", "off"):
             return False
     raise Invalid("expected true or false")
+
+
+def boolean_or_auto(raw: object) -> bool | None:
+    """true, false or "auto" (None: the service decides)."""
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return None
+    try:
+        return boolean(raw)
+    except Invalid:
+        raise Invalid('expected true, false or "auto"') from None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 from streamgmm.settings.parsers import (
     Choice,
     boolean,
+    boolean_or_auto,
     field_list,
     integer,
     kafka_version,
@@ -33,6 +34,7 @@ from streamgmm.settings.spec import Spec, setting, setting_group, specs_of
 __all__ = [
     "COMPRESSION_TYPES",
     "EMIT_POLICIES",
+    "KAFKA_CLIENTS",
     "ON_BAD_SNAPSHOT",
     "OUT_OF_ORDER",
     "SECTION_DOCS",
@@ -41,10 +43,13 @@ __all__ = [
     "TICK_KINDS",
     "TS_UNITS",
     "Settings",
+    "use_producer_process",
 ]
 
 #: Batch codecs kafka-python produces with the codec packages the core install brings.
 COMPRESSION_TYPES = ("gzip", "lz4", "zstd", "snappy")
+#: Values of ``[kafka] client`` (the implementations: :mod:`streamgmm.service.kafka`).
+KAFKA_CLIENTS = ("kafka-python", "confluent")
 #: Values of ``[output] emit_policy`` (see :func:`streamgmm.ticks.rules.should_emit`).
 EMIT_POLICIES = ("every_tick", "on_change", "every_n")
 #: Values of ``[input] out_of_order``.
@@ -62,7 +67,11 @@ _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHB
 
 #: What a section is about, where its settings need it (under its header in default.toml).
 SECTION_DOCS: dict[str, str] = {
-    "security": "Passed unchanged to every kafka-python client (consumer, producer, admin). "
+    "security": "Passed to every Kafka client (consumer, producer, admin): unchanged to "
+    "kafka-python, under librdkafka's names to confluent (security.protocol, sasl.mechanism, "
+    "sasl.username, sasl.password, sasl.kerberos.service.name, ssl.ca.location, "
+    "ssl.certificate.location, ssl.key.location, ssl.key.password, ssl.crl.location, "
+    "ssl.endpoint.identification.algorithm; librdkafka has no sasl_kerberos_domain_name). "
     "Empty = not set.",
     "detector": "The per-key detector: the parameters of streamgmm.RegimeDetector (market ticks) "
     "and streamgmm.EventDetector (event ticks), with their defaults. Checked against the "
@@ -87,6 +96,13 @@ class Settings:
 
     # fmt: off
     # [kafka]
+    client: str = setting(
+        "kafka", "client", Choice(KAFKA_CLIENTS), "kafka-python",
+        "Kafka client library: $alternatives. kafka-python is pure Python and comes with "
+        "streamgmm; confluent is librdkafka, through confluent-kafka (pip install "
+        "\"streamgmm[confluent]\"), and moves more records per CPU second. Both give the same "
+        "guarantees; see docs/service.md.",
+    )
     bootstrap_servers: tuple[str, ...] = setting(
         "kafka", "bootstrap_servers", servers, "localhost:9092",
         "Comma-separated host:port list (a TOML array of strings is accepted too).",
@@ -98,7 +114,8 @@ class Settings:
         "kafka-python probe the broker. Default 2.5: probing has been seen to stall "
         "consumer-group joins for over a minute on some Kafka-compatible brokers (the "
         "embedded tansu broker among them), while 2.5 joins in seconds. Every Apache Kafka "
-        "broker from 2.5 up, 4.x included, speaks these request versions.",
+        "broker from 2.5 up, 4.x included, speaks these request versions. kafka-python only: "
+        "librdkafka asks the broker.",
     )
     client_id: str = setting(
         "kafka", "client_id", nonempty_string, "streamgmm",
@@ -263,13 +280,18 @@ class Settings:
     emit_every_n: int = setting(
         "output", "emit_every_n", integer(1), 10, 'N for emit_policy = "every_n".'
     )
-    producer_process: bool = setting(
-        "output", "producer_process", boolean, True,
-        "Produce output and dead-letter records from a child process (true), so that "
-        "kafka-python's producer runs on another core instead of sharing the service's "
-        "interpreter lock; about 1.8x the throughput on 2 cores "
-        "(benchmarks/bench_service.py). false keeps one process, for platforms that restrict "
-        "subprocesses. Snapshots are always written from the service process.",
+    #: None ("auto"): true with kafka-python, false with confluent (see use_producer_process).
+    producer_process: bool | None = setting(
+        "output", "producer_process", boolean_or_auto, "auto",
+        "Produce output and dead-letter records from a child process (true), so that the "
+        "producer runs on another core instead of sharing the service's interpreter lock, or "
+        "from the service process (false, also for platforms that restrict subprocesses). "
+        '"auto" (the default) is true with kafka-python, whose producer costs enough CPU per '
+        "record for the child to pay off (about 1.8x the throughput on 2 cores, "
+        "benchmarks/bench_service.py), and false with confluent, whose librdkafka produces "
+        "from its own threads already (benchmarks/bench_peers.py measured 1.16x the "
+        "throughput without the child). Snapshots are always written from the service "
+        "process.",
     )
     #: None: uncompressed batches.
     compression_type: str | None = setting(
@@ -340,3 +362,10 @@ class Settings:
 
 #: Every setting but ``[detector]``'s, in the order of the :class:`Settings` fields.
 SPECS: tuple[Spec, ...] = specs_of(Settings)
+
+
+def use_producer_process(settings: Settings) -> bool:
+    """Whether the service produces from a child process (``[output] producer_process``)."""
+    if settings.producer_process is None:
+        return settings.client == "kafka-python"
+    return settings.producer_process

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 
 from streamgmm.settings.service import Settings
 from streamgmm.ticks.tick import DeadLetter, Tick, short_repr
@@ -97,6 +98,36 @@ def _reject_constant(name: str) -> float:
 
 # One decoder for every record: json.loads(..., parse_constant=...) builds a new one per call.
 _JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+#: orjson reads an integer literal past 64 bits as a float; Python's json keeps it an int.
+_INT64_BOUND = float(2**63)
+_PLAIN = (str, float, int, bool, type(None))
+
+
+def _fast_parse(value: bytes) -> dict[str, Any] | None:
+    """``value`` parsed by orjson when that gives exactly what :data:`_JSON_DECODER` gives,
+    else None (the caller parses with the latter, which also words any refusal).
+
+    orjson refuses what Python's json reads differently (``NaN``, numbers overflowing a
+    float, lone surrogates, invalid UTF-8); of what it accepts, only integers past 64 bits
+    differ (read as floats), so a result with a float that large, or with a value that
+    could hold one nested, is not taken.
+    """
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if type(obj) is not dict:
+        return None
+    for item in obj.values():
+        kind = type(item)
+        if kind is float:
+            if not -_INT64_BOUND < item < _INT64_BOUND:
+                return None
+        elif kind not in _PLAIN:
+            return None
+    return obj
 
 
 def _number(obj: dict[str, Any], name: str) -> float:
@@ -277,6 +308,9 @@ class TickDecoder:
             raise _Reject(
                 "oversized", f"value is {len(value)} bytes, limit is {self.max_record_bytes}"
             )
+        obj = _fast_parse(value)
+        if obj is not None:
+            return obj
         try:
             obj = _JSON_DECODER.decode(bytes(value).decode("utf-8"))
         except UnicodeDecodeError as exc:

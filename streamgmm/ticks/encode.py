@@ -20,6 +20,7 @@ in :mod:`streamgmm.ticks.record`; both encoders below are derived from its :data
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -41,10 +42,12 @@ from streamgmm.ticks.tick import Tick
 __all__ = [
     "COLUMNS_ENCODER_SOURCE",
     "ENCODER_SOURCE",
+    "RUN_ENCODER_SOURCE",
     "build_output_record",
     "encode_output",
     "encode_output_columns",
     "encode_output_record",
+    "encode_output_run",
 ]
 
 _SOURCE_NAMES = frozenset(field.name for field in SOURCE_FIELDS)
@@ -125,7 +128,15 @@ def _json_time(ts: object) -> str:
 def _json_regime_name(
     regime: object, names: Sequence[str] | None, probabilities: Mapping[Any, Any]
 ) -> str:
+    if type(regime) is int and (names is None or type(names) is tuple):
+        return _json_regime_name_of(regime, names, len(probabilities))
     return _json_string(regime_name(regime, names, len(probabilities)))
+
+
+@functools.lru_cache(maxsize=256)
+def _json_regime_name_of(regime: int, names: tuple[str, ...] | None, n_regimes: int) -> str:
+    """:func:`_json_regime_name` of an int id and hashable names, written once per id."""
+    return _json_string(regime_name(regime, names, n_regimes))
 
 
 def _json_probabilities(probabilities: Mapping[Any, Any]) -> str:
@@ -146,7 +157,9 @@ def _json_probabilities(probabilities: Mapping[Any, Any]) -> str:
 # Each kind's text as an f-string replacement field around the value's expression.
 _WRITERS = {
     "string": "{_json_string(%s)}",
-    "number": "{_json_number(%s)}",
+    # A finite float written in place (the usual value), anything else by _json_number: a
+    # function call per number is a measurable share of a record.
+    "number": "{(repr(_n) if type(_n := %s) is float and _n - _n == 0.0 else _json_number(_n))}",
     "integer": "{int(%s)}",
     "boolean": '{"true" if %s else "false"}',
     "probabilities": "{_json_probabilities(%s)}",
@@ -195,6 +208,75 @@ def _compile_encoder() -> Callable[..., bytes]:
 
 
 encode_output_record = _compile_encoder()
+
+
+# --------------------------------------------------------------------------- a key's run
+#: Source fields one key's run of ticks shares (one key, from one partition of one topic):
+#: :func:`encode_output_run` writes each of them once per run.
+_RUN_CONSTANTS = ("key", "topic", "partition")
+
+
+def _run_encoder_source() -> str:
+    parts = []
+    for field in RECORD_FIELDS:
+        if field.name in _RUN_CONSTANTS:
+            parts.append(f'"{field.name}":{{_c_{field.name}}}')
+            continue
+        if field.name in _DERIVED_FROM:
+            value = _DERIVED_FROM[field.name]
+        elif field.name in _SOURCE_NAMES:
+            value = f"tick.{field.name}"
+        else:
+            value = f'out["{field.name}"]'
+        parts.append(f'"{field.name}":' + _WRITERS[field.kind] % value)
+    template = "{{" + ",".join(parts) + "}}"
+    constants = {
+        name: ("_json_string(first.%s)" if kind == "string" else "int(first.%s)") % name
+        for name, kind in ((f.name, f.kind) for f in SOURCE_FIELDS if f.name in _RUN_CONSTANTS)
+    }
+    return (
+        "def encode_output_run(ticks, outs, names=None):\n"
+        "    if not ticks:\n"
+        "        return []\n"
+        "    first = ticks[0]\n"
+        "    key, topic, partition = first.key, first.topic, first.partition\n"
+        + "".join(f"    _c_{name} = {text}\n" for name, text in constants.items())
+        + "    written = []\n"
+        "    append = written.append\n"
+        "    for tick, out in zip(ticks, outs, strict=True):\n"
+        "        if tick.key != key or tick.topic != topic or tick.partition != partition:\n"
+        "            append(encode_output_record(tick, out, names))\n"
+        "            continue\n"
+        f"        append(f'{template}'.encode())\n"
+        "    return written\n"
+    )
+
+
+#: Source of :func:`encode_output_run`, generated from :data:`RECORD_FIELDS`.
+RUN_ENCODER_SOURCE = _run_encoder_source()
+
+
+def _compile_run_encoder() -> Callable[..., list[bytes]]:
+    namespace: dict[str, Any] = {
+        "_json_string": _json_string,
+        "_json_number": _json_number,
+        "_json_probabilities": _json_probabilities,
+        "_json_time": _json_time,
+        "_json_regime_name": _json_regime_name,
+        "encode_output_record": encode_output_record,
+    }
+    exec(compile(RUN_ENCODER_SOURCE, f"<{__name__} run encoder>", "exec"), namespace)
+    encoder: Callable[..., list[bytes]] = namespace["encode_output_run"]
+    encoder.__doc__ = (
+        "The output records of a run of ticks with their outputs, as UTF-8 JSON.\n\n"
+        "Byte for byte ``[encode_output_record(t, o, names) for t, o in zip(ticks, outs)]``; "
+        "the key, topic and partition a run shares are written once."
+    )
+    encoder.__module__ = __name__
+    return encoder
+
+
+encode_output_run = _compile_run_encoder()
 
 
 # --------------------------------------------------------------------------- columns

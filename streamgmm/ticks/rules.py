@@ -46,7 +46,7 @@ import numpy as np
 from streamgmm.regime import StreamProblem
 from streamgmm.regime.output import OutputBlock, output_rows, take_columns
 from streamgmm.settings.service import EMIT_POLICIES, OUT_OF_ORDER, Settings
-from streamgmm.ticks.encode import encode_output_columns, encode_output_record
+from streamgmm.ticks.encode import encode_output_columns, encode_output_run
 from streamgmm.ticks.keystate import KeyState, Pipeline
 from streamgmm.ticks.record import SOURCE_FIELDS
 from streamgmm.ticks.tick import DeadLetter, Tick, TickBlock, dead_letter_for
@@ -389,10 +389,16 @@ class TickRules:
             [out["n_samples_seen"] for out in applied_outs],
         )
         names = self.regime_names
-        run.records += [
-            (applied[j].offset, encode_output_record(applied[j], applied_outs[j], names))
-            for j in emitted
-        ]
+        if len(emitted) == len(applied):
+            written_ticks, written_outs = applied, applied_outs
+        else:
+            written_ticks = [applied[j] for j in emitted]
+            written_outs = [applied_outs[j] for j in emitted]
+        run.records += zip(
+            [tick.offset for tick in written_ticks],
+            encode_output_run(written_ticks, written_outs, names),
+            strict=True,
+        )
         if self.keep_labels and emitted:
             written = [applied_outs[j] for j in emitted]
             run.labels.append(
