@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 from conftest import KafkaTools
-from kafka import KafkaConsumer
 
 from streamgmm.broker import EmbeddedBroker
 from streamgmm.regime import RegimeDetector
 from streamgmm.service.checkpoint import Changelog, ChangelogError, Checkpointer
-from streamgmm.service.kafka_io import Producer
+from streamgmm.service.kafka import Producer, get_client
 from streamgmm.service.keystore import KeyStore
 from streamgmm.settings.layers import load_settings
 
@@ -36,8 +35,14 @@ def changelog(
     topic = f"{unique}.changelog"
     broker.create_topics({topic: 1})
     kafka_tools.send_all(topic, [(b"K", OLD, 0)])
-    producer = Producer(broker.client_kwargs())
-    reader = KafkaConsumer(**broker.client_kwargs(), group_id=None, enable_auto_commit=False)
+    env = {
+        "STREAMGMM_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "STREAMGMM_KAFKA_GROUP_ID": unique,
+    }
+    settings = load_settings(None, env, {})
+    client = get_client(settings.client)
+    producer = client.make_producer(client.client_config(settings), output=False)
+    reader = client.make_reader(settings)
     try:
         yield Changelog(topic, producer, reader, 1, timeout_ms=10000), producer
     finally:
