@@ -62,9 +62,11 @@ def regimes_frame(
     -------
     pandas.DataFrame
         On ``frame``'s index: one column per scalar output (``regime``, ``log_likelihood``,
-        ``drift_score``, ``drift_detected``, ``n_samples_seen``, ``warm``, ...), and one per
-        regime for the probabilities (``p_0``, ``p_1``, ...) and the raw mixture posteriors
-        (``raw_0``, ...).
+        ``drift_score``, ``drift_detected``, ``n_samples_seen``, ``warm``, ``volatility``,
+        ``value_at_risk``, ...), and one per regime for the filtered probabilities (``p_0``,
+        ``p_1``, ...) and the raw probabilities (``raw_0``, ...): for a ``RegimeDetector``, the
+        same from that tick's volatility level alone, before the filter's memory; for an
+        ``EventDetector``, the mixture's posteriors.
 
     Examples
     --------
@@ -80,7 +82,7 @@ def regimes_frame(
     >>> out = regimes_frame(prices, RegimeDetector(n_regimes=2))
     >>> list(out.columns)  # doctest: +NORMALIZE_WHITESPACE
     ['regime', 'p_0', 'p_1', 'raw_0', 'raw_1', 'log_likelihood', 'drift_score',
-     'drift_detected', 'n_samples_seen', 'warm']
+     'drift_detected', 'n_samples_seen', 'warm', 'volatility', 'value_at_risk']
     >>> late = out[out["warm"]].iloc[-400:]  # the last 400 days: 200 calm, 200 turbulent
     >>> bool((late["regime"] == (vol[-400:] > 0.01)).mean() > 0.9)
     True

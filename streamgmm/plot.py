@@ -5,8 +5,8 @@ through :class:`streamgmm.regime.RegimeDetector` with its default settings, exac
 service would process them, and a three-panel PNG is written:
 
 1. the price (log scale), its background shaded by the most likely (filtered) regime;
-2. the filtered probability of the high-volatility regime, with the raw mixture posterior
-   faintly behind it;
+2. the filtered probability of the high-volatility regime, with its raw probability (from
+   each tick's volatility level alone, before the filter's memory) faintly behind it;
 3. the per-tick log-likelihood with its EWMA, and below it the drift score (alarm at 1), with
    detected drifts marked on both.
 
@@ -51,7 +51,8 @@ def run_sp500(**detector_kwargs: Any) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Indexed by date, with columns ``price``, ``regime``, ``p_<r>`` (filtered probability of
-        each regime), ``raw_<r>``, ``log_likelihood``, ``drift_score``, ``drift_detected`` and
+        each regime), ``raw_<r>`` (the same from that day's volatility level alone, before the
+        filter's memory), ``log_likelihood``, ``drift_score``, ``drift_detected`` and
         ``warm`` (see :func:`streamgmm.frame.regimes_frame`).
     """
     from arch.data import sp500
@@ -136,7 +137,7 @@ def plot_regimes(
         color="grey",
         lw=0.3,
         alpha=0.5,
-        label="raw mixture posterior",
+        label="raw (this tick's level alone)",
     )
     ax_prob.fill_between(
         dates,

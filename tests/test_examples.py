@@ -64,9 +64,9 @@ def test_regime_backtest() -> None:
         table[row] = [float(v) for v in found.groups()]
     sharpe = re.search(r"^Sharpe ratio +(-?[\d.]+) +(-?[\d.]+) +(-?[\d.]+)$", out, re.M)
     assert sharpe, out
-    # Buy-and-hold, the regime-sized position, the EWMA-sized one. What volatility targeting
-    # with the regime output must do: a volatility near its target, well below buy-and-hold's,
-    # and a shallower worst drawdown.
+    # Buy-and-hold, the position sized by the detector's volatility forecast, the EWMA-sized one.
+    # What volatility targeting with the detector's forecast must do: a volatility near its
+    # target, well below buy-and-hold's, and a shallower worst drawdown.
     hold_vol, regime_vol, _ = table["annual volatility"]
     assert 10.0 < regime_vol < 18.0 and regime_vol < hold_vol - 2.0, out
     assert table["max drawdown"][1] > table["max drawdown"][0], out
@@ -75,7 +75,7 @@ def test_regime_backtest() -> None:
     assert crisis and float(crisis[1]) > 0.5 and int(crisis[2]) < 100, out
     # The verdict is read from the numbers printed, whichever way they fall.
     verdict = "beat" if float(sharpe[2]) > float(sharpe[3]) else "did not beat"
-    assert f"the regimes {verdict} a forecast that knows nothing of them" in out, out
+    assert f"the detector's forecast {verdict} the plain EWMA forecast." in out, out
 
 
 @pytest.mark.integration
