@@ -72,7 +72,8 @@ OUTPUT_FIELDS: tuple[Field, ...] = (
     Field(
         "raw_probabilities",
         "probabilities",
-        "the mixture's unfiltered responsibilities for this tick",
+        "market ticks: the regime probabilities from this tick's volatility level alone, "
+        "before the filter's memory; events: the mixture's unfiltered responsibilities",
         nullable=True,
     ),
     Field(
