@@ -39,7 +39,7 @@ class RegimeDetector(_Detector, MarketSettings):
     (False, True)
     >>> sorted(outputs[-1])
     ['drift_detected', 'drift_score', 'log_likelihood', 'n_samples_seen', 'probabilities', \
-'raw_probabilities', 'regime', 'warm']
+'raw_probabilities', 'regime', 'value_at_risk', 'volatility', 'warm']
     >>> labels = [o["regime"] for o in outputs[50:]]
     >>> accuracy = sum(a == b for a, b in zip(labels, stream.regime[50:])) / len(labels)
     >>> bool(accuracy > 0.9)
