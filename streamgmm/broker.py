@@ -319,17 +319,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stop_on_sigterm(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``streamgmm broker``; ``argv`` excludes the subcommand name.
 
     Prints the bootstrap address once the broker answers, then runs until Ctrl-C or SIGTERM
     (exit 0). Exit code 2 for a bad setting or a port in use, 1 if the broker fails.
     """
-    from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
+    from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE, interrupt_on_stop_signals
     from streamgmm.settings.flags import command_settings
 
     args = _parser().parse_args(argv)
@@ -351,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    interrupt_on_stop_signals()
     broker = EmbeddedBroker(port=port or None)
     try:
         broker.start()

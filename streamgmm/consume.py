@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
+from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE, interrupt_on_stop_signals
 from streamgmm.settings.flags import add_cli_overrides, command_settings
 from streamgmm.settings.layers import did_you_mean
 
@@ -86,10 +85,6 @@ def format_record(
     return "\n".join(lines) + "\n"
 
 
-def _stop_on_sigterm(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of ``streamgmm consume``; ``argv`` excludes the subcommand name.
 
@@ -114,8 +109,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     from streamgmm.service.kafka.kafka_python import kafka_client_kwargs
 
     servers = ",".join(settings.bootstrap_servers)
-    if sys.platform != "win32":
-        signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    interrupt_on_stop_signals()
     consumer: KafkaConsumer | None = None
     try:
         # kafka-python waits for ever for a broker that is not there: ask the sockets first.

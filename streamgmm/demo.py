@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import sys
 import threading
 import time
@@ -31,7 +30,7 @@ from typing import Any, TextIO
 from kafka import KafkaProducer
 
 from streamgmm.broker import EmbeddedBroker
-from streamgmm.exits import EXIT_FAILURE
+from streamgmm.exits import EXIT_FAILURE, interrupt_on_stop_signals
 from streamgmm.plot import DEFAULT_OUTPUT
 from streamgmm.service.runner import ServiceRunner
 from streamgmm.settings.layers import load_settings
@@ -164,10 +163,6 @@ def _feed(follow: bool) -> Iterator[dict[str, Any]]:
         yield from synthetic_at(ts)
 
 
-def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def run_demo(
     follow: bool = False,
     live: bool = True,
@@ -179,9 +174,8 @@ def run_demo(
     """Run the demo; return the exit code (0 on success)."""
     out = out or sys.stdout
     duration = DEFAULT_DURATION if duration is None else duration
-    if threading.current_thread() is threading.main_thread():
-        # SIGTERM stops the demo like Ctrl-C: service checkpointed, broker stopped.
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # Ctrl-C and SIGTERM stop the demo: service checkpointed, broker stopped.
+    interrupt_on_stop_signals()
     live = live and out.isatty()
     table = LiveTable()
     broker = EmbeddedBroker()

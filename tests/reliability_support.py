@@ -55,13 +55,20 @@ RecordProperty = Callable[[str, object], None]
 
 
 def wait_until(
-    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str | Callable[[], str],
+    interval: float = 0.1,
 ) -> None:
-    """Poll ``predicate`` until it is true; fail the test with ``what`` after ``timeout`` s."""
+    """Poll ``predicate`` until it is true; fail the test with ``what`` after ``timeout`` s.
+
+    ``what`` may be a callable, called at the time-out (a log tail as it is then).
+    """
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            said = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {said}")
         time.sleep(interval)
 
 

@@ -42,6 +42,10 @@ def test_format_record() -> None:
     assert format_record(b"K", b"\xffnot json", [], 0, 1, pretty=True).endswith("\ufffdnot json\n")
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.integration
 def test_broker_runs_in_the_foreground_on_the_configured_port(
     tmp_path: Path,
@@ -55,6 +59,9 @@ def test_broker_runs_in_the_foreground_on_the_configured_port(
             stdout=handle,
             stderr=subprocess.STDOUT,
             env=_env(STREAMGMM_KAFKA_BOOTSTRAP_SERVERS=f"localhost:{port}"),
+            # As a job in the background of a script starts: with SIGINT ignored. Ctrl-C must
+            # stop it all the same.
+            preexec_fn=_ignore_sigint,
         )
     try:
         deadline = time.monotonic() + 30
@@ -82,7 +89,7 @@ def test_broker_runs_in_the_foreground_on_the_configured_port(
         tools.send_all("in", [(b"k", b"v", 2)])
         assert [r.value for r in tools.read_all("in", expect=1, idle=0.2)] == [b"v"]
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
         code = proc.wait(30)
     assert code == 0, log.read_text()
     assert log.read_text().splitlines()[-1] == "streamgmm broker: stopping"

@@ -116,7 +116,7 @@ def test_service_survives_two_broker_restarts(tmp_path: Path, client: str) -> No
                 wait_until(
                     lambda s=sent, p=progress: p(0.2) >= len(s),
                     180,
-                    f"batch {cycle} processed after restart {cycle}:\n{svc.tail()}",
+                    lambda c=cycle: f"batch {c} processed after restart {c}:\n{svc.tail()}",
                 )
                 outputs.read_to_end()
                 outputs.close()
