@@ -392,3 +392,67 @@ def test_long_runs_as_columns_and_short_runs_as_dicts_give_the_same(
             assert _labels_view(run) == want
     assert views[0] == views[1]
     assert sum(len(view[1]) for view in views[0][0]) == 4  # the refusals are dead letters
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    kind=st.sampled_from(["regime", "event", "mixed"]),
+    policy=st.sampled_from(["every_tick", "on_change", "every_n"]),
+    keys=st.lists(
+        st.tuples(
+            # Steps between one key's ticks: back (out of order), none, on, far ahead.
+            st.lists(
+                st.tuples(
+                    st.sampled_from([-2 * DAY, 0.0, 1.0, DAY, 3 * DAY, 8 * DAY]),
+                    st.sampled_from([50.0, 60.0, 150.0, -1.0]),
+                ),
+                min_size=1,
+                max_size=8,
+            ),
+            st.sampled_from([0, 0, 0, 2]),  # ticks already inside the key's snapshot
+            st.sampled_from([0, 0, 0, 1]),  # the key's partition (the ticks are on 0)
+            st.booleans(),  # a key that has seen ticks before
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_keys_together_give_what_each_key_gives_alone(
+    kind: str, policy: str, keys: list[Any]
+) -> None:
+    """apply_keys (plain keys' detectors in one batch, records encoded together) gives each
+    key the run, dead letters and state apply gives it, whatever mix of keys the poll holds."""
+    from streamgmm.regime import EventDetector
+
+    def detector(i: int) -> Any:
+        if kind == "event" or (kind == "mixed" and i % 2):
+            return EventDetector(fields=("price",), warmup=20)
+        return RegimeDetector(warmup=20)
+
+    rules = TickRules("reject", policy, 3, max_ts_jump=7 * DAY, clock=lambda: CLOCK)
+    alone: list[KeyRun] = []
+    alone_states: list[KeyState] = []
+    groups: list[Any] = []
+    for i, (steps, redelivered, partition, history) in enumerate(keys):
+        pair = [KeyState(detector(i), partition=partition) for _ in range(2)]
+        first = 0
+        if history:
+            earlier = ticks(*((CLOCK - (30 - j) * DAY, 100.0 + j) for j in range(30)))
+            earlier = [(t._replace(key=f"K{i}"), v) for t, v in earlier]
+            for state in pair:
+                rules.apply(state, earlier)
+            first = 30
+        ts, rows = CLOCK - 5 * DAY, []
+        for step, price in steps:
+            ts += step
+            rows.append((ts, price))
+        sent = [(t._replace(key=f"K{i}"), v) for t, v in ticks(*rows, first=first)]
+        for state in pair:
+            state.next_offset = max(state.next_offset, first + redelivered)
+        alone.append(rules.apply(pair[0], sent))
+        alone_states.append(pair[0])
+        groups.append((pair[1], sent))
+    runs = rules.apply_keys(groups)
+    assert [_run_view(run) for run in runs] == [_run_view(run) for run in alone]
+    assert [_state_view(s) for s, _ in groups] == [_state_view(s) for s in alone_states]
+    assert any(run.records for run in runs) or not any(run.records for run in alone)

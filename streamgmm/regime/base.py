@@ -29,7 +29,7 @@ from streamgmm.regime.output import OutputBlock, make_output, make_output_column
 from streamgmm.regime.params import DriftMonitorSettings, ModelSettings, Shape, params_of
 from streamgmm.regime.step import regime_run
 
-__all__ = ["StreamProblem", "takes_old_names"]
+__all__ = ["StreamProblem", "output_columns", "takes_old_names"]
 
 
 class StreamProblem(str):
@@ -82,6 +82,28 @@ def takes_old_names(cls: _D) -> _D:
 
     setattr(cls, "__init__", __init__)  # noqa: B010 (mypy keeps the dataclass's signature)
     return cls
+
+
+def output_columns(listed: Sequence[Sequence[float]], k: int, width: int) -> dict[str, Any]:
+    """The outputs in column form (:func:`~streamgmm.regime.output.make_output_columns`) of
+    the output rows ``listed`` (of ticks applied; ``width`` numbers each) of a detector with
+    ``k`` regimes."""
+    # Transposed in Python: cheaper than NumPy slicing for the few ticks of a poll, and no
+    # dearer for a long run.
+    cols: Sequence[Sequence[float]] = list(zip(*listed, strict=True)) if listed else [()] * width
+    p = L.R_PROBS
+    return make_output_columns(
+        list(map(int, cols[L.R_REGIME])),
+        cols[p : p + k],
+        cols[p + k : p + 2 * k],
+        [v if v == v else None for v in cols[L.R_LL]],
+        cols[L.R_DRIFT_SCORE],
+        [v != 0.0 for v in cols[L.R_DRIFT]],
+        list(map(int, cols[L.R_SEEN])),
+        [v != 0.0 for v in cols[L.R_WARM]],
+        [v if v == v else None for v in cols[L.R_VOLATILITY]],
+        [v if v == v else None for v in cols[L.R_VAR]],
+    )
 
 
 class _Detector(base.Base, Shape):
@@ -318,22 +340,7 @@ class _Detector(base.Base, Shape):
             listed = [listed[i] for i in index]
         else:
             index = list(range(n))
-        # Transposed in Python: cheaper than NumPy slicing for the few ticks of a poll, and
-        # no dearer for a long run.
-        cols = list(zip(*listed, strict=True)) if listed else [()] * self._width
-        k, p = self._k, L.R_PROBS
-        columns = make_output_columns(
-            list(map(int, cols[L.R_REGIME])),
-            cols[p : p + k],
-            cols[p + k : p + 2 * k],
-            [v if v == v else None for v in cols[L.R_LL]],
-            cols[L.R_DRIFT_SCORE],
-            [v != 0.0 for v in cols[L.R_DRIFT]],
-            list(map(int, cols[L.R_SEEN])),
-            [v != 0.0 for v in cols[L.R_WARM]],
-            [v if v == v else None for v in cols[L.R_VOLATILITY]],
-            [v if v == v else None for v in cols[L.R_VAR]],
-        )
+        columns = output_columns(listed, self._k, self._width)
         return OutputBlock(index, columns, refused)
 
     def learn_one(self, tick: Mapping[str, Any]) -> None:

@@ -452,11 +452,19 @@ class ServiceRunner:
         )
         for dl in dead:
             self._dead_letter(dl)
+        store = self._store
+        if len(store) + len(by_key) <= self.settings.max_keys_in_memory:
+            # Room for every key of the poll, so no lookup can evict another: the keys go
+            # through the tick rules together (their detectors in one batch).
+            groups = [(store.get(key, partition), group) for key, group in by_key.items()]
+            for key, run in zip(by_key, self._rules.apply_keys(groups), strict=True):
+                self._emit(key, run, started)
+            return
         for key, group in by_key.items():
-            # Looked up per key, not per record: an eviction can only drop keys already
+            # Looked up and applied one key at a time: an eviction can only drop keys already
             # applied in this poll (their snapshots carry their new state) or keys still to
             # come (restored from the changelog when their turn comes).
-            state = self._store.get(key, partition)
+            state = store.get(key, partition)
             self._emit(key, self._rules.apply(state, group), started)
 
     def _emit(self, key: str, run: KeyRun, started: float) -> None:

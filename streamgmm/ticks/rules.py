@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from streamgmm.regime import StreamProblem
+from streamgmm.regime.batch import batch_kind, learn_predict_runs
 from streamgmm.regime.output import OutputBlock, output_rows, take_columns
 from streamgmm.settings.service import EMIT_POLICIES, OUT_OF_ORDER, Settings
 from streamgmm.ticks.encode import encode_output_columns, encode_output_run
@@ -269,6 +270,124 @@ class TickRules:
             last_ts = ts
         self._learn(state, pending, run)
         return run
+
+    def apply_keys(
+        self, groups: Sequence[tuple[KeyState, Sequence[tuple[Tick, bytes | None]]]]
+    ) -> list[KeyRun]:
+        """:meth:`apply` for each key's ticks, in one go: the same runs, in the same order.
+
+        Every key whose ticks none of the ordering rules would touch (all on the key's
+        partition, none redelivered, out of order or jumping) goes through its detector in
+        one batch for all such keys (:func:`~streamgmm.regime.batch.learn_predict_runs`) and
+        their records are encoded a column at a time together; any other key takes
+        :meth:`apply`. ``groups`` are ``(state, ticks)`` of distinct keys, as for :meth:`apply`.
+        """
+        runs: list[KeyRun] = []
+        batches: dict[Any, list[tuple[KeyRun, KeyState, Sequence[tuple[Tick, bytes | None]]]]]
+        batches = {}
+        now = self.clock()
+        for state, ticks in groups:
+            kind = self._plain(state, ticks, now)
+            if kind is None:
+                runs.append(self.apply(state, ticks))
+                continue
+            run = KeyRun()
+            batch = batches.get(kind)
+            if batch is None:
+                batches[kind] = [(run, state, ticks)]
+            else:
+                batch.append((run, state, ticks))
+            runs.append(run)
+        for batch in batches.values():  # one batch, unless the keys' detectors differ
+            self._learn_keys(batch)
+        return runs
+
+    def _plain(
+        self, state: KeyState, ticks: Sequence[tuple[Tick, bytes | None]], now: float
+    ) -> Any:
+        """The key's :func:`~streamgmm.regime.batch.batch_kind` when none of :meth:`apply`'s
+        rules would set any of ``ticks`` aside (so it would learn them all in one call) and
+        its detector can go in a batch; else None."""
+        if not ticks or self.keep_labels or ticks[0][0].partition != state.partition:
+            return None
+        kind = batch_kind(state.pipeline)
+        if kind is None:
+            return None
+        last_ts, next_offset = state.last_ts, state.next_offset
+        limit = self._jump_limit(last_ts, now)
+        for tick, _value in ticks:
+            ts = tick.ts
+            if tick.offset < next_offset or (last_ts is not None and ts < last_ts) or ts > limit:
+                return None
+            last_ts = ts
+        return kind
+
+    def _learn_keys(
+        self, batch: Sequence[tuple[KeyRun, KeyState, Sequence[tuple[Tick, bytes | None]]]]
+    ) -> None:
+        """Plain keys' ticks (:meth:`_plain`) through their detectors in one batch; each
+        key's run gets what :meth:`_learn_ticks` would have given it."""
+        result, starts = learn_predict_runs(
+            [
+                (state.pipeline, [t.ts for t, _ in ticks], [t.fields for t, _ in ticks])
+                for _run, state, ticks in batch
+            ]
+        )
+        applied, columns = result.applied, result.columns
+        refused = iter(result.refused)
+        next_refused = next(refused, None)
+        regimes, seen = columns["regime"], columns["n_samples_seen"]
+        every = self.emit_policy == "every_tick"
+        outputs = output_rows(columns) if self.keep_outputs else None
+        # Per key: its ticks applied (positions in ``applied``) and the outputs it writes.
+        written: list[int] = []
+        counts: list[int] = []
+        j = 0
+        n_applied = len(applied)
+        for (run, state, ticks), start, end in zip(batch, starts, starts[1:], strict=False):
+            while next_refused is not None and next_refused[0] < end:
+                i, error = next_refused
+                tick, value = ticks[i - start]
+                run.dead_letters.append(_rejected(tick, error, value))
+                next_refused = next(refused, None)
+            lo = j
+            while j < n_applied and applied[j] < end:
+                j += 1
+            if j == lo:
+                counts.append(0)
+                continue
+            if every:
+                written.extend(range(lo, j))
+                counts.append(j - lo)
+            else:
+                emitted = self._emitted(state.last_regime, regimes[lo:j], seen[lo:j])
+                written.extend(lo + e for e in emitted)
+                counts.append(len(emitted))
+            kept = [ticks[applied[a] - start][0] for a in range(lo, j)]
+            run.applied += j - lo
+            if outputs is not None:
+                run.ticks += kept
+                run.outputs += outputs[lo:j]
+            last = kept[-1]
+            self._settle(state, run, int(regimes[j - 1]), last.offset, last.ts)
+        if not written:
+            return
+        every_tick = [tick for _run, _state, ticks in batch for tick, _value in ticks]
+        source_ticks = [every_tick[applied[a]] for a in written]
+        encoded = encode_output_columns(
+            {f.name: [getattr(t, f.name) for t in source_ticks] for f in SOURCE_FIELDS},
+            columns if len(written) == n_applied else take_columns(columns, written),
+            self.regime_names,
+        )
+        at = 0
+        for (run, _state, _ticks), count in zip(batch, counts, strict=True):
+            if count:
+                run.records += zip(
+                    [t.offset for t in source_ticks[at : at + count]],
+                    encoded[at : at + count],
+                    strict=True,
+                )
+                at += count
 
     def _ts_jump(
         self, state: KeyState, tick: Tick, value: bytes | None, now: float, run: KeyRun
