@@ -291,6 +291,40 @@ def test_observe_keys_in_batches_equals_one_output_at_a_time() -> None:
     assert samples(many) == expected
 
 
+def test_outputs_as_columns_count_as_their_dicts() -> None:
+    """observe_keys reads a key's outputs held as columns (OutputRows, the batch path's)
+    without a dict per output, and exports what the same outputs as dicts give."""
+    from streamgmm.regime.output import make_output_columns
+    from streamgmm.ticks.rules import OutputRows
+
+    lls = [-1.0, None, -3.0, float("-inf"), 0.0, -2.0, -5.0]
+    flags = [False, True, True, False, True, False, True]
+    p1 = [0.1, 0.7, 0.2, 0.9, 0.4, 0.6, 0.3]
+    columns = make_output_columns(
+        [int(p > 0.5) for p in p1], ([1.0 - p for p in p1], p1), ([0.5] * 7, [0.5] * 7),
+        lls, [float(i) for i in range(7)], flags, list(range(7)), [True] * 7, [None] * 7,
+        [None] * 7,
+    )  # fmt: skip
+    rows = OutputRows(columns, 2, 7)  # the 3rd to the 7th output
+    assert len(rows) == 5 and rows[-1]["drift_score"] == 6.0 and rows[0]["log_likelihood"] == -3.0
+    as_dicts, as_columns = ServiceMetrics(), ServiceMetrics()
+    as_dicts.observe_keys({"A": list(rows)})
+    as_columns.observe_keys({"A": rows})
+
+    def samples(m: ServiceMetrics) -> dict:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in m.registry.collect()
+            for s in family.samples
+            if s.name.startswith("streamgmm_key")
+        }
+
+    expected = samples(as_dicts)
+    assert expected[("streamgmm_key_drift_events_total", (("key", "A"),))] == 3
+    assert expected[("streamgmm_key_drift_score", (("key", "A"),))] == 6.0
+    assert samples(as_columns) == expected
+
+
 def test_long_keys_are_cut_with_a_stable_hash(served: tuple[ServiceMetrics, str]) -> None:
     metrics, url = served
     # Two 10 kB keys that differ only at the end.

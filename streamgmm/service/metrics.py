@@ -40,6 +40,8 @@ from prometheus_client import (
     disable_created_metrics,
     start_http_server,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from streamgmm import __version__
 
@@ -84,18 +86,66 @@ _CHECKPOINT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 
 
 class _KeyState:
-    # Label children are cached: looking them up by label on every tick costs more than
-    # setting them.
-    __slots__ = ("drift", "drift_child", "events_child", "label", "mean", "mean_child", "probs")
+    # The per-key series' values, kept as plain numbers and written out at scrape time
+    # (:class:`_KeySeries`): setting four labelled gauges per key per poll costs more than the
+    # model's own update.
+    __slots__ = ("drift", "drift_score", "events", "label", "mean", "probs")
 
-    def __init__(self, label: str, mean_child: Any, drift_child: Any, events_child: Any) -> None:
+    def __init__(self, label: str) -> None:
         self.label = label
         self.mean: float | None = None
         self.drift = False
-        self.mean_child = mean_child
-        self.drift_child = drift_child
-        self.events_child = events_child
-        self.probs: dict[object, tuple[str, Any]] = {}
+        self.drift_score: float | None = None
+        self.events = 0
+        self.probs: dict[str, float] = {}
+
+
+#: The per-key series: name and help text.
+_KEY_SERIES = {
+    "mean": (
+        "streamgmm_key_mean_log_likelihood",
+        f"Exponentially weighted mean log-likelihood per key (span {KEY_MEAN_SPAN} ticks).",
+    ),
+    "drift": ("streamgmm_key_drift_score", "Likelihood-drift score per key."),
+    "events": ("streamgmm_key_drift_events", "Drift detections per key (rises of drift_detected)."),
+    "probs": ("streamgmm_key_regime_probability", "Filtered probability of each regime per key."),
+}
+
+
+class _KeySeries(Collector):
+    """The per-key series of the exported keys, read from their :class:`_KeyState` when
+    scraped."""
+
+    def __init__(self, keys: dict[str, _KeyState], lock: threading.Lock) -> None:
+        self._keys = keys
+        self._lock = lock
+
+    def describe(self) -> list[Metric]:
+        return list(self._families())
+
+    def collect(self) -> list[Metric]:
+        mean, drift, events, probs = families = self._families()
+        with self._lock:
+            for state in self._keys.values():
+                label = [state.label]
+                mean.add_metric(label, 0.0 if state.mean is None else state.mean)
+                if state.drift_score is not None:
+                    drift.add_metric(label, state.drift_score)
+                events.add_metric(label, state.events)
+                for regime, p in state.probs.items():
+                    probs.add_metric([state.label, regime], p)
+        return list(families)
+
+    @staticmethod
+    def _families() -> tuple[
+        GaugeMetricFamily, GaugeMetricFamily, CounterMetricFamily, GaugeMetricFamily
+    ]:
+        return (
+            GaugeMetricFamily(*_KEY_SERIES["mean"], labels=["key"]),
+            GaugeMetricFamily(*_KEY_SERIES["drift"], labels=["key"]),
+            CounterMetricFamily(*_KEY_SERIES["events"], labels=["key"]),
+            GaugeMetricFamily(*_KEY_SERIES["probs"], labels=["key", "regime"]),
+        )
 
 
 class ServiceMetrics:
@@ -211,30 +261,11 @@ class ServiceMetrics:
             "Keys exported with per-key series (capped by [metrics] max_keys).",
             registry=reg,
         )
-        self._key_mean = Gauge(
-            "streamgmm_key_mean_log_likelihood",
-            f"Exponentially weighted mean log-likelihood per key (span {KEY_MEAN_SPAN} ticks).",
-            ["key"],
-            registry=reg,
-        )
-        self._key_drift = Gauge(
-            "streamgmm_key_drift_score", "Likelihood-drift score per key.", ["key"], registry=reg
-        )
-        self._key_drift_events = Counter(
-            "streamgmm_key_drift_events",
-            "Drift detections per key (rises of drift_detected).",
-            ["key"],
-            registry=reg,
-        )
-        self._key_prob = Gauge(
-            "streamgmm_key_regime_probability",
-            "Filtered probability of each regime per key.",
-            ["key", "regime"],
-            registry=reg,
-        )
         self._keys: dict[str, _KeyState] = {}
-        # observe_key runs on the poll thread, forget_keys possibly on the rebalance thread.
+        # observe_key runs on the poll thread, forget_keys possibly on the rebalance thread,
+        # the scrape on the HTTP server's.
         self._lock = threading.Lock()
+        reg.register(_KeySeries(self._keys, self._lock))
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -328,9 +359,11 @@ class ServiceMetrics:
     def observe_keys(self, outputs: Mapping[str, Sequence[dict[str, Any]]]) -> None:
         """Update per-key series from each key's pipeline outputs, oldest first.
 
-        The same result as :meth:`observe_key` on every output in turn, with each gauge set
-        once per key: the runner calls this once per poll, as a per-tick call costs more
-        than the model's own update.
+        The same result as :meth:`observe_key` on every output in turn: the runner calls
+        this once per poll. A key's outputs may also come as a sequence with a
+        ``column(name)`` method giving one output field's values in order, per regime for
+        the probabilities (the tick rules' :class:`~streamgmm.ticks.rules.OutputRows`),
+        read without a dict per output.
         """
         with self._lock:
             for key, outs in outputs.items():
@@ -338,60 +371,46 @@ class ServiceMetrics:
                 if state is None:
                     if len(self._keys) >= self.max_keys:
                         continue
-                    label = key_label(key)
-                    state = self._keys[key] = _KeyState(
-                        label,
-                        self._key_mean.labels(key=label),
-                        self._key_drift.labels(key=label),
-                        self._key_drift_events.labels(key=label),
-                    )
+                    state = self._keys[key] = _KeyState(key_label(key))
                     self._exported.set(len(self._keys))
-                self._observe(key, state, outs)
+                self._observe(state, outs)
 
-    def _observe(self, key: str, state: _KeyState, outs: Sequence[dict[str, Any]]) -> None:
+    @staticmethod
+    def _observe(state: _KeyState, outs: Sequence[dict[str, Any]]) -> None:
+        column = getattr(outs, "column", None)
+        if column is not None:
+            lls, flags = column("log_likelihood"), column("drift_detected")
+            last_score = column("drift_score")[-1]
+            last_probs = {r: p[-1] for r, p in enumerate(column("probabilities"))}
+        else:
+            lls = [out["log_likelihood"] for out in outs]
+            flags = [out["drift_detected"] for out in outs]
+            last_score, last_probs = outs[-1]["drift_score"], outs[-1]["probabilities"]
         mean, drift, rises = state.mean, state.drift, 0
-        for out in outs:
-            log_likelihood = float(out["log_likelihood"] or math.nan)  # None: no forecast
-            if math.isfinite(log_likelihood) and out["log_likelihood"] is not None:
+        for ll, flag in zip(lls, flags, strict=True):
+            log_likelihood = float(ll or math.nan)  # None: no forecast
+            if ll is not None and math.isfinite(log_likelihood):
                 mean = (
                     log_likelihood
                     if mean is None
                     else mean + _KEY_MEAN_WEIGHT * (log_likelihood - mean)
                 )
-            detected = bool(out["drift_detected"])
+            detected = bool(flag)
             if detected and not drift:
                 rises += 1
             drift = detected
-        if mean is not None and mean != state.mean:
-            state.mean_child.set(mean)
         state.mean, state.drift = mean, drift
-        if rises:
-            state.events_child.inc(rises)
-        last = outs[-1]
-        state.drift_child.set(float(last["drift_score"]))
-        for regime, p in last["probabilities"].items():
-            entry = state.probs.get(regime)
-            if entry is None:
-                label = str(regime)
-                entry = state.probs[regime] = (
-                    label,
-                    self._key_prob.labels(key=state.label, regime=label),
-                )
-            entry[1].set(float(p))
+        state.events += rises
+        state.drift_score = float(last_score)
+        probs = state.probs
+        for regime, p in last_probs.items():
+            probs[str(regime)] = float(p)
 
     def forget_keys(self, keys: Iterable[str]) -> None:
         """Remove every series of ``keys`` (on revoke or eviction), freeing their slots."""
         with self._lock:
             for key in keys:
-                state = self._keys.pop(key, None)
-                if state is None:
-                    continue
-                for metric in (self._key_mean, self._key_drift, self._key_drift_events):
-                    with contextlib.suppress(KeyError):
-                        metric.remove(state.label)
-                for label, _child in state.probs.values():
-                    with contextlib.suppress(KeyError):
-                        self._key_prob.remove(state.label, label)
+                self._keys.pop(key, None)
             self._exported.set(len(self._keys))
 
     # ------------------------------------------------------------------ HTTP

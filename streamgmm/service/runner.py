@@ -21,7 +21,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
@@ -155,7 +155,7 @@ class ServiceRunner:
         self._last_lag_update = 0.0
         # This poll's outputs per key and its last tick's ts, for the per-key and last-ts
         # metrics: updated once per poll, as per-tick metric calls cost as much as the model.
-        self._key_outputs: dict[str, list[dict[str, Any]]] = {}
+        self._key_outputs: dict[str, Sequence[dict[str, Any]]] = {}
         self._batch_last_ts: float | None = None
 
     # ------------------------------------------------------------------ public API
@@ -457,8 +457,11 @@ class ServiceRunner:
             # Room for every key of the poll, so no lookup can evict another: the keys go
             # through the tick rules together (their detectors in one batch).
             groups = [(store.get(key, partition), group) for key, group in by_key.items()]
-            for key, run in zip(by_key, self._rules.apply_keys(groups), strict=True):
-                self._emit(key, run, started)
+            runs = self._rules.apply_keys(groups)
+            n = sum([self._emit(key, run, None) for key, run in zip(by_key, runs, strict=True)])
+            # Every tick of the batch waited about the same time since its poll returned:
+            # their records were all made at once.
+            self.metrics.observe_latency(time.perf_counter() - started, n)
             return
         for key, group in by_key.items():
             # Looked up and applied one key at a time: an eviction can only drop keys already
@@ -467,8 +470,9 @@ class ServiceRunner:
             state = store.get(key, partition)
             self._emit(key, self._rules.apply(state, group), started)
 
-    def _emit(self, key: str, run: KeyRun, started: float) -> None:
-        """Send one key's records and dead letters; note its outputs for the metrics."""
+    def _emit(self, key: str, run: KeyRun, started: float | None) -> int:
+        """Send one key's records and dead letters; note its outputs for the metrics (its
+        ticks' latency too, from ``started``, unless None); return how many outputs."""
         assert self._sink is not None
         for dl in run.dead_letters:
             self._dead_letter(dl)
@@ -484,20 +488,19 @@ class ServiceRunner:
                 send(topic, value=value, key=key_bytes)
         outs = run.outputs
         if not outs:
-            return
+            return 0
         self._since_checkpoint += len(outs)
         self._batch_last_ts = run.ticks[-1].ts
         pending = self._key_outputs.get(key)
-        if pending is None:
-            self._key_outputs[key] = outs
-        else:
-            pending.extend(outs)
-        # Every tick of the run waited the same time since its poll returned.
-        self.metrics.observe_latency(time.perf_counter() - started, len(outs))
+        self._key_outputs[key] = outs if pending is None else [*pending, *outs]
+        if started is not None:
+            # Every tick of the run waited the same time since its poll returned.
+            self.metrics.observe_latency(time.perf_counter() - started, len(outs))
         for tick, out in zip(run.ticks, outs, strict=True) if self._observers else ():
             record = build_output_record(tick, out, self.settings.regime_names)
             for observer in self._observers:
                 observer(key, record)
+        return len(outs)
 
     def _delivered(self, topic: str, n: int) -> None:
         # Counted when the broker acknowledges, not when handed over: the figure an operator

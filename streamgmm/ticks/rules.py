@@ -39,20 +39,34 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 import numpy as np
 
 from streamgmm.regime import StreamProblem
 from streamgmm.regime.batch import batch_kind, learn_predict_runs
-from streamgmm.regime.output import OutputBlock, output_rows, take_columns
+from streamgmm.regime.output import (
+    OUTPUT_FIELDS,
+    OutputBlock,
+    make_output,
+    output_rows,
+    take_columns,
+)
 from streamgmm.settings.service import EMIT_POLICIES, OUT_OF_ORDER, Settings
 from streamgmm.ticks.encode import encode_output_columns, encode_output_run
 from streamgmm.ticks.keystate import KeyState, Pipeline
 from streamgmm.ticks.record import SOURCE_FIELDS
 from streamgmm.ticks.tick import DeadLetter, Tick, TickBlock, dead_letter_for
 
-__all__ = ["BLOCK_RUN", "KeyRun", "Labels", "TickRules", "is_out_of_order", "should_emit"]
+__all__ = [
+    "BLOCK_RUN",
+    "KeyRun",
+    "Labels",
+    "OutputRows",
+    "TickRules",
+    "is_out_of_order",
+    "should_emit",
+]
 
 #: Runs of at least this many ticks go through the detector's ``learn_predict_block`` and the
 #: column encoder; shorter ones (a poll's few ticks of one key among many) through
@@ -93,7 +107,8 @@ class KeyRun:
         How many ticks the detector learnt from.
     ticks, outputs
         Every tick the detector learnt from, and its output (a :func:`~streamgmm.regime.output.
-        make_output` dict); empty when the rules were made with ``keep_outputs=False``.
+        make_output` dict; an :class:`OutputRows` of them, for keys that went in a batch);
+        empty when the rules were made with ``keep_outputs=False``.
     labels
         The records' regime columns (:class:`Labels`), a batch per call to the detector;
         empty unless the rules were made with ``keep_labels=True``.
@@ -105,8 +120,53 @@ class KeyRun:
     problem: StreamProblem | None = None
     applied: int = 0
     ticks: list[Tick] = field(default_factory=list)
-    outputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: Sequence[dict[str, Any]] = field(default_factory=list)
     labels: list[Labels] = field(default_factory=list)
+
+
+class OutputRows(Sequence[dict[str, Any]]):
+    """Outputs ``start`` to ``stop - 1`` of outputs in column form (:func:`~streamgmm.regime.
+    output.make_output_columns`), as a sequence of output dicts, each built when read.
+
+    :meth:`column` gives one field's values without building any.
+    """
+
+    __slots__ = ("_columns", "_start", "_stop")
+
+    def __init__(self, columns: Mapping[str, Any], start: int, stop: int) -> None:
+        self._columns, self._start, self._stop = columns, start, stop
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError("output index out of range")
+        j = self._start + (i % n)
+        values: list[Any] = [
+            dict(enumerate(c[j] for c in column)) if f.kind == "probabilities" else column[j]
+            for f, column in ((f, self._columns[f.name]) for f in OUTPUT_FIELDS)
+        ]
+        return make_output(*values)
+
+    def column(self, name: str) -> Sequence[Any]:
+        """The values of output field ``name``, in order (of a probabilities field: per
+        regime, its values)."""
+        column = self._columns[name]
+        start, stop = self._start, self._stop
+        if name in _PROBABILITIES:
+            return [c[start:stop] for c in column]
+        return column[start:stop]  # type: ignore[no-any-return]
+
+
+_PROBABILITIES = frozenset(f.name for f in OUTPUT_FIELDS if f.kind == "probabilities")
 
 
 def should_emit(
@@ -338,7 +398,6 @@ class TickRules:
         next_refused = next(refused, None)
         regimes, seen = columns["regime"], columns["n_samples_seen"]
         every = self.emit_policy == "every_tick"
-        outputs = output_rows(columns) if self.keep_outputs else None
         # Per key: its ticks applied (positions in ``applied``) and the outputs it writes.
         written: list[int] = []
         counts: list[int] = []
@@ -365,9 +424,9 @@ class TickRules:
                 counts.append(len(emitted))
             kept = [ticks[applied[a] - start][0] for a in range(lo, j)]
             run.applied += j - lo
-            if outputs is not None:
-                run.ticks += kept
-                run.outputs += outputs[lo:j]
+            if self.keep_outputs:
+                run.ticks = kept
+                run.outputs = OutputRows(columns, lo, j)
             last = kept[-1]
             self._settle(state, run, int(regimes[j - 1]), last.offset, last.ts)
         if not written:
@@ -532,7 +591,7 @@ class TickRules:
         run.applied += len(applied)
         if self.keep_outputs:
             run.ticks += applied
-            run.outputs += applied_outs
+            run.outputs = [*run.outputs, *applied_outs] if run.outputs else applied_outs
         last = applied[-1]
         self._settle(state, run, int(applied_outs[-1]["regime"]), last.offset, last.ts)
 
@@ -576,7 +635,8 @@ class TickRules:
             run.ticks += (
                 [ticks[i] for i in index] if ticks is not None else [block.tick(i) for i in index]
             )
-            run.outputs += output_rows(columns)
+            outs = output_rows(columns)
+            run.outputs = [*run.outputs, *outs] if run.outputs else outs
         last = index[-1]
         self._settle(state, run, int(regimes[-1]), int(block.offset[last]), float(block.ts[last]))
 
