@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -294,19 +295,27 @@ def test_observe_keys_in_batches_equals_one_output_at_a_time() -> None:
 def test_outputs_as_columns_count_as_their_dicts() -> None:
     """observe_keys reads a key's outputs held as columns (OutputRows, the batch path's)
     without a dict per output, and exports what the same outputs as dicts give."""
+    from streamgmm.regime.batch import OutputRows
     from streamgmm.regime.output import make_output_columns
-    from streamgmm.ticks.rules import OutputRows
 
-    lls = [-1.0, None, -3.0, float("-inf"), 0.0, -2.0, -5.0]
-    flags = [False, True, True, False, True, False, True]
-    p1 = [0.1, 0.7, 0.2, 0.9, 0.4, 0.6, 0.3]
+    nan = float("nan")  # the columns' "no value"
+    lls = np.array([-1.0, nan, -3.0, float("-inf"), 0.0, -2.0, -5.0])
+    flags = np.array([False, True, True, False, True, False, True])
+    p1 = np.array([0.1, 0.7, 0.2, 0.9, 0.4, 0.6, 0.3])
     columns = make_output_columns(
-        [int(p > 0.5) for p in p1], ([1.0 - p for p in p1], p1), ([0.5] * 7, [0.5] * 7),
-        lls, [float(i) for i in range(7)], flags, list(range(7)), [True] * 7, [None] * 7,
-        [None] * 7,
+        (p1 > 0.5).astype(np.int64), (1.0 - p1, p1), (np.full(7, 0.5), np.full(7, 0.5)),
+        lls, np.arange(7.0), flags, np.arange(7), np.ones(7, bool), np.full(7, nan),
+        np.full(7, nan),
     )  # fmt: skip
     rows = OutputRows(columns, 2, 7)  # the 3rd to the 7th output
     assert len(rows) == 5 and rows[-1]["drift_score"] == 6.0 and rows[0]["log_likelihood"] == -3.0
+    assert rows[0] == {
+        "regime": 0, "probabilities": {0: 0.8, 1: 0.2}, "raw_probabilities": {0: 0.5, 1: 0.5},
+        "log_likelihood": -3.0, "drift_score": 2.0, "drift_detected": True,
+        "n_samples_seen": 2, "warm": True, "volatility": None, "value_at_risk": None,
+    }  # fmt: skip
+    assert [type(v) for v in rows[0].values()] == [int, dict, dict, float, float, bool, int,
+                                                   bool, type(None), type(None)]  # fmt: skip
     as_dicts, as_columns = ServiceMetrics(), ServiceMetrics()
     as_dicts.observe_keys({"A": list(rows)})
     as_columns.observe_keys({"A": rows})

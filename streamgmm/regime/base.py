@@ -29,7 +29,7 @@ from streamgmm.regime.output import OutputBlock, make_output, make_output_column
 from streamgmm.regime.params import DriftMonitorSettings, ModelSettings, Shape, params_of
 from streamgmm.regime.step import regime_run
 
-__all__ = ["StreamProblem", "output_columns", "takes_old_names"]
+__all__ = ["NAN_IS_NONE", "StreamProblem", "output_columns", "takes_old_names"]
 
 
 class StreamProblem(str):
@@ -82,6 +82,10 @@ def takes_old_names(cls: _D) -> _D:
 
     setattr(cls, "__init__", __init__)  # noqa: B010 (mypy keeps the dataclass's signature)
     return cls
+
+
+#: The output fields a detector gives as None for no value (NaN in its output row).
+NAN_IS_NONE = ("log_likelihood", "volatility", "value_at_risk")
 
 
 def output_columns(listed: Sequence[Sequence[float]], k: int, width: int) -> dict[str, Any]:

@@ -3,25 +3,27 @@
 The service's poll holds a few ticks of each of many keys. :func:`learn_predict_runs` packs
 every key's ticks into one array, applies each key's run to its own detector with the compiled
 step (:meth:`~streamgmm.regime.base._Detector._run`, on a view of that array) and unpacks all
-the output rows at once into one :class:`~streamgmm.regime.output.OutputBlock`: the same
-outputs, bit for bit, as each detector's ``learn_predict_block`` on its own run, without a
-Python call chain, an array and a transposition per key.
+the output rows at once into one :class:`~streamgmm.regime.output.OutputBlock` of NumPy
+columns: the same outputs, bit for bit, as each detector's ``learn_predict_block`` on its own
+run (:class:`OutputRows` reads them as its output dicts), without a Python call chain, an
+array and a transposition per key.
 
 Pure: no I/O.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
 from streamgmm.regime import layout as L
-from streamgmm.regime.base import _Detector, output_columns
-from streamgmm.regime.output import OutputBlock
+from streamgmm.regime.base import NAN_IS_NONE, _Detector
+from streamgmm.regime.output import OUTPUT_FIELDS, OutputBlock, make_output, make_output_columns
 
-__all__ = ["batch_kind", "learn_predict_runs"]
+__all__ = ["OutputRows", "batch_kind", "learn_predict_runs", "take_rows"]
 
 
 def batch_kind(detector: object) -> Hashable | None:
@@ -49,7 +51,9 @@ def learn_predict_runs(
     OutputBlock, list of int
         The ticks' positions are their places in the concatenation of the runs (run ``i``'s
         ticks after run ``i - 1``'s): the applied ones in order, their outputs in column
-        form, and the ``ValueError`` of each refused one (it left its detector unchanged).
+        form (:func:`~streamgmm.regime.output.make_output_columns`, each column a NumPy
+        array, NaN where ``learn_predict_block`` gives None), and the ``ValueError`` of each
+        refused one (it left its detector unchanged).
         Then, per run, where its ticks start in the concatenation (one more entry: the end).
 
     Raises
@@ -58,60 +62,136 @@ def learn_predict_runs(
         If the detectors are not all of one :func:`batch_kind`.
     """
     if not runs:
-        return OutputBlock([], output_columns([], 2, L.row_width(2)), []), [0]
+        return OutputBlock([], _columns(np.empty((0, L.row_width(2))), 2), []), [0]
     first = runs[0][0]
     kind, width = batch_kind(first), first._width
     if kind is None:
         raise ValueError(f"{type(first).__name__} cannot go in a batch")
     flat: list[float] = []
     starts = [0]
+    counts: list[int] = []  # rows of data per run
     refused: list[tuple[int, ValueError]] = []
     placed: list[int] = []  # concatenation position of each row of data
     position = 0
-    extend = flat.extend
+    extend, place = flat.extend, placed.append
     for detector, ts, fields in runs:
         if detector is not first and batch_kind(detector) != kind:
             raise ValueError("the detectors of one batch must be of one class and shape")
         read = detector._read
+        before = len(placed)
         for t, values in zip(ts, fields, strict=True):
             try:
                 extend(read({"ts": t, **values}))
             except ValueError as exc:
                 refused.append((position, exc))
             else:
-                placed.append(position)
+                place(position)
             position += 1
         starts.append(position)
+        counts.append(len(placed) - before)
     n = len(placed)
     data = np.array(flat).reshape(n, -1) if n else np.empty((0, 1))
     rows = np.empty((n, width))
     # Each run on its own detector, on its rows of the one array.
     row = 0
-    for (detector, _ts, _fields), end in zip(runs, starts[1:], strict=True):
-        stop = row
-        while stop < n and placed[stop] < end:
-            stop += 1
-        if stop > row:
-            detector._run(data[row:stop], rows[row:stop])
-        row = stop
-    listed = rows.tolist()
+    for (detector, _ts, _fields), count in zip(runs, counts, strict=True):
+        if count:
+            detector._run(data[row : row + count], rows[row : row + count])
+            row += count
     bad = L.S_BAD_TS
     if refused or (n and rows[:, L.R_STATUS].max() >= bad):
-        applied = []
-        kept = []
-        run_of = np.searchsorted(starts, placed, side="right") - 1
-        for j, (where, values) in enumerate(zip(placed, listed, strict=True)):
-            if values[L.R_STATUS] < bad:
-                applied.append(where)
-                kept.append(values)
-                continue
-            r = int(run_of[j])
+        ok = rows[:, L.R_STATUS] < bad
+        applied = [where for where, good in zip(placed, ok.tolist(), strict=True) if good]
+        for j in np.flatnonzero(~ok).tolist():
+            where = placed[j]
+            r = bisect.bisect_right(starts, where) - 1
             detector, ts, fields = runs[r]
             at = where - starts[r]
             tick = {"ts": ts[at], **fields[at]}
-            refused.append((where, detector._refusal(values, tick)))
+            refused.append((where, detector._refusal(rows[j].tolist(), tick)))
         refused.sort(key=lambda item: item[0])
-        listed = kept
+        rows = rows[ok]
     else:
         applied = placed
-    return OutputBlock(applied, output_columns(listed, first._k, width), refused), starts
+    return OutputBlock(applied, _columns(rows, first._k), refused), starts
+
+
+def _columns(rows: np.ndarray, k: int) -> dict[str, Any]:
+    """Outputs in column form from output rows, as NumPy arrays (NaN for no value)."""
+    p = L.R_PROBS
+    columns: tuple[Any, ...] = (
+        rows[:, L.R_REGIME].astype(np.int64),
+        tuple(rows[:, p + r] for r in range(k)),
+        tuple(rows[:, p + k + r] for r in range(k)),
+        rows[:, L.R_LL],
+        rows[:, L.R_DRIFT_SCORE],
+        rows[:, L.R_DRIFT] != 0.0,
+        rows[:, L.R_SEEN].astype(np.int64),
+        rows[:, L.R_WARM] != 0.0,
+        rows[:, L.R_VOLATILITY],
+        rows[:, L.R_VAR],
+    )
+    return make_output_columns(*columns)
+
+
+def take_rows(columns: Mapping[str, Any], positions: Sequence[int]) -> dict[str, Any]:
+    """:func:`learn_predict_runs`' output columns of the outputs at ``positions`` only."""
+    index = np.asarray(positions, dtype=np.intp)
+    return {
+        name: tuple(c[index] for c in column) if name in _PROBABILITIES else column[index]
+        for name, column in columns.items()
+    }
+
+
+#: The output fields that are a mapping of regime to probability.
+_PROBABILITIES = frozenset(f.name for f in OUTPUT_FIELDS if f.kind == "probabilities")
+#: The output fields whose NaN is None (no value) in an output dict (as ``learn_predict_block``
+#: gives them).
+_NAN_IS_NONE = frozenset(NAN_IS_NONE)
+
+
+class OutputRows(Sequence[dict[str, Any]]):
+    """Outputs ``start`` to ``stop - 1`` of :func:`learn_predict_runs`' output columns, as a
+    sequence of output dicts (:func:`~streamgmm.regime.output.make_output`, as
+    ``learn_predict_many`` gives them), each built when read.
+
+    :meth:`column` gives one field's values without building any.
+    """
+
+    __slots__ = ("_columns", "_start", "_stop")
+
+    def __init__(self, columns: Mapping[str, Any], start: int, stop: int) -> None:
+        self._columns, self._start, self._stop = columns, start, stop
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError("output index out of range")
+        j = self._start + (i % n)
+        values: list[Any] = []
+        for f in OUTPUT_FIELDS:
+            column = self._columns[f.name]
+            if f.name in _PROBABILITIES:
+                values.append({r: float(c[j]) for r, c in enumerate(column)})
+                continue
+            value = column[j].item()
+            values.append(None if value != value and f.name in _NAN_IS_NONE else value)
+        return make_output(*values)
+
+    def column(self, name: str) -> Sequence[Any]:
+        """The values of output field ``name``, in order (of a probabilities field: per
+        regime, its values); NaN where an output dict has None."""
+        column = self._columns[name]
+        start, stop = self._start, self._stop
+        if name in _PROBABILITIES:
+            return [c[start:stop] for c in column]
+        return column[start:stop]  # type: ignore[no-any-return]

@@ -39,19 +39,13 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, overload
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from streamgmm.regime import StreamProblem
-from streamgmm.regime.batch import batch_kind, learn_predict_runs
-from streamgmm.regime.output import (
-    OUTPUT_FIELDS,
-    OutputBlock,
-    make_output,
-    output_rows,
-    take_columns,
-)
+from streamgmm.regime.batch import OutputRows, batch_kind, learn_predict_runs, take_rows
+from streamgmm.regime.output import OutputBlock, output_rows, take_columns
 from streamgmm.settings.service import EMIT_POLICIES, OUT_OF_ORDER, Settings
 from streamgmm.ticks.encode import encode_output_columns, encode_output_run
 from streamgmm.ticks.keystate import KeyState, Pipeline
@@ -62,7 +56,6 @@ __all__ = [
     "BLOCK_RUN",
     "KeyRun",
     "Labels",
-    "OutputRows",
     "TickRules",
     "is_out_of_order",
     "should_emit",
@@ -122,51 +115,6 @@ class KeyRun:
     ticks: list[Tick] = field(default_factory=list)
     outputs: Sequence[dict[str, Any]] = field(default_factory=list)
     labels: list[Labels] = field(default_factory=list)
-
-
-class OutputRows(Sequence[dict[str, Any]]):
-    """Outputs ``start`` to ``stop - 1`` of outputs in column form (:func:`~streamgmm.regime.
-    output.make_output_columns`), as a sequence of output dicts, each built when read.
-
-    :meth:`column` gives one field's values without building any.
-    """
-
-    __slots__ = ("_columns", "_start", "_stop")
-
-    def __init__(self, columns: Mapping[str, Any], start: int, stop: int) -> None:
-        self._columns, self._start, self._stop = columns, start, stop
-
-    def __len__(self) -> int:
-        return self._stop - self._start
-
-    @overload
-    def __getitem__(self, i: int) -> dict[str, Any]: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
-    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError("output index out of range")
-        j = self._start + (i % n)
-        values: list[Any] = [
-            dict(enumerate(c[j] for c in column)) if f.kind == "probabilities" else column[j]
-            for f, column in ((f, self._columns[f.name]) for f in OUTPUT_FIELDS)
-        ]
-        return make_output(*values)
-
-    def column(self, name: str) -> Sequence[Any]:
-        """The values of output field ``name``, in order (of a probabilities field: per
-        regime, its values)."""
-        column = self._columns[name]
-        start, stop = self._start, self._stop
-        if name in _PROBABILITIES:
-            return [c[start:stop] for c in column]
-        return column[start:stop]  # type: ignore[no-any-return]
-
-
-_PROBABILITIES = frozenset(f.name for f in OUTPUT_FIELDS if f.kind == "probabilities")
 
 
 def should_emit(
@@ -435,7 +383,7 @@ class TickRules:
         source_ticks = [every_tick[applied[a]] for a in written]
         encoded = encode_output_columns(
             {f.name: [getattr(t, f.name) for t in source_ticks] for f in SOURCE_FIELDS},
-            columns if len(written) == n_applied else take_columns(columns, written),
+            columns if len(written) == n_applied else take_rows(columns, written),
             self.regime_names,
         )
         at = 0
