@@ -397,3 +397,56 @@ def test_orjson_fast_path_decodes_as_python_json(
     slow = TickDecoder(market(**env)).decode(b"k", value, "t", 0, 7)
     assert fast == slow
     assert repr(fast) == repr(slow)
+
+
+BY_KEY_VALUES = [
+    *FAST_PATH_VALUES,
+    b'{"ts":1.7e9,"price":101.5,"volume":3.0}',
+    b'{"ts":1.7e9,"price":101.5,"volume":null}',
+    b'{"ts":1.7e9,"price":101.5}',
+    b'{"ts":1.7e12,"price":101.5}',
+    b'{"ts":1.7e18,"price":101.5}',
+    b'{"ts":1.7e9,"price":0.0}',
+    b'{"ts":1.7e9,"price":-2.5}',
+    b'{"ts":1.7e9,"price":101.5,"volume":-1.0}',
+    b'{"ts":1.7e9,"price":101.5,"volume":-0.0}',
+    b'{"ts":1.7e9,"price":true}',
+    b'{"ts":1.7e9,"price":null}',
+    b'{"ts":1.7e9}',
+    b'{"price":1.0}',
+    b'{"ts":1700000000,"price":101}',
+    b'{"ts":"2024-01-02T03:04:05","price":1.0}',
+    b'{"ts":1.7e9,"price":1.0,"extra":{"deep":[1,2]}}',
+    b"not json",
+    b"",
+    b"x" * 300,
+    None,
+]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"INPUT_KEY_FIELD": "symbol"},
+        {"INPUT_TS_UNIT": "ms"},
+        {"INPUT_MAX_RECORD_BYTES": "256", "INPUT_MAX_KEY_BYTES": "4"},
+        {"INPUT_TICK_KIND": "event", "INPUT_EVENT_FIELDS": "price,volume"},
+    ],
+)
+def test_decode_by_key_is_decode_then_group_by_key(env: dict[str, str]) -> None:
+    """decode_by_key (a fast read of the usual record) gives exactly what decode and
+    group_by_key give, for usual, unusual and hostile records alike."""
+    keys = [b"A", b"B", b"", None, b"\xff", b"  ", b"LONGKEY", "é".encode()]
+    records = [
+        (keys[i % len(keys)], value, i)
+        for i, value in enumerate(v for _ in range(3) for v in BY_KEY_VALUES)
+    ]
+    decoder = TickDecoder(market(**env))
+    by_key, dead = decoder.decode_by_key(records, "t", 2)
+    want_by_key, want_dead = decode_mod.group_by_key(
+        (decoder.decode(key, value, "t", 2, offset), value) for key, value, offset in records
+    )
+    assert repr(by_key) == repr(want_by_key)
+    assert repr(dead) == repr(want_dead)
+    assert sum(map(len, by_key.values())) >= 5 and len(dead) > 10

@@ -155,13 +155,22 @@ class OutputRows(Sequence[dict[str, Any]]):
     sequence of output dicts (:func:`~streamgmm.regime.output.make_output`, as
     ``learn_predict_many`` gives them), each built when read.
 
-    :meth:`column` gives one field's values without building any.
+    :meth:`column` gives one field's values without building any. ``lists`` is where the
+    columns are kept as lists once :meth:`column` asked for them: shared by the outputs of
+    several keys of one batch, each column is converted once.
     """
 
-    __slots__ = ("_columns", "_start", "_stop")
+    __slots__ = ("_columns", "_lists", "_start", "_stop")
 
-    def __init__(self, columns: Mapping[str, Any], start: int, stop: int) -> None:
+    def __init__(
+        self,
+        columns: Mapping[str, Any],
+        start: int,
+        stop: int,
+        lists: dict[str, Any] | None = None,
+    ) -> None:
         self._columns, self._start, self._stop = columns, start, stop
+        self._lists = {} if lists is None else lists
 
     def __len__(self) -> int:
         return self._stop - self._start
@@ -187,11 +196,16 @@ class OutputRows(Sequence[dict[str, Any]]):
             values.append(None if value != value and f.name in _NAN_IS_NONE else value)
         return make_output(*values)
 
-    def column(self, name: str) -> Sequence[Any]:
-        """The values of output field ``name``, in order (of a probabilities field: per
-        regime, its values); NaN where an output dict has None."""
-        column = self._columns[name]
+    def column(self, name: str) -> list[Any]:
+        """The values of output field ``name``, in order, as a list (of a probabilities
+        field: per regime, a list of its values); NaN where an output dict has None."""
+        values = self._lists.get(name)
+        if values is None:
+            column = self._columns[name]
+            values = self._lists[name] = (
+                [c.tolist() for c in column] if name in _PROBABILITIES else column.tolist()
+            )
         start, stop = self._start, self._stop
         if name in _PROBABILITIES:
-            return [c[start:stop] for c in column]
-        return column[start:stop]  # type: ignore[no-any-return]
+            return [c[start:stop] for c in values]
+        return values[start:stop]  # type: ignore[no-any-return]

@@ -44,7 +44,7 @@ from streamgmm.service.metrics import ServiceMetrics
 from streamgmm.service.sink import ProducerProcess
 from streamgmm.settings.service import Settings, use_producer_process
 from streamgmm.settings.spec import ConfigError
-from streamgmm.ticks.decode import TickDecoder, group_by_key
+from streamgmm.ticks.decode import TickDecoder
 from streamgmm.ticks.encode import build_output_record
 from streamgmm.ticks.rules import KeyRun, TickRules
 from streamgmm.ticks.tick import DeadLetter, encode_key
@@ -446,10 +446,8 @@ class ServiceRunner:
         """
         assert self._decoder is not None and self._store is not None
         started = time.perf_counter()
-        decode, topic, partition = self._decoder.decode, tp.topic, tp.partition
-        by_key, dead = group_by_key(
-            (decode(key, value, topic, partition, offset), value) for key, value, offset in recs
-        )
+        partition = tp.partition
+        by_key, dead = self._decoder.decode_by_key(recs, tp.topic, partition)
         for dl in dead:
             self._dead_letter(dl)
         store = self._store

@@ -279,6 +279,47 @@ class TickDecoder:
             return DeadLetter(key, value, exc.reason, exc.detail, topic, partition, offset)
         return self.decode_parsed(key, obj, topic, partition, offset, value)
 
+    def decode_by_key(
+        self, records: Iterable[tuple[bytes | None, bytes | None, int]], topic: str, partition: int
+    ) -> tuple[dict[str, list[tuple[Tick, bytes | None]]], list[DeadLetter]]:
+        """:meth:`decode` each ``(key, value, offset)`` of one partition, in offset order,
+        and :func:`group_by_key` the results: the same ticks and dead letters.
+
+        A record of the usual shape (its record key the instrument, a JSON object of plain
+        values whose ``ts`` and value fields are finite floats within their bounds) is read
+        here in one go; any other takes :meth:`decode`.
+        """
+        by_key: dict[str, list[tuple[Tick, bytes | None]]] = {}
+        dead: list[DeadLetter] = []
+        plain_key = self.key_field is None
+        max_key, max_record = self.max_key_bytes, self.max_record_bytes
+        divisor = None if self.ts_unit == "auto" else TS_DIVISORS[self.ts_unit]
+        value_fields = self.value_fields
+        for key, value, offset in records:
+            tick: Tick | DeadLetter | None = None
+            if (
+                plain_key
+                and key
+                and value is not None
+                and len(key) <= max_key
+                and len(value) <= max_record
+            ):
+                obj = _fast_parse(value)
+                if obj is not None:
+                    tick = _plain_tick(key, obj, divisor, value_fields, topic, partition, offset)
+            if tick is None:
+                tick = self.decode(key, value, topic, partition, offset)
+            if type(tick) is DeadLetter:
+                dead.append(tick)
+                continue
+            assert isinstance(tick, Tick)
+            group = by_key.get(tick.key)
+            if group is None:
+                by_key[tick.key] = [(tick, value)]
+            else:
+                group.append((tick, value))
+        return by_key, dead
+
     def decode_parsed(
         self,
         key: bytes | None,
@@ -372,6 +413,46 @@ class TickDecoder:
                 raise _Reject(floor.reason, floor.detail(name, value))
             fields[name] = value
         return fields
+
+
+def _plain_tick(
+    key: bytes,
+    obj: dict[str, Any],
+    divisor: float | None,
+    value_fields: tuple[tuple[str, bool, Floor | None], ...],
+    topic: str,
+    partition: int,
+    offset: int,
+) -> Tick | None:
+    """The tick :meth:`TickDecoder.decode_parsed` makes of a record of the usual shape (see
+    :meth:`TickDecoder.decode_by_key`; ``divisor``: the ts unit's, None for ``"auto"``), or
+    None for any other record."""
+    ts = obj.get("ts")
+    if type(ts) is not float or ts - ts != 0.0:
+        return None
+    if divisor is not None:
+        ts = ts / divisor
+    elif not -_AUTO_SECONDS_BELOW < ts < _AUTO_SECONDS_BELOW:
+        return None
+    fields = {}
+    for name, required, floor in value_fields:
+        value = obj.get(name)
+        if value is None:
+            if required:
+                return None
+            continue
+        if type(value) is not float or value - value != 0.0:
+            return None
+        if floor is not None and not floor.holds(value):
+            return None
+        fields[name] = value
+    try:
+        text = bytes(key).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if _blank(text):
+        return None
+    return Tick(text, ts, fields, topic, partition, offset)
 
 
 def _blank(text: str) -> bool:

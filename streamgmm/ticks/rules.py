@@ -346,6 +346,7 @@ class TickRules:
         next_refused = next(refused, None)
         regimes, seen = columns["regime"], columns["n_samples_seen"]
         every = self.emit_policy == "every_tick"
+        lists: dict[str, Any] = {}  # the columns as lists, shared by the keys' OutputRows
         # Per key: its ticks applied (positions in ``applied``) and the outputs it writes.
         written: list[int] = []
         counts: list[int] = []
@@ -374,7 +375,7 @@ class TickRules:
             run.applied += j - lo
             if self.keep_outputs:
                 run.ticks = kept
-                run.outputs = OutputRows(columns, lo, j)
+                run.outputs = OutputRows(columns, lo, j, lists)
             last = kept[-1]
             self._settle(state, run, int(regimes[j - 1]), last.offset, last.ts)
         if not written:
