@@ -172,6 +172,10 @@ class _Detector(base.Base, Shape):
         field (finiteness and ranges are the compiled step's checks)."""
         raise NotImplementedError
 
+    def _read_fields(self, ts: Any, fields: Mapping[str, Any]) -> tuple[float, ...]:
+        """:meth:`_read` of the tick ``{"ts": ts, **fields}``."""
+        return self._read({"ts": ts, **fields})
+
     def _value_names(self) -> Sequence[str]:
         raise NotImplementedError
 
@@ -417,9 +421,11 @@ class _Detector(base.Base, Shape):
         warm-ups' worth of ticks. The service logs it once per key and counts such keys in a
         metric, by :attr:`StreamProblem.kind`.
         """
+        if self.warm:  # the usual case, and the quickest to tell
+            return None
         seen = self.n_samples_seen
         warmup = self.warmup
-        if not self.warm and seen >= 4 * warmup:
+        if seen >= 4 * warmup:
             return StreamProblem(
                 "no_scale",
                 f"{seen} ticks and the values never varied over a warm-up of {warmup} "

@@ -31,7 +31,7 @@ def batch_kind(detector: object) -> Hashable | None:
     class and shape), or None for one that cannot (not a streamgmm detector)."""
     if not isinstance(detector, _Detector):
         return None
-    return (type(detector), detector._width, detector._k, len(detector._value_names()))
+    return (type(detector), detector._width, detector._k, detector._d)
 
 
 def learn_predict_runs(
@@ -77,11 +77,11 @@ def learn_predict_runs(
     for detector, ts, fields in runs:
         if detector is not first and batch_kind(detector) != kind:
             raise ValueError("the detectors of one batch must be of one class and shape")
-        read = detector._read
+        read = detector._read_fields
         before = len(placed)
         for t, values in zip(ts, fields, strict=True):
             try:
-                extend(read({"ts": t, **values}))
+                extend(read(t, values))
             except ValueError as exc:
                 refused.append((position, exc))
             else:

@@ -136,6 +136,17 @@ class RegimeDetector(_Detector, MarketSettings):
     def _value_names(self) -> Sequence[str]:
         return ("price",)
 
+    def _read_fields(self, ts: Any, fields: Mapping[str, Any]) -> tuple[float, ...]:
+        p = fields.get("price")
+        v = fields.get("volume")
+        if (
+            type(ts) is float
+            and type(p) is float
+            and (v is None or (type(v) is float and v >= 0.0 and v - v == 0.0))
+        ):
+            return ts, p  # the usual tick, read as _read reads it
+        return self._read({"ts": ts, **fields})
+
     def _read(self, tick: Mapping[str, Any]) -> tuple[float, ...]:
         t = tick.get("ts")
         p = tick.get("price")

@@ -25,10 +25,13 @@ Both implementations give the same guarantees; the checkpoint protocol
 from __future__ import annotations
 
 import importlib
+import logging
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
+
+from streamgmm.service.dead_letters import HEADER_REFUSED, refused_copy
 
 __all__ = [
     "CLIENTS",
@@ -42,12 +45,16 @@ __all__ = [
     "RebalanceEvents",
     "Record",
     "RecordRefused",
+    "Refused",
     "RefusedCallback",
     "TopicPartition",
+    "divert_refused",
     "ensure_reachable",
     "fmt_partitions",
     "get_client",
 ]
+
+log = logging.getLogger(__name__)
 
 #: ``[kafka] client`` values, and the module of each.
 CLIENTS = {"kafka-python": "kafka_python", "confluent": "confluent"}
@@ -184,6 +191,48 @@ class Client(Protocol):
         configs: Mapping[str, Mapping[str, str]] | None = None,
         replication_factor: int = 1,
     ) -> list[str]: ...
+
+
+#: A record the broker refused for good: ``(topic, key, value, headers, reason)``.
+Refused = tuple[str, bytes | None, bytes | None, Any, str]
+
+
+def divert_refused(
+    refused: Iterable[Refused],
+    send: Callable[[str, bytes | None, bytes | None, list[tuple[str, bytes]]], Any],
+    dead_letter_topic: str,
+    on_refused: RefusedCallback | None,
+) -> None:
+    """Send a copy that fits of each refused record to ``dead_letter_topic`` with
+    ``send(topic, value, key, headers)`` (:func:`~streamgmm.service.dead_letters.
+    refused_copy`); a record that is itself such a copy is lost, and logged, rather than
+    copied again (which could go on forever). Both clients' producers do this at ``flush``."""
+    originals = []
+    for record in refused:
+        topic, _key, _value, headers, reason = record
+        if any(name == HEADER_REFUSED for name, _v in headers or ()):
+            log.error(
+                "a refused record's copy to %s was refused too (%s); it is lost", topic, reason
+            )
+            if on_refused is not None:
+                on_refused(topic, "lost")
+        else:
+            originals.append(record)
+    if not originals:
+        return
+    first = originals[0]
+    log.warning(
+        "%d record(s) refused for good (first, to %s: %s); copies that fit go to %s",
+        len(originals),
+        first[0],
+        first[4],
+        dead_letter_topic,
+    )
+    for topic, key, value, headers, reason in originals:
+        copy_key, copy_value, copy_headers = refused_copy(key, value, headers, reason)
+        send(dead_letter_topic, copy_value, copy_key, copy_headers)
+        if on_refused is not None:
+            on_refused(topic, "dead_lettered")
 
 
 def get_client(name: str) -> Client:

@@ -45,7 +45,6 @@ except ImportError:  # pragma: no cover - depends on the install
         '[kafka] client = "confluent" needs confluent-kafka: pip install "streamgmm[confluent]"'
     ) from None
 
-from streamgmm.service.dead_letters import HEADER_REFUSED, refused_copy
 from streamgmm.service.kafka import (
     BrokerError,
     DeliveredCallback,
@@ -54,8 +53,10 @@ from streamgmm.service.kafka import (
     RebalanceEvents,
     Record,
     RecordRefused,
+    Refused,
     RefusedCallback,
     TopicPartition,
+    divert_refused,
     fmt_partitions,
 )
 
@@ -433,8 +434,6 @@ def make_reader(settings: Any) -> _Reader:
 
 # =============================================================================== producer
 
-_Refused = tuple[str, bytes | None, bytes | None, Any, str]
-
 
 class Producer:
     """librdkafka's producer, with :class:`.kafka_python.Producer`'s guarantees.
@@ -476,9 +475,14 @@ class Producer:
             "message.timeout.ms": timeout_ms,
             "on_delivery": self._report,
         }
+        # An output producer hears of failures only (a report per record costs a Python call
+        # each): what it counts as delivered is what it sent less what failed or is still
+        # in librdkafka's hands (_tell_delivered).
+        self._only_errors = output
         if output:
             conf.update(OUTPUT_PRODUCER_CONFIG)
             conf["compression.type"] = compression or "none"
+            conf["delivery.report.only.error"] = True
         self._producer = _RdProducer({**conf, **extra})
         self._timeout = timeout_ms / 1000
         self._on_delivered = on_delivered
@@ -486,8 +490,12 @@ class Producer:
         self._on_refused = on_refused
         self._failures: list[str] = []
         self._refusals: list[str] = []
-        self._refused: list[_Refused] = []
+        self._refused: list[Refused] = []
         self._acked: dict[str, int] = {}
+        # Output producer: records sent and failed per topic, and how many were told delivered.
+        self._sent: dict[str, int] = {}
+        self._failed: dict[str, int] = {}
+        self._told: dict[str, int] = {}
         self._unpolled = 0
 
     @property
@@ -496,13 +504,16 @@ class Producer:
         return bool(self._failures or self._refusals)
 
     def _report(self, err: KafkaError | None, msg: Any) -> None:
-        # The delivery report of a record without a handle (outputs and dead letters).
+        # The delivery report of a record without a handle (outputs and dead letters); an
+        # output producer's only for the records that failed.
+        topic = msg.topic()
         if err is None:
             if self._on_delivered is not None:
-                topic = msg.topic()
                 self._acked[topic] = self._acked.get(topic, 0) + 1
             return
-        self._error(msg.topic(), msg.key(), msg.value(), msg.headers(), err, True)
+        if self._only_errors:
+            self._failed[topic] = self._failed.get(topic, 0) + 1
+        self._error(topic, msg.key(), msg.value(), msg.headers(), err, True)
 
     def _error(
         self,
@@ -532,6 +543,15 @@ class Producer:
         divert: bool = True,
     ) -> Any:
         """Queue one record. For ``divert=False`` returns a handle for :meth:`where`."""
+        if divert and partition is None and not headers:
+            # The usual record (an output): straight to librdkafka.
+            try:
+                self._producer.produce(topic, value, key)
+            except (BufferError, KafkaException):
+                pass  # the general path below retries or words the refusal
+            else:
+                self._queued(topic)
+                return None
         handle: list[Any] | None = None
         kwargs: dict[str, Any] = {}
         if partition is not None:
@@ -565,10 +585,16 @@ class Producer:
                 # Refused at once (larger than message.max.bytes): as if the broker had.
                 self._error(topic, key, value, headers, exc.args[0], divert)
                 return handle
+        self._queued(topic)
+        return handle
+
+    def _queued(self, topic: str) -> None:
+        """Count a record librdkafka took."""
+        if self._only_errors:
+            self._sent[topic] = self._sent.get(topic, 0) + 1
         self._unpolled += 1
         if self._unpolled >= _POLL_EVERY:
             self.send_pending()
-        return handle
 
     def where(self, handle: Any) -> tuple[int, int]:
         """``(partition, offset)`` of a record sent with ``divert=False``, once flushed."""
@@ -584,7 +610,20 @@ class Producer:
         self._tell_delivered()
 
     def _tell_delivered(self) -> None:
-        if self._acked and self._on_delivered is not None:
+        if self._on_delivered is None:
+            return
+        if self._only_errors:
+            # At least sent - failed - in flight of a topic's records were delivered, and
+            # exactly that many once none is in flight: tell the increase of that bound.
+            in_flight = len(self._producer)
+            for topic, sent in self._sent.items():
+                delivered = sent - self._failed.get(topic, 0) - in_flight
+                told = self._told.get(topic, 0)
+                if delivered > told:
+                    self._told[topic] = delivered
+                    self._on_delivered(topic, delivered - told)
+            return
+        if self._acked:
             acked, self._acked = self._acked, {}
             for topic, n in acked.items():
                 self._on_delivered(topic, n)
@@ -601,7 +640,8 @@ class Producer:
             refused, self._refused = self._refused, []
             if not refused:
                 break
-            self._divert(refused)
+            assert self._dead_letter_topic is not None
+            divert_refused(refused, self.send, self._dead_letter_topic, self._on_refused)
             left = None if deadline is None else max(0.5, deadline - time.monotonic())
             self._flush_client(left)
         self._tell_delivered()
@@ -622,36 +662,6 @@ class Producer:
         left = self._producer.flush(-1 if timeout is None else timeout)
         if left:
             self._failures.append(f"{left} record(s) not acknowledged within {timeout}s")
-
-    def _divert(self, refused: list[_Refused]) -> None:
-        """Send a copy that fits of each refused record to the dead-letter topic."""
-        assert self._dead_letter_topic is not None
-        originals = []
-        for record in refused:
-            topic, _key, _value, headers, reason = record
-            if any(name == HEADER_REFUSED for name, _v in headers):
-                log.error(
-                    "a refused record's copy to %s was refused too (%s); it is lost", topic, reason
-                )
-                if self._on_refused is not None:
-                    self._on_refused(topic, "lost")
-            else:
-                originals.append(record)
-        if not originals:
-            return
-        first = originals[0]
-        log.warning(
-            "%d record(s) refused for good (first, to %s: %s); copies that fit go to %s",
-            len(originals),
-            first[0],
-            first[4],
-            self._dead_letter_topic,
-        )
-        for topic, key, value, headers, reason in originals:
-            copy_key, copy_value, copy_headers = refused_copy(key, value, headers, reason)
-            self.send(self._dead_letter_topic, copy_value, copy_key, copy_headers)
-            if self._on_refused is not None:
-                self._on_refused(topic, "dead_lettered")
 
     def close(self, timeout: float | None = None) -> None:
         """Deliver what can be delivered within ``timeout``; drop the rest."""

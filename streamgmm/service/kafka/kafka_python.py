@@ -52,7 +52,6 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata
 
-from streamgmm.service.dead_letters import HEADER_REFUSED, refused_copy
 from streamgmm.service.kafka import (
     DeliveredCallback,
     DeliveryError,
@@ -62,6 +61,7 @@ from streamgmm.service.kafka import (
     RecordRefused,
     RefusedCallback,
     TopicPartition,
+    divert_refused,
     fmt_partitions,
 )
 
@@ -537,7 +537,13 @@ class Producer:
                 refused, self._refused = self._refused, []
             if not refused:
                 break
-            self._divert(refused)
+            assert self._dead_letter_topic is not None
+            divert_refused(
+                [(t, k, v, h, f"{type(exc).__name__}: {exc}") for t, k, v, h, exc in refused],
+                self.send,
+                self._dead_letter_topic,
+                self._on_refused,
+            )
             left = None if deadline is None else max(0.5, deadline - time.monotonic())
             self._flush_client(left)
         with self._lock:
@@ -554,45 +560,6 @@ class Producer:
             self._producer.flush(timeout=timeout)
         except KafkaError as exc:
             raise DeliveryError(f"producer flush failed: {exc}") from exc
-
-    def _divert(
-        self, refused: list[tuple[str, bytes | None, bytes | None, Any, BaseException]]
-    ) -> None:
-        """Send a copy that fits of each refused record to the dead-letter topic."""
-        assert self._dead_letter_topic is not None
-        originals = []
-        for record in refused:
-            topic, _key, _value, headers, exc = record
-            if any(name == HEADER_REFUSED for name, _v in headers or ()):
-                # Already a copy, refused in turn: copying it again could go on forever.
-                log.error(
-                    "a refused record's copy to %s was refused too (%s: %s); it is lost",
-                    topic,
-                    type(exc).__name__,
-                    exc,
-                )
-                if self._on_refused is not None:
-                    self._on_refused(topic, "lost")
-            else:
-                originals.append(record)
-        if not originals:
-            return
-        first = originals[0]
-        log.warning(
-            "%d record(s) refused for good (first, to %s: %s: %s); copies that fit go to %s",
-            len(originals),
-            first[0],
-            type(first[4]).__name__,
-            first[4],
-            self._dead_letter_topic,
-        )
-        for topic, key, value, headers, exc in originals:
-            copy_key, copy_value, copy_headers = refused_copy(
-                key, value, headers, f"{type(exc).__name__}: {exc}"
-            )
-            self.send(self._dead_letter_topic, copy_value, copy_key, copy_headers)
-            if self._on_refused is not None:
-                self._on_refused(topic, "dead_lettered")
 
     def partitions_for(self, topic: str) -> set[int]:
         """Partition numbers of ``topic`` (blocks for metadata)."""
