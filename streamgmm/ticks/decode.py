@@ -294,19 +294,35 @@ class TickDecoder:
         plain_key = self.key_field is None
         max_key, max_record = self.max_key_bytes, self.max_record_bytes
         divisor = None if self.ts_unit == "auto" else TS_DIVISORS[self.ts_unit]
-        value_fields = self.value_fields
+        # Per value field: name, required, and its floor as (bound, inclusive) (-inf, inclusive:
+        # none).
+        checks = tuple(
+            (name, required, -math.inf, True) if floor is None
+            else (name, required, floor.bound, floor.inclusive)
+            for name, required, floor in self.value_fields
+        )  # fmt: skip
+        texts: dict[bytes, str | None] = {}  # record key -> its text, None if unusable
+        loads, not_json = orjson.loads, orjson.JSONDecodeError
         for key, value, offset in records:
             tick: Tick | DeadLetter | None = None
             if (
                 plain_key
+                and type(key) is bytes
                 and key
                 and value is not None
                 and len(key) <= max_key
                 and len(value) <= max_record
             ):
-                obj = _fast_parse(value)
-                if obj is not None:
-                    tick = _plain_tick(key, obj, divisor, value_fields, topic, partition, offset)
+                try:
+                    obj = loads(value)
+                except not_json:
+                    obj = None
+                if type(obj) is dict:
+                    text = texts.get(key, "")
+                    if text == "":
+                        text = texts[key] = _usable_text(key)
+                    if text is not None:
+                        tick = _usual_tick(obj, text, divisor, checks, topic, partition, offset)
             if tick is None:
                 tick = self.decode(key, value, topic, partition, offset)
             if type(tick) is DeadLetter:
@@ -415,18 +431,37 @@ class TickDecoder:
         return fields
 
 
-def _plain_tick(
-    key: bytes,
+def _usable_text(key: bytes) -> str | None:
+    """A record key's text when :meth:`TickDecoder._key` takes it as it is (UTF-8, not
+    blank), else None."""
+    try:
+        text = bytes(key).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if _blank(text) else text
+
+
+def _usual_tick(
     obj: dict[str, Any],
+    key: str,
     divisor: float | None,
-    value_fields: tuple[tuple[str, bool, Floor | None], ...],
+    checks: tuple[tuple[str, bool, float, bool], ...],
     topic: str,
     partition: int,
     offset: int,
 ) -> Tick | None:
-    """The tick :meth:`TickDecoder.decode_parsed` makes of a record of the usual shape (see
-    :meth:`TickDecoder.decode_by_key`; ``divisor``: the ts unit's, None for ``"auto"``), or
-    None for any other record."""
+    """The tick :meth:`TickDecoder.decode_parsed` makes of ``obj`` (orjson's parse of the
+    record) for a record of the usual shape (see :meth:`TickDecoder.decode_by_key`;
+    ``divisor``: the ts unit's, None for ``"auto"``; ``checks``: the value fields' floors),
+    or None for any other record."""
+    for item in obj.values():
+        # As _fast_parse: orjson's parse is json's only for plain values.
+        kind = type(item)
+        if kind is float:
+            if not -_INT64_BOUND < item < _INT64_BOUND:
+                return None
+        elif kind not in _PLAIN:
+            return None
     ts = obj.get("ts")
     if type(ts) is not float or ts - ts != 0.0:
         return None
@@ -435,24 +470,20 @@ def _plain_tick(
     elif not -_AUTO_SECONDS_BELOW < ts < _AUTO_SECONDS_BELOW:
         return None
     fields = {}
-    for name, required, floor in value_fields:
+    for name, required, bound, inclusive in checks:
         value = obj.get(name)
         if value is None:
             if required:
                 return None
             continue
-        if type(value) is not float or value - value != 0.0:
-            return None
-        if floor is not None and not floor.holds(value):
+        if (
+            type(value) is not float
+            or value - value != 0.0
+            or not (value >= bound if inclusive else value > bound)
+        ):
             return None
         fields[name] = value
-    try:
-        text = bytes(key).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if _blank(text):
-        return None
-    return Tick(text, ts, fields, topic, partition, offset)
+    return Tick(key, ts, fields, topic, partition, offset)
 
 
 def _blank(text: str) -> bool:
