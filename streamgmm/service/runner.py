@@ -481,9 +481,9 @@ class ServiceRunner:
             log.warning("key %r gives no regimes: %s", key, run.problem)
             self.metrics.stream_problem(run.problem.kind)
         if run.records:
-            send, topic, key_bytes = self._sink.send, self.settings.output_topic, encode_key(key)
-            for _offset, value in run.records:
-                send(topic, value=value, key=key_bytes)
+            self._sink.send_all(
+                self.settings.output_topic, encode_key(key), [value for _o, value in run.records]
+            )
         outs = run.outputs
         if not outs:
             return 0

@@ -60,7 +60,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 from streamgmm.exits import EXIT_FAILURE, EXIT_USAGE
@@ -273,6 +273,24 @@ class ProducerProcess:
             self._pending_bytes += size
             if len(meta) >= 4 * _SHIP_RECORDS or self._pending_bytes >= _SHIP_BYTES:
                 self._ship()
+
+    def send_all(self, topic: str, key: bytes | None, values: Iterable[bytes]) -> None:
+        """:meth:`send` of each of ``values`` with ``key``, in order (no headers)."""
+        with self._lock:
+            number = self._topics.get(topic)
+            if number is None:
+                number = self._announce(topic)
+            meta, parts = self._meta, self._parts
+            key_size = -1 if key is None else len(key)
+            for value in values:
+                meta += (number, key_size, len(value), -1)
+                if key is not None:
+                    parts.append(key)
+                parts.append(value)
+                self._pending_bytes += max(key_size, 0) + len(value)
+                if len(meta) >= 4 * _SHIP_RECORDS or self._pending_bytes >= _SHIP_BYTES:
+                    self._ship()
+                    meta, parts = self._meta, self._parts
 
     def send_pending(self) -> None:
         """Hand every buffered record to the child now (the runner calls this per poll)."""

@@ -588,11 +588,23 @@ class Producer:
         self._queued(topic)
         return handle
 
-    def _queued(self, topic: str) -> None:
-        """Count a record librdkafka took."""
+    def send_all(self, topic: str, key: bytes | None, values: Iterable[bytes]) -> None:
+        """:meth:`send` of each of ``values`` with ``key``, in order."""
+        produce, n = self._producer.produce, 0
+        for value in values:
+            try:
+                produce(topic, value, key)
+            except (BufferError, KafkaException):
+                self.send(topic, value, key)  # retries, or words the refusal
+            else:
+                n += 1
+        self._queued(topic, n)
+
+    def _queued(self, topic: str, n: int = 1) -> None:
+        """Count ``n`` records librdkafka took."""
         if self._only_errors:
-            self._sent[topic] = self._sent.get(topic, 0) + 1
-        self._unpolled += 1
+            self._sent[topic] = self._sent.get(topic, 0) + n
+        self._unpolled += n
         if self._unpolled >= _POLL_EVERY:
             self.send_pending()
 

@@ -494,6 +494,11 @@ class Producer:
             future.add_callback(callback)
         return future
 
+    def send_all(self, topic: str, key: bytes | None, values: Iterable[bytes]) -> None:
+        """:meth:`send` of each of ``values`` with ``key``, in order."""
+        for value in values:
+            self.send(topic, value, key)
+
     def _ack_callback(self, topic: str) -> Callable[[Any], None]:
         on_delivered = self._on_delivered
         assert on_delivered is not None
