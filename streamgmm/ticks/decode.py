@@ -27,7 +27,7 @@ import json
 import math
 from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import orjson
@@ -304,7 +304,7 @@ class TickDecoder:
         texts: dict[bytes, str | None] = {}  # record key -> its text, None if unusable
         loads, not_json = orjson.loads, orjson.JSONDecodeError
         for key, value, offset in records:
-            tick: Tick | DeadLetter | None = None
+            tick: Tick | None = None
             if (
                 plain_key
                 and type(key) is bytes
@@ -324,11 +324,11 @@ class TickDecoder:
                     if text is not None:
                         tick = _usual_tick(obj, text, divisor, checks, topic, partition, offset)
             if tick is None:
-                tick = self.decode(key, value, topic, partition, offset)
-            if type(tick) is DeadLetter:
-                dead.append(tick)
-                continue
-            assert isinstance(tick, Tick)
+                result = self.decode(key, value, topic, partition, offset)
+                if type(result) is DeadLetter:
+                    dead.append(result)
+                    continue
+                tick = cast(Tick, result)
             group = by_key.get(tick.key)
             if group is None:
                 by_key[tick.key] = [(tick, value)]
