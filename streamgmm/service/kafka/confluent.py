@@ -241,16 +241,17 @@ class _GroupConsumer:
     # The interface.
     def poll(self, timeout_ms: int) -> dict[TopicPartition, list[Record]]:
         batch = _group(self._consumer.consume(self._max, timeout_ms / 1000), "consumer")
+        if self._fresh:
+            for tp in batch:
+                # Read from where it was assigned: a seek there is a real one from now on,
+                # also when this batch is dropped below (the rewind's seek must move back).
+                self._fresh.pop(tp, None)
         if self._lost_now:
             # As after kafka-python's failed deliveries (see the module notes).
             lost, self._lost_now = self._lost_now, set()
             raise BrokerError(
                 f"partitions lost while cut off from the group: {fmt_partitions(lost)}"
             )
-        if self._fresh:
-            for tp in batch:
-                # Read from where it was assigned: a seek there is a real one from now on.
-                self._fresh.pop(tp, None)
         return batch
 
     def drain_events(self) -> RebalanceEvents:
