@@ -214,7 +214,9 @@ def _t_pred(logpdf: np.ndarray, mean: np.ndarray, sd: np.ndarray, nu: np.ndarray
     k = np.sqrt((nu_safe - 2.0) / nu_safe)
     q01 = mean + sd * k * stats.t.ppf(0.01, nu_safe)
     q05 = mean + sd * k * stats.t.ppf(0.05, nu_safe)
-    return Pred(logpdf, sd**2, q01, q05)
+    # the upper quantiles of a symmetric predictive, for the tail diagnosis
+    upper = {"q95": 2.0 * mean - q05, "q99": 2.0 * mean - q01}
+    return Pred(logpdf, sd**2, q01, q05, extra=upper)
 
 
 def ewma_pred(r: np.ndarray) -> Pred:
@@ -451,7 +453,7 @@ def pool_pred(s: Series, r: np.ndarray, params: dict[str, float]) -> Pred:
     var = np.sum(w * sd**2, axis=1)
     ok = np.isfinite(var)
     q = {}
-    for level in (0.01, 0.05):
+    for level in (0.01, 0.05, 0.95, 0.99):
         q[level] = np.full(r.size, np.nan)
         if ok.any():
             q[level][ok] = _t_mixture_quantile2(w[ok], mean[ok], sd[ok], nu2[ok], level)
@@ -506,7 +508,7 @@ def package_pred(s: Series, r: np.ndarray) -> Pred:
     var = np.sum(w * sd**2, axis=1)
     ok = np.isfinite(var)
     q = {}
-    for level in (0.01, 0.05):
+    for level in (0.01, 0.05, 0.95, 0.99):
         q[level] = np.full(r.size, np.nan)
         if ok.any():
             q[level][ok] = _t_mixture_quantile_means(w[ok], mean[ok], sd[ok], nu2[ok], level)
@@ -514,7 +516,12 @@ def package_pred(s: Series, r: np.ndarray) -> Pred:
     pred = Pred(rows[:, L.R_LL], var, q[0.01], q[0.05])
     pred.label = np.where(warm, rows[:, L.R_REGIME], np.nan)
     pred.p_turb = np.where(warm, rows[:, L.R_PROBS + 1], np.nan)
-    pred.extra = {"drift": np.where(scored, rows[:, L.R_DRIFT], np.nan), "wa": wa}
+    pred.extra = {
+        "drift": np.where(scored, rows[:, L.R_DRIFT], np.nan),
+        "wa": wa,
+        "q95": q[0.95],
+        "q99": q[0.99],
+    }
     return pred
 
 
@@ -603,6 +610,16 @@ def calibration(pred: Pred, r: np.ndarray, mask: np.ndarray) -> dict[str, float]
         )
         out[f"rate{tag}"] = float(viol.mean()) if viol.size else math.nan
     out["ratio"] = float(np.mean(r[ok] ** 2 / pred.var[ok])) if ok.any() else math.nan
+    # Which tail fails, and whether violations follow violations (the tail diagnosis): the
+    # upper 5 % and 1 % rates where the predictive's upper quantiles are known, and the rate of
+    # 5 % violations on the tick after one (5 % if independent).
+    for tag, key in (("5", "q95"), ("1", "q99")):
+        upper = pred.extra.get(key)
+        if upper is not None:
+            out[f"upper{tag}"] = float(np.mean(r[ok] > upper[ok])) if ok.any() else math.nan
+    viol = r[ok] < pred.q05[ok]
+    after = viol[1:][viol[:-1]]
+    out["after5"] = float(after.mean()) if after.size else math.nan
     return out
 
 
@@ -789,6 +806,19 @@ def report(split: str, results: list[dict[str, Any]]) -> dict[str, Any]:
             )
         rows.append(row)
     print(_table(["series", "cand K1 K5 C1 C5 | ratio", "garch-t", "ewma", "hamilton"], rows))
+    print(
+        "\nTails (% of scored ticks): below the 1 % and 5 % quantiles, above the 95 % and 99 % "
+        "quantiles; P(below 5 % | below 5 % the tick before)"
+    )
+    rows = []
+    for r in results:
+        row = [r["name"]]
+        for key in ("cand", "garch"):
+            c = r[f"cal_{key}"]
+            cells = [100 * c.get(k, math.nan) for k in ("rate1", "rate5", "upper5", "upper1")]
+            row.append(" ".join(f"{x:.2f}" for x in cells) + f" | {100 * c['after5']:.1f}")
+        rows.append(row)
+    print(_table(["series", "cand L1 L5 U5 U1 | after", "garch-t"], rows))
     print(
         "\nLabels: switches per year (candidate, refitted Hamilton argmax, detector), "
         "regime 0 calmest, turbulent share"

@@ -3,7 +3,7 @@
 :func:`compile_if_cold` is what the commands (``run``, ``replay``, ``demo``, ``plot``) call
 before their work: when :func:`kernels_cached` finds the market step missing from numba's
 cache, it says so in one line, compiles every kernel (:func:`precompile`) and says how long
-that took, so a first run is not silent for the half-minute it compiles; with a warm cache it
+that took, so a first run is not silent for the minute it compiles; with a warm cache it
 prints nothing and costs a fraction of a millisecond.
 
 ``python -m streamgmm._precompile`` streams synthetic market ticks through a
@@ -65,9 +65,9 @@ def kernels_cached() -> bool | None:
     """Whether numba's cache holds the market step (:func:`~streamgmm.regime.forecast.market_run`)
     for this source, this numba and this CPU; None when it cannot be told.
 
-    The step inlines every stage of the market detector, so it is most of the compile time
-    (about 28 s of 30 on 2 cores); the other kernels :func:`precompile` compiles take about a
-    second together. The check reads the step's cache index, as numba itself does when it
+    The step and the two kernels it calls (a model's learning, the next tick's forecast) are
+    most of the compile time, and are compiled together: when the step is cached, they are.
+    The check reads the step's cache index, as numba itself does when it
     loads the kernel: the index is fresh when it was written for the same source text (numba
     keeps a hash of it) and numba version, and it must hold an entry for this CPU
     (``NUMBA_CPU_NAME``, ``NUMBA_CACHE_DIR`` and an installed, read-only package are all
@@ -93,7 +93,7 @@ def compile_if_cold(stream: TextIO | None = None) -> float | None:
         return None
     stream = stream or sys.stderr
     print(
-        "streamgmm: compiling the numba kernels, 20 to 30 s on a recent CPU (once: they "
+        "streamgmm: compiling the numba kernels, about a minute on 2 cores (once: they "
         "are cached for later runs) ...",
         file=stream,
         flush=True,

@@ -34,6 +34,7 @@ from streamgmm.exits import EXIT_FAILURE, interrupt_on_stop_signals
 from streamgmm.plot import DEFAULT_OUTPUT
 from streamgmm.service.runner import ServiceRunner
 from streamgmm.settings.layers import load_settings
+from streamgmm.ticks.record import regime_name
 
 INPUT_TOPIC = "demo.ticks"
 PARTITIONS = 3
@@ -52,8 +53,11 @@ SYNTHETIC = tuple(name for name in INSTRUMENTS if name.startswith("SYN-"))
 @dataclass
 class _Row:
     ticks: int = 0
-    regime: int = 0
+    regime: str = "-"
     probabilities: dict[str, float] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
+    volatility: float = math.nan
+    value_at_risk: float = math.nan
     drift_score: float = 0.0
     drift_events: int = 0
     drifting: bool = False
@@ -63,7 +67,9 @@ class _Row:
 class LiveTable:
     """Latest output per instrument, rendered as a small text table (thread-safe)."""
 
-    def __init__(self) -> None:
+    def __init__(self, regime_names: tuple[str, ...] | None = None) -> None:
+        #: ``[output] regime_names`` (None: the default names), for the probability columns.
+        self.regime_names = regime_names
         self._rows: dict[str, _Row] = {}
         self._lock = threading.Lock()
         self.total = 0
@@ -72,10 +78,14 @@ class LiveTable:
         with self._lock:
             row = self._rows.setdefault(key, _Row())
             row.ticks = int(record["n_samples_seen"])
-            row.regime = int(record["regime"])
+            row.regime = str(record["regime_name"])
             row.probabilities = {
                 k: (v if v is not None else math.nan) for k, v in record["probabilities"].items()
             }
+            n = len(row.probabilities)
+            row.names = tuple(regime_name(i, self.regime_names or None, n) for i in range(n))
+            row.volatility = _number(record.get("volatility"))
+            row.value_at_risk = _number(record.get("value_at_risk"))
             row.drift_score = record["drift_score"] or 0.0
             drift = bool(record["drift_detected"])
             row.drift_events += int(drift and not row.drifting)  # count episodes, not ticks
@@ -89,27 +99,41 @@ class LiveTable:
         with self._lock:
             rows = sorted(self._rows.items())
         lines = header.splitlines() if header else []
-        n_reg = max((len(r.probabilities) for _k, r in rows), default=2)
-        probs = " ".join(f"P(r{i})".rjust(7) for i in range(n_reg))
+        names = max((r.names for _k, r in rows), key=len, default=("turbulent",))
+        regime_width = max(len(n) for n in (*names, "regime"))
+        top = f"P({names[-1]})"  # the most turbulent regime's probability
         lines.append(
-            f"{'instrument':<12} {'ticks':>6} {'date':>10} {'regime':>6} {probs}"
-            f" {'drift_score':>11} {'drift_alarms':>12}"
+            f"{'instrument':<10} {'ticks':>6} {'date':>10} {'regime':>{regime_width}} {top:>7}"
+            f" {'volatility':>10} {'VaR':>7} {'drift':>5} {'alarms':>6}"
         )
         for key, r in rows:
             date = time.strftime("%Y-%m-%d", time.gmtime(r.last_ts)) if r.last_ts else "-"
-            p = " ".join(f"{r.probabilities.get(str(i), math.nan):7.3f}" for i in range(n_reg))
+            p = r.probabilities.get(str(len(names) - 1), math.nan)
             lines.append(
-                f"{key:<12} {r.ticks:>6} {date:>10} {r.regime:>6} {p}"
-                f" {r.drift_score:>11.2f} {r.drift_events:>12}"
+                f"{key:<10} {r.ticks:>6} {date:>10} {r.regime:>{regime_width}} {p:>{len(top)}.3f}"
+                f" {_percent(r.volatility):>10} {_percent(r.value_at_risk):>7}"
+                f" {r.drift_score:>5.2f} {r.drift_events:>6}"
             )
         if legend:
             lines.append("")
-            lines += [f"{key:<12} {text}" for key, text in INSTRUMENTS.items()]
+            lines += [f"{key:<10} {text}" for key, text in INSTRUMENTS.items()]
             lines += [
-                "regime 0 is the calmest; P(rN): the probability of regime N now",
-                "drift_alarms: times the stream stopped fitting its model (drift_score reached 1)",
+                f"{top}: the probability that the instrument is {names[-1]} now",
+                "volatility: the next day's predicted standard deviation of the log return",
+                "VaR: the next day's predicted 1 % quantile of the log return (value at risk)",
+                "drift: the drift monitor's score; alarms: times it reached 1 (the stream stopped "
+                "fitting)",
             ]
         return "\n".join(lines)
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _percent(value: float) -> str:
+    """A log return in per cent, ``-`` where none was forecast (the warm-up)."""
+    return f"{100.0 * value:.2f}%" if math.isfinite(value) else "-"
 
 
 def _sp500_ticks() -> list[dict[str, Any]]:
@@ -200,6 +224,7 @@ def run_demo(
                 "log_level": "WARNING",
             },
         )
+        table.regime_names = settings.regime_names
         runner = ServiceRunner(settings, install_signal_handlers=False, observers=[table.observe])
         thread = threading.Thread(target=runner.run, name="streamgmm-service", daemon=True)
         thread.start()

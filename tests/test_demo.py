@@ -45,9 +45,13 @@ def test_demo_runs_to_completion(tmp_path: Path) -> None:
         row, legend = (line for line in lines if line.startswith(f"{name} "))
         assert row.split()[1] == "5031"
         # Each heading is one word over its own column.
-        assert len(row.split()) == len(header.split()) == 8, (header, row)
+        assert len(row.split()) == len(header.split()) == 9, (header, row)
         assert legend.split()[1:] == INSTRUMENTS[name].split()
-    assert header.split()[-2:] == ["drift_score", "drift_alarms"]
+        # The regime by name, and the next day's forecast in per cent (warm by now).
+        assert row.split()[3] in ("calm", "turbulent")
+        volatility, value_at_risk = (float(v.rstrip("%")) for v in row.split()[5:7])
+        assert 0 < volatility < 20 and -60 < value_at_risk < 0, row
+    assert header.split()[3:] == ["regime", "P(turbulent)", "volatility", "VaR", "drift", "alarms"]
     assert "metrics on http://127.0.0.1:" in out
     assert "broker stopped" in out
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -56,12 +60,20 @@ def test_demo_runs_to_completion(tmp_path: Path) -> None:
 def test_the_live_table_keeps_the_metrics_address_and_explains_its_keys() -> None:
     """The live table is redrawn on a cleared screen: its header carries the address."""
     table = LiveTable()
-    record = {"n_samples_seen": 9, "regime": 1, "probabilities": {"0": 0.25, "1": 0.75},
-              "drift_score": 0.5, "drift_detected": False, "ts": 86400.0}  # fmt: skip
+    record = {"n_samples_seen": 9, "regime": 1, "regime_name": "turbulent",
+              "probabilities": {"0": 0.25, "1": 0.75}, "volatility": 0.0123,
+              "value_at_risk": -0.031, "drift_score": 0.5, "drift_detected": False,
+              "ts": 86400.0}  # fmt: skip
     table.observe("SYN-CALM", record)
     lines = table.render("streamgmm demo\nmetrics on http://127.0.0.1:1/metrics", True).splitlines()
     assert lines[:2] == ["streamgmm demo", "metrics on http://127.0.0.1:1/metrics"]
-    assert lines[3].split() == ["SYN-CALM", "9", "1970-01-02", "1", "0.250", "0.750", "0.50", "0"]
+    assert lines[3].split() == [
+        "SYN-CALM", "9", "1970-01-02", "turbulent", "0.750", "1.23%", "-3.10%", "0.50", "0"
+    ]  # fmt: skip
+    # No forecast yet (the warm-up): a dash, not "nan%".
+    table.observe("SYN-SHOCK", {**record, "volatility": None, "value_at_risk": None})
+    row = table.render().splitlines()[2].split()
+    assert row[0] == "SYN-SHOCK" and row[5:7] == ["-", "-"]
     assert len(lines[2].split()) == len(lines[3].split())
     assert [line.split()[0] for line in lines[5:9]] == list(INSTRUMENTS)
 

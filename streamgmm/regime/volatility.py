@@ -96,9 +96,11 @@ ETA_MAX = math.log(60.0)
 # -- the Student-t and the normal -------------------------------------------------------------
 
 
-@hot
-def digamma(x):
-    """psi(x) for x > 0: recurrence up to 6, then the asymptotic series (bounded loop)."""
+def _digamma(x):
+    """psi(x) for x > 0: recurrence up to 6, then the asymptotic series (bounded loop).
+
+    Plain Python, for the state's checks, which run before any compiled code; :func:`digamma`
+    is the same function compiled for the step."""
     r = 0.0
     for _ in range(8):
         if x >= 6.0:
@@ -112,6 +114,9 @@ def digamma(x):
         - 0.5 / x
         - f * (1.0 / 12.0 - f * (1.0 / 120.0 - f * (1.0 / 252.0 - f * (1.0 / 240.0 - f / 132.0))))
     )
+
+
+digamma = hot(_digamma)
 
 
 @hot
@@ -572,23 +577,7 @@ def _t_constants(path: str, value: Any) -> tuple[float, float, float]:
     want = (
         math.lgamma(0.5 * (nu + 1.0)) - math.lgamma(0.5 * nu) - 0.5 * (LOG_PI + math.log(nu - 2.0))
     )
-    want_dig = _digamma_py(0.5 * (nu + 1.0)) - _digamma_py(0.5 * nu)
+    want_dig = _digamma(0.5 * (nu + 1.0)) - _digamma(0.5 * nu)
     if abs(logc - want) > 1e-9 or abs(dig - want_dig) > 1e-9:
         raise ValueError(f"{path} does not match its nu {nu!r}")
     return nu, logc, dig
-
-
-def _digamma_py(x: float) -> float:
-    r = 0.0
-    for _ in range(8):
-        if x >= 6.0:
-            break
-        r -= 1.0 / x
-        x += 1.0
-    f = 1.0 / (x * x)
-    return (
-        r
-        + math.log(x)
-        - 0.5 / x
-        - f * (1.0 / 12.0 - f * (1.0 / 120.0 - f * (1.0 / 252.0 - f * (1.0 / 240.0 - f / 132.0))))
-    )

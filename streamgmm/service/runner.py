@@ -367,6 +367,9 @@ class ServiceRunner:
                     self._open_writers()
                     self._rewind()
                     needs_recovery = False
+                    # The broker answers again: what follows a reconnection (the group's
+                    # partitions lost and assigned anew) is retried promptly.
+                    backoff = BACKOFF_INITIAL
                     log.info("reconnected; resuming from the last checkpoint")
                 self._iteration()
                 backoff = BACKOFF_INITIAL

@@ -15,7 +15,11 @@ inside ``poll``, as with :mod:`.kafka_python`.
 - A revoke's commit is synchronous (librdkafka allows it in a rebalance callback). Lost
   partitions write nothing, and the next ``poll`` raises
   :class:`~streamgmm.service.kafka.BrokerError`: the runner recreates its producers and
-  topics and rewinds, as after kafka-python's failed deliveries.
+  topics and rewinds, as after kafka-python's failed deliveries. So does a moment when every
+  broker connection is down (librdkafka's ``_ALL_BROKERS_DOWN``), as kafka-python's consumer
+  fails then: a broker that comes back at once may have lost its data and forgotten the group
+  without librdkafka noticing, and its partitions' offsets may start again below the
+  consumer's positions.
 - Delivery failures are kept until the next ``flush``; a record refused for good is copied to
   the dead-letter topic as with kafka-python. :func:`client_config` maps ``[security]`` to
   librdkafka's names.
@@ -176,9 +180,11 @@ class _GroupConsumer:
         # Offsets partitions were assigned at and not read since (see the module notes).
         self._fresh: dict[TopicPartition, int] = {}
         self._lost_now: set[TopicPartition] = set()
+        self._cut_off = False
         self._consumer = Consumer(
             {
                 **_with_logger(client_config(s)),
+                "error_cb": self._error,
                 "group.id": s.group_id,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
@@ -215,6 +221,11 @@ class _GroupConsumer:
             self._events.revoked -= assigned
             self._events.lost -= assigned
 
+    def _error(self, err: KafkaError) -> None:
+        # librdkafka retries everything else by itself (and logs it through _rdlog).
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._cut_off = True
+
     def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
         self._gone(partitions, lost=False)
 
@@ -242,16 +253,22 @@ class _GroupConsumer:
     # The interface.
     def poll(self, timeout_ms: int) -> dict[TopicPartition, list[Record]]:
         batch = _group(self._consumer.consume(self._max, timeout_ms / 1000), "consumer")
+        if self._fresh:
+            for tp in batch:
+                # Read from where it was assigned: a seek there is a real one from now on,
+                # also when this batch is dropped below (the rewind's seek must move back).
+                self._fresh.pop(tp, None)
         if self._lost_now:
             # As after kafka-python's failed deliveries (see the module notes).
             lost, self._lost_now = self._lost_now, set()
+            self._cut_off = False
             raise BrokerError(
                 f"partitions lost while cut off from the group: {fmt_partitions(lost)}"
             )
-        if self._fresh:
-            for tp in batch:
-                # Read from where it was assigned: a seek there is a real one from now on.
-                self._fresh.pop(tp, None)
+        if self._cut_off:
+            # As kafka-python's consumer fails when its connections drop (see the module notes).
+            self._cut_off = False
+            raise BrokerError("every broker connection was lost")
         return batch
 
     def drain_events(self) -> RebalanceEvents:
