@@ -121,7 +121,9 @@ class ServiceProcess:
     def __init__(self, config: Path, log_path: Path, env: Mapping[str, str] | None = None):
         self.config = config
         self.log_path = log_path
-        self.env = {**os.environ, **(env or {})}
+        # A crash in compiled code (librdkafka, numba) leaves every thread's Python stack in
+        # the log, not just an exit code.
+        self.env = {**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -173,6 +175,14 @@ class ServiceProcess:
     def wait(self, timeout: float) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout)
+
+    def running(self) -> bool:
+        """True while the process runs; fails the test, with its exit code and log tail, once it
+        has exited. For ``wait_until`` predicates of a service that must stay up."""
+        if self.alive:
+            return True
+        code = self.proc.returncode if self.proc is not None else None
+        raise AssertionError(f"the service exited (code {code}); log tail:\n{self.tail()}")
 
     def cleanup(self) -> None:
         """Kill the process if a failing test left it running."""

