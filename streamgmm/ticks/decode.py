@@ -118,16 +118,22 @@ def _fast_parse(value: bytes) -> dict[str, Any] | None:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError:
         return None
-    if type(obj) is not dict:
+    if type(obj) is not dict or not _plain(obj):
         return None
+    return obj
+
+
+def _plain(obj: dict[str, Any]) -> bool:
+    """Whether orjson's parse ``obj`` is what Python's json gives: plain values only, and no
+    float that may have been an integer past 64 bits."""
     for item in obj.values():
         kind = type(item)
         if kind is float:
             if not -_INT64_BOUND < item < _INT64_BOUND:
-                return None
+                return False
         elif kind not in _PLAIN:
-            return None
-    return obj
+            return False
+    return True
 
 
 def _number(obj: dict[str, Any], name: str) -> float:
@@ -454,14 +460,8 @@ def _usual_tick(
     record) for a record of the usual shape (see :meth:`TickDecoder.decode_by_key`;
     ``divisor``: the ts unit's, None for ``"auto"``; ``checks``: the value fields' floors),
     or None for any other record."""
-    for item in obj.values():
-        # As _fast_parse: orjson's parse is json's only for plain values.
-        kind = type(item)
-        if kind is float:
-            if not -_INT64_BOUND < item < _INT64_BOUND:
-                return None
-        elif kind not in _PLAIN:
-            return None
+    if not _plain(obj):
+        return None
     ts = obj.get("ts")
     if type(ts) is not float or ts - ts != 0.0:
         return None
