@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -292,3 +293,32 @@ def uninterrupted_last(
         out = pipe.learn_predict_one({"ts": tick.ts, **tick.fields})
         last[tick.key] = json.loads(encode_output(build_output_record(tick, out)))
     return last
+
+
+@contextmanager
+def open_changelog(
+    broker: EmbeddedBroker, unique: str, client_name: str = "kafka-python"
+) -> Iterator[tuple[Any, Any]]:
+    """A :class:`~streamgmm.service.checkpoint.Changelog` on a fresh one-partition topic
+    ``<unique>.changelog`` of ``broker``, with the snapshot producer it writes through, over
+    ``[kafka] client = client_name``; both closed afterwards."""
+    from streamgmm.service.checkpoint import Changelog
+    from streamgmm.service.kafka import get_client
+    from streamgmm.settings.layers import load_settings
+
+    topic = f"{unique}.changelog"
+    broker.create_topics({topic: 1})
+    env = {
+        "STREAMGMM_KAFKA_CLIENT": client_name,
+        "STREAMGMM_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "STREAMGMM_KAFKA_GROUP_ID": unique,
+    }
+    settings = load_settings(None, env, {})
+    client = get_client(client_name)
+    producer = client.make_producer(client.client_config(settings), output=False)
+    reader = client.make_reader(settings)
+    try:
+        yield Changelog(topic, producer, reader, 1, timeout_ms=10000), producer
+    finally:
+        reader.close()
+        producer.close(timeout=5)

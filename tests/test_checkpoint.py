@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import KafkaTools
+from conftest import KafkaTools, open_changelog
 
 from streamgmm.broker import EmbeddedBroker
 from streamgmm.service.checkpoint import BadSnapshot, Changelog, ChangelogError, Checkpointer
-from streamgmm.service.kafka import Producer, get_client
+from streamgmm.service.kafka import Producer
 from streamgmm.service.keystore import KeyStore
 from streamgmm.settings.layers import load_settings
 from streamgmm.ticks.keystate import KeyState
@@ -43,22 +43,8 @@ class Poisoned:
 def changelog(
     request: pytest.FixtureRequest, broker: EmbeddedBroker, unique: str
 ) -> Iterator[tuple[Changelog, Producer]]:
-    topic = f"{unique}.changelog"
-    broker.create_topics({topic: 1})
-    env = {
-        "STREAMGMM_KAFKA_CLIENT": request.param,
-        "STREAMGMM_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "STREAMGMM_KAFKA_GROUP_ID": unique,
-    }
-    settings = load_settings(None, env, {})
-    client = get_client(request.param)
-    producer = client.make_producer(client.client_config(settings), output=False)
-    reader = client.make_reader(settings)
-    try:
-        yield Changelog(topic, producer, reader, 1, timeout_ms=10000), producer
-    finally:
-        reader.close()
-        producer.close(timeout=5)
+    with open_changelog(broker, unique, request.param) as opened:
+        yield opened
 
 
 def _store(changelog: Changelog, producer: Producer, policy: str, resets: list[Any]) -> KeyStore:

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import KafkaTools
+from conftest import KafkaTools, open_changelog
 
 from streamgmm.broker import EmbeddedBroker
 from streamgmm.regime import RegimeDetector
 from streamgmm.service.checkpoint import Changelog, ChangelogError, Checkpointer
-from streamgmm.service.kafka import Producer, get_client
+from streamgmm.service.kafka import Producer
 from streamgmm.service.keystore import KeyStore
 from streamgmm.settings.layers import load_settings
 
@@ -32,22 +32,9 @@ OLD = (Path(__file__).parent / "data" / "behaviour" / "snapshot_v2_market.json")
 def changelog(
     broker: EmbeddedBroker, unique: str, kafka_tools: KafkaTools
 ) -> Iterator[tuple[Changelog, Producer]]:
-    topic = f"{unique}.changelog"
-    broker.create_topics({topic: 1})
-    kafka_tools.send_all(topic, [(b"K", OLD, 0)])
-    env = {
-        "STREAMGMM_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "STREAMGMM_KAFKA_GROUP_ID": unique,
-    }
-    settings = load_settings(None, env, {})
-    client = get_client(settings.client)
-    producer = client.make_producer(client.client_config(settings), output=False)
-    reader = client.make_reader(settings)
-    try:
-        yield Changelog(topic, producer, reader, 1, timeout_ms=10000), producer
-    finally:
-        reader.close()
-        producer.close(timeout=5)
+    with open_changelog(broker, unique) as opened:
+        kafka_tools.send_all(f"{unique}.changelog", [(b"K", OLD, 0)])
+        yield opened
 
 
 def _store(changelog: tuple[Changelog, Producer], policy: str, resets: list[Any]) -> KeyStore:
