@@ -349,7 +349,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        # A column's NaN is "no value" (None in an output dict, null in a record).
+        return [None if v != v else v for v in value.tolist()]
     if isinstance(value, np.generic):
         return value.item()
     return value

@@ -247,6 +247,8 @@ def test_number_columns_are_written_as_repr_writes_each_float() -> None:
         [
             bits,
             10.0 ** rng.uniform(-30, 30, 20_000),
+            # Around 1e-4 and 1e-5, where the two writers' forms differ most, either sign.
+            rng.choice([-1.0, 1.0], 20_000) * 10.0 ** rng.uniform(-6, -3, 20_000),
             [0.0, -0.0, 1e-5, 1.5e-7, 1e-4, 9.999e-5, 1e16, 1e22, 5e-324, 1.7976931348623157e308],
         ]
     )

@@ -29,7 +29,7 @@ from streamgmm.regime.output import OutputBlock, make_output, make_output_column
 from streamgmm.regime.params import DriftMonitorSettings, ModelSettings, Shape, params_of
 from streamgmm.regime.step import regime_run
 
-__all__ = ["NAN_IS_NONE", "StreamProblem", "output_columns", "takes_old_names"]
+__all__ = ["StreamProblem", "row_columns", "takes_old_names"]
 
 
 class StreamProblem(str):
@@ -84,29 +84,22 @@ def takes_old_names(cls: _D) -> _D:
     return cls
 
 
-#: The output fields a detector gives as None for no value (NaN in its output row).
-NAN_IS_NONE = ("log_likelihood", "volatility", "value_at_risk")
-
-
-def output_columns(listed: Sequence[Sequence[float]], k: int, width: int) -> dict[str, Any]:
+def row_columns(rows: np.ndarray, k: int) -> dict[str, Any]:
     """The outputs in column form (:func:`~streamgmm.regime.output.make_output_columns`) of
-    the output rows ``listed`` (of ticks applied; ``width`` numbers each) of a detector with
-    ``k`` regimes."""
-    # Transposed in Python: cheaper than NumPy slicing for the few ticks of a poll, and no
-    # dearer for a long run.
-    cols: Sequence[Sequence[float]] = list(zip(*listed, strict=True)) if listed else [()] * width
+    the output rows ``rows`` (one per tick applied) of a detector with ``k`` regimes: each
+    column a NumPy array, NaN where an output dict has None (no value)."""
     p = L.R_PROBS
     return make_output_columns(
-        list(map(int, cols[L.R_REGIME])),
-        cols[p : p + k],
-        cols[p + k : p + 2 * k],
-        [v if v == v else None for v in cols[L.R_LL]],
-        cols[L.R_DRIFT_SCORE],
-        [v != 0.0 for v in cols[L.R_DRIFT]],
-        list(map(int, cols[L.R_SEEN])),
-        [v != 0.0 for v in cols[L.R_WARM]],
-        [v if v == v else None for v in cols[L.R_VOLATILITY]],
-        [v if v == v else None for v in cols[L.R_VAR]],
+        rows[:, L.R_REGIME].astype(np.int64),
+        tuple(rows[:, p + r] for r in range(k)),
+        tuple(rows[:, p + k + r] for r in range(k)),
+        rows[:, L.R_LL],
+        rows[:, L.R_DRIFT_SCORE],
+        rows[:, L.R_DRIFT] != 0.0,
+        rows[:, L.R_SEEN].astype(np.int64),
+        rows[:, L.R_WARM] != 0.0,
+        rows[:, L.R_VOLATILITY],
+        rows[:, L.R_VAR],
     )
 
 
@@ -309,8 +302,10 @@ class _Detector(base.Base, Shape):
         -------
         OutputBlock
             The positions of the ticks applied, their outputs in column form
-            (:func:`~streamgmm.regime.output.make_output_columns`) and the ``ValueError`` of
-            each tick refused, which leaves the state unchanged (later ticks are still applied).
+            (:func:`~streamgmm.regime.output.make_output_columns`: each column a NumPy array,
+            NaN where :meth:`learn_predict_many` gives None; :func:`~streamgmm.regime.output.
+            output_rows` turns them into its dicts) and the ``ValueError`` of each tick
+            refused, which leaves the state unchanged (later ticks are still applied).
 
         Raises
         ------
@@ -331,25 +326,21 @@ class _Detector(base.Base, Shape):
         rows = np.empty((n, self._width))
         if n:
             self._run(data, rows)
-        listed = rows.tolist()
         refused: list[tuple[int, ValueError]] = []
         bad = L.S_BAD_TS
         if n and rows[:, L.R_STATUS].max() >= bad:
-            index = []
-            for i, row in enumerate(listed):
-                if row[L.R_STATUS] < bad:
-                    index.append(i)
-                    continue
+            ok = rows[:, L.R_STATUS] < bad
+            for i in np.flatnonzero(~ok).tolist():
                 tick = {
                     "ts": float(ts[i]),
                     **{m: float(data[i, j]) for j, m in enumerate(names, 1)},
                 }
-                refused.append((i, self._refusal(row, tick)))
-            listed = [listed[i] for i in index]
+                refused.append((i, self._refusal(rows[i].tolist(), tick)))
+            index = np.flatnonzero(ok).tolist()
+            rows = rows[ok]
         else:
             index = list(range(n))
-        columns = output_columns(listed, self._k, self._width)
-        return OutputBlock(index, columns, refused)
+        return OutputBlock(index, row_columns(rows, self._k), refused)
 
     def learn_one(self, tick: Mapping[str, Any]) -> None:
         """Learn from ``tick`` (river-style; returns None)."""

@@ -20,10 +20,10 @@ from typing import Any, overload
 import numpy as np
 
 from streamgmm.regime import layout as L
-from streamgmm.regime.base import NAN_IS_NONE, _Detector
-from streamgmm.regime.output import OUTPUT_FIELDS, OutputBlock, make_output, make_output_columns
+from streamgmm.regime.base import _Detector, row_columns
+from streamgmm.regime.output import NAN_IS_NONE, OUTPUT_FIELDS, OutputBlock, make_output
 
-__all__ = ["OutputRows", "batch_kind", "learn_predict_runs", "take_rows"]
+__all__ = ["OutputRows", "batch_kind", "learn_predict_runs"]
 
 
 def batch_kind(detector: object) -> Hashable | None:
@@ -62,7 +62,7 @@ def learn_predict_runs(
         If the detectors are not all of one :func:`batch_kind`.
     """
     if not runs:
-        return OutputBlock([], _columns(np.empty((0, L.row_width(2))), 2), []), [0]
+        return OutputBlock([], row_columns(np.empty((0, L.row_width(2))), 2), []), [0]
     first = runs[0][0]
     kind, width = batch_kind(first), first._width
     if kind is None:
@@ -113,41 +113,11 @@ def learn_predict_runs(
         rows = rows[ok]
     else:
         applied = placed
-    return OutputBlock(applied, _columns(rows, first._k), refused), starts
-
-
-def _columns(rows: np.ndarray, k: int) -> dict[str, Any]:
-    """Outputs in column form from output rows, as NumPy arrays (NaN for no value)."""
-    p = L.R_PROBS
-    columns: tuple[Any, ...] = (
-        rows[:, L.R_REGIME].astype(np.int64),
-        tuple(rows[:, p + r] for r in range(k)),
-        tuple(rows[:, p + k + r] for r in range(k)),
-        rows[:, L.R_LL],
-        rows[:, L.R_DRIFT_SCORE],
-        rows[:, L.R_DRIFT] != 0.0,
-        rows[:, L.R_SEEN].astype(np.int64),
-        rows[:, L.R_WARM] != 0.0,
-        rows[:, L.R_VOLATILITY],
-        rows[:, L.R_VAR],
-    )
-    return make_output_columns(*columns)
-
-
-def take_rows(columns: Mapping[str, Any], positions: Sequence[int]) -> dict[str, Any]:
-    """:func:`learn_predict_runs`' output columns of the outputs at ``positions`` only."""
-    index = np.asarray(positions, dtype=np.intp)
-    return {
-        name: tuple(c[index] for c in column) if name in _PROBABILITIES else column[index]
-        for name, column in columns.items()
-    }
+    return OutputBlock(applied, row_columns(rows, first._k), refused), starts
 
 
 #: The output fields that are a mapping of regime to probability.
 _PROBABILITIES = frozenset(f.name for f in OUTPUT_FIELDS if f.kind == "probabilities")
-#: The output fields whose NaN is None (no value) in an output dict (as ``learn_predict_block``
-#: gives them).
-_NAN_IS_NONE = frozenset(NAN_IS_NONE)
 
 
 class OutputRows(Sequence[dict[str, Any]]):
@@ -193,7 +163,7 @@ class OutputRows(Sequence[dict[str, Any]]):
                 values.append({r: float(c[j]) for r, c in enumerate(column)})
                 continue
             value = column[j].item()
-            values.append(None if value != value and f.name in _NAN_IS_NONE else value)
+            values.append(None if value != value and f.name in NAN_IS_NONE else value)
         return make_output(*values)
 
     def column(self, name: str) -> list[Any]:

@@ -16,10 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
+
 __all__ = [
     "KINDS",
+    "NAN_IS_NONE",
     "OUTPUT_FIELDS",
     "OUTPUT_KEYS",
+    "Column",
     "Field",
     "OutputBlock",
     "default_regime_names",
@@ -129,6 +133,11 @@ OUTPUT_FIELDS: tuple[Field, ...] = (
 OUTPUT_KEYS: tuple[str, ...] = tuple(field.name for field in OUTPUT_FIELDS)
 
 
+#: One field's values over a run of ticks: a sequence of plain values, or a NumPy array (in
+#: which NaN is "no value", None in an output dict).
+Column = Sequence[Any] | np.ndarray
+
+
 def default_regime_names(n_regimes: int) -> tuple[str, ...]:
     """The names of ``n_regimes`` regimes, calmest first, when none are given.
 
@@ -188,16 +197,16 @@ def make_output(
 
 
 def make_output_columns(
-    regime: Sequence[int],
-    probabilities: Sequence[Sequence[float]],
-    raw_probabilities: Sequence[Sequence[float]],
-    log_likelihood: Sequence[float | None],
-    drift_score: Sequence[float],
-    drift_detected: Sequence[bool],
-    n_samples_seen: Sequence[int],
-    warm: Sequence[bool],
-    volatility: Sequence[float | None],
-    value_at_risk: Sequence[float | None],
+    regime: Column,
+    probabilities: Sequence[Column],
+    raw_probabilities: Sequence[Column],
+    log_likelihood: Column,
+    drift_score: Column,
+    drift_detected: Column,
+    n_samples_seen: Column,
+    warm: Column,
+    volatility: Column,
+    value_at_risk: Column,
 ) -> dict[str, Any]:
     """Outputs of a run of ticks in column form: :data:`OUTPUT_KEYS`, a column per field.
 
@@ -205,8 +214,8 @@ def make_output_columns(
     sequence of per-regime columns (regime ``r``'s column at index ``r``), so the record's
     ``{"0": p0, "1": p1}`` of tick ``j`` is ``{r: column[j] for r, column in
     enumerate(probabilities)}``. Values are taken as they are, as in :func:`make_output`, of
-    which this is the column form (:func:`output_rows` turns one into the
-    other).
+    which this is the column form (:func:`output_rows` turns one into the other); a column
+    can be a NumPy array, in which NaN means no value (None in :func:`make_output`).
 
     Examples
     --------
@@ -243,29 +252,54 @@ class OutputBlock(NamedTuple):
     refused: list[tuple[int, ValueError]]
 
 
+#: The number fields that can have no value: NaN in a column, None in an output dict.
+NAN_IS_NONE: frozenset[str] = frozenset(
+    f.name for f in OUTPUT_FIELDS if f.kind == "number" and f.nullable
+)
+
+
+def _listed(column: Any) -> list[Any]:
+    """A column as a list of plain values (a NumPy array's ``tolist()``)."""
+    return column.tolist() if isinstance(column, np.ndarray) else list(column)
+
+
+def _plain(column: Any, name: str) -> list[Any]:
+    """:func:`_listed`, NaN as None where field ``name`` can have no value."""
+    values = _listed(column)
+    if name in NAN_IS_NONE:
+        return [None if v != v else v for v in values]
+    return values
+
+
 def output_rows(columns: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The per-tick outputs (:func:`make_output` dicts) of outputs in column form."""
+    """The per-tick outputs (:func:`make_output` dicts, plain Python values) of outputs in
+    column form (lists, or NumPy arrays with NaN for no value)."""
     n = len(columns["regime"])
     per_field = []
     for f in OUTPUT_FIELDS:
         column = columns[f.name]
         if f.kind == "probabilities":
-            column = (
-                [dict(enumerate(values)) for values in zip(*column, strict=True)]
+            per_field.append(
+                [dict(enumerate(values)) for values in zip(*map(_listed, column), strict=True)]
                 if len(column)
                 else [{} for _ in range(n)]
             )
-        per_field.append(column)
+        else:
+            per_field.append(_plain(column, f.name))
     return [make_output(*row) for row in zip(*per_field, strict=True)]
 
 
 def take_columns(columns: Mapping[str, Any], positions: Sequence[int]) -> dict[str, Any]:
-    """Outputs in column form, of the ticks at ``positions`` only."""
-    taken: dict[str, Any] = {}
-    for f in OUTPUT_FIELDS:
-        column = columns[f.name]
-        if f.kind == "probabilities":
-            taken[f.name] = [[c[j] for j in positions] for c in column]
-        else:
-            taken[f.name] = [column[j] for j in positions]
-    return taken
+    """Outputs in column form, of the ticks at ``positions`` only (a NumPy column stays one)."""
+    index = np.asarray(positions, dtype=np.intp)
+
+    def take(column: Any) -> Any:
+        if isinstance(column, np.ndarray):
+            return column[index]
+        return [column[j] for j in positions]
+
+    return {
+        f.name: [take(c) for c in columns[f.name]] if f.kind == "probabilities"
+        else take(columns[f.name])
+        for f in OUTPUT_FIELDS
+    }  # fmt: skip

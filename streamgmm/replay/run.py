@@ -265,7 +265,8 @@ class _Replay:
                 figures.observe(labels)
         # Back to row order: keys were applied one after the other.
         records.sort(key=_first)
-        self.output.write(b"".join([value + b"\n" for _row, value in records]))
+        if records:
+            self.output.write(b"\n".join(map(_second, records)) + b"\n")
         summary.records += len(records)
         if rejected:
             rejected.sort(key=_row_of)
@@ -316,6 +317,10 @@ def _row_of(dl: DeadLetter) -> int:
 
 def _first(record: tuple[int, bytes]) -> int:
     return record[0]
+
+
+def _second(record: tuple[int, bytes]) -> bytes:
+    return record[1]
 
 
 def _offset_of(item: tuple[Tick, bytes | None]) -> int:

@@ -308,14 +308,27 @@ def _number_texts(value: Any, n: int) -> list[str]:
     if array is None:
         return [_json_number(v) for v in (value.tolist() if type(value) is np.ndarray else value)]
     # orjson writes each float's shortest round-trip digits, as repr() does (and null for a
-    # non-finite one), a column at once. Its text differs from repr's only below 1e-4, where
-    # repr switches to an exponent with two digits ("1e-05", "1.5e-07"): those get repr().
+    # non-finite one), a column at once. Its text differs from repr's only below 1e-4: those
+    # are rewritten (_repr_small), eight times faster than repr() (probabilities near 0 are
+    # common).
     texts = orjson.dumps(array, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
     magnitude = np.abs(array)
     small = np.flatnonzero((magnitude < 1e-4) & (magnitude > 0.0))
     for i in small.tolist():
-        texts[i] = repr(float(array[i]))
+        texts[i] = _repr_small(texts[i])
     return texts
+
+
+def _repr_small(text: str) -> str:
+    """repr()'s text of a float below 1e-4 in magnitude from orjson's, the same digits:
+    repr writes the exponent with at least two digits ("1.5e-07" for orjson's "1.5e-7"), and
+    an exponent where orjson writes 1e-5 to 1e-4 positionally ("1.25e-05" for "0.0000125")."""
+    e = text.find("e")
+    if e >= 0:
+        return text if len(text) - e > 3 else f"{text[: e + 2]}0{text[e + 2 :]}"
+    sign = "-" if text[0] == "-" else ""
+    digits = text[len(sign) + 6 :]  # after "0.0000": the first is not 0 (|x| >= 1e-5)
+    return f"{sign}{digits[0]}.{digits[1:]}e-05" if len(digits) > 1 else f"{sign}{digits}e-05"
 
 
 def _float_array(value: Any) -> np.ndarray | None:
@@ -331,6 +344,8 @@ def _integer_texts(value: Any, n: int) -> list[str]:
     if not _is_column(value):
         return [str(int(value))] * n
     if isinstance(value, np.ndarray):
+        if value.dtype.kind in "iu":
+            return list(map(str, value.tolist()))
         value = value.tolist()
     return list(map(str, map(int, value)))
 
@@ -338,6 +353,8 @@ def _integer_texts(value: Any, n: int) -> list[str]:
 def _boolean_texts(value: Any, n: int) -> list[str]:
     if not _is_column(value):
         return ["true" if value else "false"] * n
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
     return ["true" if v else "false" for v in value]
 
 

@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from streamgmm.regime import StreamProblem
-from streamgmm.regime.batch import OutputRows, batch_kind, learn_predict_runs, take_rows
+from streamgmm.regime.batch import OutputRows, batch_kind, learn_predict_runs
 from streamgmm.regime.output import OutputBlock, output_rows, take_columns
 from streamgmm.settings.service import EMIT_POLICIES, OUT_OF_ORDER, Settings
 from streamgmm.ticks.encode import encode_output_columns, encode_output_run
@@ -384,7 +384,7 @@ class TickRules:
         source_ticks = [every_tick[applied[a]] for a in written]
         encoded = encode_output_columns(
             {f.name: [getattr(t, f.name) for t in source_ticks] for f in SOURCE_FIELDS},
-            columns if len(written) == n_applied else take_rows(columns, written),
+            columns if len(written) == n_applied else take_columns(columns, written),
             self.regime_names,
         )
         at = 0
