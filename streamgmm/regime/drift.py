@@ -1,5 +1,24 @@
-"""Likelihood drift: is the model still explaining the stream?
+"""Drift: is the model still explaining the stream?
 
+Two monitors live here: the market detector's CUSUM on its forecast's probability integral
+transform (:func:`pit_update`, below) and the event detector's likelihood monitor.
+
+The market detector's drift
+---------------------------
+:class:`~streamgmm.regime.RegimeDetector` scores each return under the predictive made before
+it; ``z`` is the normal score of where the return fell in that predictive (its probability
+integral transform), standard normal while the forecast is calibrated. The CUSUM
+``S <- max(0, S + min(z^2, 6) - 1.25)`` raises ``drift_detected`` at ``S > 24`` and starts
+again; ``drift_score`` is ``S / 24``. An alarm means: for longer than the forecaster's own
+volatility dynamics explain, returns were larger than its predictive allowed, so its
+``value_at_risk`` is too shallow for now. A rise in volatility that the forecast follows within
+a few weeks is not an alarm (it shows as the turbulent regime): a slower reference (the
+long-run variance, or a slower predictive) would flag such breaks, but it also flags the
+bursts of stationary GARCH-type streams, more than 1e-4 a tick (docs/regime.md, "Drift and
+volatility breaks"; ``benchmarks/drift_alternatives.py``).
+
+The likelihood monitor
+----------------------
 :class:`LikelihoodDriftMonitor` receives per tick the model's log-likelihood of that tick
 (computed *before* the model learns it) and the log-likelihood the model itself expects, and
 raises ``drift_detected`` when the first falls persistently short of the second. It is the
