@@ -310,7 +310,7 @@ class Settings:
     )
     # [checkpoint]
     checkpoint_every_records: int = setting(
-        "checkpoint", "every_records", integer(1), 10000,
+        "checkpoint", "every_records", integer(1), 100000,
         "Checkpoint (flush outputs, write dirty snapshots to the changelog, commit offsets) "
         "after this many processed records, or after every_seconds, whichever comes first.",
     )
