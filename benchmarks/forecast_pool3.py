@@ -9,6 +9,10 @@ without volatility clustering its weight should grow; on clustered returns it sh
 
 The regime filter reads the pooled relative level ``sum_k w_k h_k / V_k`` (1 for the constant
 member); the PIT and the next-tick variance are pooled the same way as with two members.
+
+numba caches :func:`pool3_run` with the kernels of :mod:`forecast_models` compiled into it, and
+an edit of that module does not invalidate it: after one, delete
+``benchmarks/__pycache__/forecast_pool3*.nbi`` and ``*.nbc``.
 """
 
 from __future__ import annotations
