@@ -33,6 +33,10 @@ Usage::
         [--params JSON] [--processes 2] [--json PATH] [--sections table,intraday,...]
 
 ``--params`` overrides the prototype's settings (names of ``forecast_models.DEFAULTS``).
+Other candidates: ``--model pool`` (the two-member prototype pool), ``pool3`` (the pool with a
+third, constant-variance member, ``forecast_pool3.py``; ``prior_c`` its initial weight and
+``c_<name>`` settings of that member alone in ``--params``), ``vlr`` (one volatility model),
+``ms`` (Markov-switching GARCH).
 """
 
 from __future__ import annotations
@@ -464,6 +468,34 @@ def pool_pred(s: Series, r: np.ndarray, params: dict[str, float]) -> Pred:
     return pred
 
 
+def pool3_pred(s: Series, r: np.ndarray, params: dict[str, float]) -> Pred:
+    """The pool with a third, constant-variance member (``forecast_pool3``); quantiles of the
+    three-component t mixture with per-component means."""
+    import forecast_pool3 as fp3
+
+    params = dict(params)
+    prior_c = params.pop("prior_c", 1.0 / 3.0)
+    const = {k[2:]: params.pop(k) for k in list(params) if k.startswith("c_")}
+    out = fp3.run_pool3(s.ts, s.price, prior_c=prior_c, const=const, **params)[1:]
+    wa, wb = out[:, fm.Q_WA], out[:, fp3.Q3_WB]
+    w = np.column_stack([wa, wb, np.clip(1.0 - wa - wb, 0.0, 1.0)])
+    mean = out[:, [fm.Q_MEAN_A, fm.Q_MEAN_B, fp3.Q3_MEAN_C]]
+    sd = out[:, [fm.Q_SD_A, fm.Q_SD_B, fp3.Q3_SD_C]]
+    nu3 = out[:, [fm.Q_NU_A, fm.Q_NU_B, fp3.Q3_NU_C]]
+    var = np.sum(w * sd**2, axis=1)
+    ok = np.isfinite(var)
+    q = {}
+    for level in (0.01, 0.05):
+        q[level] = np.full(r.size, np.nan)
+        if ok.any():
+            q[level][ok] = _t_mixture_quantile_means(w[ok], mean[ok], sd[ok], nu3[ok], level)
+    pred = Pred(out[:, fm.Q_LOGPDF], var, q[0.01], q[0.05])
+    pred.label = out[:, fm.Q_LABEL]
+    pred.p_turb = out[:, fm.Q_PTURB]
+    pred.extra = {"drift": out[:, fm.Q_DRIFT], "z": out[:, fm.Q_Z], "wa": wa, "wc": w[:, 2]}
+    return pred
+
+
 def _t_mixture_quantile2(w, m, sd, nu, p):
     """Quantile of a mixture of unit-variance Student-t's with per-component dof."""
     k = np.sqrt((nu - 2.0) / nu)
@@ -660,6 +692,8 @@ def evaluate(s: Series) -> dict[str, Any]:
         cand = package_pred(s, r)
     elif _MODEL == "pool":
         cand = pool_pred(s, r, _PARAMS)
+    elif _MODEL == "pool3":
+        cand = pool3_pred(s, r, _PARAMS)
     elif _MODEL == "ms":
         cand = ms_pred(s, r, _PARAMS)
         cand.extra = {"drift": np.zeros(r.size)}
@@ -1077,7 +1111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("tuning", "held-out", "fresh"), action="append")
     parser.add_argument("--params", default="{}")
-    parser.add_argument("--model", choices=("det", "pool", "vlr", "ms"), default="det")
+    parser.add_argument("--model", choices=("det", "pool", "pool3", "vlr", "ms"), default="det")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--series", default=None, help="comma-separated names to keep")
     parser.add_argument("--json", type=Path, default=None)

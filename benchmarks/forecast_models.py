@@ -83,8 +83,9 @@ N_PROFILE = 48  # half-hours of the UTC day
     C_POOL_FORGET,
     C_LABELS,
     C_REFACTOR,
+    C_CONST_LEVEL,
     C_SIZE,
-) = range(33)
+) = range(34)
 
 DEFAULTS = {
     "warmup": 50.0,
@@ -119,6 +120,7 @@ DEFAULTS = {
     "pool_forget": 0.999,
     "labels": 1.0,
     "refactor": 1.0,
+    "const_level": 0.0,  # constant-variance model (vol 2): 0 h = V, 1 h = V e^c, 2 h = e^c
 }
 _NAMES = list(DEFAULTS)
 
@@ -398,6 +400,10 @@ def _garch_init(st, cfg):
     st[FISH + 4 * _P + 4] = 1.0
     st[FISH + 5 * _P + 5] = 0.3
     st[THETA + 5] = 0.0
+    if cfg[C_VOL] == 2.0:  # constant variance: only nu and mu are learnt
+        st[THETA + 0] = 0.0
+        st[THETA + 2] = 0.0
+        return
     if cfg[C_VOL] != 0.0:  # Beta-t-EGARCH: scores' variances are of order 1
         st[FISH + 0 * _P + 0] = 2.0
         st[FISH + 1 * _P + 1] = 2.0
@@ -458,6 +464,11 @@ _MAX_STEP = (0.01, 0.01, 0.01, 0.1, 0.02, 0.02)
 
 @_hot
 def _project(st, cfg):
+    if cfg[C_VOL] == 2.0:
+        st[THETA + 3] = min(max(st[THETA + 3], 0.0), math.log(60.0))
+        st[THETA + 4] = min(max(st[THETA + 4], -0.3), 0.3)
+        st[THETA + 5] = min(max(st[THETA + 5], -3.0), 3.0)
+        return
     if cfg[C_VOL] != 0.0:
         st[THETA + 0] = min(max(st[THETA + 0], 0.0), 0.5)
         g = st[THETA + 1] if cfg[C_ASYM] != 0.0 else 0.0
@@ -568,9 +579,50 @@ def _egarch_learn(st, cfg, x, tm, learn):
 
 @_hot
 def _garch_learn(st, cfg, x, tm, learn):
+    if cfg[C_VOL] == 2.0:
+        return _const_learn(st, cfg, x, tm, learn)
     if cfg[C_VOL] != 0.0:
         return _egarch_learn(st, cfg, x, tm, learn)
     return _gjr_learn(st, cfg, x, tm, learn)
+
+
+@_hot
+def _const_learn(st, cfg, x, tm, learn):
+    """Constant variance (``vol`` 2): h is the long-run variance V itself, with no dynamics;
+    the Student-t's nu and mean are learnt by the same RML step (the other coordinates' scores
+    are zero, so they stay at zero)."""
+    mode = cfg[C_CONST_LEVEL]
+    c = st[THETA + 5]
+    h = st[V] if mode == 0.0 else (st[V] * math.exp(c) if mode == 1.0 else math.exp(c))
+    nu = _nu(st)
+    mu = st[THETA + 4]
+    s2 = tm * h
+    d = x - mu
+    q = d * d / (s2 * (nu - 2.0))
+    grad = SCR
+    step_v = SCR + _P
+    dl_dmu = (nu + 1.0) * d / (s2 * (nu - 2.0) * (1.0 + q))
+    dl_dnu = (
+        0.5 * (digamma(0.5 * (nu + 1.0)) - digamma(0.5 * nu))
+        - 0.5 / (nu - 2.0)
+        - 0.5 * math.log1p(q)
+        + 0.5 * (nu + 1.0) * q / ((nu - 2.0) * (1.0 + q))
+    )
+    for i in range(_P):
+        st[grad + i] = 0.0
+        st[DH + i] = 0.0
+    st[grad + 3] = dl_dnu * (nu - 2.0)
+    st[grad + 4] = dl_dmu
+    if mode != 0.0:
+        st[grad + 5] = 0.5 * ((nu + 1.0) * q / (1.0 + q) - 1.0)
+    e = d / math.sqrt(tm)
+    _update_v(st, cfg, e * e)
+    if learn and math.isfinite(dl_dnu) and math.isfinite(dl_dmu):
+        _rml_step(st, cfg, grad, step_v)
+    c = st[THETA + 5]
+    mode = cfg[C_CONST_LEVEL]
+    st[H] = st[V] if mode == 0.0 else (st[V] * math.exp(c) if mode == 1.0 else math.exp(c))
+    return e
 
 
 @_hot
