@@ -290,3 +290,45 @@ def test_a_refused_snapshot_is_never_copied(
             producer.flush(timeout=10)
     finally:
         producer.close(timeout=5)
+
+
+def test_output_records_go_to_the_default_partitioners_partition(
+    broker: EmbeddedBroker, unique: str
+) -> None:
+    """The output producer remembers each key's hash (kafka_python.KeyHashCache): every
+    record still lands where kafka-python's own default partitioner puts it, and the cache's
+    memory stays bounded."""
+    from kafka import KafkaProducer as PlainProducer
+
+    from streamgmm.service.kafka import kafka_python
+
+    ours_topic, plain_topic = f"{unique}-ours", f"{unique}-plain"
+    broker.create_topics({ours_topic: 7, plain_topic: 7})
+    keys = [f"K{i:04d}".encode() for i in range(300)] + [b"", b"\x00\xff" * 9]
+    ours = kafka_python.make_producer(broker.client_kwargs())
+    plain = PlainProducer(**broker.client_kwargs(), linger_ms=5)
+    try:
+        ours_handles = [ours.send(ours_topic, b"v", key) for key in keys * 2]
+        plain_futures = [plain.send(plain_topic, value=b"v", key=key) for key in keys * 2]
+        ours.flush()
+        plain.flush()
+        got = [ours.where(h)[0] for h in ours_handles]
+        want = [f.get(timeout=30).partition for f in plain_futures]
+    finally:
+        ours.close()
+        plain.close()
+    assert got == want
+    assert len(set(want)) == 7  # the keys spread over every partition
+
+    class Small(kafka_python.KeyHashCache):
+        LIMIT = 5
+
+    small = Small()
+    cluster = type(
+        "Cluster",
+        (),
+        {"topics": lambda self: {"t"}, "partitions_for_topic": lambda self, t: {0, 1, 2}},
+    )()
+    for key in keys[:12]:
+        assert small.partition("t", key, key, None, None, cluster) in {0, 1, 2}
+        assert len(small._hashes) <= Small.LIMIT
