@@ -90,6 +90,9 @@ class Producer:
             # topic librdkafka would wait minutes); the runner rewinds and sends it again.
             "message.timeout.ms": timeout_ms,
             "on_delivery": self._report,
+            # A keyed record goes where kafka-python (and the Java client) put it: the same
+            # output partition for an instrument with either client.
+            "partitioner": "murmur2_random",
         }
         # An output producer hears of failures only (a report per record costs a Python call
         # each): what it counts as delivered is what it sent less what failed or is still
