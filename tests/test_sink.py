@@ -306,7 +306,7 @@ def test_output_records_go_to_the_default_partitioners_partition(
 
     ours_topic, plain_topic = f"{unique}-ours", f"{unique}-plain"
     broker.create_topics({ours_topic: 7, plain_topic: 7})
-    keys = [f"K{i:04d}".encode() for i in range(300)] + [b"", b"\x00\xff" * 9]
+    keys = [f"K{i:04d}".encode() for i in range(300)] + [b"", b"\x00\xff" * 9, b"L" * 100]
     # librdkafka's output producer reports failed deliveries only, so no partition comes back
     # for a delivered record; its snapshot producer shares the partitioner setting.
     ours = get_client(client).make_producer(

@@ -159,10 +159,12 @@ class KeyHashCache(DefaultPartitioner):
 
     kafka-python hashes every record's key in pure Python (about 2 µs); an output topic's
     records repeat the same few instruments' keys. The cache forgets everything once it holds
-    :attr:`LIMIT` keys, so its memory stays bounded whatever the key count.
+    :attr:`LIMIT` keys, and keys longer than :attr:`LONGEST` bytes are hashed each time, so
+    its memory stays bounded (under 20 MB) whatever the keys.
     """
 
     LIMIT = 100_000
+    LONGEST = 64
 
     def __init__(self) -> None:
         self._hashes: dict[bytes, int] = {}
@@ -176,19 +178,26 @@ class KeyHashCache(DefaultPartitioner):
         serialized_value: bytes | None,
         cluster: Any,
     ) -> int:
-        if serialized_key is None or type(serialized_key) is not bytes:
+        if (
+            serialized_key is None
+            or type(serialized_key) is not bytes
+            or len(serialized_key) > self.LONGEST
+        ):
             return int(
                 super().partition(topic, key, serialized_key, value, serialized_value, cluster)
             )
-        if topic not in cluster.topics():
+        # Read once, before hashing: the sender thread may replace the metadata meanwhile
+        # (hashing a long key takes a while).
+        known = cluster.partitions_for_topic(topic)
+        if not known:
             raise ValueError(f"Topic {topic} not found in ClusterMetadata")
+        partitions = sorted(known)
         hashes = self._hashes
         h = hashes.get(serialized_key)
         if h is None:
             if len(hashes) >= self.LIMIT:
                 hashes.clear()
             h = hashes[serialized_key] = murmur2(serialized_key) & 0x7FFFFFFF
-        partitions = sorted(cluster.partitions_for_topic(topic))
         return int(partitions[h % len(partitions)])
 
 
