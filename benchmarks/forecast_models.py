@@ -519,6 +519,22 @@ def _update_v(st, cfg, e2):
 
 
 @_hot
+def _t_scores(d, s2, nu):
+    """For a return ``d`` from the mean with predictive variance ``s2`` under a unit-variance
+    Student-t with ``nu`` degrees of freedom: ``q = d^2 / (s2 (nu - 2))`` and the log density's
+    derivatives in the mean and in nu, which every model's RML step shares."""
+    q = d * d / (s2 * (nu - 2.0))
+    dl_dmu = (nu + 1.0) * d / (s2 * (nu - 2.0) * (1.0 + q))
+    dl_dnu = (
+        0.5 * (digamma(0.5 * (nu + 1.0)) - digamma(0.5 * nu))
+        - 0.5 / (nu - 2.0)
+        - 0.5 * math.log1p(q)
+        + 0.5 * (nu + 1.0) * q / ((nu - 2.0) * (1.0 + q))
+    )
+    return q, dl_dmu, dl_dnu
+
+
+@_hot
 def _egarch_learn(st, cfg, x, tm, learn):
     """Beta-t-EGARCH (Harvey 2013) on log h, driven by the bounded score of the t density:
     log h' = (1 - b)(log V + c) + b log h + a u + g sgn(-e)(u + 1), u = (nu + 1) q / (1 + q) - 1.
@@ -531,17 +547,10 @@ def _egarch_learn(st, cfg, x, tm, learn):
     mu = st[THETA + 4]
     s2 = tm * h
     d = x - mu
-    q = d * d / (s2 * (nu - 2.0))
+    q, dl_dmu, dl_dnu = _t_scores(d, s2, nu)
     u = (nu + 1.0) * q / (1.0 + q) - 1.0
     grad = SCR
     step_v = SCR + _P
-    dl_dnu = (
-        0.5 * (digamma(0.5 * (nu + 1.0)) - digamma(0.5 * nu))
-        - 0.5 / (nu - 2.0)
-        - 0.5 * math.log1p(q)
-        + 0.5 * (nu + 1.0) * q / ((nu - 2.0) * (1.0 + q))
-    )
-    dl_dmu = (nu + 1.0) * d / (s2 * (nu - 2.0) * (1.0 + q))
     for i in range(_P):
         st[grad + i] = 0.5 * u * st[DH + i]
     st[grad + 3] += dl_dnu * (nu - 2.0)
@@ -587,27 +596,27 @@ def _garch_learn(st, cfg, x, tm, learn):
 
 
 @_hot
+def _const_h(st, cfg):
+    """The constant-variance model's variance, by ``const_level``: V, V e^c or e^c."""
+    mode = cfg[C_CONST_LEVEL]
+    c = st[THETA + 5]
+    return st[V] if mode == 0.0 else (st[V] * math.exp(c) if mode == 1.0 else math.exp(c))
+
+
+@_hot
 def _const_learn(st, cfg, x, tm, learn):
     """Constant variance (``vol`` 2): h is the long-run variance V itself, with no dynamics;
     the Student-t's nu and mean are learnt by the same RML step (the other coordinates' scores
     are zero, so they stay at zero)."""
     mode = cfg[C_CONST_LEVEL]
-    c = st[THETA + 5]
-    h = st[V] if mode == 0.0 else (st[V] * math.exp(c) if mode == 1.0 else math.exp(c))
+    h = _const_h(st, cfg)
     nu = _nu(st)
     mu = st[THETA + 4]
     s2 = tm * h
     d = x - mu
-    q = d * d / (s2 * (nu - 2.0))
+    q, dl_dmu, dl_dnu = _t_scores(d, s2, nu)
     grad = SCR
     step_v = SCR + _P
-    dl_dmu = (nu + 1.0) * d / (s2 * (nu - 2.0) * (1.0 + q))
-    dl_dnu = (
-        0.5 * (digamma(0.5 * (nu + 1.0)) - digamma(0.5 * nu))
-        - 0.5 / (nu - 2.0)
-        - 0.5 * math.log1p(q)
-        + 0.5 * (nu + 1.0) * q / ((nu - 2.0) * (1.0 + q))
-    )
     for i in range(_P):
         st[grad + i] = 0.0
         st[DH + i] = 0.0
@@ -619,9 +628,7 @@ def _const_learn(st, cfg, x, tm, learn):
     _update_v(st, cfg, e * e)
     if learn and math.isfinite(dl_dnu) and math.isfinite(dl_dmu):
         _rml_step(st, cfg, grad, step_v)
-    c = st[THETA + 5]
-    mode = cfg[C_CONST_LEVEL]
-    st[H] = st[V] if mode == 0.0 else (st[V] * math.exp(c) if mode == 1.0 else math.exp(c))
+    st[H] = _const_h(st, cfg)
     return e
 
 
@@ -635,17 +642,10 @@ def _gjr_learn(st, cfg, x, tm, learn):
     mu = st[THETA + 4]
     s2 = tm * h
     d = x - mu
-    q = d * d / (s2 * (nu - 2.0))
+    q, dl_dmu, dl_dnu = _t_scores(d, s2, nu)
     grad = SCR
     step_v = SCR + _P
     dl_dh = 0.5 / h * ((nu + 1.0) * q / (1.0 + q) - 1.0)
-    dl_dmu = (nu + 1.0) * d / (s2 * (nu - 2.0) * (1.0 + q))
-    dl_dnu = (
-        0.5 * (digamma(0.5 * (nu + 1.0)) - digamma(0.5 * nu))
-        - 0.5 / (nu - 2.0)
-        - 0.5 * math.log1p(q)
-        + 0.5 * (nu + 1.0) * q / ((nu - 2.0) * (1.0 + q))
-    )
     st[grad + 0] = dl_dh * st[DH + 0]
     st[grad + 1] = dl_dh * st[DH + 1] if cfg[C_ASYM] != 0.0 else 0.0
     st[grad + 2] = dl_dh * st[DH + 2]
