@@ -417,6 +417,15 @@ BY_KEY_VALUES = [
     b'{"ts":1700000000,"price":101}',
     b'{"ts":"2024-01-02T03:04:05","price":1.0}',
     b'{"ts":1.7e9,"price":1.0,"extra":{"deep":[1,2]}}',
+    # Python's json refuses nesting this deep (RecursionError); orjson reads it.
+    b'{"ts":1.7e9,"price":1.0,"deep":' + b"[" * 1010 + b"]" * 1010 + b"}",
+    b'{"ts":1.7e9,"price":1.0,"deep":' + b'{"a":' * 1010 + b"1" + b"}" * 1010 + b"}",
+    b'{"ts":1.7e9,"price":101.5,"note":"{braces} [and] brackets"}',
+    # Integers past 64 bits: floats to orjson, ints to Python's json.
+    b'{"ts":1.7e9,"price":101.5,"big":123456789012345678901234567890}',
+    b'{"ts":1.7e9,"price":123456789012345678901234567890}',
+    b'{"ts":123456789012345678901234567890,"price":1.0}',
+    b'{"ts":1.7e9,"price":1e19,"volume":9.3e18}',
     b"not json",
     b"",
     b"x" * 300,

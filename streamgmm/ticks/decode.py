@@ -483,7 +483,11 @@ def _usual_tick(
         ):
             return None
         fields[name] = value
-    return Tick(key, ts, fields, topic, partition, offset)
+    # The tuple the named tuple's __new__ makes, without that Python-level call (a record).
+    return _new_tuple(Tick, (key, ts, fields, topic, partition, offset))  # type: ignore[no-any-return]
+
+
+_new_tuple = tuple.__new__
 
 
 def _blank(text: str) -> bool:
