@@ -335,13 +335,19 @@ class TickRules:
     ) -> None:
         """Plain keys' ticks (:meth:`_plain`) through their detectors in one batch; each
         key's run gets what :meth:`_learn_ticks` would have given it."""
-        result, starts = learn_predict_runs(
-            [
-                (state.pipeline, [t.ts for t, _ in ticks], [t.fields for t, _ in ticks])
-                for _run, state, ticks in batch
-            ]
-        )
+        every_tick = [tick for _run, _state, ticks in batch for tick, _value in ticks]
+        # The ticks' fields as columns (Tick order: key, ts, fields, topic, partition, offset).
+        by_name = dict(zip(Tick._fields, zip(*every_tick, strict=True), strict=True))
+        ts, fields = by_name["ts"], by_name["fields"]
+        runs, at = [], 0
+        for _run, state, ticks in batch:
+            runs.append((state.pipeline, ts[at : at + len(ticks)], fields[at : at + len(ticks)]))
+            at += len(ticks)
+        result, starts = learn_predict_runs(runs)
         applied, columns = result.applied, result.columns
+        n_applied = len(applied)
+        # Every tick applied (the usual case): the i-th output is the i-th tick's.
+        every_applied = n_applied == len(every_tick)
         refused = iter(result.refused)
         next_refused = next(refused, None)
         regimes, seen = columns["regime"], columns["n_samples_seen"]
@@ -351,7 +357,6 @@ class TickRules:
         written: list[int] = []
         counts: list[int] = []
         j = 0
-        n_applied = len(applied)
         for (run, state, ticks), start, end in zip(batch, starts, starts[1:], strict=False):
             while next_refused is not None and next_refused[0] < end:
                 i, error = next_refused
@@ -359,8 +364,13 @@ class TickRules:
                 run.dead_letters.append(_rejected(tick, error, value))
                 next_refused = next(refused, None)
             lo = j
-            while j < n_applied and applied[j] < end:
-                j += 1
+            if every_applied:
+                j = end
+                kept = every_tick[start:end]
+            else:
+                while j < n_applied and applied[j] < end:
+                    j += 1
+                kept = [every_tick[applied[a]] for a in range(lo, j)]
             if j == lo:
                 counts.append(0)
                 continue
@@ -371,7 +381,6 @@ class TickRules:
                 emitted = self._emitted(state.last_regime, regimes[lo:j], seen[lo:j])
                 written.extend(lo + e for e in emitted)
                 counts.append(len(emitted))
-            kept = [ticks[applied[a] - start][0] for a in range(lo, j)]
             run.applied += j - lo
             if self.keep_outputs:
                 run.ticks = kept
@@ -380,21 +389,26 @@ class TickRules:
             self._settle(state, run, int(regimes[j - 1]), last.offset, last.ts)
         if not written:
             return
-        every_tick = [tick for _run, _state, ticks in batch for tick, _value in ticks]
-        source_ticks = [every_tick[applied[a]] for a in written]
+        if len(written) != len(every_tick):
+            sources = [every_tick[applied[a]] for a in written]
+            by_name = dict(zip(Tick._fields, zip(*sources, strict=True), strict=True))
+        source: dict[str, Any] = {}
+        for f in SOURCE_FIELDS:
+            column = by_name[f.name]
+            # A text or integer field of one value for all (the topic and partition of a
+            # poll) is written once. (Not a number: -0.0 == 0.0, but their texts differ.)
+            constant = f.kind != "number" and column.count(column[0]) == len(column)
+            source[f.name] = column[0] if constant else column
         encoded = encode_output_columns(
-            {f.name: [getattr(t, f.name) for t in source_ticks] for f in SOURCE_FIELDS},
+            source,
             columns if len(written) == n_applied else take_columns(columns, written),
             self.regime_names,
         )
+        offsets = by_name["offset"]
         at = 0
         for (run, _state, _ticks), count in zip(batch, counts, strict=True):
             if count:
-                run.records += zip(
-                    [t.offset for t in source_ticks[at : at + count]],
-                    encoded[at : at + count],
-                    strict=True,
-                )
+                run.records += zip(offsets[at : at + count], encoded[at : at + count], strict=True)
                 at += count
 
     def _ts_jump(
