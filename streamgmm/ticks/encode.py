@@ -298,6 +298,11 @@ def _is_column(value: object) -> bool:
 def _string_texts(value: Any, n: int) -> list[str]:
     if not _is_column(value):
         return [_json_string(str(value))] * n
+    if type(value) is list and value and value.count(value[0]) == len(value):
+        # One value for every record (a batch's topic, usually): written once.
+        first = value[0]
+        if type(first) is str:
+            return [_json_string(first)] * len(value)
     return list(map(_json_string, map(str, value)))
 
 
@@ -343,11 +348,24 @@ def _float_array(value: Any) -> np.ndarray | None:
 def _integer_texts(value: Any, n: int) -> list[str]:
     if not _is_column(value):
         return [str(int(value))] * n
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind in "iu":
-            return list(map(str, value.tolist()))
+    if not len(value):
+        return []
+    if type(value) is list and value.count(value[0]) == len(value):
+        # One value for every record (a batch's partition, usually): written once.
+        return [str(int(value[0]))] * len(value)
+    if isinstance(value, np.ndarray) and value.dtype.kind not in "iu":
         value = value.tolist()
-    return list(map(str, map(int, value)))
+    # orjson writes ints (a list of them, or an int array) as their decimal digits, as str()
+    # does, a column at once: about four times faster. Anything else (a bool, a float, None, a
+    # string) it writes with other characters, and what it cannot write it refuses: then
+    # int() of each value.
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:  # orjson.JSONEncodeError
+        text = b""
+    if text.translate(None, b"0123456789-,") != b"[]":
+        return list(map(str, map(int, value)))
+    return text[1:-1].decode().split(",")
 
 
 def _boolean_texts(value: Any, n: int) -> list[str]:
@@ -374,6 +392,28 @@ def _probabilities_texts(columns: Sequence[Any], n: int) -> list[str]:
 
 # Seconds of 0001-01-01 and 10000-01-01 since the epoch: the dates ISO-8601 text is written for.
 _FIRST_SECOND, _PAST_LAST_SECOND = -62135596800.0, 253402300800.0
+#: "00" to "99", each as the two bytes of a uint16 (native order, as the texts are written).
+_DIGIT_PAIRS = np.frombuffer("".join(f"{i:02d}" for i in range(100)).encode(), dtype=np.uint16)
+#: Where each pair of digits goes in a record's ``"YYYY-MM-DDTHH:MM:SS.ffffffZ"`` text: the
+#: century, the year in it, month, day, hour, minute, second, and the fraction's three pairs.
+_PAIR_AT = {
+    "c": 1, "y": 3, "mo": 6, "d": 9, "h": 12, "mi": 15, "s": 18, "f0": 21, "f1": 23, "f2": 25
+}  # fmt: skip
+
+
+def _time_layout(text: str) -> tuple[np.dtype[Any], bytes]:
+    """A record's time text with a newline after it, and the dtype of its pairs of digits."""
+    width = len(text) + 1
+    at = {name: i for name, i in _PAIR_AT.items() if i < width - 3}
+    dtype = np.dtype(
+        {"names": list(at), "formats": [np.uint16] * len(at), "offsets": list(at.values()),
+         "itemsize": width}
+    )  # fmt: skip
+    return dtype, f"{text}\n".encode()
+
+
+_WHOLE_TIME = _time_layout('"0000-00-00T00:00:00Z"')
+_FRACTION_TIME = _time_layout('"0000-00-00T00:00:00.000000Z"')
 
 
 def _time_texts(value: Any, n: int) -> list[str]:
@@ -381,14 +421,61 @@ def _time_texts(value: Any, n: int) -> list[str]:
     if not _is_column(value):
         return [_json_time(value)] * n
     array = _float_array(value) if len(value) >= _SHORT else None
-    if (
-        array is not None
-        and bool(np.all(array == np.floor(array)))  # whole seconds (False for NaN and inf)
-        and bool(np.all((array >= _FIRST_SECOND) & (array < _PAST_LAST_SECOND)))
-    ):
-        seconds = array.astype(np.int64).astype("datetime64[s]")
-        return [f'"{text}Z"' for text in np.datetime_as_string(seconds, unit="s").tolist()]
-    return [_json_time(v) for v in (value.tolist() if type(value) is np.ndarray else value)]
+    if array is None:
+        return [_json_time(v) for v in (value.tolist() if type(value) is np.ndarray else value)]
+    return _time_column(array)
+
+
+def _time_column(ts: np.ndarray) -> list[str]:
+    """:func:`_json_time` of each value, a column at once: the digits are written into one
+    byte buffer of fixed-width texts, then split. Four times faster for fractional seconds,
+    twice for whole ones, than value by value."""
+    # As iso_time: the microseconds rounded half to even (Python's round and NumPy's rint
+    # agree), a million of them carried into the second.
+    with np.errstate(invalid="ignore"):
+        whole = np.floor(ts)
+        micro = np.rint((ts - whole) * 1e6)
+    carried = micro == 1e6
+    whole[carried] += 1.0
+    micro[carried] = 0.0
+    valid = (whole >= _FIRST_SECOND) & (whole < _PAST_LAST_SECOND)  # False for NaN and inf
+    every_valid = bool(valid.all())
+    if not every_valid:
+        whole[~valid] = 0.0
+        micro[~valid] = 0.0
+    days, second = np.divmod(whole.astype(np.int64), 86400)
+    dates = days.astype("datetime64[D]")
+    months = dates.astype("datetime64[M]")
+    century, year = np.divmod(months.astype("datetime64[Y]").astype(np.int64) + 1970, 100)
+    hour, second = np.divmod(second, 3600)
+    minute, second = np.divmod(second, 60)
+    fraction = bool(micro.any())
+    dtype, text = _FRACTION_TIME if fraction else _WHOLE_TIME
+    rows = np.frombuffer(bytearray(text * ts.size), dtype=dtype)
+    pairs = _DIGIT_PAIRS
+    rows["c"], rows["y"] = pairs[century], pairs[year]
+    rows["mo"] = pairs[months.astype(np.int64) % 12 + 1]
+    rows["d"] = pairs[(dates - months).astype(np.int64) + 1]
+    rows["h"], rows["mi"], rows["s"] = pairs[hour], pairs[minute], pairs[second]
+    if fraction:
+        micro = micro.astype(np.int64)
+        f0, rest = np.divmod(micro, 10_000)
+        f1, f2 = np.divmod(rest, 100)
+        rows["f0"], rows["f1"], rows["f2"] = pairs[f0], pairs[f1], pairs[f2]
+        # The fraction's trailing zeros are dropped, and its point when it is zero: blanked
+        # as NUL bytes, then removed from the whole text at once.
+        chars = rows.view(np.uint8).reshape(ts.size, dtype.itemsize)
+        digits = chars[:, 21:27]
+        digits[np.logical_and.accumulate(digits[:, ::-1] == ord("0"), axis=1)[:, ::-1]] = 0
+        chars[micro == 0, 20] = 0
+        texts = rows.tobytes().decode("ascii").replace("\0", "").split("\n")
+    else:
+        texts = rows.tobytes().decode("ascii").split("\n")
+    texts.pop()  # after the last newline
+    if not every_valid:
+        for i in np.flatnonzero(~valid).tolist():
+            texts[i] = "null"
+    return texts
 
 
 def _regime_name_texts(
