@@ -29,6 +29,7 @@ import numpy as np
 import orjson
 
 from streamgmm.ticks.record import (
+    DERIVED_FIELDS,
     RECORD_FIELDS,
     SOURCE_FIELDS,
     finite_or_none,
@@ -478,20 +479,22 @@ def _time_column(ts: np.ndarray) -> list[str]:
     return texts
 
 
-def _regime_name_texts(
-    regimes: Any, names: Sequence[str] | None, probabilities: Sequence[Any], n: int
+def _regime_texts(
+    regimes: Any, names: Sequence[str] | None, probabilities: Sequence[Any], n: int, separator: str
 ) -> list[str]:
-    """The ``regime_name`` of each record from its ``regime``."""
+    """``regime + separator + regime_name`` of each record (the two fields in a row): written
+    once per regime id, then looked up."""
     n_regimes = len(probabilities)
-    texts = [_json_string(regime_name(r, names, n_regimes)) for r in range(n_regimes)]
+
+    def text(r: Any) -> str:
+        return f"{int(r)}{separator}{_json_string(regime_name(r, names, n_regimes))}"
+
+    if not _is_column(regimes):
+        return [text(regimes)] * n
+    texts = [text(r) for r in range(n_regimes)]
     if isinstance(regimes, np.ndarray):
         regimes = regimes.tolist()
-    return [
-        texts[r]
-        if type(r) is int and 0 <= r < n_regimes
-        else _json_string(regime_name(r, names, n_regimes))
-        for r in regimes
-    ]
+    return [texts[r] if type(r) is int and 0 <= r < n_regimes else text(r) for r in regimes]
 
 
 _COLUMN_WRITERS = {
@@ -501,45 +504,80 @@ _COLUMN_WRITERS = {
     "boolean": "_boolean_texts",
     "probabilities": "_probabilities_texts",
     "time": "_time_texts",
-    "regime_name": "_regime_name_texts",
+    "regime_name": "_regime_texts",
 }
-#: What a derived field is made of, in the columns encoder.
-_DERIVED_COLUMNS = {
-    "time": 'source["ts"], n',
-    "regime_name": 'columns["regime"], names, columns["probabilities"], n',
-}
+#: What a derived field is made of, in the columns encoder (regime_name: with its regime).
+_DERIVED_COLUMNS = {"time": 'source["ts"], n'}
 
 
 def _columns_encoder_source() -> str:
+    derived = {f.name for f in DERIVED_FIELDS.values()}
     count = next(
         f.name
         for f in RECORD_FIELDS
-        if f.name not in _SOURCE_NAMES and f.name not in _DERIVED_COLUMNS
-        and f.kind != "probabilities"
-    )  # fmt: skip
+        if f.name not in _SOURCE_NAMES and f.name not in derived and f.kind != "probabilities"
+    )
+
+    def value(field: Any) -> str:
+        return f'{"source" if field.name in _SOURCE_NAMES else "columns"}["{field.name}"]'
+
+    # One column of texts per field (the call writing it); a regime and its name, one column
+    # (written once per regime id): one replacement field less in the record's f-string.
+    segments: list[tuple[str, str, str | None]] = []  # (field name, call, mapping's columns)
+    fields = list(RECORD_FIELDS)
+    i = 0
+    while i < len(fields):
+        field = fields[i]
+        after = fields[i + 1] if i + 1 < len(fields) else None
+        if after is not None and after.kind == "regime_name":
+            separator = f',"{after.name}":'
+            call = (
+                f"{_COLUMN_WRITERS['regime_name']}({value(field)}, names, "
+                f'columns["probabilities"], n, {separator!r})'
+            )
+            i += 1
+        elif field.name in _DERIVED_COLUMNS:
+            call = f"{_COLUMN_WRITERS[field.kind]}({_DERIVED_COLUMNS[field.name]})"
+        else:
+            call = f"{_COLUMN_WRITERS[field.kind]}({value(field)}, n)"
+        mapping = value(field) if field.kind == "probabilities" else None
+        segments.append((field.name, call, mapping))
+        i += 1
+
+    def records(columns: list[str], parts: list[str]) -> str:
+        loop = ", ".join(f"v{c[1:]}" for c in columns)
+        template = "{{" + ",".join(parts) + "}}"
+        return (
+            f"return [f'{template}'.encode() for {loop} in zip({', '.join(columns)}, strict=True)]"
+        )
+
     lines = [
         "def encode_output_columns(source, columns, names=None):",
         f'    n = len(columns["{count}"])',
     ]
-    temps, parts = [], []
-    for i, field in enumerate(RECORD_FIELDS):
-        if field.name in _DERIVED_COLUMNS:
-            lines.append(
-                f"    t{i} = {_COLUMN_WRITERS[field.kind]}({_DERIVED_COLUMNS[field.name]})"
-            )
-            temps.append(f"t{i}")
-            parts.append(f'"{field.name}":{{v{i}}}')
-            continue
-        value = (
-            f'source["{field.name}"]' if field.name in _SOURCE_NAMES else f'columns["{field.name}"]'
-        )
-        lines.append(f"    t{i} = {_COLUMN_WRITERS[field.kind]}({value}, n)")
-        temps.append(f"t{i}")
-        parts.append(f'"{field.name}":{{v{i}}}')
-    template = "{{" + ",".join(parts) + "}}"
-    values = ", ".join(f"v{i}" for i in range(len(temps)))
+    lines += [f"    t{j} = {call}" for j, (_, call, mapping) in enumerate(segments) if not mapping]
+    # Where every mapping of regime probabilities holds two (the usual detector): one column
+    # per regime, written in the record's own f-string, no text per mapping first.
+    mappings = [(j, m) for j, (_, _, m) in enumerate(segments) if m]
+    if mappings:
+        lines.append(f"    if {' and '.join(f'len({m}) == 2' for _, m in mappings)}:")
+        columns, parts = [], []
+        for j, (name, _, mapping) in enumerate(segments):
+            if mapping:
+                lines += [f"        t{j}_{r} = _number_texts({mapping}[{r}], n)" for r in (0, 1)]
+                columns += [f"t{j}_0", f"t{j}_1"]
+                parts.append(f'"{name}":{{{{"0":{{v{j}_0}},"1":{{v{j}_1}}}}}}')
+            else:
+                columns.append(f"t{j}")
+                parts.append(f'"{name}":{{v{j}}}')
+        lines.append("        " + records(columns, parts))
+    lines += [f"    t{j} = {call}" for j, (_, call, mapping) in enumerate(segments) if mapping]
     lines.append(
-        f"    return [f'{template}'.encode() for {values} in zip({', '.join(temps)}, strict=True)]"
+        "    "
+        + records(
+            [f"t{j}" for j in range(len(segments))],
+            [f'"{name}":{{v{j}}}' for j, (name, _, _) in enumerate(segments)],
+        )
     )
     return "\n".join(lines) + "\n"
 
