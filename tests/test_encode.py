@@ -268,9 +268,16 @@ def test_number_columns_are_written_as_repr_writes_each_float() -> None:
 
 
 def test_the_columns_encoder_is_generated_from_the_schema() -> None:
-    positions = [COLUMNS_ENCODER_SOURCE.index(f'"{name}":') for name in RECORD_KEYS]
-    assert positions == sorted(positions)
-    assert COLUMNS_ENCODER_SOURCE.count('":{v') == len(RECORD_KEYS)
+    # Every field is written, by name, and a record holds the fields in the schema's order
+    # (two fields in a row may be written as one text: regime and regime_name, for one).
+    assert all(f'"{name}":' in COLUMNS_ENCODER_SOURCE for name in RECORD_KEYS)
+    columns = make_output_columns(
+        [1], [[0.25], [0.75]], [[0.5], [0.5]], [-1.0], [0.5], [False], [3], [True], [0.01], [-0.02]
+    )
+    source = {"key": "K", "ts": 1.5, "topic": "t", "partition": 0, "offset": 7}
+    (record,) = encode_output_columns(source, columns)
+    assert tuple(json.loads(record)) == RECORD_KEYS
+    assert record.count(b'":') == len(RECORD_KEYS) + 4  # and the regime ids in probabilities
 
 
 # --------------------------------------------------------------------------- for people
@@ -357,3 +364,92 @@ def test_encode_output_run_equals_the_per_record_encoder(
     assert encode_output_run(ticks, outs, names) == [
         encode_output_record(tick, out, names) for tick, out in zip(ticks, outs, strict=True)
     ]
+
+
+def _edge_times() -> np.ndarray:
+    """Timestamps where writing ``time`` a column at once could part from iso_time."""
+    first, past = -62135596800.0, 253402300800.0  # 0001-01-01 and 10000-01-01
+    rng = np.random.default_rng(11)
+    return np.concatenate(
+        [
+            # Bit patterns: NaN, infinities, tiny and huge values of either sign.
+            rng.integers(0, 2**64 - 1, 3_000, dtype=np.uint64, endpoint=True).view(np.float64),
+            rng.uniform(first - 1e6, past + 1e6, 3_000),  # every year, fractional
+            np.round(rng.uniform(first, past, 3_000)),  # whole seconds, every year
+            np.round(rng.uniform(0.0, 2e9, 3_000), 3),  # millisecond ticks
+            [first, first - 1.0, first - 1e-7, past, past - 1.0, past - 1e-7, past - 4e-7],
+            [0.0, -0.0, -1e-7, 0.9999996, 0.9999994, 0.5e-6, 1.5e-6, 2.5e-6, -86400.5, 5e-324],
+            [951782400.0, 951868799.999, 4107542400.25, -2208988800.5],  # leap days, 1900
+        ]
+    )
+
+
+def test_a_time_column_is_iso_time_of_each_value_at_every_edge() -> None:
+    values = _edge_times()
+    records = encode_output_columns(
+        {"key": "K", "ts": values, "topic": "t", "partition": 0, "offset": 0},
+        make_output_columns(
+            [0] * values.size, [], [], [None] * values.size, [0.0] * values.size,
+            [False] * values.size, [1] * values.size, [True] * values.size,
+            [None] * values.size, [None] * values.size,
+        ),
+    )  # fmt: skip
+    got = [json.loads(r)["time"] for r in records]
+    assert got == [iso_time(t) for t in values.tolist()]
+    assert any(g is None for g in got) and any("." in g for g in got if g)
+
+
+@pytest.mark.parametrize("n", [3, 60])
+def test_source_columns_as_lists_equal_the_generic_encoder(n: int) -> None:
+    """The service passes each source field as a list: all-equal topics and partitions, and
+    integers of other types than int, are written as the generic encoder writes them."""
+    rng = np.random.default_rng(n)
+    offsets: list[Any] = rng.integers(0, 2**62, n).tolist()
+    offsets[0] = True  # int(True) is 1, not "true"
+    offsets[-1] = float(offsets[-1] // 1024)
+    ts = (np.round(rng.uniform(1.7e9, 1.8e9, n), 3)).tolist()
+    columns = make_output_columns(
+        rng.integers(0, 2, n), [rng.random(n), rng.random(n)], [rng.random(n), rng.random(n)],
+        rng.normal(size=n), rng.random(n), rng.random(n) < 0.1, np.arange(n) + 300,
+        np.ones(n, dtype=bool), rng.random(n), -rng.random(n),
+    )  # fmt: skip
+    outs = output_rows(columns)
+    for topic, partition in [("ticks", 2), ("ticks", np.int64(2)), ("a%b", 1), ("é", -1)]:
+        for mixed in (False, True):
+            topics = [topic] * n
+            partitions = [partition] * n
+            if mixed:
+                topics[-1], partitions[-1] = "other", 7
+            keys = [f"K{i % 4}" for i in range(n)]
+            source = {"key": keys, "ts": ts, "topic": topics, "partition": partitions,
+                      "offset": offsets}  # fmt: skip
+            want = [
+                encode_output(build_output_record(Tick(k, t, {}, tp, p, o), out, None))
+                for k, t, tp, p, o, out in zip(keys, ts, topics, partitions, offsets, outs,
+                                               strict=True)
+            ]  # fmt: skip
+            assert encode_output_columns(source, columns) == want
+
+
+@pytest.mark.parametrize(("k", "k_raw"), [(2, 2), (2, 3), (3, 2), (1, 2)])
+def test_two_regime_probabilities_and_other_counts_equal_the_generic_encoder(
+    k: int, k_raw: int
+) -> None:
+    """Two regimes' probabilities are written from one column per regime; any other count
+    (in either mapping) as a mapping's text: both as the generic encoder writes them."""
+    rng = np.random.default_rng(k * 10 + k_raw)
+    n = 60
+    probabilities = [rng.random(n) for _ in range(k)]
+    probabilities[0][:3] = [1.5e-7, 0.0, np.nan]  # repr's forms, and null
+    columns = make_output_columns(
+        rng.integers(0, k, n), probabilities, [rng.random(n) for _ in range(k_raw)],
+        rng.normal(size=n), rng.random(n), np.zeros(n, dtype=bool), np.arange(n),
+        np.ones(n, dtype=bool), rng.random(n), -rng.random(n),
+    )  # fmt: skip
+    ts = np.arange(n, dtype=np.float64) + 1.7e9
+    source = {"key": "K", "ts": ts, "topic": "t", "partition": 0, "offset": np.arange(n)}
+    want = [
+        encode_output(build_output_record(Tick("K", t, {}, "t", 0, o), out, None))
+        for t, o, out in zip(ts.tolist(), range(n), output_rows(columns), strict=True)
+    ]
+    assert encode_output_columns(source, columns) == want
