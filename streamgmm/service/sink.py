@@ -50,6 +50,7 @@ it holds, as a crashed service's outputs are re-emitted after the restart anyway
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -467,6 +468,10 @@ class _ChildProducer:
             return EXIT_USAGE
         if not self._start(json.loads(first[1])):
             return EXIT_FAILURE
+        # The objects so far (the imports', the client's) live as long as the process: out of
+        # the cyclic collector's sight, its full collections stop walking them while records
+        # are sent (what ``streamgmm run`` does for its own process).
+        gc.freeze()
         threading.Thread(target=self._pump, name="sink-pipe", daemon=True).start()
         threading.Thread(target=self._report, name="sink-progress", daemon=True).start()
         assert self._producer is not None
