@@ -287,6 +287,8 @@ encode_output_run = _compile_run_encoder()
 
 
 _COLUMN_TYPES = (list, tuple, np.ndarray)
+#: The column types whose values are Python objects (``count`` compares them as ``==`` does).
+_SEQUENCES = (list, tuple)
 #: Below this many values, a column of numbers is written value by value: a run of a few ticks
 #: (the service's usual poll holds a few per key) would spend more on NumPy's per-call costs.
 _SHORT = 48
@@ -299,7 +301,7 @@ def _is_column(value: object) -> bool:
 def _string_texts(value: Any, n: int) -> list[str]:
     if not _is_column(value):
         return [_json_string(str(value))] * n
-    if type(value) is list and value and value.count(value[0]) == len(value):
+    if type(value) in _SEQUENCES and value and value.count(value[0]) == len(value):
         # One value for every record (a batch's topic, usually): written once.
         first = value[0]
         if type(first) is str:
@@ -351,7 +353,7 @@ def _integer_texts(value: Any, n: int) -> list[str]:
         return [str(int(value))] * n
     if not len(value):
         return []
-    if type(value) is list and value.count(value[0]) == len(value):
+    if type(value) in _SEQUENCES and value.count(value[0]) == len(value):
         # One value for every record (a batch's partition, usually): written once.
         return [str(int(value[0]))] * len(value)
     if isinstance(value, np.ndarray) and value.dtype.kind not in "iu":

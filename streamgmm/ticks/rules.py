@@ -392,15 +392,8 @@ class TickRules:
         if len(written) != len(every_tick):
             sources = [every_tick[applied[a]] for a in written]
             by_name = dict(zip(Tick._fields, zip(*sources, strict=True), strict=True))
-        source: dict[str, Any] = {}
-        for f in SOURCE_FIELDS:
-            column = by_name[f.name]
-            # A text or integer field of one value for all (the topic and partition of a
-            # poll) is written once. (Not a number: -0.0 == 0.0, but their texts differ.)
-            constant = f.kind != "number" and column.count(column[0]) == len(column)
-            source[f.name] = column[0] if constant else column
         encoded = encode_output_columns(
-            source,
+            {f.name: by_name[f.name] for f in SOURCE_FIELDS},
             columns if len(written) == n_applied else take_columns(columns, written),
             self.regime_names,
         )
