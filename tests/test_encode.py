@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamgmm.regime.output import (
+    NAN_IS_NONE,
     OUTPUT_FIELDS,
     OUTPUT_KEYS,
     make_output,
@@ -58,6 +59,20 @@ def test_the_schema_is_the_one_list_of_fields() -> None:
     # The docs table lists every field.
     table = fields_table()
     assert all(f"| `{name}` |" in table for name in RECORD_KEYS)
+
+
+def test_make_output_turns_nan_into_none_exactly_for_the_fields_that_can_have_no_value() -> None:
+    nan = float("nan")
+    out = make_output(0, {0: 1.0}, {0: 1.0}, nan, nan, False, 1, False, nan, nan)
+    assert {name for name, value in out.items() if value is None} == NAN_IS_NONE
+    assert {"log_likelihood", "drift_score", "volatility", "value_at_risk"} == NAN_IS_NONE
+    # Every output path goes through make_output: columns and a batch's rows agree.
+    columns = make_output_columns(
+        np.array([0]), [np.array([1.0])], [np.array([1.0])], np.array([nan]),
+        np.array([0.5]), np.array([False]), np.array([1]), np.array([False]),
+        np.array([nan]), np.array([nan]),
+    )  # fmt: skip
+    assert output_rows(columns)[0]["log_likelihood"] is None
 
 
 def test_a_record_carries_the_warm_flag() -> None:

@@ -192,32 +192,30 @@ class _Detector(base.Base, Shape):
         if k == 2:
             # The usual case, by position (0.1 us a tick faster than by name): the layout's
             # R_* order, which test_the_two_regime_row_unpacks_in_layout_order holds.
-            # NaN (no forecast) is None in the output: null in the record.
-            ll, vol, var = row[5], row[8], row[9]
+            # NaN (no forecast) becomes None in make_output: null in the record.
             return make_output(
                 1 if row[2] else 0,
                 {0: row[p], 1: row[p + 1]},
                 {0: row[p + 2], 1: row[p + 3]},
-                ll if ll == ll else None,
+                row[5],
                 row[6],
                 row[7] != 0.0,
                 int(row[4]),
                 row[3] != 0.0,
-                vol if vol == vol else None,
-                var if var == var else None,
+                row[8],
+                row[9],
             )
-        ll, vol, var = row[L.R_LL], row[L.R_VOLATILITY], row[L.R_VAR]
         return make_output(
             int(row[L.R_REGIME]),
             dict(enumerate(row[p : p + k])),
             dict(enumerate(row[p + k : p + 2 * k])),
-            ll if ll == ll else None,
+            row[L.R_LL],
             row[L.R_DRIFT_SCORE],
             row[L.R_DRIFT] != 0.0,
             int(row[L.R_SEEN]),
             row[L.R_WARM] != 0.0,
-            vol if vol == vol else None,
-            var if var == var else None,
+            row[L.R_VOLATILITY],
+            row[L.R_VAR],
         )
 
     # -- the per-tick call -----------------------------------------------------------------

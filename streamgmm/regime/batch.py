@@ -21,7 +21,7 @@ import numpy as np
 
 from streamgmm.regime import layout as L
 from streamgmm.regime.base import _Detector, row_columns
-from streamgmm.regime.output import NAN_IS_NONE, OUTPUT_FIELDS, OutputBlock, make_output
+from streamgmm.regime.output import OUTPUT_FIELDS, OutputBlock, make_output
 
 __all__ = ["OutputRows", "batch_kind", "learn_predict_runs"]
 
@@ -162,8 +162,7 @@ class OutputRows(Sequence[dict[str, Any]]):
             if f.name in _PROBABILITIES:
                 values.append({r: float(c[j]) for r, c in enumerate(column)})
                 continue
-            value = column[j].item()
-            values.append(None if value != value and f.name in NAN_IS_NONE else value)
+            values.append(column[j].item())  # make_output turns NaN into None
         return make_output(*values)
 
     def column(self, name: str) -> list[Any]:

@@ -162,7 +162,7 @@ def make_output(
     probabilities: dict[int, float],
     raw_probabilities: dict[int, float],
     log_likelihood: float | None,
-    drift_score: float,
+    drift_score: float | None,
     drift_detected: bool,
     n_samples_seen: int,
     warm: bool,
@@ -172,7 +172,8 @@ def make_output(
     """A detector's output for one tick: a dict with exactly :data:`OUTPUT_KEYS`, in order.
 
     The one place a detector builds its output. Values are taken as they are (the detector
-    passes plain ints, floats and bools; the encoder applies the JSON rules).
+    passes plain ints, floats and bools; the encoder applies the JSON rules), but for the
+    fields of :data:`NAN_IS_NONE`, where NaN, the compiled step's "no value", becomes None.
 
     Examples
     --------
@@ -181,18 +182,22 @@ def make_output(
     ... )
     >>> tuple(out) == OUTPUT_KEYS
     True
+    >>> nan = float("nan")
+    >>> make_output(0, {}, {}, nan, 0.0, False, 1, False, nan, nan)["volatility"] is None
+    True
     """
+    # NaN != NaN. These are the fields of NAN_IS_NONE (test_encode checks it).
     return {
         "regime": regime,
         "probabilities": probabilities,
         "raw_probabilities": raw_probabilities,
-        "log_likelihood": log_likelihood,
-        "drift_score": drift_score,
+        "log_likelihood": log_likelihood if log_likelihood == log_likelihood else None,
+        "drift_score": drift_score if drift_score == drift_score else None,
         "drift_detected": drift_detected,
         "n_samples_seen": n_samples_seen,
         "warm": warm,
-        "volatility": volatility,
-        "value_at_risk": value_at_risk,
+        "volatility": volatility if volatility == volatility else None,
+        "value_at_risk": value_at_risk if value_at_risk == value_at_risk else None,
     }
 
 
@@ -263,14 +268,6 @@ def _listed(column: Any) -> list[Any]:
     return column.tolist() if isinstance(column, np.ndarray) else list(column)
 
 
-def _plain(column: Any, name: str) -> list[Any]:
-    """:func:`_listed`, NaN as None where field ``name`` can have no value."""
-    values = _listed(column)
-    if name in NAN_IS_NONE:
-        return [None if v != v else v for v in values]
-    return values
-
-
 def output_rows(columns: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The per-tick outputs (:func:`make_output` dicts, plain Python values) of outputs in
     column form (lists, or NumPy arrays with NaN for no value)."""
@@ -285,7 +282,7 @@ def output_rows(columns: Mapping[str, Any]) -> list[dict[str, Any]]:
                 else [{} for _ in range(n)]
             )
         else:
-            per_field.append(_plain(column, f.name))
+            per_field.append(_listed(column))  # make_output turns NaN into None
     return [make_output(*row) for row in zip(*per_field, strict=True)]
 
 
