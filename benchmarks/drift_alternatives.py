@@ -8,7 +8,7 @@ then runs every candidate monitor on those values:
 
 ``pit h=H [clip C] [slack K]``
     the detector's CUSUM ``S <- max(0, S + min(z^2, C) - K)``, alarm at ``S > H`` (default
-    C = 6, K = 1.25; ``h=24`` is the detector's);
+    C = 6, K = 1.25; ``h=30 clip=8`` is the detector's);
 ``level k=K h=H``
     a CUSUM on the forecast's level ``L = log(predictive variance / long-run variance)``:
     ``S <- max(0, S + L - K)``, alarm at ``S > H``, then no level alarm until ``L < K`` again
@@ -182,12 +182,15 @@ def _either(a: Monitor, b: Monitor) -> Monitor:
 
 
 CANDIDATES: dict[str, Monitor] = {
-    "pit h=24 (the detector's)": _pit(24.0),
+    "pit h=30 clip=8 (the detector's)": _pit(30.0, 8.0),
+    "pit h=24": _pit(24.0),
     "pit h=26": _pit(26.0),
     "pit h=28": _pit(28.0),
     "pit h=30": _pit(30.0),
     "pit h=36": _pit(36.0),
     "pit h=20 clip=9": _pit(20.0, 9.0),
+    "pit h=32 clip=8": _pit(32.0, 8.0),
+    "pit h=32 clip=9": _pit(32.0, 9.0),
     "pit h=36 clip=9": _pit(36.0, 9.0),
     "level k=2 h=10": _lev(2.0, 10.0),
     "level k=1.75 h=30": _lev(1.75, 30.0),

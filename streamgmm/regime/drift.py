@@ -8,8 +8,8 @@ The market detector's drift
 :class:`~streamgmm.regime.RegimeDetector` scores each return under the predictive made before
 it; ``z`` is the normal score of where the return fell in that predictive (its probability
 integral transform), standard normal while the forecast is calibrated. The CUSUM
-``S <- max(0, S + min(z^2, 6) - 1.25)`` raises ``drift_detected`` at ``S > 24`` and starts
-again; ``drift_score`` is ``S / 24``. An alarm means: for longer than the forecaster's own
+``S <- max(0, S + min(z^2, 8) - 1.25)`` raises ``drift_detected`` at ``S > 30`` and starts
+again; ``drift_score`` is ``S / 30``. An alarm means: for longer than the forecaster's own
 volatility dynamics explain, returns were larger than its predictive allowed, so its
 ``value_at_risk`` is too shallow for now. A rise in volatility that the forecast follows within
 a few weeks is not an alarm (it shows as the turbulent regime): a slower reference (the
@@ -213,8 +213,8 @@ def drift_run(buf, log_likelihood, expected, alarms, scores):
 #: CUSUM ``S <- max(0, S + min(z^2, PIT_CLIP) - PIT_SLACK)`` on the normal score ``z`` of the
 #: forecast's probability integral transform; an alarm at ``S > PIT_THRESHOLD`` (then ``S = 0``).
 PIT_SLACK = 1.25
-PIT_CLIP = 6.0
-PIT_THRESHOLD = 24.0
+PIT_CLIP = 8.0
+PIT_THRESHOLD = 30.0
 
 
 @hot
