@@ -203,10 +203,10 @@ def test_no_monitor_can_flag_most_garch_variance_jumps() -> None:
 
 def test_sp500_drift_alarms_and_the_2008_break() -> None:
     """Goal: the 2008 break flagged, with at most 3 other alarms over 1999-2018. Not met: one
-    alarm in all (2018-01-29); the forecaster follows 2008 closely enough that its own
+    alarm in all (2018-02-02); the forecaster follows 2008 closely enough that its own
     predictive is not surprised for long, and the break shows as the turbulent regime instead
     (every tick from September to November 2008). Run from 2004 on, the detector flags
-    2008-10-09."""
+    2008-10-13."""
     prices = rs.real_series()["sp500_1999"]
     run = rs.detector_labels(prices, RegimeDetector, keep_outputs=False)
     dates = prices.index[1:]
