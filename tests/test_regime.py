@@ -673,7 +673,7 @@ def test_log_likelihood_volatility_and_value_at_risk_are_one_predictive(stream: 
     step = grid[1] - grid[0]
     assert abs(dens.sum() * step - 1.0) < 2e-3
     mean = (grid * dens).sum() * step
-    # t(nu) tails beyond 25 sd hold little variance for the nu learnt here (>= 3)
+    # t(nu) tails beyond 25 sd hold little variance for the nu learnt here (>= 2.75)
     assert (((grid - mean) ** 2 * dens).sum() * step) ** 0.5 == pytest.approx(sd, rel=0.03)
     below = dens[grid <= out["value_at_risk"]].sum() * step
     assert 0.0095 < below < 0.0105
@@ -722,3 +722,27 @@ def test_a_stored_state_out_of_bounds_is_refused() -> None:
         node[path[-1]] = value
         with pytest.raises(ValueError, match=message):
             RegimeDetector.from_state(state)
+
+
+def test_degrees_of_freedom_stay_in_their_bounds_on_tails_heavier_than_t3() -> None:
+    """iid Student-t(2.2) returns (infinite variance): both models' degrees of freedom go down
+    to their lower bound, 2.75, and not below; outputs stay finite. A stored nu below the
+    bound is refused, naming it."""
+    from streamgmm.regime import volatility
+
+    rng = np.random.default_rng(0)
+    price = 100.0 * np.exp(np.cumsum(rng.standard_t(2.2, 4000) * 0.01))
+    ticks = [{"ts": 86400.0 * i, "price": p} for i, p in enumerate(price.tolist())]
+    det = RegimeDetector()
+    out = det.learn_predict_many(ticks)
+    state = det.to_state()
+    for model in ("gjr", "egarch"):
+        nu = state[model]["t_constants"][0]
+        assert volatility.NU_MIN <= nu < 2.8, (model, nu)
+    assert all(math.isfinite(o["volatility"]) and o["value_at_risk"] < 0 for o in out[60:])
+    theta = list(state["gjr"]["theta"])
+    theta[3] = math.log(2.7 - 2.0)
+    bad = json.loads(json.dumps(state))
+    bad["gjr"]["theta"] = theta
+    with pytest.raises(ValueError, match=r"theta\[3\]"):
+        RegimeDetector.from_state(bad)

@@ -17,7 +17,7 @@ likelihood**: the score of the tick's log predictive density through the tangent
 ``d h / d theta``, a curvature ``F`` averaged from a diagonal prior at the starting values,
 the step ``theta += clip(r F^-1 s)`` with ``r = 1 / (t + 250)``, then a projection onto the
 stationary region (GJR: ``a in [0, .5]``, ``g in [-a, .5]``, ``a + g/2 + b <= 0.9995``; EGARCH:
-``a in [0, .5]``, ``|g| <= .3``, ``b <= .9995``, ``|c| <= 2``; both ``nu in [3, 62]``,
+``a in [0, .5]``, ``|g| <= .3``, ``b <= .9995``, ``|c| <= 2``; both ``nu in [2.75, 62]``,
 ``|mu| <= .3``). The Cholesky factor of ``F`` is reused for :data:`REFACTOR` ticks, and the
 t density's constants are recomputed only when ``nu`` moves.
 
@@ -89,8 +89,13 @@ GJR_START = (0.05, 0.0, 0.9, 6.0)
 EGARCH_START = (0.05, 0.0, 0.95, 6.0)
 GJR_PRIOR = (50.0, 15.0, 50.0, 0.02, 1.0, 0.3)
 EGARCH_PRIOR = (2.0, 2.0, 8.0, 0.02, 1.0, 0.3)
-#: Bounds of log(nu - 2): nu in [3, 62].
-ETA_MAX = math.log(60.0)
+#: Bounds of nu, and of the parameter log(nu - 2). Below 3 the t's variance is more than 3 times
+#: its squared scale: returns with heavier tails than a t(3) (intraday bars with stale quotes)
+#: get a predictive variance that matches their squared returns (docs/regime.md).
+NU_MIN = 2.75
+NU_MAX = 62.0
+ETA_MIN = math.log(NU_MIN - 2.0)
+ETA_MAX = math.log(NU_MAX - 2.0)
 
 
 # -- the Student-t and the normal -------------------------------------------------------------
@@ -300,7 +305,7 @@ def _project(m, egarch):
         m[th + 1] = g
         m[th + 2] = b
         m[th + 5] = 0.0
-    m[th + 3] = min(max(m[th + 3], 0.0), ETA_MAX)
+    m[th + 3] = min(max(m[th + 3], ETA_MIN), ETA_MAX)
     m[th + 4] = min(max(m[th + 4], -0.3), 0.3)
 
 
@@ -503,7 +508,7 @@ def mixture_quantile(w, ma, mb, s_a, s_b, z):
 FIELDS = ("variance", "long_run", "long_run_weight", "steps", "theta", "tangent", "curvature",
           "factor", "t_constants", "time")  # fmt: skip
 
-_THETA_LO = (0.0, -0.5, 0.0, 0.0, -0.3, -2.0)
+_THETA_LO = (0.0, -0.5, 0.0, ETA_MIN, -0.3, -2.0)
 _THETA_HI = (0.5, 0.5, 0.9995, ETA_MAX, 0.3, 2.0)
 
 
@@ -572,8 +577,8 @@ def _t_constants(path: str, value: Any) -> tuple[float, float, float]:
     """The cached (nu, log constant, digamma difference): nu in range, the others its own
     (to rounding), so the stored cache continues the run bit for bit."""
     nu, logc, dig = V.matrix(path, value, (3,), lo=-1e3, hi=1e3).tolist()
-    if not 3.0 * (1 - 1e-9) <= nu <= 62.0 * (1 + 1e-9):
-        raise ValueError(f"{path}[0] (nu) must be in [3, 62], got {nu!r}")
+    if not NU_MIN * (1 - 1e-9) <= nu <= NU_MAX * (1 + 1e-9):
+        raise ValueError(f"{path}[0] (nu) must be in [{NU_MIN}, {NU_MAX:g}], got {nu!r}")
     want = (
         math.lgamma(0.5 * (nu + 1.0)) - math.lgamma(0.5 * nu) - 0.5 * (LOG_PI + math.log(nu - 2.0))
     )
