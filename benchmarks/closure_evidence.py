@@ -36,14 +36,13 @@ def moves(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     prices = rs.real_series()[name]
     ts = rs.posix_seconds(prices.index)
     price = prices.to_numpy(float)
-    out = RegimeDetector().learn_predict_many(
-        [{"ts": t, "price": p} for t, p in zip(ts.tolist(), price.tolist(), strict=True)]
-    )
-    p_turb = np.array([o["probabilities"][1] if o["warm"] else np.nan for o in out])
-    sd = np.array([np.nan if o["volatility"] is None else o["volatility"] for o in out])
-    size = np.abs(np.diff(np.log(price))) / sd[:-1]
+    run = rs.run_detector(ts, price, RegimeDetector)  # aligned with the returns
+    p_turb = np.where(run.warm, run.probabilities[:, 1], np.nan)
+    sd = np.array([np.nan if o["volatility"] is None else o["volatility"] for o in run.outputs])
+    # return j + 1 against the forecast made at tick j + 1, the one return j ended on
+    size = np.abs(np.diff(np.log(price))[1:]) / sd[:-1]
     rise = p_turb[1:] - p_turb[:-1]
-    days = np.diff(ts) / 86400.0
+    days = np.diff(ts)[1:] / 86400.0
     keep = np.isfinite(size) & np.isfinite(rise) & (p_turb[:-1] < CALM)
     return rise[keep], days[keep], size[keep]
 
